@@ -1,0 +1,238 @@
+"""Start and stop the local services: Azurite (Storage) and localbatch (Batch).
+
+Used by ``runner local up`` (long-lived background services) and by the test
+fixtures (services per test session), so both exercise one code path.
+
+Contracts:
+
+* Services bind to 127.0.0.1. ``port=0`` picks a free port; a previous port
+  can be asked for again so that URLs stored in tasks stay valid after a
+  restart.
+* Their output goes to a log file next to their data; readiness is detected
+  from that log (Azurite) or from ``DATA_DIR/endpoint`` (localbatch).
+* Keys never appear on a command line: localbatch receives its own key and
+  the Storage key through environment variables.
+* Processes start in their own session, so a Ctrl-C in the terminal that ran
+  ``runner`` does not kill them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+AZURITE_ACCOUNT_NAME = "devstoreaccount1"
+# Azurite's well-known development key, published in Azurite's documentation.
+# It is the only key in this repository; it protects nothing but local emulator data.
+AZURITE_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+LOCALBATCH_KEY_ENV = "LOCALBATCH_ACCOUNT_KEY"
+LOCALBATCH_STORAGE_KEY_ENV = "LOCALBATCH_STORAGE_ACCOUNT_KEY"
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_AZURITE_READY = re.compile(r"successfully listens on (http://[0-9.]+:(\d+))")
+
+
+@dataclass
+class ServiceProcess:
+    """A started service: its pid, base URL and log file.
+
+    ``popen`` is set when this process started the service (it can ``wait``
+    on it); it is ``None`` for a service found running from an earlier call.
+    """
+
+    name: str
+    pid: int
+    url: str
+    port: int
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        stop_pid(self.pid, timeout=timeout, popen=self.popen)
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests: no clean shutdown."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        if self.popen is not None:
+            self.popen.wait(timeout=10)
+
+
+def azurite_executable() -> Path:
+    """The project's pinned Azurite (``npm ci``), or one on PATH."""
+    override = os.environ.get("RUNNER_AZURITE_BIN")
+    candidates = [Path(override)] if override else []
+    candidates.append(PROJECT_ROOT / "node_modules" / ".bin" / "azurite-blob")
+    found = shutil.which("azurite-blob")
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise ServiceError(
+        "Azurite is not installed",
+        hint="run `npm ci` in the project directory (or `make demo`), or set RUNNER_AZURITE_BIN",
+    )
+
+
+def start_azurite(data_dir: Path, *, port: int = 0, timeout: float = 60.0) -> ServiceProcess:
+    """Start Azurite's blob service with data under ``data_dir``; return when it listens."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "azurite.log"
+    cmd = [
+        str(azurite_executable()),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(data_dir),
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+    ]
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    popen = _spawn(cmd, log_path, env=None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = _AZURITE_READY.search(_read_text(log_path)[offset:])
+        if match:
+            base, real_port = match.group(1), int(match.group(2))
+            url = f"{base}/{AZURITE_ACCOUNT_NAME}"
+            log.info("Azurite listening on %s (pid %d)", url, popen.pid)
+            return ServiceProcess("azurite", popen.pid, url, real_port, log_path, popen)
+        if popen.poll() is not None:
+            raise ServiceError(f"Azurite exited with code {popen.returncode}; see {log_path}")
+        time.sleep(0.05)
+    stop_pid(popen.pid, popen=popen)
+    raise ServiceError(f"Azurite did not start within {timeout:.0f}s; see {log_path}")
+
+
+def start_localbatch(
+    data_dir: Path,
+    *,
+    account_name: str,
+    account_key: str,
+    storage_blob_endpoint: str,
+    storage_account_name: str,
+    storage_account_key: str,
+    port: int = 0,
+    timeout: float = 60.0,
+    extra_args: list[str] | None = None,
+) -> ServiceProcess:
+    """Start ``python -m localbatch serve``; return when it has written ``data_dir/endpoint``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    endpoint_file = data_dir / "endpoint"
+    endpoint_file.unlink(missing_ok=True)
+    log_path = data_dir / "localbatch.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "localbatch",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--account-name",
+        account_name,
+        "--storage-blob-endpoint",
+        storage_blob_endpoint,
+        "--storage-account-name",
+        storage_account_name,
+        *(extra_args or []),
+    ]
+    env = dict(os.environ)
+    env[LOCALBATCH_KEY_ENV] = account_key
+    env[LOCALBATCH_STORAGE_KEY_ENV] = storage_account_key
+    popen = _spawn(cmd, log_path, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        url = _read_text(endpoint_file).strip()
+        if url:
+            real_port = int(url.rsplit(":", 1)[1])
+            log.info("localbatch listening on %s (pid %d)", url, popen.pid)
+            return ServiceProcess("localbatch", popen.pid, url, real_port, log_path, popen)
+        if popen.poll() is not None:
+            raise ServiceError(f"localbatch exited with code {popen.returncode}; see {log_path}")
+        time.sleep(0.05)
+    stop_pid(popen.pid, popen=popen)
+    raise ServiceError(f"localbatch did not start within {timeout:.0f}s; see {log_path}")
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def stop_pid(pid: int, *, timeout: float = 10.0, popen: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL. Safe on a pid that is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen is not None and popen.poll() is not None:
+            return
+        if popen is None and not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    log.warning("pid %d did not stop after SIGTERM; sending SIGKILL", pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if popen is not None:
+        popen.wait(timeout=10)
+
+
+def _spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""

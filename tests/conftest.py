@@ -1,0 +1,96 @@
+"""Session fixtures: real Azurite and localbatch servers on free loopback ports.
+
+They are started once per test session through ``runner.services`` (the same
+code ``runner local up`` uses) and stopped at the end. Tests that kill or
+restart servers start their own with the same helpers instead of using these.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runner import services
+
+
+@dataclass(frozen=True)
+class LocalBatch:
+    """A running localbatch and the credentials to reach it."""
+
+    url: str
+    account_name: str
+    account_key: str
+    data_dir: Path
+    process: services.ServiceProcess
+
+
+@dataclass(frozen=True)
+class Azurite:
+    """A running Azurite blob service."""
+
+    blob_endpoint: str
+    account_name: str
+    account_key: str
+    data_dir: Path
+    process: services.ServiceProcess
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account_name};"
+            f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};"
+        )
+
+
+def new_account_key() -> str:
+    """A fresh random Batch account key, as Azure issues them (64 bytes, base64)."""
+    return base64.b64encode(os.urandom(64)).decode("ascii")
+
+
+def start_azurite(data_dir: Path, port: int = 0) -> Azurite:
+    proc = services.start_azurite(data_dir, port=port)
+    return Azurite(
+        proc.url, services.AZURITE_ACCOUNT_NAME, services.AZURITE_ACCOUNT_KEY, data_dir, proc
+    )
+
+
+def start_localbatch(
+    data_dir: Path,
+    azurite: Azurite,
+    *,
+    account_name: str = "localbatch",
+    account_key: str | None = None,
+    port: int = 0,
+    extra_args: list[str] | None = None,
+) -> LocalBatch:
+    key = account_key or new_account_key()
+    proc = services.start_localbatch(
+        data_dir,
+        account_name=account_name,
+        account_key=key,
+        storage_blob_endpoint=azurite.blob_endpoint,
+        storage_account_name=azurite.account_name,
+        storage_account_key=azurite.account_key,
+        port=port,
+        extra_args=extra_args,
+    )
+    return LocalBatch(proc.url, account_name, key, data_dir, proc)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def localbatch(tmp_path_factory: pytest.TempPathFactory, azurite: Azurite) -> Iterator[LocalBatch]:
+    server = start_localbatch(tmp_path_factory.mktemp("localbatch"), azurite)
+    yield server
+    server.process.stop()
