@@ -50,9 +50,7 @@ class Row:
 
 
 def _as_row(obj: Any) -> Row:
-    return Row(
-        str(obj.case), str(obj.ours), str(obj.baseline), str(obj.ratio), str(obj.goal), obj.met
-    )
+    return Row(str(obj.case), str(obj.ours), str(obj.baseline), str(obj.ratio), str(obj.goal), obj.met)
 
 
 def machine_line() -> str:
@@ -110,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(Row(f"{name} (FAILED, see stderr)", "-", "-", "-", "-", False))
         print(f"   {name}: {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
 
-    print(f"Machine: {machine_line()}; mode: {'quick' if args.quick else 'full'}; "
-          f"total {time.monotonic() - started:.0f}s")
+    print(
+        f"Machine: {machine_line()}; mode: {'quick' if args.quick else 'full'}; "
+        f"total {time.monotonic() - started:.0f}s"
+    )
     print(render(rows, args.markdown))
     return 0
 

@@ -25,7 +25,7 @@ START_TASK_COMMAND = (
     "/bin/sh -c 'command -v python3 >/dev/null 2>&1 || "
     "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3); "
     'command -v python3 >/dev/null 2>&1 || { echo "start task: python3 is not available '
-    'on this node and could not be installed" >&2; exit 1; }; python3 --version\''
+    "on this node and could not be installed\" >&2; exit 1; }; python3 --version'"
 )
 
 

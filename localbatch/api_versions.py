@@ -1,0 +1,45 @@
+"""The ``api-version`` values localbatch answers to.
+
+Every version listed here uses the JSON shapes localbatch implements (the
+shapes have been stable since the 2018 generation for everything in scope).
+Anything else is refused with Batch's ``InvalidQueryParameterValue`` (or
+``MissingRequiredQueryParameter`` when absent).
+"""
+
+from __future__ import annotations
+
+from localbatch.errors import BatchError, invalid_query
+
+CURRENT = "2025-06-01"
+
+SUPPORTED: frozenset[str] = frozenset(
+    {
+        "2025-06-01",
+        "2024-07-01.20.0",
+        "2024-02-01.19.0",
+        "2023-11-01.18.0",
+        "2023-05-01.17.0",
+        "2022-10-01.16.0",
+        "2022-01-01.15.0",
+        "2021-06-01.14.0",
+        "2020-09-01.12.0",
+        "2020-03-01.11.0",
+        "2019-08-01.10.0",
+        "2019-06-01.9.0",
+        "2018-12-01.8.0",
+    }
+)
+
+
+def check(value: str | None) -> str:
+    """Return the version if it is supported; raise Batch's 400 otherwise."""
+    if not value:
+        raise BatchError(
+            400,
+            "MissingRequiredQueryParameter",
+            "A query parameter that's mandatory for this request is not specified.",
+            [("QueryParameterName", "api-version")],
+        )
+    if value not in SUPPORTED:
+        raise invalid_query("api-version", value, "The specified api version is not supported.")
+    return value

@@ -1,0 +1,136 @@
+"""``python -m localbatch serve``: run the local Batch service.
+
+Keys come from the environment (``LOCALBATCH_ACCOUNT_KEY``,
+``LOCALBATCH_STORAGE_ACCOUNT_KEY``) or from files (``--account-key-file``,
+``--storage-account-key-file``), never from the command line, where ``ps``
+would show them. When the server listens it prints one line
+``localbatch listening on http://HOST:PORT`` and writes that URL to
+``DATA_DIR/endpoint`` (atomically). SIGTERM/SIGINT stop it cleanly: task
+processes are ended, state is kept (their tasks are requeued at next start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from localbatch import storage
+from localbatch.auth import SharedKeyVerifier
+from localbatch.scheduler import Service, ServiceConfig
+from localbatch.server import BatchApi, make_app
+from localbatch.store import Store
+
+log = logging.getLogger("localbatch")
+
+ACCOUNT_KEY_ENV = "LOCALBATCH_ACCOUNT_KEY"
+STORAGE_KEY_ENV = "LOCALBATCH_STORAGE_ACCOUNT_KEY"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m localbatch", description="A local Azure Batch service.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the service")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=0, help="port (0 = a free port)")
+    s.add_argument("--data-dir", type=Path, required=True, help="state, node directories, endpoint file")
+    s.add_argument("--account-name", required=True, help="Batch account name clients sign with")
+    s.add_argument(
+        "--account-key-file", type=Path, help=f"file holding the account key (else ${ACCOUNT_KEY_ENV})"
+    )
+    s.add_argument("--storage-blob-endpoint", help="blob endpoint of the linked (auto-storage) account")
+    s.add_argument("--storage-account-name", help="name of the linked storage account")
+    s.add_argument(
+        "--storage-account-key-file",
+        type=Path,
+        help=f"file holding the storage key (else ${STORAGE_KEY_ENV})",
+    )
+    s.add_argument("--max-nodes", type=int, default=64, help="largest node count a pool may ask for")
+    s.add_argument("--autoscale-nodes", type=int, default=1, help="nodes given to an autoscale pool")
+    s.add_argument("--log-level", default=os.environ.get("LOCALBATCH_LOG_LEVEL", "INFO"))
+    return p
+
+
+def _secret(path: Path | None, env: str) -> str | None:
+    if path is not None:
+        return path.read_text(encoding="utf-8").strip()
+    return os.environ.get(env) or None
+
+
+def _write_endpoint(data_dir: Path, url: str) -> None:
+    tmp = data_dir / f".endpoint.{os.getpid()}.tmp"
+    tmp.write_text(url + "\n", encoding="utf-8")
+    os.replace(tmp, data_dir / "endpoint")
+
+
+async def serve(args: argparse.Namespace, account_key: str, storage_key: str | None) -> None:
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "endpoint").unlink(missing_ok=True)
+    verifier = SharedKeyVerifier(args.account_name, account_key)
+    auto = None
+    if args.storage_blob_endpoint and args.storage_account_name and storage_key:
+        auto = storage.AutoStorage(args.storage_blob_endpoint, args.storage_account_name, storage_key)
+    store = Store(data_dir / "state.db")
+    runner: web.AppRunner | None = None
+    service: Service | None = None
+    try:
+        # The advertised URL is known only after binding; the service reads it lazily.
+        config = ServiceConfig(data_dir, args.account_name, "", auto, args.max_nodes, args.autoscale_nodes)
+        service = Service(store, config)
+        api = BatchApi(service, verifier)
+        runner = web.AppRunner(make_app(api), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound sockets only here
+        sockets = getattr(server, "sockets", None) or []
+        port = sockets[0].getsockname()[1] if sockets else args.port
+        url = f"http://{args.host}:{port}"
+        service.config = ServiceConfig(
+            data_dir, args.account_name, url, auto, args.max_nodes, args.autoscale_nodes
+        )
+        await service.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"localbatch listening on {url}", flush=True)
+        _write_endpoint(data_dir, url)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        if service is not None:
+            await service.stop()
+        if runner is not None:
+            await runner.cleanup()
+        store.close()
+        (data_dir / "endpoint").unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The storage SDK logs every request (with redacted URLs) at INFO: too chatty for a server log.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    account_key = _secret(args.account_key_file, ACCOUNT_KEY_ENV)
+    if not account_key:
+        print(f"localbatch: no account key (set {ACCOUNT_KEY_ENV} or --account-key-file)", file=sys.stderr)
+        return 2
+    storage_key = _secret(args.storage_account_key_file, STORAGE_KEY_ENV)
+    try:
+        asyncio.run(serve(args, account_key, storage_key))
+    except ValueError as exc:
+        print(f"localbatch: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,239 @@
+"""One execution of a task (or start task) on a simulated node, as a real process.
+
+Directory layout under ``DATA_DIR/nodes/<node-id>/`` follows Batch on Linux::
+
+    startup/            start task: stdout.txt, stderr.txt, wd/
+    shared/             AZ_BATCH_NODE_SHARED_DIR
+    workitems/<job>/job-1/<task>/   stdout.txt, stderr.txt, wd/
+
+The command line is split with :func:`shlex.split` and executed without a
+shell, in its own process group (so ending it ends its children), with the
+``AZ_BATCH_*`` variables, the task's environment settings and only
+PATH/HOME/LANG-like variables of the server (never ``LOCALBATCH_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from localbatch import storage
+from localbatch.models import TaskSpec, utcnow
+from localbatch.transfer import TransferError, fetch_resource_files, upload_output_files
+
+log = logging.getLogger(__name__)
+
+MAX_TIMER_SECONDS = 10 * 365 * 24 * 3600.0
+_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
+
+
+def node_root(data_dir: Path, node_id: str) -> Path:
+    return data_dir / "nodes" / node_id
+
+
+def task_dir(root: Path, job_id: str, task_id: str) -> Path:
+    return root / "workitems" / job_id / "job-1" / task_id
+
+
+def base_environment() -> dict[str, str]:
+    """The server environment a task may see (no LOCALBATCH_* keys, nothing secret)."""
+    return {k: v for k, v in os.environ.items() if k in _INHERITED_ENV}
+
+
+def failure_info(code: str, message: str, category: str = "usererror") -> dict[str, Any]:
+    return {
+        "category": category,
+        "code": code,
+        "message": message,
+        "details": [{"name": "Message", "value": message}],
+    }
+
+
+@dataclass
+class Outcome:
+    """How an execution ended."""
+
+    start_time: datetime
+    end_time: datetime
+    exit_code: int | None
+    failure: dict[str, Any] | None
+    ended_by: str | None = None  # set when the execution was ended from outside
+    retryable: bool = False  # a failure of the process itself (non-zero exit)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failure is None and self.exit_code == 0
+
+
+@dataclass
+class Execution:
+    """A task process that can be ended from outside (terminate, job terminate, shutdown)."""
+
+    spec: TaskSpec
+    directory: Path  # holds stdout.txt, stderr.txt and wd/
+    env: dict[str, str]
+    auto_storage: storage.AutoStorage | None
+    ended_by: str | None = None
+    fresh: bool = False  # start from an empty task directory (a requeued task: its old node is "gone")
+    on_spawn: Callable[[int], None] | None = None
+    _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    def end(self, reason: str) -> None:
+        """End the execution (idempotent); ``reason`` is recorded in the outcome."""
+        if self.ended_by is None:
+            self.ended_by = reason
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    async def run(self) -> Outcome:
+        start = utcnow()
+        if self.fresh:
+            await asyncio.to_thread(shutil.rmtree, self.directory, True)
+        wd = self.directory / "wd"
+        wd.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, "AZ_BATCH_TASK_WORKING_DIR": str(wd), "AZ_BATCH_TASK_DIR": str(self.directory)}
+        for name, value in self.spec.environment:
+            env[name] = value
+        if self.spec.resource_files:
+            try:
+                await asyncio.to_thread(fetch_resource_files, self.spec.resource_files, wd, self.auto_storage)
+            except TransferError as exc:
+                return Outcome(start, utcnow(), None, failure_info(exc.code, exc.message))
+        if self.ended_by:
+            return self._ended(start, None)
+        try:
+            argv = shlex.split(self.spec.command_line)
+        except ValueError as exc:
+            return Outcome(start, utcnow(), None, failure_info("InvalidCommandLine", str(exc)))
+        if not argv:
+            return Outcome(start, utcnow(), None, failure_info("InvalidCommandLine", "empty command line"))
+        exit_code = await self._spawn_and_wait(argv, wd, env)
+        if isinstance(exit_code, Outcome):
+            return exit_code
+        end_reason = self.ended_by
+        if end_reason == "MaxWallClockTimeExpiry":
+            outcome = Outcome(
+                start,
+                utcnow(),
+                exit_code,
+                failure_info(
+                    "MaxWallClockTimeExpiry",
+                    "The task ran longer than the maximum time allowed by its constraints",
+                ),
+            )
+        elif end_reason:
+            return self._ended(start, exit_code)
+        elif exit_code != 0:
+            outcome = Outcome(
+                start,
+                utcnow(),
+                exit_code,
+                failure_info("FailureExitCode", "The task exited with an exit code representing a failure"),
+                retryable=True,
+            )
+        else:
+            outcome = Outcome(start, utcnow(), exit_code, None)
+        if self.spec.output_files:
+            try:
+                await asyncio.to_thread(
+                    upload_output_files, self.spec.output_files, outcome.succeeded, wd, self.directory
+                )
+            except TransferError as exc:
+                outcome = Outcome(start, utcnow(), exit_code, failure_info(exc.code, exc.message))
+        outcome.end_time = utcnow()
+        return outcome
+
+    def _ended(self, start: datetime, exit_code: int | None) -> Outcome:
+        reason = self.ended_by or "TaskEnded"
+        return Outcome(
+            start,
+            utcnow(),
+            exit_code,
+            failure_info("TaskEnded", "The task was ended: " + reason),
+            ended_by=reason,
+        )
+
+    async def _spawn_and_wait(self, argv: list[str], wd: Path, env: dict[str, str]) -> int | Outcome:
+        start = utcnow()
+        with (
+            open(self.directory / "stdout.txt", "wb") as out,
+            open(self.directory / "stderr.txt", "wb") as err,
+        ):
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=str(wd),
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                err.write(f"localbatch: cannot start {argv[0]!r}: {exc.strerror}\n".encode())
+                return Outcome(
+                    start,
+                    utcnow(),
+                    127,
+                    failure_info("FailureExitCode", f"The program {argv[0]!r} could not be started"),
+                    retryable=True,
+                )
+        proc = self._proc
+        if self.on_spawn is not None:
+            self.on_spawn(proc.pid)
+        if self.ended_by:
+            self.end(self.ended_by)
+        timeout = None
+        if self.spec.max_wall_clock is not None:
+            timeout = min(self.spec.max_wall_clock.total_seconds(), MAX_TIMER_SECONDS)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=timeout)
+        except asyncio.TimeoutError:
+            self.end("MaxWallClockTimeExpiry")
+            await proc.wait()
+        except asyncio.CancelledError:
+            self.end("ServiceShutdown")
+            raise
+        code = proc.returncode if proc.returncode is not None else -1
+        # A process killed by a signal reports 128 + signal, as a shell would.
+        return 128 - code if code < 0 else code
+
+
+def kill_orphaned_group(pgid: int, task_env_marker: str) -> bool:
+    """After a crash: end the process group a previous run started for a task, if it still runs.
+
+    A group is ended only when one of its processes carries ``task_env_marker``
+    (e.g. ``AZ_BATCH_TASK_DIR=/...``) in its environment, so a reused pid never
+    takes an unrelated process down.
+    """
+    marker = task_env_marker.encode()
+    proc_root = Path("/proc")
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            environ = (entry / "environ").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if marker in environ.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+                log.info("ended process group %d left running by a previous run", pgid)
+            return True
+    return False

@@ -1,0 +1,933 @@
+"""The service: pools, simulated nodes, jobs and the task scheduler.
+
+All state changes happen on the event-loop thread (request handlers and
+scheduler coroutines), so no locks are needed; SQLite calls are short.
+Process execution, downloads and uploads never block the loop (see
+:mod:`localbatch.node`).
+
+Scheduling: a single coroutine waits on an :class:`asyncio.Event` that is set
+whenever tasks are added, slots free up or dependencies may have changed; a
+pass assigns the oldest runnable tasks of each pool's active jobs to nodes
+with free slots (spread across nodes). Dependencies: a task with
+``dependsOn`` is stored ``blocked`` and released when all the tasks it names
+completed with a dependency action of ``satisfy`` (success, by default).
+
+Lifecycle rules follow the service: a failed task (non-zero exit) is retried
+up to ``maxTaskRetryCount`` (-1 = forever); resource-file and upload errors
+are not retried; ``onTaskFailure=performexitoptionsjobaction`` and
+``onAllTasksComplete=terminatejob`` end the job; tasks running on a node
+that goes away (pool delete/resize, server restart) are requeued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localbatch import errors, storage
+from localbatch.errors import BatchError
+from localbatch.models import (
+    JobState,
+    NodeState,
+    TaskSpec,
+    TaskState,
+    iso,
+    start_task_spec_from_json,
+    task_spec_from_json,
+    utcnow,
+)
+from localbatch.node import (
+    Execution,
+    Outcome,
+    base_environment,
+    failure_info,
+    kill_orphaned_group,
+    node_root,
+    task_dir,
+)
+from localbatch.store import Store, TaskRow
+
+log = logging.getLogger(__name__)
+
+DEPENDENCY_DEBOUNCE_SECONDS = 0.05
+MAX_DEPENDENCIES = 100_000
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    data_dir: Path
+    account_name: str
+    account_url: str
+    auto_storage: storage.AutoStorage | None
+    max_nodes_per_pool: int = 64
+    autoscale_nodes: int = 1
+
+
+@dataclass
+class NodeRuntime:
+    """A simulated node: its document plus what runs on it now."""
+
+    doc: dict[str, Any]
+    slots: int
+    used: int = 0
+    running: set[int] = field(default_factory=set)
+    start_execution: Execution | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["id"])
+
+    @property
+    def pool_key(self) -> str:
+        return str(self.doc["_poolId"]).lower()
+
+    @property
+    def schedulable(self) -> bool:
+        return self.doc["state"] in (NodeState.IDLE.value, NodeState.RUNNING.value)
+
+
+@dataclass
+class RunningTask:
+    seq: int
+    job: str
+    node_id: str
+    slots: int
+    execution: Execution
+    spec: TaskSpec
+
+
+_etag_counter = itertools.count()
+
+
+def new_etag() -> str:
+    value = (time.time_ns() // 100 + next(_etag_counter)) & 0xFFFFFFFFFFFFF
+    return f"0x8D{value:013X}"
+
+
+class Service:
+    """Everything the REST handlers operate on (see module docstring)."""
+
+    def __init__(self, store: Store, config: ServiceConfig) -> None:
+        self.store = store
+        self.config = config
+        self.pools: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, NodeRuntime] = {}
+        self.running: dict[int, RunningTask] = {}
+        self._wake = asyncio.Event()
+        self._dirty_jobs: set[str] = set()
+        self._last_dep_eval: dict[str, float] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load state, requeue what was running, bring nodes back, start scheduling."""
+        now = iso(utcnow())
+        for row in self.store.tasks_in_state(TaskState.RUNNING.value):
+            if row.pgid and row.node_id:
+                marker = self._task_dir_marker(row.node_id, row.job, row.task_id)
+                await asyncio.to_thread(kill_orphaned_group, row.pgid, marker)
+        requeued = self.store.requeue_running(now, new_etag())
+        if requeued:
+            log.info("requeued %d task(s) that were running when the service stopped", requeued)
+        for doc in self.store.load_docs("pools"):
+            self.pools[doc["id"].lower()] = doc
+        for doc in self.store.load_docs("jobs"):
+            self.jobs[doc["id"].lower()] = doc
+            if doc["usesTaskDependencies"]:
+                self._dirty_jobs.add(doc["id"].lower())
+        for doc in self.store.load_docs("nodes"):
+            pool = self.pools.get(doc["_poolId"].lower())
+            if pool is None:
+                self.store.delete_node(doc["id"])
+                continue
+            node = NodeRuntime(doc, int(pool["taskSlotsPerNode"]))
+            self.nodes[node.id] = node
+            if doc["state"] == NodeState.START_TASK_FAILED.value:
+                continue
+            info = doc.get("startTaskInfo") or {}
+            if pool.get("startTask") and info.get("state") != "completed":
+                self._spawn(self._join_node(node))
+            else:
+                self._set_node_state(node, NodeState.IDLE)
+        for key, pool in list(self.pools.items()):
+            if pool["state"] == "deleting":
+                self._spawn(self._finish_pool_delete(key))
+        for key, job in list(self.jobs.items()):
+            if job["state"] == JobState.DELETING.value:
+                self._spawn(self._finish_job_delete(key))
+            elif job["state"] == JobState.TERMINATING.value:
+                self._maybe_complete_job(key)
+        self._loop_task = asyncio.create_task(self._schedule_loop())
+        self.wake()
+
+    def _task_dir_marker(self, node_id: str, job_key: str, task_id: str) -> str:
+        job = self.store.load_job_id(job_key) or job_key
+        return f"AZ_BATCH_TASK_DIR={task_dir(node_root(self.config.data_dir, node_id), job, task_id)}"
+
+    async def stop(self) -> None:
+        """End every process (state stays: running tasks are requeued at next start)."""
+        self._stopping = True
+        for rt in list(self.running.values()):
+            rt.execution.end("ServiceShutdown")
+        for node in self.nodes.values():
+            if node.start_execution is not None:
+                node.start_execution.end("ServiceShutdown")
+        tasks = list(self._background)
+        if self._loop_task is not None:
+            tasks.append(self._loop_task)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------ pools and nodes
+
+    def pool(self, pool_id: str) -> dict[str, Any]:
+        doc = self.pools.get(pool_id.lower())
+        if doc is None:
+            raise errors.not_found("Pool")
+        return doc
+
+    def pool_counts(self, pool_key: str) -> tuple[int, int]:
+        ded = low = 0
+        for n in self.nodes.values():
+            if n.pool_key == pool_key:
+                if n.doc["isDedicated"]:
+                    ded += 1
+                else:
+                    low += 1
+        return ded, low
+
+    def pool_nodes(self, pool_id: str) -> list[NodeRuntime]:
+        key = self.pool(pool_id)["id"].lower()
+        return [n for n in self.nodes.values() if n.pool_key == key]
+
+    def node(self, pool_id: str, node_id: str) -> NodeRuntime:
+        key = self.pool(pool_id)["id"].lower()
+        node = self.nodes.get(node_id)
+        if node is None or node.pool_key != key:
+            raise errors.not_found("Node")
+        return node
+
+    def create_pool(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = body["id"].lower()
+        if key in self.pools:
+            raise errors.exists("Pool")
+        now = iso(utcnow())
+        doc: dict[str, Any] = {
+            "taskSlotsPerNode": 1,
+            "targetDedicatedNodes": 0,
+            "targetLowPriorityNodes": 0,
+            "enableAutoScale": False,
+            "enableInterNodeCommunication": False,
+            "resizeTimeout": "PT15M",
+            "taskSchedulingPolicy": {"nodeFillType": "spread"},
+            **body,
+            "eTag": new_etag(),
+            "lastModified": now,
+            "creationTime": now,
+            "state": "active",
+            "stateTransitionTime": now,
+            "allocationState": "steady",
+            "allocationStateTransitionTime": now,
+        }
+        if doc["enableAutoScale"]:
+            # Autoscale formulas are not evaluated locally: the pool gets a fixed size.
+            doc["targetDedicatedNodes"] = self.config.autoscale_nodes
+        self.pools[key] = doc
+        self.store.put_pool(doc)
+        self._resize_nodes(doc)
+        return doc
+
+    def _new_node(self, pool: dict[str, Any], dedicated: bool) -> NodeRuntime:
+        seed = f"{pool['id']}/{time.time_ns()}/{os.urandom(8).hex()}"
+        node_id = f"tvmps_{hashlib.sha256(seed.encode()).hexdigest()}_{'d' if dedicated else 'p'}"
+        now = iso(utcnow())
+        vmc = pool.get("virtualMachineConfiguration") or {}
+        doc: dict[str, Any] = {
+            "id": node_id,
+            "_poolId": pool["id"],
+            "state": NodeState.STARTING.value,
+            "schedulingState": "enabled",
+            "stateTransitionTime": now,
+            "lastBootTime": now,
+            "allocationTime": now,
+            "ipAddress": "127.0.0.1",
+            "affinityId": f"TVM:{node_id}",
+            "vmSize": pool["vmSize"],
+            "totalTasksRun": 0,
+            "totalTasksSucceeded": 0,
+            "isDedicated": dedicated,
+            "nodeAgentInfo": {"version": "localbatch", "lastUpdateTime": now},
+            "virtualMachineInfo": {"imageReference": vmc.get("imageReference") or {}},
+        }
+        if pool.get("startTask"):
+            doc["startTask"] = pool["startTask"]
+        node = NodeRuntime(doc, int(pool["taskSlotsPerNode"]))
+        self.nodes[node_id] = node
+        self.store.put_node(doc)
+        root = node_root(self.config.data_dir, node_id)
+        for sub in ("startup/wd", "shared", "workitems"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        return node
+
+    def _resize_nodes(self, pool: dict[str, Any]) -> None:
+        """Add or remove nodes to reach the pool's targets."""
+        key = pool["id"].lower()
+        for dedicated, target in (
+            (True, pool["targetDedicatedNodes"]),
+            (False, pool["targetLowPriorityNodes"]),
+        ):
+            current = [
+                n for n in self.nodes.values() if n.pool_key == key and n.doc["isDedicated"] == dedicated
+            ]
+            for _ in range(int(target) - len(current)):
+                node = self._new_node(pool, dedicated)
+                self._spawn(self._join_node(node))
+            if len(current) > target:
+                current.sort(key=lambda n: (n.used, n.id))
+                for node in current[: len(current) - int(target)]:
+                    self._remove_node(node)
+        self._update_allocation_state(key)
+
+    def _update_allocation_state(self, pool_key: str) -> None:
+        """``resizing`` while nodes are leaving the pool, ``steady`` otherwise."""
+        pool = self.pools.get(pool_key)
+        if pool is None:
+            return
+        leaving = any(
+            n.pool_key == pool_key and n.doc["state"] == NodeState.LEAVING_POOL.value
+            for n in self.nodes.values()
+        )
+        wanted = "resizing" if leaving else "steady"
+        if pool["allocationState"] != wanted:
+            pool["allocationState"] = wanted
+            pool["allocationStateTransitionTime"] = iso(utcnow())
+            self.store.put_pool(pool)
+
+    def _remove_node(self, node: NodeRuntime) -> None:
+        """Remove a node; its running tasks are requeued."""
+        for seq in list(node.running):
+            self.running[seq].execution.end("NodeRemoved")
+        if node.start_execution is not None:
+            node.start_execution.end("NodeRemoved")
+        self._set_node_state(node, NodeState.LEAVING_POOL)
+        self._spawn(self._finish_node_removal(node))
+
+    async def _finish_node_removal(self, node: NodeRuntime) -> None:
+        while node.running or node.start_execution is not None:
+            await asyncio.sleep(0.02)
+        self.nodes.pop(node.id, None)
+        self.store.delete_node(node.id)
+        self._update_allocation_state(node.pool_key)
+        await asyncio.to_thread(shutil.rmtree, node_root(self.config.data_dir, node.id), True)
+
+    def _set_node_state(self, node: NodeRuntime, state: NodeState, persist: bool = True) -> None:
+        if node.doc["state"] != state.value:
+            node.doc["state"] = state.value
+            node.doc["stateTransitionTime"] = iso(utcnow())
+            if persist:
+                self.store.put_node(node.doc)
+
+    def _node_env(self, node: NodeRuntime) -> dict[str, str]:
+        root = node_root(self.config.data_dir, node.id)
+        env = base_environment()
+        env.update(
+            {
+                "AZ_BATCH_NODE_ID": node.id,
+                "AZ_BATCH_POOL_ID": str(node.doc["_poolId"]),
+                "AZ_BATCH_NODE_ROOT_DIR": str(root),
+                "AZ_BATCH_NODE_SHARED_DIR": str(root / "shared"),
+                "AZ_BATCH_NODE_STARTUP_DIR": str(root / "startup"),
+                "AZ_BATCH_ACCOUNT_NAME": self.config.account_name,
+                "AZ_BATCH_ACCOUNT_URL": self.config.account_url,
+                "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.doc["isDedicated"] else "false",
+            }
+        )
+        return env
+
+    async def _join_node(self, node: NodeRuntime) -> None:
+        """Run the pool's start task on a node that joins; then make it idle (or starttaskfailed)."""
+        pool = self.pools.get(node.pool_key)
+        start = (pool or {}).get("startTask")
+        if not start:
+            self._set_node_state(node, NodeState.IDLE)
+            self.wake()
+            return
+        spec = start_task_spec_from_json(start)
+        wait = bool(start.get("waitForSuccess", True))
+        self._set_node_state(node, NodeState.WAITING_FOR_START_TASK if wait else NodeState.IDLE)
+        if not wait:
+            self.wake()
+        retry = 0
+        info: dict[str, Any] = {"state": "running", "startTime": iso(utcnow()), "retryCount": 0}
+        while True:
+            node.doc["startTaskInfo"] = info
+            self.store.put_node(node.doc)
+            directory = node_root(self.config.data_dir, node.id) / "startup"
+            execution = Execution(spec, directory, self._node_env(node), self.config.auto_storage)
+            node.start_execution = execution
+            try:
+                outcome = await execution.run()
+            finally:
+                node.start_execution = None
+            if outcome.ended_by or node.id not in self.nodes:
+                return
+            if outcome.succeeded or not outcome.retryable or (0 <= spec.max_retries <= retry):
+                break
+            retry += 1
+            info = {**info, "retryCount": retry, "lastRetryTime": iso(utcnow())}
+        info = {
+            **info,
+            "state": "completed",
+            "startTime": iso(outcome.start_time),
+            "endTime": iso(outcome.end_time),
+            "result": "success" if outcome.succeeded else "failure",
+        }
+        if outcome.exit_code is not None:
+            info["exitCode"] = outcome.exit_code
+        if outcome.failure:
+            info["failureInfo"] = outcome.failure
+        node.doc["startTaskInfo"] = info
+        if outcome.succeeded or not wait:
+            self._set_node_state(
+                node, NodeState.IDLE if not node.running else NodeState.RUNNING, persist=False
+            )
+        else:
+            self._set_node_state(node, NodeState.START_TASK_FAILED, persist=False)
+        self.store.put_node(node.doc)
+        self.wake()
+
+    def delete_pool(self, pool_id: str) -> None:
+        pool = self.pool(pool_id)
+        if pool["state"] == "deleting":
+            return
+        now = iso(utcnow())
+        pool.update(state="deleting", stateTransitionTime=now, eTag=new_etag(), lastModified=now)
+        self.store.put_pool(pool)
+        self._spawn(self._finish_pool_delete(pool["id"].lower()))
+
+    async def _finish_pool_delete(self, key: str) -> None:
+        for node in [n for n in self.nodes.values() if n.pool_key == key]:
+            if node.doc["state"] != NodeState.LEAVING_POOL.value:
+                self._remove_node(node)
+        while any(n.pool_key == key for n in self.nodes.values()):
+            await asyncio.sleep(0.02)
+        pool = self.pools.pop(key, None)
+        if pool is not None:
+            self.store.delete_pool(pool["id"])
+
+    def resize_pool(self, pool_id: str, dedicated: int | None, low: int | None) -> None:
+        pool = self.pool(pool_id)
+        if pool["state"] == "deleting":
+            raise errors.conflict("PoolBeingDeleted", "The specified pool has been marked for deletion.")
+        if pool.get("enableAutoScale"):
+            raise errors.conflict(
+                "AutoScalingEnabled", "Resize is not allowed on a pool with autoscale enabled."
+            )
+        if dedicated is not None:
+            pool["targetDedicatedNodes"] = dedicated
+        if low is not None:
+            pool["targetLowPriorityNodes"] = low
+        now = iso(utcnow())
+        pool.update(eTag=new_etag(), lastModified=now, allocationStateTransitionTime=now)
+        self.store.put_pool(pool)
+        self._resize_nodes(pool)
+
+    # ------------------------------------------------------------------ jobs
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        doc = self.jobs.get(job_id.lower())
+        if doc is None:
+            raise errors.not_found("Job")
+        return doc
+
+    def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = body["id"].lower()
+        if key in self.jobs:
+            raise errors.exists("Job")
+        now = iso(utcnow())
+        constraints = {"maxWallClockTime": "P10675199DT2H48M5.4775807S", "maxTaskRetryCount": 0}
+        constraints.update(body.get("constraints") or {})
+        doc: dict[str, Any] = {
+            "priority": 0,
+            "maxParallelTasks": -1,
+            "allowTaskPreemption": False,
+            "usesTaskDependencies": False,
+            "onAllTasksComplete": "noaction",
+            "onTaskFailure": "noaction",
+            **body,
+            "constraints": constraints,
+            "eTag": new_etag(),
+            "lastModified": now,
+            "creationTime": now,
+            "state": JobState.ACTIVE.value,
+            "stateTransitionTime": now,
+            "executionInfo": {"startTime": now, "poolId": body["poolInfo"]["poolId"]},
+        }
+        self.jobs[key] = doc
+        self.store.put_job(doc)
+        return doc
+
+    def _set_job_state(self, job: dict[str, Any], state: JobState) -> None:
+        now = iso(utcnow())
+        job["previousState"] = job["state"]
+        job["previousStateTransitionTime"] = job["stateTransitionTime"]
+        job.update(state=state.value, stateTransitionTime=now, eTag=new_etag(), lastModified=now)
+        if state is JobState.COMPLETED:
+            job["executionInfo"]["endTime"] = now
+
+    def update_job(self, job_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        job = self.job(job_id)
+        self._check_job_writable(job)
+        for key in ("priority", "maxParallelTasks", "onAllTasksComplete", "onTaskFailure", "metadata"):
+            if key in patch and patch[key] is not None:
+                job[key] = patch[key]
+        if patch.get("constraints"):
+            job["constraints"].update(patch["constraints"])
+        now = iso(utcnow())
+        job.update(eTag=new_etag(), lastModified=now)
+        self.store.put_job(job)
+        if job["onAllTasksComplete"] == "terminatejob":
+            self._check_all_complete(job["id"].lower())
+        self.wake()
+        return job
+
+    def _check_job_writable(self, job: dict[str, Any]) -> None:
+        if job["state"] == JobState.DELETING.value:
+            raise errors.conflict("JobBeingDeleted", "The specified job has been marked for deletion.")
+        if job["state"] == JobState.TERMINATING.value:
+            raise errors.conflict("JobBeingTerminated", "The specified job is being terminated.")
+        if job["state"] == JobState.COMPLETED.value:
+            raise errors.conflict("JobCompleted", "The specified job is already in a completed state.")
+
+    def terminate_job(self, job_id: str, reason: str = "UserTerminate") -> None:
+        job = self.job(job_id)
+        self._check_job_writable(job)
+        self._terminate(job["id"].lower(), reason)
+
+    def _terminate(self, key: str, reason: str) -> None:
+        job = self.jobs[key]
+        if job["state"] != JobState.ACTIVE.value:
+            return
+        self._set_job_state(job, JobState.TERMINATING)
+        job["executionInfo"]["terminateReason"] = reason
+        self.store.put_job(job)
+        now = iso(utcnow())
+        failure = failure_info("TaskEnded", "The task was ended because its job was terminated")
+        self.store.complete_active(key, now, new_etag(), json.dumps(failure))
+        for rt in list(self.running.values()):
+            if rt.job == key:
+                rt.execution.end("JobTerminated")
+        self._maybe_complete_job(key)
+
+    def _maybe_complete_job(self, key: str) -> None:
+        job = self.jobs.get(key)
+        if job is None or job["state"] != JobState.TERMINATING.value:
+            return
+        if any(rt.job == key for rt in self.running.values()):
+            return
+        self._set_job_state(job, JobState.COMPLETED)
+        self.store.put_job(job)
+
+    def delete_job(self, job_id: str) -> None:
+        job = self.job(job_id)
+        if job["state"] == JobState.DELETING.value:
+            return
+        self._set_job_state(job, JobState.DELETING)
+        self.store.put_job(job)
+        key = job["id"].lower()
+        for rt in list(self.running.values()):
+            if rt.job == key:
+                rt.execution.end("JobDeleted")
+        self._spawn(self._finish_job_delete(key))
+
+    async def _finish_job_delete(self, key: str) -> None:
+        while any(rt.job == key for rt in self.running.values()):
+            await asyncio.sleep(0.02)
+        job = self.jobs.pop(key, None)
+        if job is None:
+            return
+        self.store.delete_job(job["id"])
+        roots = [node_root(self.config.data_dir, n.id) / "workitems" / job["id"] for n in self.nodes.values()]
+        for root in roots:
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+    def task_counts(self, job_id: str) -> dict[str, Any]:
+        key = self.job(job_id)["id"].lower()
+        counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
+        slots = dict(counts)
+        for state, result, n, s in self.store.task_counts(key):
+            bucket = "running" if state in ("running", "preparing") else state
+            counts[bucket] += n
+            slots[bucket] += int(s or 0)
+            if state == "completed":
+                which = "succeeded" if result == "success" else "failed"
+                counts[which] += n
+                slots[which] += int(s or 0)
+        return {"taskCounts": counts, "taskSlotCounts": slots}
+
+    # ------------------------------------------------------------------ tasks
+
+    def active_job_for_add(self, job_id: str) -> dict[str, Any]:
+        job = self.job(job_id)
+        self._check_job_writable(job)
+        return job
+
+    def add_tasks(self, job: dict[str, Any], tasks: list[dict[str, Any]]) -> list[tuple[bool, str, str]]:
+        """Insert validated tasks in one transaction; return (added, etag, time) per task."""
+        key = job["id"].lower()
+        now = iso(utcnow())
+        rows = []
+        etags = []
+        for t in tasks:
+            etag = new_etag()
+            etags.append(etag)
+            deps = t.get("dependsOn") or {}
+            rows.append(
+                {
+                    "id": t["id"],
+                    "spec": json.dumps(t, separators=(",", ":")),
+                    "time": now,
+                    "etag": etag,
+                    "blocked": 1 if (deps.get("taskIds") or deps.get("taskIdRanges")) else 0,
+                    "slots": int(t.get("requiredSlots") or 1),
+                }
+            )
+        added = self.store.insert_tasks(key, rows)
+        if any(added):
+            if job["usesTaskDependencies"]:
+                self._dirty_jobs.add(key)
+            self.wake()
+        return [(ok, etag, now) for ok, etag in zip(added, etags, strict=True)]
+
+    def task(self, job_id: str, task_id: str) -> tuple[dict[str, Any], TaskRow]:
+        job = self.job(job_id)
+        row = self.store.get_task(job["id"].lower(), task_id.lower())
+        if row is None:
+            raise errors.not_found("Task")
+        return job, row
+
+    def terminate_task(self, job_id: str, task_id: str) -> None:
+        job, row = self.task(job_id, task_id)
+        if row.state == TaskState.COMPLETED.value:
+            return
+        rt = self.running.get(row.seq)
+        if rt is not None:
+            rt.execution.end("UserTerminate")
+            return
+        now = iso(utcnow())
+        failure = failure_info("TaskEnded", "The task was ended by a user request")
+        self.store.update_task(
+            row.seq,
+            prev_state=row.state,
+            prev_state_time=row.state_time,
+            state="completed",
+            state_time=now,
+            last_modified=now,
+            etag=new_etag(),
+            end_time=now,
+            result="failure",
+            failure=json.dumps(failure),
+            dep_ok=0,
+        )
+        self._after_completion(job["id"].lower(), failed=True, job_action=None)
+
+    def delete_task(self, job_id: str, task_id: str) -> None:
+        job, row = self.task(job_id, task_id)
+        rt = self.running.get(row.seq)
+        if rt is not None:
+            rt.execution.end("TaskDeleted")
+        self.store.delete_task(row.seq)
+        if row.node_id:
+            directory = task_dir(node_root(self.config.data_dir, row.node_id), job["id"], row.task_id)
+            self._spawn(asyncio.to_thread(shutil.rmtree, directory, True))
+
+    def reactivate_task(self, job_id: str, task_id: str) -> None:
+        job, row = self.task(job_id, task_id)
+        self._check_job_writable(job)
+        if row.state != TaskState.COMPLETED.value or row.result != "failure":
+            raise errors.conflict(
+                "TaskNotFailed" if row.state == TaskState.COMPLETED.value else "TaskNotCompleted",
+                "Only a task that completed with a failure can be reactivated.",
+            )
+        now = iso(utcnow())
+        spec = row.spec_json()
+        deps = spec.get("dependsOn") or {}
+        self.store.update_task(
+            row.seq,
+            prev_state=row.state,
+            prev_state_time=row.state_time,
+            state="active",
+            state_time=now,
+            last_modified=now,
+            etag=new_etag(),
+            start_time=None,
+            end_time=None,
+            exit_code=None,
+            result=None,
+            failure=None,
+            retry_count=0,
+            node_id=None,
+            dep_ok=0,
+            blocked=1 if (deps.get("taskIds") or deps.get("taskIdRanges")) else 0,
+        )
+        if job["usesTaskDependencies"]:
+            self._dirty_jobs.add(job["id"].lower())
+        self.wake()
+
+    # ------------------------------------------------------------------ scheduling
+
+    async def _schedule_loop(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self._schedule_pass()
+            except Exception:  # the scheduler must survive any bug: log, keep scheduling
+                log.exception("scheduler pass failed")
+                await asyncio.sleep(0.1)
+
+    def _schedule_pass(self) -> None:
+        self._evaluate_dependencies()
+        for pool_key, pool in self.pools.items():
+            if pool["state"] != "active":
+                continue
+            free_nodes = [n for n in self.nodes.values() if n.pool_key == pool_key and n.schedulable]
+            free = sum(max(0, n.slots - n.used) for n in free_nodes)
+            if free <= 0:
+                continue
+            jobs = sorted(
+                (
+                    j
+                    for j in self.jobs.values()
+                    if j["state"] == JobState.ACTIVE.value and j["poolInfo"]["poolId"].lower() == pool_key
+                ),
+                key=lambda j: -int(j.get("priority") or 0),
+            )
+            if not jobs:
+                continue
+            limits = self._parallel_limits(jobs)
+            rows = self.store.runnable([j["id"].lower() for j in jobs], free + len(limits) * free)
+            for row in rows:
+                if row.job in limits:
+                    if limits[row.job] <= 0:
+                        continue
+                    limits[row.job] -= 1
+                candidates = [n for n in free_nodes if n.slots - n.used >= row.slots and n.schedulable]
+                if not candidates:
+                    continue
+                node = max(candidates, key=lambda n: (n.slots - n.used, n.id))
+                self._start_task(row, node)
+                free -= row.slots
+                if free <= 0:
+                    break
+
+    def _parallel_limits(self, jobs: list[dict[str, Any]]) -> dict[str, int]:
+        limits: dict[str, int] = {}
+        for j in jobs:
+            cap = int(j.get("maxParallelTasks") or -1)
+            if cap > 0:
+                key = j["id"].lower()
+                limits[key] = cap - sum(1 for rt in self.running.values() if rt.job == key)
+        return limits
+
+    def _start_task(self, row: TaskRow, node: NodeRuntime) -> None:
+        job = self.jobs[row.job]
+        now = iso(utcnow())
+        self.store.update_task(
+            row.seq,
+            prev_state=row.state,
+            prev_state_time=row.state_time,
+            state="running",
+            state_time=now,
+            last_modified=now,
+            etag=new_etag(),
+            node_id=node.id,
+            start_time=now,
+            end_time=None,
+            result=None,
+            failure=None,
+        )
+        spec = task_spec_from_json(row.spec_json(), job)
+        env = self._node_env(node)
+        env["AZ_BATCH_JOB_ID"] = job["id"]
+        env["AZ_BATCH_TASK_ID"] = row.task_id
+        directory = task_dir(node_root(self.config.data_dir, node.id), job["id"], row.task_id)
+        execution = Execution(spec, directory, env, self.config.auto_storage)
+        # A requeued task starts over, as on a new node: files of the lost run must not be uploaded.
+        execution.fresh = row.requeue_count > 0 and row.node_id is None
+        seq = row.seq
+        execution.on_spawn = lambda pid: self.store.update_task(seq, pgid=pid)
+        rt = RunningTask(row.seq, row.job, node.id, row.slots, execution, spec)
+        self.running[row.seq] = rt
+        node.used += row.slots
+        node.running.add(row.seq)
+        self._set_node_state(node, NodeState.RUNNING, persist=False)
+        self._spawn(self._run_task(rt))
+
+    async def _run_task(self, rt: RunningTask) -> None:
+        try:
+            outcome = await rt.execution.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in one execution must not stop the service
+            log.exception("task %s failed inside localbatch", rt.seq)
+            now = utcnow()
+            outcome = Outcome(
+                now,
+                now,
+                None,
+                failure_info("InternalError", "localbatch failed to run the task", "servererror"),
+            )
+        finally:
+            node = self.nodes.get(rt.node_id)
+            self.running.pop(rt.seq, None)
+            if node is not None:
+                node.used -= rt.slots
+                node.running.discard(rt.seq)
+                if not node.running and node.doc["state"] == NodeState.RUNNING.value:
+                    self._set_node_state(node, NodeState.IDLE, persist=False)
+        if self._stopping:
+            return
+        self._finish(rt, outcome, self.nodes.get(rt.node_id))
+        self.wake()
+
+    def _finish(self, rt: RunningTask, outcome: Outcome, node: NodeRuntime | None) -> None:
+        row = self.store.get_task_by_seq(rt.seq)
+        job = self.jobs.get(rt.job)
+        if row is None or job is None or row.state != TaskState.RUNNING.value:
+            return
+        now = iso(utcnow())
+        common = {
+            "prev_state": row.state,
+            "prev_state_time": row.state_time,
+            "state_time": now,
+            "last_modified": now,
+            "etag": new_etag(),
+        }
+        if outcome.ended_by == "NodeRemoved":
+            self.store.update_task(
+                rt.seq,
+                **common,
+                state="active",
+                node_id=None,
+                requeue_count=row.requeue_count + 1,
+                last_requeue_time=now,
+            )
+            return
+        if node is not None:
+            node.doc["totalTasksRun"] += 1
+            if outcome.succeeded:
+                node.doc["totalTasksSucceeded"] += 1
+        retries = rt.spec.max_retries
+        if (
+            outcome.retryable
+            and not outcome.succeeded
+            and job["state"] == JobState.ACTIVE.value
+            and (retries == -1 or row.retry_count < retries)
+        ):
+            self.store.update_task(
+                rt.seq,
+                **common,
+                state="active",
+                exit_code=outcome.exit_code,
+                retry_count=row.retry_count + 1,
+                last_retry_time=now,
+            )
+            return
+        failed = not outcome.succeeded
+        pre = outcome.exit_code is None and outcome.failure is not None and outcome.ended_by is None
+        opts = rt.spec.exit_options(outcome.exit_code, failed, pre_processing=pre)
+        self.store.update_task(
+            rt.seq,
+            **common,
+            state="completed",
+            start_time=iso(outcome.start_time),
+            end_time=iso(outcome.end_time),
+            exit_code=outcome.exit_code,
+            result="failure" if failed else "success",
+            failure=json.dumps(outcome.failure) if outcome.failure else None,
+            dep_ok=1 if opts.dependency_action == "satisfy" else 0,
+        )
+        self._after_completion(rt.job, failed, opts.job_action)
+
+    def _after_completion(self, key: str, failed: bool, job_action: str | None) -> None:
+        job = self.jobs.get(key)
+        if job is None:
+            return
+        if job["usesTaskDependencies"]:
+            self._dirty_jobs.add(key)
+        if job["state"] == JobState.ACTIVE.value:
+            action = job_action or ("terminate" if failed else "none")
+            if failed and job["onTaskFailure"] == "performexitoptionsjobaction" and action == "terminate":
+                self._terminate(key, "TaskFailed")
+            elif job["onAllTasksComplete"] == "terminatejob":
+                self._check_all_complete(key)
+        self._maybe_complete_job(key)
+
+    def _check_all_complete(self, key: str) -> None:
+        job = self.jobs[key]
+        active = job["state"] == JobState.ACTIVE.value
+        if active and self.store.count_unfinished(key) == 0 and self.store.task_counts(key):
+            self._terminate(key, "AllTasksComplete")
+
+    def _evaluate_dependencies(self) -> None:
+        if not self._dirty_jobs:
+            return
+        now = time.monotonic()
+        for key in list(self._dirty_jobs):
+            last = self._last_dep_eval.get(key, 0.0)
+            if now - last < DEPENDENCY_DEBOUNCE_SECONDS:
+                asyncio.get_running_loop().call_later(DEPENDENCY_DEBOUNCE_SECONDS, self.wake)
+                continue
+            self._dirty_jobs.discard(key)
+            self._last_dep_eval[key] = now
+            if key not in self.jobs:
+                continue
+            for seq, spec_text in self.store.blocked_tasks(key):
+                deps = json.loads(spec_text).get("dependsOn") or {}
+                wanted = {str(t).lower() for t in deps.get("taskIds") or []}
+                for rng in deps.get("taskIdRanges") or []:
+                    if len(wanted) > MAX_DEPENDENCIES:
+                        break
+                    wanted.update(str(n) for n in range(int(rng["start"]), int(rng["end"]) + 1))
+                if self.store.count_satisfied(key, wanted) == len(wanted):
+                    self.store.update_task(seq, blocked=0)
+
+    # ------------------------------------------------------------------ files
+
+    def task_directory(self, job: dict[str, Any], row: TaskRow) -> Path:
+        if not row.node_id:
+            raise BatchError(
+                409,
+                "TaskNotStarted" if row.state == "active" else "FileNotFound",
+                "The task has not run on a node yet, so it has no files.",
+            )
+        return task_dir(node_root(self.config.data_dir, row.node_id), job["id"], row.task_id)
+
+    def node_directory(self, node: NodeRuntime) -> Path:
+        return node_root(self.config.data_dir, node.id)
+
+    def pool_of_job(self, job: dict[str, Any]) -> str:
+        return str(job["poolInfo"]["poolId"])

@@ -1,0 +1,113 @@
+"""Command line of nodetask (argparse; the node has no third-party packages).
+
+``main(argv)`` returns the exit code; every :class:`NodeTaskError` becomes one
+line on stderr. See the package docstring for the commands and formats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from nodetask.counting import DEFAULT_CHUNK_SIZE, DEFAULT_MIN_PARALLEL_BYTES, count_file
+from nodetask.errors import EXIT_BAD_INPUT, InputError, NodeTaskError
+from nodetask.merge import CORPUS_NAME, merge_paths
+from nodetask.results import COUNTS_SUFFIX, CountsDocument, output_names, write_outputs
+
+log = logging.getLogger("nodetask")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _count_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="nodetask",
+        description="Top-N word counts of a text file (the Batch tutorial's task). "
+        "Use 'nodetask merge --help' for merging per-file counts.",
+    )
+    p.add_argument("--filepath", required=True, type=Path, help="The text file to count.")
+    p.add_argument("--numwords", required=True, type=_int, help="How many words to report (N >= 1).")
+    p.add_argument("--output-dir", type=Path, default=Path("."), help="Where to write results (default: .).")
+    p.add_argument("--ignore-case", action="store_true", help="Count words lower-cased.")
+    p.add_argument(
+        "--workers", type=_int, default=None, help="Processes for large files (default: all CPUs)."
+    )
+    p.add_argument("--chunk-size", type=_int, default=DEFAULT_CHUNK_SIZE, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--min-parallel-bytes", type=_int, default=DEFAULT_MIN_PARALLEL_BYTES, help=argparse.SUPPRESS
+    )
+    return p
+
+
+def _merge_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nodetask merge", description="Merge *_counts.json files into the exact corpus top N.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR", help="Counts files or directories.")
+    p.add_argument("--numwords", required=True, type=_int, help="How many words to report (N >= 1).")
+    p.add_argument("--output-dir", type=Path, default=Path("."), help="Where to write results (default: .).")
+    return p
+
+
+def _check_numwords(n: int) -> None:
+    if n < 1:
+        raise InputError(f"--numwords must be at least 1 (got {n})")
+
+
+def run_count(args: argparse.Namespace) -> tuple[Path, Path]:
+    _check_numwords(args.numwords)
+    if args.chunk_size < 1:
+        raise InputError(f"--chunk-size must be at least 1 (got {args.chunk_size})")
+    path: Path = args.filepath
+    result = count_file(
+        path,
+        ignore_case=args.ignore_case,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+        min_parallel_bytes=args.min_parallel_bytes,
+    )
+    doc = CountsDocument(path.name, (path.name,), args.ignore_case, result)
+    report_name, json_name = output_names(path.name)
+    return write_outputs(doc, args.numwords, args.output_dir, os.environ, report_name, json_name)
+
+
+def run_merge(args: argparse.Namespace) -> tuple[Path, Path]:
+    _check_numwords(args.numwords)
+    doc = merge_paths(args.inputs)
+    report_name = f"{CORPUS_NAME}_OUTPUT.txt"
+    json_name = CORPUS_NAME + COUNTS_SUFFIX
+    return write_outputs(doc, args.numwords, args.output_dir, os.environ, report_name, json_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run nodetask with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="nodetask: %(message)s", stream=sys.stderr)
+    try:
+        if argv[:1] == ["merge"]:
+            report, counts = run_merge(_merge_parser().parse_args(argv[1:]))
+        else:
+            report, counts = run_count(_count_parser().parse_args(argv))
+    except NodeTaskError as exc:
+        print(f"nodetask: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nodetask: interrupted", file=sys.stderr)
+        return 130
+    log.info("wrote %s and %s", report, counts)
+    return 0

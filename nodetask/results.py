@@ -1,0 +1,158 @@
+"""The two output formats (text report and counts JSON), atomic writes, and reading counts back.
+
+The formats are specified in the package docstring (:mod:`nodetask`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nodetask.counting import FileCounts
+from nodetask.errors import InputError, OutputError
+
+SCHEMA_VERSION = 1
+COUNTS_SUFFIX = "_counts.json"
+SEPARATOR = "-" * 30
+#: (environment variable, label) of the report's trailer, in the tutorial's spelling.
+BATCH_ENV_LINES = (
+    ("AZ_BATCH_NODE_ID", "Node: "),
+    ("AZ_BATCH_TASK_ID", "Task: "),
+    ("AZ_BATCH_JOB_ID", "Job:  "),
+    ("AZ_BATCH_POOL_ID", "Pool: "),
+)
+
+
+def _rank_key(item: tuple[str, int]) -> tuple[int, str]:
+    return (-item[1], item[0])
+
+
+def ranked(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Every word, in report order."""
+    return sorted(counts.items(), key=_rank_key)
+
+
+@dataclass(frozen=True)
+class CountsDocument:
+    """One counts JSON document (schema version 1)."""
+
+    file: str
+    inputs: tuple[str, ...]
+    ignore_case: bool
+    result: FileCounts
+
+    def to_json(self, numwords: int) -> dict[str, Any]:
+        everything = ranked(self.result.counts)
+        return {
+            "schema": SCHEMA_VERSION,
+            "file": self.file,
+            "inputs": list(self.inputs),
+            "ignore_case": self.ignore_case,
+            "numwords": numwords,
+            "totals": {
+                "words": self.result.words,
+                "unique_words": self.result.unique_words,
+                "invalid_bytes": self.result.invalid_bytes,
+                "bytes": self.result.input_bytes,
+            },
+            "top": [[w, c] for w, c in everything[:numwords]],
+            "counts": dict(everything),
+        }
+
+
+def render_report(top: Iterable[tuple[str, int]], env: Mapping[str, str]) -> str:
+    """The tutorial's text report; Batch lines only for variables that are set."""
+    lines = ["Word\tCount", SEPARATOR]
+    lines += [f"{word}:\t{count}" for word, count in top]
+    lines.append(SEPARATOR)
+    lines += [label + env[var] for var, label in BATCH_ENV_LINES if env.get(var)]
+    return "\n".join(lines) + "\n"
+
+
+def output_names(input_name: str) -> tuple[str, str]:
+    """``(<stem>_OUTPUT<ext>, <stem>_counts.json)`` for an input file name."""
+    stem, ext = os.path.splitext(input_name)
+    return f"{stem}_OUTPUT{ext}", f"{stem}{COUNTS_SUFFIX}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_outputs(
+    doc: CountsDocument,
+    numwords: int,
+    out_dir: Path,
+    env: Mapping[str, str],
+    report_name: str,
+    json_name: str,
+) -> tuple[Path, Path]:
+    """Write the counts JSON and the text report; return their paths."""
+    body = doc.to_json(numwords)
+    json_path = out_dir / json_name
+    report_path = out_dir / report_name
+    write_atomic(json_path, json.dumps(body, ensure_ascii=False, indent=None, separators=(",", ":")) + "\n")
+    write_atomic(report_path, render_report(((w, c) for w, c in body["top"]), env))
+    return report_path, json_path
+
+
+def _fail(path: Path, why: str) -> InputError:
+    return InputError(f"unusable counts file {path}: {why}")
+
+
+def _nonneg_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def load_counts(path: Path) -> CountsDocument:
+    """Read and validate a counts JSON file (schema version 1)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(path, exc.strerror or str(exc)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(path, f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _fail(path, "not a JSON object")
+    if data.get("schema") != SCHEMA_VERSION:
+        raise _fail(path, f"schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+    counts = data.get("counts")
+    totals = data.get("totals")
+    inputs = data.get("inputs")
+    if not isinstance(counts, dict) or not all(_nonneg_int(c) for c in counts.values()):
+        raise _fail(path, '"counts" must map words to non-negative integers')
+    if not isinstance(totals, dict) or not all(
+        _nonneg_int(totals.get(k)) for k in ("words", "invalid_bytes", "bytes")
+    ):
+        raise _fail(path, '"totals" is missing or malformed')
+    if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+        raise _fail(path, '"inputs" must be a list of file names')
+    if not isinstance(data.get("ignore_case"), bool) or not isinstance(data.get("file"), str):
+        raise _fail(path, '"ignore_case" or "file" is missing')
+    counter: Counter[str] = Counter(counts)
+    if sum(counter.values()) != totals["words"]:
+        raise _fail(path, '"counts" do not add up to "totals.words"')
+    return CountsDocument(
+        file=data["file"],
+        inputs=tuple(inputs),
+        ignore_case=data["ignore_case"],
+        result=FileCounts(counter, totals["invalid_bytes"], totals["bytes"]),
+    )

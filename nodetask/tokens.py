@@ -1,0 +1,96 @@
+"""From bytes to words: the hot loop and the per-distinct-token fold.
+
+Counting happens in two steps so that the expensive work is done once per
+*distinct* token, not once per occurrence:
+
+1. :func:`count_raw` decodes a chunk (UTF-8, invalid bytes replaced by
+   U+FFFD and counted), splits it with ``str.split()`` (every Unicode
+   whitespace character, as the semantics say) and counts the raw tokens
+   with ``Counter.update`` (a C loop).
+2. :func:`fold` strips ``string.punctuation`` from each distinct raw token,
+   optionally lower-cases it, drops empty words and adds the occurrence count
+   to the result.
+
+Chunks start and end at ASCII whitespace bytes (see :func:`last_boundary`).
+ASCII bytes never occur inside a UTF-8 sequence, so decoding chunk by chunk
+gives exactly the text (and the replaced bytes) of decoding the whole file,
+and ASCII whitespace is ``str`` whitespace, so no token spans two chunks.
+
+Not thread-safe: the replaced-byte count of a decode is kept in module state
+(one counter per process; nodetask uses processes, not threads).
+"""
+
+from __future__ import annotations
+
+import codecs
+import string
+from collections import Counter
+
+PUNCTUATION = string.punctuation
+
+#: The bytes that ``bytes.split()`` splits on. Chunks end right after one of them.
+ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
+
+_HANDLER = "nodetask-count-replace"
+_replaced = [0]
+_registered = [False]
+
+
+def _count_and_replace(exc: UnicodeError) -> tuple[str, int]:
+    """Decode error handler: what ``errors="replace"`` does, plus counting the bytes replaced."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _replaced[0] += exc.end - exc.start
+    return "\ufffd", exc.end
+
+
+def decode_counting(data: bytes) -> tuple[str, int]:
+    """Decode UTF-8 exactly like ``errors="replace"``; also return the number of bytes replaced."""
+    try:
+        return data.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        pass
+    if not _registered[0]:
+        codecs.register_error(_HANDLER, _count_and_replace)
+        _registered[0] = True
+    _replaced[0] = 0
+    text = data.decode("utf-8", _HANDLER)
+    return text, _replaced[0]
+
+
+def count_raw(chunk: bytes, raw: Counter[str]) -> int:
+    """Add the whitespace-separated tokens of ``chunk`` to ``raw``; return the bytes replaced.
+
+    ``chunk`` must not start or end inside a token or UTF-8 sequence that
+    continues in a neighbouring chunk (see :func:`last_boundary`).
+    """
+    text, replaced = decode_counting(chunk)
+    raw.update(text.split())
+    return replaced
+
+
+def fold(raw: Counter[str], *, ignore_case: bool) -> Counter[str]:
+    """Turn raw token counts into word counts: strip punctuation, drop empties, optionally lower-case."""
+    words: Counter[str] = Counter()
+    get = words.get
+    punct = PUNCTUATION
+    for token, n in raw.items():
+        word = token.strip(punct)
+        if word:
+            if ignore_case:
+                word = word.lower()
+            words[word] = get(word, 0) + n
+    return words
+
+
+def last_boundary(buf: bytes, window: int = 65536) -> int:
+    """Index just after the last ASCII whitespace byte of ``buf``, or -1 if there is none.
+
+    ``buf[:i]`` then ends with whitespace and ``buf[i:]`` is the (possibly
+    empty) start of a token that may continue in the next read.
+    """
+    start = max(0, len(buf) - window)
+    best = max(buf.rfind(c, start) for c in (b" ", b"\n", b"\t", b"\r", b"\x0b", b"\x0c"))
+    if best < 0 and start > 0:
+        best = max(buf.rfind(c, 0, start) for c in (b" ", b"\n", b"\t", b"\r", b"\x0b", b"\x0c"))
+    return best + 1 if best >= 0 else -1

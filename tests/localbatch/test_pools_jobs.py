@@ -1,0 +1,79 @@
+"""Pool resize (with requeue of tasks on removed nodes), job updates, completed jobs, file reads."""
+
+from __future__ import annotations
+
+import pytest
+from azure.batch import BatchClient
+from azure.batch import models as bm
+from azure.core.exceptions import HttpResponseError
+
+from tests.localbatch.conftest import new_job, unique, wait_for, wait_nodes_idle, wait_task_completed
+
+
+def test_resize_requeues_tasks_of_removed_nodes(client: BatchClient) -> None:
+    pool_id = unique("rpool")
+    client.create_pool(bm.BatchPoolCreateOptions(id=pool_id, vm_size="x", target_dedicated_nodes=1))
+    wait_nodes_idle(client, pool_id, 1)
+    client.begin_resize_pool(
+        pool_id,
+        bm.BatchPoolResizeOptions(target_dedicated_nodes=2, target_low_priority_nodes=1),
+        polling_interval=0.1,
+    ).result()
+    nodes = wait_nodes_idle(client, pool_id, 3)
+    assert sorted(n.is_dedicated for n in nodes) == [False, True, True]
+    pool = client.get_pool(pool_id)
+    assert (pool.current_dedicated_nodes, pool.current_low_priority_nodes) == (2, 1)
+
+    job_id = new_job(client, pool_id)
+    client.create_tasks(
+        job_id,
+        [
+            bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/sh -c 'sleep 1; echo x >> ../ran'")
+            for i in range(3)
+        ],
+    )
+    wait_for(lambda: client.get_job_task_counts(job_id).task_counts.running == 3)
+    client.begin_resize_pool(
+        pool_id,
+        bm.BatchPoolResizeOptions(target_dedicated_nodes=1, target_low_priority_nodes=0),
+        polling_interval=0.1,
+    ).result()
+    assert client.get_pool(pool_id).allocation_state == "steady"
+    assert len(list(client.list_nodes(pool_id))) == 1
+    tasks = [wait_task_completed(client, job_id, f"t{i}") for i in range(3)]
+    assert all(t.execution_info.result == "success" for t in tasks)
+    assert sorted(t.execution_info.requeue_count for t in tasks) == [0, 1, 1]
+    client.begin_delete_pool(pool_id, polling_interval=0.1).result()
+
+
+def test_update_job_and_completed_job(client: BatchClient, shared_pool: str) -> None:
+    job_id = new_job(client, shared_pool)
+    client.create_tasks(
+        job_id, [bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true") for i in range(3)]
+    )
+    wait_for(lambda: client.get_job_task_counts(job_id).task_counts.completed == 3)
+    # Setting onAllTasksComplete after the tasks finished completes the job (the runner's pattern).
+    client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob", priority=5))
+    job = wait_for(lambda: j if (j := client.get_job(job_id)).state == "completed" else None)
+    assert job.priority == 5 and job.execution_info.end_time is not None
+    with pytest.raises(HttpResponseError) as err:
+        client.create_task(job_id, bm.BatchTaskCreateOptions(id="late", command_line="/bin/true"))
+    assert err.value.status_code == 409 and err.value.error.code == "JobCompleted"
+
+
+def test_file_properties_and_ranges(client: BatchClient, shared_pool: str) -> None:
+    job_id = new_job(client, shared_pool)
+    client.create_task(
+        job_id, bm.BatchTaskCreateOptions(id="w", command_line="/bin/sh -c 'printf 0123456789 > out.bin'")
+    )
+    wait_task_completed(client, job_id, "w")
+    props = client.get_task_file_properties(job_id, "w", "wd/out.bin")
+    assert props.content_length == 10 and props.is_directory is False
+    assert b"".join(client.download_task_file(job_id, "w", "wd/out.bin", ocp_range="bytes=2-5")) == b"2345"
+    with pytest.raises(HttpResponseError) as err:
+        b"".join(client.download_task_file(job_id, "w", "wd/../../../../../../etc/passwd"))
+    assert err.value.status_code == 404
+    client.delete_task_file(job_id, "w", "wd/out.bin")
+    with pytest.raises(HttpResponseError) as err:
+        client.get_task_file_properties(job_id, "w", "wd/out.bin")
+    assert err.value.status_code == 404

@@ -1,0 +1,104 @@
+"""merge equals the count of the concatenated corpus; it refuses what it cannot merge exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nodetask.cli import main
+from tests.nodetask.conftest import run_nodetask
+from tests.nodetask.reference import generate_text, reference_counts, reference_invalid_bytes, reference_top
+
+
+def _count_files(tmp_path: Path, datas: list[bytes], out: Path, *extra: str) -> None:
+    for i, data in enumerate(datas):
+        path = tmp_path / f"part{i}.txt"
+        path.write_bytes(data)
+        code = main(["--filepath", str(path), "--numwords", "5", "--output-dir", str(out), *extra])
+        assert code == 0
+
+
+def test_merge_of_a_directory_equals_the_concatenated_corpus(tmp_path: Path) -> None:
+    # Files end mid-token and mid-UTF-8 sequence; separate them with "\n" when concatenating,
+    # as counting them separately does.
+    datas = [generate_text(seed=s, pieces=2000 + 500 * s) + b"\xe2\x82" for s in range(4)]
+    out = tmp_path / "results"
+    _count_files(tmp_path, datas, out)
+    corpus = b"\n".join(datas)
+
+    proc = run_nodetask(["merge", "--numwords", "12", str(out), "--output-dir", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "corpus_counts.json").read_text(encoding="utf-8"))
+    ref = reference_counts(corpus)
+    assert doc["file"] == "corpus"
+    assert doc["inputs"] == [f"part{i}.txt" for i in range(4)]
+    assert doc["counts"] == dict(ref)
+    assert doc["top"] == [list(kv) for kv in reference_top(ref, 12)]
+    assert doc["totals"] == {
+        "words": sum(ref.values()),
+        "unique_words": len(ref),
+        "invalid_bytes": reference_invalid_bytes(corpus),
+        "bytes": sum(len(d) for d in datas),
+    }
+    report = (out / "corpus_OUTPUT.txt").read_text(encoding="utf-8").splitlines()
+    assert report[2:14] == [f"{w}:\t{c}" for w, c in reference_top(ref, 12)]
+
+    # Running the merge again over the same directory must not count corpus_counts.json.
+    proc = run_nodetask(["merge", "--numwords", "12", str(out), "--output-dir", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "corpus_counts.json").read_text(encoding="utf-8"))["counts"] == dict(ref)
+
+
+def test_merge_is_hierarchical(tmp_path: Path) -> None:
+    datas = [generate_text(seed=100 + s, pieces=1500) for s in range(3)]
+    parts = tmp_path / "parts"
+    _count_files(tmp_path, datas, parts)
+    first = tmp_path / "first"
+    pair = [str(parts / "part0_counts.json"), str(parts / "part1_counts.json")]
+    assert main(["merge", "--numwords", "3", *pair, "--output-dir", str(first)]) == 0
+    final = tmp_path / "final"
+    pair = [str(first / "corpus_counts.json"), str(parts / "part2_counts.json")]
+    code = main(["merge", "--numwords", "3", *pair, "--output-dir", str(final)])
+    assert code == 0
+    doc = json.loads((final / "corpus_counts.json").read_text(encoding="utf-8"))
+    assert doc["counts"] == dict(reference_counts(b"\n".join(datas)))
+
+
+def _assert_merge_refused(tmp_path: Path, args: list[str], needle: str) -> None:
+    out = tmp_path / "merged"
+    proc = run_nodetask(["merge", "--numwords", "3", *args, "--output-dir", str(out)], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0]
+    assert not out.exists()
+
+
+def test_merge_refuses_mixed_case_modes(tmp_path: Path) -> None:
+    _count_files(tmp_path, [b"a b c"], tmp_path / "cs")
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "x.txt").write_bytes(b"A a")
+    assert main(["--filepath", str(tmp_path / "x.txt"), "--numwords", "1", "--ignore-case",
+                 "--output-dir", str(tmp_path / "ci")]) == 0  # fmt: skip
+    _assert_merge_refused(tmp_path, [str(tmp_path / "cs"), str(tmp_path / "ci")], "ignore-case")
+
+
+def test_merge_refuses_bad_inputs(tmp_path: Path) -> None:
+    (tmp_path / "empty_dir").mkdir()
+    _assert_merge_refused(tmp_path, [str(tmp_path / "empty_dir")], "no *_counts.json")
+    _assert_merge_refused(tmp_path, [str(tmp_path / "nope")], "not found")
+    (tmp_path / "bad_counts.json").write_text("{not json")
+    _assert_merge_refused(tmp_path, [str(tmp_path / "bad_counts.json")], "not JSON")
+    (tmp_path / "old_counts.json").write_text(json.dumps({"schema": 99}))
+    _assert_merge_refused(tmp_path, [str(tmp_path / "old_counts.json")], "schema")
+    good = {
+        "schema": 1, "file": "f", "inputs": ["f"], "ignore_case": False, "numwords": 1,
+        "totals": {"words": 5, "unique_words": 1, "invalid_bytes": 0, "bytes": 9},
+        "top": [["a", 4]], "counts": {"a": 4},
+    }  # fmt: skip
+    (tmp_path / "sum_counts.json").write_text(json.dumps(good))
+    _assert_merge_refused(tmp_path, [str(tmp_path / "sum_counts.json")], "add up")
+    good["counts"] = {"a": -1}
+    (tmp_path / "neg_counts.json").write_text(json.dumps(good))
+    _assert_merge_refused(tmp_path, [str(tmp_path / "neg_counts.json")], "non-negative")
+    _assert_merge_refused(tmp_path, [str(tmp_path / "empty_dir"), "--numwords", "0"], "at least 1")
