@@ -33,3 +33,63 @@ class ServiceError(RunnerError):
     """A local service (Azurite, localbatch) could not be started or reached."""
 
     exit_code = 3
+
+
+class TargetError(RunnerError):
+    """The target's outputs could not be resolved (missing Pulumi CLI, stack, keys)."""
+
+    exit_code = 2
+
+
+class AuthError(RunnerError):
+    """A service rejected our credentials (wrong key, expired token, missing role)."""
+
+    exit_code = 4
+
+
+class NotFoundError(RunnerError):
+    """A pool, job, task or blob the command needs does not exist."""
+
+    exit_code = 5
+
+
+class UnreachableError(RunnerError):
+    """An endpoint could not be reached (connection refused, DNS, TLS)."""
+
+    exit_code = 6
+
+
+class RemoteError(RunnerError):
+    """Any other error answered by Batch or Storage, classified by status code."""
+
+    exit_code = 7
+
+
+class WaitTimeout(RunnerError):
+    """``--timeout`` elapsed before the job's tasks completed; the job is left running."""
+
+    exit_code = 8
+
+
+class StartTaskFailed(RunnerError):
+    """The pool's start task failed on every node: no task can run."""
+
+    exit_code = 9
+
+    def __init__(self, message: str, *, node_errors: list[tuple[str, str]], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        #: ``(node id, tail of startup/stderr.txt)`` for each failed node.
+        self.node_errors = node_errors
+
+
+class TaskFailures(RunnerError):
+    """One or more tasks failed. Carries the data; the CLI prints one line per task."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, *, failures: list[object], result: object | None = None) -> None:
+        super().__init__(message)
+        #: :class:`runner.batch.TaskFailure` values.
+        self.failures = failures
+        #: the :class:`runner.results.JobResults` of the tasks that did succeed, if any.
+        self.result = result

@@ -54,9 +54,7 @@ def new_account_key() -> str:
 
 def start_azurite(data_dir: Path, port: int = 0) -> Azurite:
     proc = services.start_azurite(data_dir, port=port)
-    return Azurite(
-        proc.url, services.AZURITE_ACCOUNT_NAME, services.AZURITE_ACCOUNT_KEY, data_dir, proc
-    )
+    return Azurite(proc.url, services.AZURITE_ACCOUNT_NAME, services.AZURITE_ACCOUNT_KEY, data_dir, proc)
 
 
 def start_localbatch(

@@ -1,0 +1,503 @@
+"""Azure Batch for the runner: the only module that imports ``azure.batch``.
+
+Contracts:
+
+* :class:`Batch` wraps one ``BatchClient`` (shared key via
+  ``AzureNamedKeyCredential``, or a ``TokenCredential`` for Entra ID). The
+  SDK's own retry policy is configured (429/5xx and connection errors, with
+  backoff); nothing here loops on errors itself.
+* Functions return our frozen dataclasses, never SDK models.
+* Every SDK error leaves as a :class:`~runner.errors.RunnerError` chosen by
+  status code (401/403 wrong key, 404 pool/job/task not found, connection
+  errors unreachable). Messages never include a URL, a header or a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from urllib.parse import urlparse
+
+from azure.batch import BatchClient
+from azure.batch import models as bm
+from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from runner.errors import AuthError, NotFoundError, RemoteError, RunnerError, UnreachableError
+from runner.outputs import Outputs
+from runner.pool_spec import PoolSpec
+from runner.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+STDERR_FILE = "stderr.txt"
+STDOUT_FILE = "stdout.txt"
+START_TASK_STDERR = "startup/stderr.txt"
+_TAIL_BYTES = 16 * 1024
+
+
+class TaskState(str, Enum):
+    ACTIVE = "active"
+    PREPARING = "preparing"
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    active: int
+    running: int
+    completed: int
+    succeeded: int
+    failed: int
+
+    @property
+    def total(self) -> int:
+        return self.active + self.running + self.completed
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    id: str
+    display_name: str
+    state: TaskState
+    exit_code: int | None
+    result: str | None
+    failure_category: str | None
+    failure_code: str | None
+    failure_message: str | None
+    retry_count: int
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A failed task as the user sees it."""
+
+    task_id: str
+    display_name: str
+    exit_code: int | None
+    failure_category: str | None
+    failure_code: str | None
+    failure_message: str | None
+    stderr_tail: str
+
+    def describe(self) -> str:
+        if self.exit_code is not None and self.failure_code in (None, "FailureExitCode"):
+            why = f"exit code {self.exit_code}"
+        else:
+            why = f"{self.failure_category or 'failure'}: {self.failure_code or '?'}"
+            if self.failure_message:
+                why += f" ({self.failure_message})"
+        return f"task {self.task_id} ({self.display_name}): {why}"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    state: str
+    pool_id: str | None
+    creation_time: datetime | None
+    display_name: str | None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: str
+    state: str
+    start_task_exit_code: int | None
+    start_task_failure: str | None
+
+
+@dataclass(frozen=True)
+class PoolHealth:
+    """The pool's nodes, and which of them cannot run tasks because their start task failed."""
+
+    nodes: tuple[NodeInfo, ...]
+    failed: tuple[NodeInfo, ...]
+
+    @property
+    def all_failed(self) -> bool:
+        return bool(self.nodes) and len(self.failed) == len(self.nodes)
+
+
+_BAD_NODE_STATES = {"starttaskfailed", "unusable"}
+
+
+@contextmanager
+def translate_errors(what: str, endpoint: str) -> Iterator[None]:
+    """Turn SDK errors into RunnerErrors by status code; ``what`` says what we were doing."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError):
+        raise UnreachableError(
+            f"Batch endpoint {endpoint} is unreachable while {what}",
+            hint="is the target running? (`runner local status` for the local target)",
+        ) from None
+    except ClientAuthenticationError as exc:
+        if exc.status_code is None:  # no answer from the service: the credential itself failed
+            raise AuthError(
+                f"could not get an Entra ID token while {what}",
+                hint="sign in (`az login`) or configure DefaultAzureCredential",
+            ) from None
+        raise from_http(exc, what) from None
+    except HttpResponseError as exc:
+        raise from_http(exc, what) from None
+
+
+def from_http(exc: HttpResponseError, what: str) -> RunnerError:
+    status = exc.status_code or 0
+    code = getattr(exc.error, "code", None) if exc.error is not None else None
+    code = code or getattr(exc, "error_code", None) or ""
+    if status in (401, 403):
+        return AuthError(
+            f"Batch rejected the credentials while {what} ({status} {code or 'AuthenticationFailed'})",
+            hint="check batchAccountKey in the outputs, or your role assignments with --auth entra",
+        )
+    if status == 404:
+        if code == "PoolNotFound":
+            return NotFoundError(
+                f"the pool does not exist ({what})", hint="run `pulumi up` or `runner local up`"
+            )
+        if code == "JobNotFound":
+            return NotFoundError(f"the job does not exist ({what})")
+        return NotFoundError(f"not found while {what} ({code or 'NotFound'})")
+    return RemoteError(f"Batch error while {what}: {status} {code}".rstrip())
+
+
+class Batch:
+    """Batch data-plane operations the runner needs."""
+
+    def __init__(self, outputs: Outputs, *, credential: TokenCredential | None = None) -> None:
+        self.endpoint = outputs.batch_account_url.rstrip("/")
+        self._host = urlparse(self.endpoint).netloc
+        cred: AzureNamedKeyCredential | TokenCredential
+        if credential is not None:
+            cred = credential
+        elif outputs.batch_account_key:
+            cred = AzureNamedKeyCredential(outputs.batch_account_name, outputs.batch_account_key)
+        else:
+            raise AuthError("no Batch key in the outputs", hint="use --auth entra or add batchAccountKey")
+        self._client = BatchClient(
+            self.endpoint,
+            cred,
+            retry_total=4,
+            retry_connect=2,
+            retry_backoff_factor=0.4,
+            connection_timeout=10,
+        )
+
+    # -- pools ------------------------------------------------------------------------
+
+    def create_pool(self, spec: PoolSpec) -> bool:
+        """Create the pool from the shared definition; ``False`` if it already exists."""
+        start = spec.start_task
+        pool = bm.BatchPoolCreateOptions(
+            id=spec.pool_id,
+            vm_size=spec.vm_size,
+            virtual_machine_configuration=bm.VirtualMachineConfiguration(
+                image_reference=bm.BatchVmImageReference(
+                    publisher=spec.image.publisher,
+                    offer=spec.image.offer,
+                    sku=spec.image.sku,
+                    version=spec.image.version,
+                ),
+                node_agent_sku_id=spec.image.node_agent_sku_id,
+            ),
+            target_dedicated_nodes=None if spec.autoscale else spec.dedicated_nodes,
+            target_low_priority_nodes=None if spec.autoscale else spec.spot_nodes,
+            enable_auto_scale=bool(spec.autoscale),
+            auto_scale_formula=spec.autoscale.formula(spec.task_slots_per_node) if spec.autoscale else None,
+            auto_scale_evaluation_interval=(
+                timedelta(minutes=spec.autoscale.evaluation_interval_minutes) if spec.autoscale else None
+            ),
+            task_slots_per_node=spec.task_slots_per_node,
+            start_task=bm.BatchStartTask(
+                command_line=start.command_line,
+                wait_for_success=start.wait_for_success,
+                max_task_retry_count=start.max_task_retry_count,
+                user_identity=bm.UserIdentity(
+                    auto_user=bm.AutoUserSpecification(
+                        scope="pool", elevation_level="admin" if start.run_elevated else "nonadmin"
+                    )
+                ),
+            ),
+            metadata=[bm.BatchMetadataItem(name=k, value=v) for k, v in sorted(spec.tags.items())],
+        )
+        with translate_errors(f"creating pool {spec.pool_id}", self._host):
+            try:
+                self._client.create_pool(pool)
+            except ResourceExistsError:
+                return False
+        log.info("created pool %s", spec.pool_id)
+        return True
+
+    def pool_exists(self, pool_id: str) -> bool:
+        with translate_errors(f"checking pool {pool_id}", self._host):
+            try:
+                return bool(self._client.pool_exists(pool_id))
+            except ResourceNotFoundError:  # the SDK's exception policy turns the 404 into this
+                return False
+
+    def pool_health(self, pool_id: str) -> PoolHealth:
+        """Nodes of the pool, and those whose start task failed (or that are unusable)."""
+        with translate_errors(f"listing the nodes of pool {pool_id}", self._host):
+            nodes = []
+            for node in self._client.list_nodes(pool_id):
+                info = node.start_task_info
+                failure = None
+                if info is not None and info.failure_info is not None:
+                    failure = f"{info.failure_info.code}: {info.failure_info.message or ''}".strip(": ")
+                nodes.append(
+                    NodeInfo(
+                        id=node.id,
+                        state=_value(node.state),
+                        start_task_exit_code=info.exit_code if info is not None else None,
+                        start_task_failure=failure,
+                    )
+                )
+        failed = [n for n in nodes if n.state.lower() in _BAD_NODE_STATES]
+        return PoolHealth(tuple(nodes), tuple(failed))
+
+    def node_start_task_stderr(self, pool_id: str, node_id: str, lines: int = 10) -> str:
+        """Tail of the node's ``startup/stderr.txt`` ('' when it cannot be read)."""
+        with translate_errors(f"reading the start task's stderr on {node_id}", self._host):
+            try:
+                data = b"".join(self._client.download_node_file(pool_id, node_id, START_TASK_STDERR))
+            except ResourceNotFoundError:
+                return ""
+        return _tail(data, lines)
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def ensure_job(self, job_id: str, pool_id: str, *, uses_task_dependencies: bool) -> bool:
+        """Create the job; ``False`` when it already exists (it is reused: resume)."""
+        job = bm.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=bm.BatchPoolInfo(pool_id=pool_id),
+            uses_task_dependencies=uses_task_dependencies,
+            display_name=f"runner {job_id}",
+        )
+        with translate_errors(f"creating job {job_id}", self._host):
+            try:
+                self._client.create_job(job)
+            except ResourceExistsError:
+                log.info("job %s exists: reusing it", job_id)
+                return False
+        log.info("created job %s on pool %s", job_id, pool_id)
+        return True
+
+    def get_job(self, job_id: str) -> JobInfo:
+        with translate_errors(f"getting job {job_id}", self._host):
+            job = self._client.get_job(job_id)
+        return _job_info(job)
+
+    def job_exists(self, job_id: str) -> bool:
+        with translate_errors(f"getting job {job_id}", self._host):
+            try:
+                self._client.get_job(job_id, select=["id"])
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    def list_jobs(self) -> list[JobInfo]:
+        with translate_errors("listing jobs", self._host):
+            return [_job_info(j) for j in self._client.list_jobs()]
+
+    def terminate_job(self, job_id: str) -> None:
+        # 409 JobCompleted / JobTerminating: already done.
+        with (
+            translate_errors(f"terminating job {job_id}", self._host),
+            contextlib.suppress(ResourceExistsError),
+        ):
+            # The SDK needs an options body here, or it fails to build the request itself.
+            options = bm._models.BatchJobTerminateOptions(termination_reason="UserTerminate")
+            self._client.begin_terminate_job(job_id, options, polling_interval=1).result()
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete the job (waits until gone); ``False`` if it did not exist."""
+        with translate_errors(f"deleting job {job_id}", self._host):
+            try:
+                self._client.begin_delete_job(job_id, polling_interval=1).result()
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    # -- tasks ------------------------------------------------------------------------
+
+    def existing_task_ids(self, job_id: str) -> set[str]:
+        with translate_errors(f"listing the tasks of job {job_id}", self._host):
+            return {t.id for t in self._client.list_tasks(job_id, select=["id"])}
+
+    def add_tasks(self, job_id: str, specs: list[TaskSpec], *, max_concurrency: int = 4) -> int:
+        """Add the tasks that do not exist yet; returns how many were added.
+
+        The SDK's ``create_tasks`` chunks by 100, splits a chunk on
+        ``RequestBodyTooLarge`` and treats ``TaskExists`` as success.
+        """
+        existing = self.existing_task_ids(job_id)
+        missing = [s for s in specs if s.id not in existing]
+        if not missing:
+            return 0
+        models = [_task_model(s) for s in missing]
+        with translate_errors(f"adding tasks to job {job_id}", self._host):
+            try:
+                self._client.create_tasks(job_id, models, max_concurrency=max_concurrency)
+            except bm.CreateTasksError as exc:
+                if exc.errors:
+                    first = exc.errors[0]
+                    if isinstance(first, HttpResponseError):
+                        raise from_http(first, f"adding tasks to job {job_id}") from None
+                    if isinstance(first, (ServiceRequestError, ServiceResponseError)):
+                        raise UnreachableError(
+                            f"Batch endpoint {self._host} is unreachable while adding tasks"
+                        ) from None
+                    raise RemoteError(
+                        f"adding tasks to job {job_id} failed: {type(first).__name__}"
+                    ) from None
+                codes = sorted({(r.error.code if r.error else "?") for r in exc.failure_tasks})
+                ids = ", ".join(r.task_id for r in exc.failure_tasks[:5])
+                raise RemoteError(
+                    f"Batch refused {len(exc.failure_tasks)} task(s) ({ids}): {', '.join(codes)}"
+                ) from None
+        return len(missing)
+
+    def task_counts(self, job_id: str) -> TaskCounts:
+        with translate_errors(f"getting the task counts of job {job_id}", self._host):
+            result = self._client.get_job_task_counts(job_id)
+        c = result.task_counts
+        return TaskCounts(c.active, c.running, c.completed, c.succeeded, c.failed)
+
+    def list_tasks(self, job_id: str, *, only_failed: bool = False) -> list[TaskInfo]:
+        flt = "executionInfo/result eq 'failure'" if only_failed else None
+        with translate_errors(f"listing the tasks of job {job_id}", self._host):
+            return [
+                _task_info(t)
+                for t in self._client.list_tasks(
+                    job_id, filter=flt, select=["id", "displayName", "state", "executionInfo"]
+                )
+            ]
+
+    def get_task(self, job_id: str, task_id: str) -> TaskInfo:
+        with translate_errors(f"getting task {task_id} of job {job_id}", self._host):
+            return _task_info(self._client.get_task(job_id, task_id))
+
+    def failed_tasks(self, job_id: str, *, stderr_lines: int = 10) -> list[TaskFailure]:
+        """Every failed task with the tail of its stderr."""
+        failures = []
+        for info in self.list_tasks(job_id, only_failed=True):
+            failures.append(
+                TaskFailure(
+                    task_id=info.id,
+                    display_name=info.display_name,
+                    exit_code=info.exit_code,
+                    failure_category=info.failure_category,
+                    failure_code=info.failure_code,
+                    failure_message=info.failure_message,
+                    stderr_tail=self.task_file_tail(job_id, info.id, STDERR_FILE, stderr_lines),
+                )
+            )
+        return sorted(failures, key=lambda f: _task_sort_key(f.task_id))
+
+    def task_file(self, job_id: str, task_id: str, name: str) -> bytes:
+        """A task's file (``stdout.txt``, ``stderr.txt``, ``wd/...``)."""
+        with translate_errors(f"reading {name} of task {task_id}", self._host):
+            return b"".join(self._client.download_task_file(job_id, task_id, name))
+
+    def task_file_tail(self, job_id: str, task_id: str, name: str, lines: int = 10) -> str:
+        """Last ``lines`` lines of a task file; '' when the file does not exist (yet)."""
+        with translate_errors(f"reading {name} of task {task_id}", self._host):
+            try:
+                data = b"".join(self._client.download_task_file(job_id, task_id, name))
+            except ResourceNotFoundError:
+                return ""
+        return _tail(data, lines)
+
+
+def _value(x: object) -> str:
+    """An SDK enum's wire value (``str()`` of a str-Enum is ``Class.MEMBER`` on Python 3.11)."""
+    return str(x.value) if isinstance(x, Enum) else str(x)
+
+
+def _tail(data: bytes, lines: int) -> str:
+    text = data[-_TAIL_BYTES:].decode("utf-8", errors="replace")
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def _task_sort_key(task_id: str) -> tuple[int, int | str]:
+    return (0, int(task_id)) if task_id.isdigit() else (1, task_id)
+
+
+def _job_info(job: bm.BatchJob) -> JobInfo:
+    return JobInfo(
+        id=job.id,
+        state=_value(job.state),
+        pool_id=job.pool_info.pool_id if job.pool_info is not None else None,
+        creation_time=job.creation_time,
+        display_name=job.display_name,
+    )
+
+
+def _task_info(task: bm.BatchTask) -> TaskInfo:
+    ex = task.execution_info
+    fi = ex.failure_info if ex is not None else None
+    return TaskInfo(
+        id=task.id,
+        display_name=task.display_name or "",
+        state=TaskState(_value(task.state).lower()),
+        exit_code=ex.exit_code if ex is not None else None,
+        result=_value(ex.result).lower() if ex is not None and ex.result is not None else None,
+        failure_category=_value(fi.category) if fi is not None else None,
+        failure_code=fi.code if fi is not None else None,
+        failure_message=fi.message if fi is not None else None,
+        retry_count=ex.retry_count if ex is not None and ex.retry_count is not None else 0,
+    )
+
+
+def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
+    resources = [
+        bm.ResourceFile(
+            file_path=r.file_path,
+            http_url=r.http_url,
+            storage_container_url=r.container_url,
+            blob_prefix=r.blob_prefix,
+        )
+        for r in spec.resource_files
+    ]
+    outputs = [
+        bm.OutputFile(
+            file_pattern=o.pattern,
+            destination=bm.OutputFileDestination(
+                container=bm.OutputFileBlobContainerDestination(container_url=o.container_url, path=o.path)
+            ),
+            upload_options=bm.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
+        )
+        for o in spec.output_files
+    ]
+    depends = None
+    if spec.depends_on_range is not None:
+        start, end = spec.depends_on_range
+        depends = bm.BatchTaskDependencies(task_id_ranges=[bm.BatchTaskIdRange(start=start, end=end)])
+    return bm.BatchTaskCreateOptions(
+        id=spec.id,
+        display_name=spec.display_name,
+        command_line=spec.command_line,
+        resource_files=resources,
+        output_files=outputs,
+        constraints=bm.BatchTaskConstraints(
+            max_task_retry_count=spec.max_task_retry_count,
+            max_wall_clock_time=spec.max_wall_clock_time,
+        ),
+        depends_on=depends,
+    )

@@ -1,0 +1,537 @@
+"""The ``runner`` command line (Typer). Commands are thin; the work is in the modules.
+
+* stdout carries results only (``--json`` documents, ``logs`` content);
+  everything for people goes to one ``rich`` console on stderr.
+* One place (:func:`_handle_errors`) turns a :class:`RunnerError` into one
+  line on stderr and its exit code, and Ctrl-C into exit 130 plus the
+  command that resumes the job.
+* Tracebacks never show locals (they could hold keys or SAS URLs).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+from rich.text import Text
+
+from runner import __version__
+from runner.errors import RunnerError, StartTaskFailed, TaskFailures
+from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
+
+if TYPE_CHECKING:
+    from runner.progress import ConsoleReporter
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="runner",
+    help="Run per-file work (the Azure Batch word-count tutorial, or any command) on Azure Batch "
+    "or on the local target (Azurite + localbatch).",
+    pretty_exceptions_show_locals=False,
+    no_args_is_help=True,
+    add_completion=False,
+)
+local_app = typer.Typer(help="The local target: Azurite + localbatch on this machine.", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    """Global options and the one console, set by the callback for the command that follows."""
+
+    target: str | None = None
+    outputs: Path | None = None
+    auth: AuthMode = AuthMode.SHAREDKEY
+    json: bool = False
+    verbose: int = 0
+    quiet: bool = False
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    resume_job_id: str | None = None
+    _announced: bool = False
+
+    def resolved_target(self) -> Target:
+        target = resolve(self.target, self.outputs)
+        if not self._announced:
+            self._announced = True
+            self.say(f"target: {target.describe()}")
+        return target
+
+    def session(self) -> Session:
+        target = self.resolved_target()
+        if target.kind is TargetKind.LOCAL:
+            from runner import local
+
+            started = local.ensure_up()
+            if started.started:
+                self.say(f"local target: started {', '.join(started.started)}")
+            return Session(target, started.outputs, self.auth)
+        return Session(target, load_outputs(target), self.auth)
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+    def reporter(self) -> ConsoleReporter:
+        from runner.progress import ConsoleReporter
+
+        return ConsoleReporter(self.console, quiet=self.quiet)
+
+
+STATE = State()
+
+
+def _handle_errors(fn: F) -> F:
+    """The one place that maps errors to exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TaskFailures as err:
+            _show_task_failures(err)
+            raise typer.Exit(err.exit_code) from None
+        except StartTaskFailed as err:
+            STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+            for node_id, tail in err.node_errors:
+                STATE.console.print(Text(f"  node {node_id}:", style="red"))
+                for line in tail.splitlines()[-10:]:
+                    STATE.console.print(Text("    " + line, style="dim"))
+            raise typer.Exit(err.exit_code) from None
+        except RunnerError as err:
+            STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            STATE.console.print(Text("interrupted", style="yellow"))
+            if STATE.resume_job_id:
+                args_ = sys.argv[1:]
+                if "--job-id" not in args_:
+                    args_ = [*args_, "--job-id", STATE.resume_job_id]
+                STATE.console.print(
+                    f"job {STATE.resume_job_id} is resumable: runner {shlex.join(args_)}",
+                    highlight=False,
+                    markup=False,
+                )
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _show_task_failures(err: TaskFailures) -> None:
+    from runner import report
+    from runner.results import JobResults
+
+    result = err.result
+    if isinstance(result, JobResults):
+        if not STATE.quiet:
+            report.print_summary(STATE.console, result)
+        else:
+            for failure in result.failures:
+                report.print_failure(STATE.console, failure)
+        if STATE.json:
+            typer.echo(report.dumps(result.to_json()))
+    STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    elif verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    handler = RichHandler(console=STATE.console, show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    # The SDKs log request URLs (SAS) and headers at INFO, and tracebacks of harmless body-less
+    # error responses (HEAD) at WARNING: errors reach the user through RunnerError instead.
+    logging.getLogger("azure").setLevel(logging.ERROR)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            envvar="RUNNER_STACK",
+            help="`local` (default) or the name of a Pulumi stack.",
+            show_envvar=True,
+        ),
+    ] = None,
+    outputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--outputs",
+            envvar="RUNNER_OUTPUTS",
+            help="JSON file with the outputs contract (instead of Pulumi or the local target).",
+            show_envvar=True,
+        ),
+    ] = None,
+    auth: Annotated[
+        AuthMode, typer.Option("--auth", help="sharedkey (keys from the outputs) or entra (Azure identity).")
+    ] = AuthMode.SHAREDKEY,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print machine-readable results on stdout (nothing else there).")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    STATE.target = target
+    STATE.outputs = outputs
+    STATE.auth = auth
+    STATE.json = json_out
+    STATE.verbose = verbose
+    STATE.quiet = quiet
+    STATE.console = Console(stderr=True)
+    STATE.resume_job_id = None
+    STATE._announced = False
+    _setup_logging(verbose, quiet)
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
+
+
+@app.command()
+@_handle_errors
+def submit(
+    paths: Annotated[list[str], typer.Argument(help="Files, directories (recursive) and globs.")],
+    numwords: Annotated[int, typer.Option("--numwords", "-n", help="How many top words to report.")] = 3,
+    job_id: Annotated[
+        str | None,
+        typer.Option("--job-id", help="Job id (default: generated). An existing job's id resumes it."),
+    ] = None,
+    aggregate: Annotated[
+        bool,
+        typer.Option(
+            "--aggregate/--no-aggregate",
+            help="Also compute the corpus-wide top words (skipped, and reported so, if a file fails).",
+        ),
+    ] = True,
+    dest: Annotated[
+        Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for the tasks and download results.")
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the tasks (also bounds the SAS expiry).")
+    ] = 7200.0,
+    retries: Annotated[int, typer.Option("--retries", help="Retries per task (maxTaskRetryCount).")] = 0,
+    max_wall_clock: Annotated[
+        float | None, typer.Option("--max-wall-clock", help="Seconds a task may run (maxWallClockTime).")
+    ] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(
+            "--command",
+            help="Run this per input instead of nodetask; placeholders {input} and {output_dir} "
+            "(node paths, shell-quoted). Everything written to {output_dir} comes back.",
+        ),
+    ] = None,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep/--cleanup",
+            help="Keep the job and its blobs, or delete them once the results are downloaded "
+            "(kept anyway when a task failed, to read its logs).",
+        ),
+    ] = True,
+) -> None:
+    """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
+    from runner import inputs as inputs_mod
+    from runner import report
+    from runner.submit import SubmitOptions, Submitted, new_job_id, validate_job_id
+    from runner.submit import submit as do_submit
+
+    opts = SubmitOptions(
+        numwords=numwords,
+        aggregate=aggregate,
+        dest=dest,
+        wait=wait,
+        timeout=timedelta(seconds=timeout),
+        retries=retries,
+        max_wall_clock=_seconds(max_wall_clock),
+        command=command,
+        keep=keep,
+    )
+    opts.validate()
+    if job_id is not None:
+        validate_job_id(job_id)
+    STATE.resolved_target()  # say which target first; nothing is started yet
+    files = inputs_mod.expand(paths)  # exit 2 before anything is created
+    session = STATE.session()
+    job = job_id or new_job_id()
+    STATE.resume_job_id = job
+    STATE.say(f"job {job}: {len(files)} input file(s)")
+    outcome = do_submit(session, files, opts, job, STATE.reporter())
+    if isinstance(outcome, Submitted):
+        STATE.say(f"submitted; follow with `runner status {job}`, then `runner results {job}`")
+        if STATE.json:
+            typer.echo(
+                report.dumps(
+                    {
+                        "jobId": job,
+                        "target": session.target.label,
+                        "status": "submitted",
+                        "tasksAdded": outcome.tasks_added,
+                    }
+                )
+            )
+        return
+    if not STATE.quiet:
+        report.print_summary(STATE.console, outcome)
+    if STATE.json:
+        typer.echo(report.dumps(outcome.to_json()))
+
+
+@app.command()
+@_handle_errors
+def status(
+    job: Annotated[str | None, typer.Argument(help="A job id; all jobs when omitted.")] = None,
+) -> None:
+    """Task counts of a job and the state of its tasks (or every job's state)."""
+    from runner import manifest as mf
+    from runner import report
+    from runner.progress import describe_counts
+
+    session = STATE.session()
+    if job is None:
+        _print_jobs(session)
+        return
+    info = session.batch.get_job(job)
+    counts = session.batch.task_counts(job)
+    tasks = session.batch.list_tasks(job)
+    man = mf.load(session.storage, session.outputs.input_container, job)
+    inputs = man.by_task if man else {}
+    table = Table(title=f"job {job} ({info.state})", title_justify="left")
+    for col in ("task", "input", "state", "result", "exit code"):
+        table.add_column(col)
+    for t in sorted(tasks, key=lambda t: (not t.id.isdigit(), int(t.id) if t.id.isdigit() else 0, t.id)):
+        label = inputs[t.id].input if t.id in inputs else t.display_name
+        table.add_row(
+            t.id, Text(label), t.state.value, t.result or "", "" if t.exit_code is None else str(t.exit_code)
+        )
+    STATE.console.print(table)
+    STATE.say(describe_counts(counts, counts.total))
+    if STATE.json:
+        typer.echo(
+            report.dumps(
+                {
+                    "jobId": job,
+                    "state": info.state,
+                    "counts": {
+                        "active": counts.active,
+                        "running": counts.running,
+                        "completed": counts.completed,
+                        "succeeded": counts.succeeded,
+                        "failed": counts.failed,
+                    },
+                    "tasks": [
+                        {
+                            "id": t.id,
+                            "input": inputs[t.id].input if t.id in inputs else t.display_name,
+                            "state": t.state.value,
+                            "result": t.result,
+                            "exitCode": t.exit_code,
+                        }
+                        for t in tasks
+                    ],
+                }
+            )
+        )
+
+
+def _print_jobs(session: Session) -> None:
+    from runner import report
+
+    jobs = sorted(
+        session.batch.list_jobs(), key=lambda j: (j.creation_time is None, j.creation_time), reverse=True
+    )
+    table = Table(title="jobs", title_justify="left")
+    for col in ("job", "state", "pool", "created"):
+        table.add_column(col)
+    for j in jobs:
+        created = j.creation_time.strftime("%Y-%m-%d %H:%M:%S") if j.creation_time else ""
+        table.add_row(j.id, j.state, j.pool_id or "", created)
+    STATE.console.print(table)
+    if STATE.json:
+        typer.echo(
+            report.dumps(
+                [
+                    {"jobId": j.id, "state": j.state, "poolId": j.pool_id, "created": j.creation_time}
+                    for j in jobs
+                ]
+            )
+        )
+
+
+@app.command()
+@_handle_errors
+def jobs() -> None:
+    """List the jobs of the target."""
+    _print_jobs(STATE.session())
+
+
+@app.command()
+@_handle_errors
+def logs(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    task: Annotated[str, typer.Argument(help="Task id (1..N, or merge).")],
+    stderr: Annotated[bool, typer.Option("--stderr", help="Show stderr.txt instead of stdout.txt.")] = False,
+) -> None:
+    """Print a task's stdout (or stderr) to stdout."""
+    from runner.batch import STDERR_FILE, STDOUT_FILE
+
+    session = STATE.session()
+    data = session.batch.task_file(job, task, STDERR_FILE if stderr else STDOUT_FILE)
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+@app.command()
+@_handle_errors
+def results(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    dest: Annotated[
+        Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
+    ] = None,
+) -> None:
+    """Download a job's results (from any machine) and print the summary."""
+    from runner import manifest as mf
+    from runner import report
+    from runner.submit import collect, default_dest
+
+    session = STATE.session()
+    man = mf.require(session.storage, session.outputs.input_container, job)
+    outcome = collect(session, man, dest or default_dest(job), STATE.reporter())
+    if not STATE.quiet:
+        report.print_summary(STATE.console, outcome)
+    if STATE.json:
+        typer.echo(report.dumps(outcome.to_json()))
+
+
+@app.command()
+@_handle_errors
+def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+    """Terminate a job: running tasks are stopped, waiting tasks never start."""
+    session = STATE.session()
+    session.batch.terminate_job(job)
+    STATE.say(f"job {job} terminated")
+
+
+@app.command()
+@_handle_errors
+def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+    """Delete a job and all its blobs (inputs, outputs, manifest)."""
+    from runner import report
+    from runner.submit import cleanup
+
+    session = STATE.session()
+    deleted, blobs = cleanup(session, job)
+    STATE.say(f"job {job}: {'deleted' if deleted else 'did not exist'}; {blobs} blob(s) deleted")
+    if STATE.json:
+        typer.echo(report.dumps({"jobId": job, "jobDeleted": deleted, "blobsDeleted": blobs}))
+
+
+@app.command("outputs")
+@_handle_errors
+def outputs_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="As JSON on stdout.")] = False,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="Show keys instead of masking them.")
+    ] = False,
+) -> None:
+    """Print the resolved outputs of the target (secrets masked)."""
+    from runner import report
+
+    target = STATE.resolved_target()
+    out = load_outputs(target, start_local=False)
+    if json_out or STATE.json:
+        typer.echo(report.dumps(out.to_dict(show_secrets=show_secrets)))
+    else:
+        typer.echo(out.render(show_secrets=show_secrets))
+
+
+@local_app.command("up")
+@_handle_errors
+def local_up() -> None:
+    """Start Azurite and localbatch (if needed), create containers and the pool, write the outputs."""
+    from runner import local
+
+    lt = local.ensure_up()
+    what = ", ".join(lt.started) if lt.started else "nothing (already running)"
+    STATE.say(f"local target up; started: {what}; outputs in {local.outputs_path()}")
+    _print_local_status()
+
+
+@local_app.command("down")
+@_handle_errors
+def local_down() -> None:
+    """Stop the services `runner local up` started (their data is kept)."""
+    from runner import local
+
+    stopped = local.down()
+    STATE.say(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@local_app.command("status")
+@_handle_errors
+def local_status() -> None:
+    """Report the local services."""
+    _print_local_status()
+
+
+def _print_local_status() -> None:
+    from runner import local, report
+
+    st = local.status()
+    table = Table(title=f"local target ({st.home})", title_justify="left")
+    for col in ("service", "state", "pid", "url"):
+        table.add_column(col)
+    for s in st.services:
+        table.add_row(s.name, s.state.value, str(s.pid or ""), s.url or "")
+    STATE.console.print(table)
+    if STATE.json:
+        typer.echo(
+            report.dumps(
+                {
+                    "home": str(st.home),
+                    "running": st.running,
+                    "services": [
+                        {"name": s.name, "state": s.state.value, "pid": s.pid, "url": s.url}
+                        for s in st.services
+                    ],
+                }
+            )
+        )
+
+
+def main() -> None:
+    """Console script entry point."""
+    app()

@@ -1,0 +1,125 @@
+"""Expand the user's PATHS into input files, validated before anything is created.
+
+Contracts:
+
+* A path is a file, a directory (walked recursively, following symlinked
+  directories at most once each, so a symlink loop cannot hang the walk) or a
+  glob (``*``, ``?``, ``[``; ``**`` matches across directories).
+* Every problem is collected and reported in one :class:`UsageError` (exit 2):
+  all missing paths at once, unreadable files, globs matching nothing, and
+  nothing to do.
+* Each input gets a relative path from the common root of all inputs (POSIX
+  separators), so two files with the same basename in different folders keep
+  different names, and the names are stable when the same command is run
+  again (resume).
+* Hidden files and directories (names starting with ``.``) found while
+  walking a directory are skipped; a hidden file named explicitly is kept.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import UsageError
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input: where it is, and the stable relative name used everywhere else."""
+
+    path: Path
+    relpath: str
+    size: int
+
+
+def expand(paths: list[str]) -> list[InputFile]:
+    """Validate and expand ``paths``; sorted by relative path, duplicates removed."""
+    if not paths:
+        raise UsageError("no input paths given", hint="pass files, directories or globs")
+    missing: list[str] = []
+    unmatched: list[str] = []
+    unreadable: list[str] = []
+    found: dict[Path, None] = {}
+    for raw in paths:
+        if any(ch in raw for ch in _GLOB_CHARS) and not os.path.lexists(raw):
+            matches = sorted(glob.glob(os.path.expanduser(raw), recursive=True))
+            if not matches:
+                unmatched.append(raw)
+            for match in matches:
+                _collect(Path(match), found, unreadable, explicit=False)
+            continue
+        path = Path(os.path.expanduser(raw))
+        if not path.exists():
+            missing.append(raw)
+            continue
+        _collect(path, found, unreadable, explicit=True)
+    problems: list[str] = []
+    if missing:
+        problems.append("not found: " + ", ".join(missing))
+    if unmatched:
+        problems.append("no match for glob: " + ", ".join(unmatched))
+    if unreadable:
+        problems.append("cannot read: " + ", ".join(unreadable))
+    if problems:
+        raise UsageError("; ".join(problems))
+    if not found:
+        raise UsageError("nothing to do: the given paths contain no files")
+    files = [p.resolve() for p in found]
+    root = _common_root(files)
+    inputs = [InputFile(p, p.relative_to(root).as_posix(), p.stat().st_size) for p in files]
+    unique = {i.relpath: i for i in inputs}
+    return sorted(unique.values(), key=lambda i: i.relpath)
+
+
+def _collect(path: Path, found: dict[Path, None], unreadable: list[str], *, explicit: bool) -> None:
+    if path.is_dir():
+        _walk(path, found, unreadable)
+    elif path.is_file():
+        _add_file(path, found, unreadable)
+    elif explicit:
+        unreadable.append(f"{path} (not a regular file)")
+
+
+def _walk(top: Path, found: dict[Path, None], unreadable: list[str]) -> None:
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def on_error(err: OSError) -> None:
+        unreadable.append(f"{err.filename} ({err.strerror})")
+
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=on_error):
+        st = os.stat(dirpath)
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:  # a symlink loop or a second link to the same directory
+            dirnames[:] = []
+            continue
+        seen_dirs.add(key)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            candidate = Path(dirpath) / name
+            if candidate.is_file():
+                _add_file(candidate, found, unreadable)
+
+
+def _add_file(path: Path, found: dict[Path, None], unreadable: list[str]) -> None:
+    if not os.access(path, os.R_OK):
+        unreadable.append(f"{path} (permission denied)")
+        return
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        unreadable.append(f"{path} ({exc.strerror})")
+        return
+    found[path] = None
+
+
+def _common_root(files: list[Path]) -> Path:
+    parents = [str(f.parent) for f in files]
+    return Path(os.path.commonpath(parents))

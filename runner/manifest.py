@@ -1,0 +1,121 @@
+"""The job manifest: ``<job-id>/manifest.json`` in the input container.
+
+It records what a job is (task id -> input relative path, blob, node name;
+options) so that ``runner results``, ``status``, ``logs`` and resume work from
+any machine that can reach the target, with nothing kept locally. It holds no
+secret and no SAS URL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from runner.errors import NotFoundError, RemoteError
+from runner.storage import Storage
+
+MANIFEST_VERSION = 1
+
+
+def manifest_blob(job_id: str) -> str:
+    return f"{job_id}/manifest.json"
+
+
+def input_blob(job_id: str, relpath: str) -> str:
+    return f"{job_id}/inputs/{relpath}"
+
+
+@dataclass(frozen=True)
+class ManifestTask:
+    task_id: str
+    input: str
+    blob: str
+    node_name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    job_id: str
+    created: str
+    numwords: int
+    aggregate: bool
+    command: str | None
+    retries: int
+    tasks: tuple[ManifestTask, ...]
+
+    @property
+    def by_task(self) -> dict[str, ManifestTask]:
+        return {t.task_id: t for t in self.tasks}
+
+    @property
+    def task_ids(self) -> list[str]:
+        ids = [t.task_id for t in self.tasks]
+        return [*ids, "merge"] if self.aggregate else ids
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": MANIFEST_VERSION,
+            "jobId": self.job_id,
+            "created": self.created,
+            "options": {
+                "numwords": self.numwords,
+                "aggregate": self.aggregate,
+                "command": self.command,
+                "retries": self.retries,
+            },
+            "tasks": [
+                {"id": t.task_id, "input": t.input, "blob": t.blob, "nodeName": t.node_name, "size": t.size}
+                for t in self.tasks
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        opts = data["options"]
+        return cls(
+            job_id=str(data["jobId"]),
+            created=str(data["created"]),
+            numwords=int(opts["numwords"]),
+            aggregate=bool(opts["aggregate"]),
+            command=opts.get("command"),
+            retries=int(opts.get("retries", 0)),
+            tasks=tuple(
+                ManifestTask(
+                    str(t["id"]), str(t["input"]), str(t["blob"]), str(t["nodeName"]), int(t["size"])
+                )
+                for t in data["tasks"]
+            ),
+        )
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def save(storage: Storage, container: str, manifest: Manifest) -> None:
+    body = json.dumps(manifest.to_json(), indent=2, ensure_ascii=False).encode("utf-8")
+    storage.upload_bytes(container, manifest_blob(manifest.job_id), body, overwrite=True)
+
+
+def load(storage: Storage, container: str, job_id: str) -> Manifest | None:
+    """The job's manifest, or ``None`` if the job has none (not submitted by this runner)."""
+    raw = storage.try_download_bytes(container, manifest_blob(job_id))
+    if raw is None:
+        return None
+    try:
+        return Manifest.from_json(json.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        raise RemoteError(f"the manifest of job {job_id} is unreadable") from None
+
+
+def require(storage: Storage, container: str, job_id: str) -> Manifest:
+    manifest = load(storage, container, job_id)
+    if manifest is None:
+        raise NotFoundError(
+            f"job {job_id} has no manifest in the input container",
+            hint="was it submitted with `runner submit` to this target?",
+        )
+    return manifest

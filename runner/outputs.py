@@ -1,0 +1,173 @@
+"""The outputs contract: what a client needs to use a target.
+
+The Pulumi program exports these keys and ``runner local up`` writes them to a
+file; the runner reads nothing else (see DESIGN.md, "Outputs contract").
+
+Contracts:
+
+* :func:`load_file` and :func:`from_pulumi` return a validated, frozen
+  :class:`Outputs` or raise :class:`~runner.errors.TargetError` naming the
+  source and every missing or invalid key. Error messages never contain a
+  value of a secret key, nor the Pulumi CLI's stdout.
+* :func:`write_file` writes atomically with mode 0600 (the file holds keys).
+* :meth:`Outputs.render` masks secrets unless asked not to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from runner.errors import TargetError
+
+SECRET_KEYS = frozenset({"batchAccountKey", "storageAccountKey"})
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The resolved outputs of one target (field names map to the contract's camelCase keys)."""
+
+    batch_account_name: str
+    batch_account_url: str
+    storage_account_name: str
+    storage_blob_endpoint: str
+    pool_id: str
+    input_container: str
+    output_container: str
+    application_container: str
+    batch_account_key: str | None = None
+    storage_account_key: str | None = None
+
+    def __repr__(self) -> str:  # never leak keys through a repr in a traceback or log
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.to_dict(show_secrets=False).items())
+        return f"Outputs({shown})"
+
+    def to_dict(self, *, show_secrets: bool = False) -> dict[str, str]:
+        """The contract's keys (camelCase); secrets masked unless ``show_secrets``."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            key = _camel(f.name)
+            out[key] = value if show_secrets or key not in SECRET_KEYS else MASK
+        return out
+
+    def render(self, *, show_secrets: bool = False) -> str:
+        """Human-readable ``key: value`` lines."""
+        data = self.to_dict(show_secrets=show_secrets)
+        width = max(len(k) for k in data)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in data.items())
+
+
+_REQUIRED = [f.name for f in fields(Outputs) if f.name not in {"batch_account_key", "storage_account_key"}]
+_URL_KEYS = ("batch_account_url", "storage_blob_endpoint")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def from_mapping(data: dict[str, Any], *, source: str) -> Outputs:
+    """Validate a mapping of contract keys; ``source`` names it in error messages."""
+    missing: list[str] = []
+    invalid: list[str] = []
+    values: dict[str, str | None] = {}
+    for f in fields(Outputs):
+        key = _camel(f.name)
+        raw = data.get(key)
+        if raw is None or raw == "":
+            if f.name in _REQUIRED:
+                missing.append(key)
+            values[f.name] = None
+            continue
+        if not isinstance(raw, str):
+            invalid.append(f"{key} (not a string)")
+            continue
+        values[f.name] = raw
+    for name in _URL_KEYS:
+        url = values.get(name)
+        if url and (urlparse(url).scheme not in {"http", "https"} or not urlparse(url).netloc):
+            invalid.append(f"{_camel(name)} (not an http(s) URL)")
+    if missing or invalid:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if invalid:
+            parts.append("invalid " + ", ".join(invalid))
+        raise TargetError(f"outputs from {source}: " + "; ".join(parts))
+    return Outputs(**values)  # type: ignore[arg-type]
+
+
+def load_file(path: Path) -> Outputs:
+    """Read and validate an outputs JSON file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TargetError(f"outputs file {path} does not exist") from None
+    except OSError as exc:
+        raise TargetError(f"outputs file {path} cannot be read: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TargetError(f"outputs file {path} is not valid JSON (line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise TargetError(f"outputs file {path} must hold a JSON object")
+    return from_mapping(data, source=str(path))
+
+
+def from_pulumi(stack: str | None, *, cwd: Path | None = None) -> Outputs:
+    """Outputs of a Pulumi stack via ``pulumi stack output --json --show-secrets``.
+
+    The CLI's stdout holds secrets: it is parsed, never echoed.
+    """
+    exe = shutil.which("pulumi")
+    if exe is None:
+        raise TargetError(
+            "the Pulumi CLI is not installed, so stack outputs cannot be read",
+            hint="install it from https://www.pulumi.com/docs/install/ or pass --outputs FILE",
+        )
+    cmd = [exe, "stack", "output", "--json", "--show-secrets"]
+    if stack:
+        cmd += ["--stack", stack]
+    label = f"Pulumi stack {stack!r}" if stack else "the selected Pulumi stack"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        raise TargetError(f"`pulumi stack output` for {label} timed out") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no error message"])[-1]
+        raise TargetError(f"cannot read outputs of {label}: {last[:300]}")
+    try:
+        data = json.loads(proc.stdout or "{}")
+    except json.JSONDecodeError:
+        raise TargetError(f"`pulumi stack output` for {label} did not return JSON") from None
+    if not isinstance(data, dict) or not data:
+        raise TargetError(f"{label} has no outputs", hint="run `pulumi up` first")
+    return from_mapping(data, source=label)
+
+
+def write_file(path: Path, outputs: Outputs) -> None:
+    """Write ``outputs`` (with secrets) atomically, mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".outputs-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(outputs.to_dict(show_secrets=True), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

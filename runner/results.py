@@ -1,0 +1,233 @@
+"""Download a job's results and read them back.
+
+Layout under ``dest`` (default ``results/<job-id>/``):
+
+* ``corpus_OUTPUT.txt``, ``corpus_counts.json``: the aggregate (when it ran);
+* ``files/<input relative dir>/<stem>_OUTPUT<ext>`` and ``<stem>_counts.json``:
+  per input, with the tutorial's names built from the *original* file name
+  (the node saw a sanitised one), so same basenames in different folders do
+  not collide;
+* with ``--command``: ``files/<input relative path>.out/...``: everything the
+  command wrote to its output directory.
+
+Downloads run in parallel. Top words come from the counts JSON (nodetask's
+schema 1: ``top`` and ``totals.words``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runner.batch import TaskFailure, TaskInfo, TaskState
+from runner.manifest import Manifest, ManifestTask
+from runner.progress import Reporter
+from runner.storage import DownloadItem, Storage
+from runner.tasks import MERGE_TASK_ID, report_names
+
+log = logging.getLogger(__name__)
+
+
+class TaskOutcome(str, Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class WordCount:
+    word: str
+    count: int
+
+
+@dataclass(frozen=True)
+class FileResult:
+    task_id: str
+    input: str
+    outcome: TaskOutcome
+    report: Path | None = None
+    counts: Path | None = None
+    words: int | None = None
+    top: tuple[WordCount, ...] = ()
+    files: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobResults:
+    job_id: str
+    target: str
+    dest: Path
+    numwords: int
+    files: tuple[FileResult, ...]
+    corpus: FileResult | None
+    failures: tuple[TaskFailure, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        def one(r: FileResult) -> dict[str, Any]:
+            return {
+                "taskId": r.task_id,
+                "input": r.input,
+                "status": r.outcome.value,
+                "report": str(r.report) if r.report else None,
+                "counts": str(r.counts) if r.counts else None,
+                "words": r.words,
+                "top": [{"word": w.word, "count": w.count} for w in r.top],
+                "files": [str(p) for p in r.files],
+            }
+
+        return {
+            "jobId": self.job_id,
+            "target": self.target,
+            "dest": str(self.dest),
+            "numwords": self.numwords,
+            "tasks": {
+                "total": len(self.files) + (1 if self.corpus else 0),
+                "succeeded": sum(r.outcome is TaskOutcome.SUCCEEDED for r in self.files)
+                + (1 if self.corpus and self.corpus.outcome is TaskOutcome.SUCCEEDED else 0),
+                "failed": len(self.failures),
+            },
+            "files": [one(r) for r in self.files],
+            "corpus": one(self.corpus) if self.corpus else None,
+            "failures": [
+                {
+                    "taskId": f.task_id,
+                    "input": f.display_name,
+                    "exitCode": f.exit_code,
+                    "category": f.failure_category,
+                    "code": f.failure_code,
+                    "message": f.failure_message,
+                    "stderrTail": f.stderr_tail,
+                }
+                for f in self.failures
+            ],
+            **self.extra,
+        }
+
+
+def _outcome(info: TaskInfo | None) -> TaskOutcome:
+    if info is None or info.state is not TaskState.COMPLETED:
+        return TaskOutcome.PENDING
+    return TaskOutcome.SUCCEEDED if info.result == "success" else TaskOutcome.FAILED
+
+
+def _local_name(task: ManifestTask, rest: str, command_mode: bool) -> PurePosixPath:
+    rel = PurePosixPath(task.input)
+    if command_mode:
+        return PurePosixPath("files") / f"{rel}.out" / rest
+    node_report, node_counts = report_names(task.node_name)
+    real_report, real_counts = report_names(rel.name)
+    name = {node_report: real_report, node_counts: real_counts}.get(rest, rest)
+    return PurePosixPath("files") / rel.parent / name
+
+
+def download(
+    storage: Storage,
+    container: str,
+    manifest: Manifest,
+    dest: Path,
+    states: dict[str, TaskInfo],
+    *,
+    target: str,
+    failures: list[TaskFailure],
+    reporter: Reporter,
+) -> JobResults:
+    """Download every output blob of the job into ``dest`` and summarise it."""
+    by_task = manifest.by_task
+    command_mode = manifest.command is not None
+    items: list[DownloadItem] = []
+    local_files: dict[str, list[Path]] = {}
+    total = 0
+    for blob in storage.list_blobs(container, f"{manifest.job_id}/"):
+        parts = blob.name.split("/", 2)
+        if len(parts) < 3 or not parts[2]:
+            continue
+        task_id, rest = parts[1], parts[2]
+        if task_id == MERGE_TASK_ID:
+            rel = PurePosixPath(rest)
+        elif task_id in by_task:
+            rel = _local_name(by_task[task_id], rest, command_mode)
+        else:
+            continue
+        if ".." in rel.parts or rel.is_absolute():
+            log.warning("skipping output blob with an unsafe name: %s", blob.name)
+            continue
+        path = dest.joinpath(*rel.parts)
+        items.append(DownloadItem(blob.name, path))
+        local_files.setdefault(task_id, []).append(path)
+        total += blob.size
+    if items:
+        with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
+            storage.download_files(container, items, advance)
+
+    results = []
+    for task in manifest.tasks:
+        results.append(_summarise(task.task_id, task.input, states, local_files, dest, task, command_mode))
+    corpus = None
+    if manifest.aggregate and not command_mode:
+        corpus = _summarise(MERGE_TASK_ID, "(corpus)", states, local_files, dest, None, False)
+        if corpus.outcome is TaskOutcome.PENDING and any(r.outcome is TaskOutcome.FAILED for r in results):
+            corpus = FileResult(MERGE_TASK_ID, "(corpus)", TaskOutcome.SKIPPED)
+    return JobResults(
+        job_id=manifest.job_id,
+        target=target,
+        dest=dest,
+        numwords=manifest.numwords,
+        files=tuple(results),
+        corpus=corpus,
+        failures=tuple(failures),
+    )
+
+
+def _summarise(
+    task_id: str,
+    label: str,
+    states: dict[str, TaskInfo],
+    local_files: dict[str, list[Path]],
+    dest: Path,
+    task: ManifestTask | None,
+    command_mode: bool,
+) -> FileResult:
+    outcome = _outcome(states.get(task_id))
+    files = tuple(sorted(local_files.get(task_id, [])))
+    if command_mode:
+        return FileResult(task_id, label, outcome, files=files)
+    if task is None:
+        report_name, counts_name = "corpus_OUTPUT.txt", "corpus_counts.json"
+        base = dest
+    else:
+        report_name, counts_name = report_names(PurePosixPath(task.input).name)
+        base = dest.joinpath("files", *PurePosixPath(task.input).parent.parts)
+    report = base / report_name
+    counts = base / counts_name
+    words: int | None = None
+    top: tuple[WordCount, ...] = ()
+    if counts.is_file():
+        words, top = read_counts(counts)
+    return FileResult(
+        task_id,
+        label,
+        outcome,
+        report=report if report.is_file() else None,
+        counts=counts if counts.is_file() else None,
+        words=words,
+        top=top,
+        files=files,
+    )
+
+
+def read_counts(path: Path) -> tuple[int | None, tuple[WordCount, ...]]:
+    """``(total words, top words)`` from a nodetask counts JSON file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        top = tuple(WordCount(str(w), int(c)) for w, c in data.get("top", []))
+        words = data.get("totals", {}).get("words")
+        return (int(words) if words is not None else None), top
+    except (OSError, ValueError, TypeError, AttributeError):
+        log.warning("unreadable counts file %s", path)
+        return None, ()

@@ -1,0 +1,372 @@
+"""Blob Storage for the runner: the only module that imports ``azure.storage.blob``.
+
+Contracts:
+
+* :class:`Storage` is built from :class:`~runner.outputs.Outputs`: shared key
+  by default, or a ``TokenCredential`` (Entra ID), in which case SAS tokens
+  are user-delegation SAS.
+* Uploads and downloads run in parallel (a thread pool) and report bytes to a
+  progress callback. An upload is skipped when the blob exists with the same
+  Content-MD5 (computed locally, streaming); uploads always set it.
+* SAS: read-only and scoped to one blob for inputs and node code;
+  create+write only for the output container; read+list for reading a
+  job's outputs back as resource files. Expiry is given by the caller.
+* Every SDK error leaves this module as a :class:`~runner.errors.RunnerError`
+  chosen by status code; messages never include a URL, a header or a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerSasPermissions,
+    ContentSettings,
+    ExponentialRetry,
+    UserDelegationKey,
+    generate_blob_sas,
+    generate_container_sas,
+)
+
+from runner.errors import AuthError, NotFoundError, RemoteError, RunnerError, UnreachableError, UsageError
+from runner.outputs import Outputs
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int], None]
+_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    """A local file and the blob it goes to."""
+
+    path: Path
+    blob_name: str
+
+
+@dataclass(frozen=True)
+class UploadSummary:
+    uploaded: int
+    skipped: int
+    bytes_uploaded: int
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DownloadItem:
+    blob_name: str
+    dest: Path
+
+
+def file_md5(path: Path) -> bytes:
+    """MD5 digest of a file, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.digest()
+
+
+@contextmanager
+def translate_errors(what: str, endpoint: str) -> Iterator[None]:
+    """Turn SDK errors into RunnerErrors (by status code); ``what`` says what we were doing."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError):
+        raise UnreachableError(
+            f"Storage endpoint {endpoint} is unreachable while {what}",
+            hint="is the target running? (`runner local status` for the local target)",
+        ) from None
+    except ClientAuthenticationError as exc:
+        if exc.status_code is None:  # no answer from the service: the credential itself failed
+            raise AuthError(
+                f"could not get an Entra ID token while {what}",
+                hint="sign in (`az login`) or configure DefaultAzureCredential",
+            ) from None
+        raise _from_http(exc, what) from None
+    except HttpResponseError as exc:
+        raise _from_http(exc, what) from None
+
+
+def _from_http(exc: HttpResponseError, what: str) -> RunnerError:
+    status = exc.status_code or 0
+    code = getattr(exc, "error_code", None) or ""
+    if status in (401, 403):
+        return AuthError(
+            f"Storage rejected the credentials while {what} ({status} {code or 'AuthenticationFailed'})",
+            hint="check storageAccountKey in the outputs, or your role assignments with --auth entra",
+        )
+    if status == 404:
+        return NotFoundError(f"not found while {what} ({code or 'NotFound'})")
+    return RemoteError(f"Storage error while {what}: {status} {code}".rstrip())
+
+
+class Storage:
+    """Blob operations against one Storage account."""
+
+    def __init__(
+        self,
+        outputs: Outputs,
+        *,
+        credential: TokenCredential | None = None,
+        max_workers: int = 8,
+    ) -> None:
+        self.account_name = outputs.storage_account_name
+        self.endpoint = outputs.storage_blob_endpoint.rstrip("/")
+        self._host = urlparse(self.endpoint).netloc
+        self._key = outputs.storage_account_key
+        self._token_credential = credential
+        cred: Any
+        if credential is not None:
+            cred = credential
+        elif self._key:
+            cred = {"account_name": self.account_name, "account_key": self._key}
+        else:
+            raise AuthError("no Storage key in the outputs", hint="use --auth entra or add storageAccountKey")
+        self._client = BlobServiceClient(
+            self.endpoint,
+            credential=cred,
+            # 429/5xx and timeouts are retried by the SDK; a refused connection only once,
+            # so a target that is down is reported in seconds, not minutes.
+            retry_policy=ExponentialRetry(
+                initial_backoff=1, increment_base=2, retry_total=4, retry_connect=1
+            ),
+            connection_timeout=10,
+        )
+        self.max_workers = max_workers
+        self._delegation_key: UserDelegationKey | None = None
+        self._delegation_lock = threading.Lock()
+
+    # -- containers -------------------------------------------------------------------
+
+    def ensure_containers(self, names: list[str]) -> None:
+        """Create the containers that do not exist yet."""
+        for name in names:
+            with translate_errors(f"creating container {name}", self._host):
+                try:
+                    self._client.create_container(name)
+                    log.info("created container %s", name)
+                except ResourceExistsError:
+                    pass
+
+    # -- single blobs -----------------------------------------------------------------
+
+    def blob_exists(self, container: str, name: str) -> bool:
+        with translate_errors(f"checking blob {name}", self._host):
+            return bool(self._client.get_blob_client(container, name).exists())
+
+    def upload_bytes(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
+        md5 = hashlib.md5(data, usedforsecurity=False).digest()
+        with translate_errors(f"uploading {name}", self._host):
+            self._client.get_blob_client(container, name).upload_blob(
+                data,
+                overwrite=overwrite,
+                content_settings=ContentSettings(content_md5=bytearray(md5)),
+            )
+
+    def download_bytes(self, container: str, name: str) -> bytes:
+        with translate_errors(f"downloading {name}", self._host):
+            return bytes(self._client.get_blob_client(container, name).download_blob().readall())
+
+    def try_download_bytes(self, container: str, name: str) -> bytes | None:
+        """Like :meth:`download_bytes` but ``None`` when the blob does not exist."""
+        with translate_errors(f"downloading {name}", self._host):
+            try:
+                return bytes(self._client.get_blob_client(container, name).download_blob().readall())
+            except ResourceNotFoundError:
+                return None
+
+    def list_blobs(self, container: str, prefix: str) -> list[BlobInfo]:
+        with translate_errors(f"listing {container}/{prefix}", self._host):
+            return [
+                BlobInfo(b.name, int(b.size or 0))
+                for b in self._client.get_container_client(container).list_blobs(name_starts_with=prefix)
+            ]
+
+    def delete_prefix(self, container: str, prefix: str) -> int:
+        """Delete every blob under ``prefix``; returns how many were deleted."""
+        names = [b.name for b in self.list_blobs(container, prefix)]
+        client = self._client.get_container_client(container)
+        with translate_errors(f"deleting blobs under {container}/{prefix}", self._host):
+            for start in range(0, len(names), 256):
+                for name in names[start : start + 256]:
+                    with contextlib.suppress(ResourceNotFoundError):
+                        client.delete_blob(name)
+        return len(names)
+
+    # -- parallel transfers -----------------------------------------------------------
+
+    def upload_files(
+        self, container: str, items: list[UploadItem], progress: ProgressFn | None = None
+    ) -> UploadSummary:
+        """Upload in parallel; skip blobs whose Content-MD5 matches the local file.
+
+        ``progress`` receives byte deltas (skipped files count as done).
+        """
+        lock = threading.Lock()
+        counts = {"uploaded": 0, "skipped": 0, "bytes": 0}
+
+        def one(item: UploadItem) -> None:
+            try:
+                size = item.path.stat().st_size
+                md5 = file_md5(item.path)
+            except OSError as exc:
+                raise UsageError(f"cannot read {item.path}: {exc.strerror}") from None
+            blob = self._client.get_blob_client(container, item.blob_name)
+            with translate_errors(f"uploading {item.blob_name}", self._host):
+                try:
+                    props = blob.get_blob_properties()
+                    remote = props.content_settings.content_md5
+                    if remote is not None and bytes(remote) == md5 and props.size == size:
+                        with lock:
+                            counts["skipped"] += 1
+                        if progress:
+                            progress(size)
+                        return
+                except ResourceNotFoundError:
+                    pass
+                done = [0]
+
+                def hook(current: int, _total: int | None) -> None:
+                    delta = current - done[0]
+                    done[0] = current
+                    if progress and delta > 0:
+                        progress(delta)
+
+                with open(item.path, "rb") as handle:
+                    blob.upload_blob(
+                        handle,
+                        length=size,
+                        overwrite=True,
+                        content_settings=ContentSettings(
+                            content_type="application/octet-stream", content_md5=bytearray(md5)
+                        ),
+                        progress_hook=hook,
+                    )
+                if progress and size > done[0]:
+                    progress(size - done[0])
+            with lock:
+                counts["uploaded"] += 1
+                counts["bytes"] += size
+
+        self._run_parallel(one, items)
+        return UploadSummary(counts["uploaded"], counts["skipped"], counts["bytes"])
+
+    def download_files(
+        self, container: str, items: list[DownloadItem], progress: ProgressFn | None = None
+    ) -> None:
+        """Download in parallel to each item's ``dest`` (parents created, written atomically)."""
+
+        def one(item: DownloadItem) -> None:
+            item.dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = item.dest.with_name(item.dest.name + ".part")
+            with translate_errors(f"downloading {item.blob_name}", self._host):
+                stream = self._client.get_blob_client(container, item.blob_name).download_blob()
+                with open(tmp, "wb") as handle:
+                    for chunk in stream.chunks():
+                        handle.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+            tmp.replace(item.dest)
+
+        self._run_parallel(one, items)
+
+    def _run_parallel(self, fn: Callable[[Any], None], items: list[Any]) -> None:
+        """Run ``fn`` over ``items`` in threads; on the first error (or Ctrl-C) cancel what has
+        not started, wait for what has, and re-raise."""
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(items))) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            try:
+                for future in as_completed(futures):
+                    exc = future.exception()
+                    if exc is not None:
+                        raise exc
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    # -- SAS --------------------------------------------------------------------------
+
+    def blob_read_url(self, container: str, name: str, expiry: datetime) -> str:
+        """URL of one blob with a read-only SAS scoped to that blob."""
+        sas = generate_blob_sas(
+            self.account_name,
+            container,
+            name,
+            permission=BlobSasPermissions(read=True),
+            expiry=expiry,
+            start=_start(),
+            **self._sas_signer(expiry),
+        )
+        return f"{self._client.get_blob_client(container, name).url}?{sas}"
+
+    def container_write_url(self, container: str, expiry: datetime) -> str:
+        """Container URL with a create+write only SAS (for Batch ``outputFiles``)."""
+        return self._container_url(container, ContainerSasPermissions(create=True, write=True), expiry)
+
+    def container_read_list_url(self, container: str, expiry: datetime) -> str:
+        """Container URL with a read+list SAS (for ``storageContainerUrl`` resource files)."""
+        return self._container_url(container, ContainerSasPermissions(read=True, list=True), expiry)
+
+    def _container_url(self, container: str, permission: ContainerSasPermissions, expiry: datetime) -> str:
+        sas = generate_container_sas(
+            self.account_name,
+            container,
+            permission=permission,
+            expiry=expiry,
+            start=_start(),
+            **self._sas_signer(expiry),
+        )
+        return f"{self._client.get_container_client(container).url}?{sas}"
+
+    def _sas_signer(self, expiry: datetime) -> dict[str, Any]:
+        if self._token_credential is None:
+            return {"account_key": self._key}
+        with self._delegation_lock:
+            key = self._delegation_key
+            if key is None or _parse_time(key.signed_expiry) < expiry:
+                with translate_errors("getting a user delegation key", self._host):
+                    key = self._client.get_user_delegation_key(_start(), expiry + timedelta(minutes=5))
+                self._delegation_key = key
+        return {"user_delegation_key": key}
+
+
+def _start() -> datetime:
+    # A little in the past: clocks on nodes and in Storage differ.
+    return datetime.now(timezone.utc) - timedelta(minutes=5)
+
+
+def _parse_time(value: str | None) -> datetime:
+    if not value:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,342 @@
+"""``runner submit``: DESIGN.md "Data flow of runner submit", steps 2-8.
+
+The caller (the CLI) has already validated the inputs (:func:`runner.inputs.expand`)
+and resolved the target (step 1). Then:
+
+2. inputs are uploaded in parallel to ``<job-id>/inputs/<relative path>``;
+   unchanged blobs (same MD5) are skipped;
+3. the node code is uploaded under its content hash (unless ``--command``);
+4. the manifest ``<job-id>/manifest.json`` is written, then the job is
+   created (an existing job with the same id is reused: resume);
+5. missing tasks are added (the SDK chunks them), existing ones skipped;
+6. with ``--wait``, the job is monitored with one ``get_job_task_counts`` per
+   poll; a pool whose nodes all failed their start task is reported at once;
+   a merge blocked by a failed per-file task is reported as skipped;
+7. results are downloaded (also when some tasks failed) and summarised;
+8. with ``--cleanup``, the job and its blobs are deleted once the results are
+   safely downloaded.
+
+Resume: the same command with ``--job-id`` of an existing job. Its manifest
+must list the same inputs and options, otherwise nothing is changed and a
+:class:`UsageError` says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from runner import manifest as mf
+from runner.batch import PoolHealth, TaskCounts, TaskFailure, TaskState
+from runner.errors import NotFoundError, StartTaskFailed, TaskFailures, UsageError, WaitTimeout
+from runner.inputs import InputFile
+from runner.nodecode import ensure_node_code
+from runner.progress import Reporter
+from runner.results import JobResults, download
+from runner.storage import UploadItem
+from runner.targets import Session
+from runner.tasks import (
+    MERGE_TASK_ID,
+    PlannedInput,
+    PlanOptions,
+    plan,
+    safe_node_name,
+    validate_command_template,
+)
+
+log = logging.getLogger(__name__)
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SAS_MARGIN = timedelta(hours=1)
+_MAX_POLL = 5.0
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    numwords: int = 3
+    aggregate: bool = True
+    dest: Path | None = None
+    wait: bool = True
+    timeout: timedelta = timedelta(hours=2)
+    retries: int = 0
+    max_wall_clock: timedelta | None = None
+    command: str | None = None
+    keep: bool = True
+    poll_interval: float = 0.5
+
+    def validate(self) -> None:
+        if self.numwords < 1:
+            raise UsageError("--numwords must be at least 1")
+        if self.retries < 0:
+            raise UsageError("--retries must be >= 0")
+        if self.timeout <= timedelta(0):
+            raise UsageError("--timeout must be positive")
+        if self.max_wall_clock is not None and self.max_wall_clock <= timedelta(0):
+            raise UsageError("--max-wall-clock must be positive")
+        if self.command is not None:
+            validate_command_template(self.command)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What ``--no-wait`` returns: the job is running."""
+
+    job_id: str
+    tasks_added: int
+    uploaded: int
+    skipped: int
+
+
+def new_job_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"wc-{stamp}-{secrets.token_hex(2)}"
+
+
+def validate_job_id(job_id: str) -> None:
+    if not _JOB_ID.match(job_id):
+        raise UsageError(
+            f"invalid job id {job_id!r}",
+            hint="1-64 characters: letters, digits, hyphens and underscores",
+        )
+
+
+def default_dest(job_id: str) -> Path:
+    return Path("results") / job_id
+
+
+def submit(
+    session: Session,
+    inputs: list[InputFile],
+    opts: SubmitOptions,
+    job_id: str,
+    reporter: Reporter,
+) -> JobResults | Submitted:
+    """Run steps 2-8; return the results (``--wait``) or what was submitted (``--no-wait``).
+
+    Raises :class:`TaskFailures` (carrying the partial results) when a task failed.
+    """
+    out = session.outputs
+    storage, batch = session.storage, session.batch
+    if not batch.pool_exists(out.pool_id):
+        # Batch accepts a job on a pool that does not exist; its tasks would wait forever.
+        raise NotFoundError(
+            f"pool {out.pool_id} does not exist on this target",
+            hint="run `pulumi up` (Azure) or `runner local up` (local)",
+        )
+    manifest = _manifest_for(session, inputs, opts, job_id)
+
+    # 2. inputs
+    items = [UploadItem(i.path, mf.input_blob(job_id, i.relpath)) for i in inputs]
+    total_bytes = sum(i.size for i in inputs)
+    with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
+        summary = storage.upload_files(out.input_container, items, advance)
+    reporter.info(f"inputs: {summary.uploaded} uploaded, {summary.skipped} unchanged")
+
+    # 3. node code
+    code_url = ""
+    expiry = datetime.now(timezone.utc) + opts.timeout + SAS_MARGIN
+    if opts.command is None:
+        code = ensure_node_code(storage, out.application_container)
+        code_url = storage.blob_read_url(out.application_container, code.blob_name, expiry)
+        reporter.info(f"node code: {code.blob_name} ({'uploaded' if code.uploaded else 'already there'})")
+
+    # 4. manifest, job
+    mf.save(storage, out.input_container, manifest)
+    uses_deps = opts.aggregate and opts.command is None
+    created = batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=uses_deps)
+    reporter.info(f"job {job_id}: {'created' if created else 'exists, resuming'} on pool {out.pool_id}")
+
+    # 5. tasks
+    plan_opts = PlanOptions(
+        job_id=job_id,
+        numwords=opts.numwords,
+        retries=opts.retries,
+        max_wall_clock=opts.max_wall_clock,
+        code_url=code_url,
+        output_container_url=storage.container_write_url(out.output_container, expiry),
+        command_template=opts.command,
+    )
+    planned = [
+        PlannedInput(t.task_id, t.input, storage.blob_read_url(out.input_container, t.blob, expiry))
+        for t in manifest.tasks
+    ]
+    counts_url = storage.container_read_list_url(out.output_container, expiry) if uses_deps else None
+    specs = plan(planned, plan_opts, aggregate=uses_deps, counts_container_url=counts_url)
+    added = batch.add_tasks(job_id, specs)
+    reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
+
+    if not opts.wait:
+        return Submitted(job_id, added, summary.uploaded, summary.skipped)
+
+    # 6. monitor
+    monitor(session, manifest, opts, reporter)
+    # 7. results
+    return collect(session, manifest, opts.dest or default_dest(job_id), reporter, keep=opts.keep)
+
+
+def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions, job_id: str) -> mf.Manifest:
+    """The new job's manifest, or the existing one when resuming (checked against the inputs)."""
+    out = session.outputs
+    tasks = tuple(
+        mf.ManifestTask(
+            task_id=str(n),
+            input=i.relpath,
+            blob=mf.input_blob(job_id, i.relpath),
+            node_name=safe_node_name(i.relpath),
+            size=i.size,
+        )
+        for n, i in enumerate(inputs, start=1)
+    )
+    fresh = mf.Manifest(
+        job_id=job_id,
+        created=mf.now_iso(),
+        numwords=opts.numwords,
+        aggregate=opts.aggregate and opts.command is None,
+        command=opts.command,
+        retries=opts.retries,
+        tasks=tasks,
+    )
+    existing = mf.load(session.storage, out.input_container, job_id)
+    if existing is None:
+        if session.batch.job_exists(job_id):
+            raise UsageError(
+                f"job {job_id} exists but was not submitted by runner (no manifest)",
+                hint="choose another --job-id",
+            )
+        return fresh
+    if [t.input for t in existing.tasks] != [t.input for t in tasks]:
+        raise UsageError(
+            f"job {job_id} was submitted with other inputs; resume it with the same paths",
+            hint="or choose another --job-id",
+        )
+    mismatched = [
+        name
+        for name, a, b in (
+            ("--numwords", existing.numwords, fresh.numwords),
+            ("--aggregate", existing.aggregate, fresh.aggregate),
+            ("--command", existing.command, fresh.command),
+        )
+        if a != b
+    ]
+    if mismatched:
+        raise UsageError(f"job {job_id} was submitted with other options: {', '.join(mismatched)}")
+    return existing
+
+
+def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
+    """All per-file tasks completed, some failed: the merge's dependency can never be satisfied."""
+    n = len(manifest.tasks)
+    return manifest.aggregate and c.failed > 0 and c.completed == n and c.running == 0 and c.active >= 1
+
+
+def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> TaskCounts:
+    """Poll task counts until every task completed (or the merge is blocked); return the last counts."""
+    total = len(manifest.task_ids)
+    deadline = time.monotonic() + opts.timeout.total_seconds()
+    interval = opts.poll_interval
+    last: TaskCounts | None = None
+    with reporter.tasks(total) as update:
+        while True:
+            counts = session.batch.task_counts(manifest.job_id)
+            update(counts)
+            if (counts.completed >= total or _merge_blocked(counts, manifest)) and _confirmed(
+                session, manifest
+            ):
+                return counts
+            if counts.running == 0 and counts.active > 0:
+                _check_pool(session, reporter)
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"job {manifest.job_id} did not finish within {opts.timeout}",
+                    hint=f"it keeps running: `runner status {manifest.job_id}`, "
+                    f"then `runner results {manifest.job_id}`",
+                )
+            interval = opts.poll_interval if counts != last else min(_MAX_POLL, interval * 1.5)
+            last = counts
+            time.sleep(interval)
+
+
+def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
+    """Check the end with the task list: Batch documents task counts as possibly lagging."""
+    states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
+    per_file = [states.get(t.task_id) for t in manifest.tasks]
+    if any(t is None or t.state is not TaskState.COMPLETED for t in per_file):
+        return False
+    if not manifest.aggregate:
+        return True
+    merge = states.get(MERGE_TASK_ID)
+    if merge is not None and merge.state is TaskState.COMPLETED:
+        return True
+    blocked = any(t is not None and t.result == "failure" for t in per_file)
+    if blocked:
+        log.info("the merge is blocked by failed per-file tasks: not waiting for it")
+    return blocked
+
+
+def _check_pool(session: Session, reporter: Reporter) -> None:
+    """Fail at once when every node of the pool failed its start task."""
+    pool_id = session.outputs.pool_id
+    health: PoolHealth = session.batch.pool_health(pool_id)
+    if not health.all_failed:
+        return
+    node_errors = []
+    for node in health.failed:
+        tail = session.batch.node_start_task_stderr(pool_id, node.id)
+        node_errors.append((node.id, tail or node.start_task_failure or f"state {node.state}"))
+    raise StartTaskFailed(
+        f"the start task failed on all {len(health.nodes)} node(s) of pool {pool_id}: no task can run",
+        node_errors=node_errors,
+        hint="fix the pool's start task (runner/pool_spec.py), then recreate the pool",
+    )
+
+
+def collect(
+    session: Session,
+    manifest: mf.Manifest,
+    dest: Path,
+    reporter: Reporter,
+    *,
+    keep: bool = True,
+) -> JobResults:
+    """Download results, gather failures; raise :class:`TaskFailures` if any task failed."""
+    out = session.outputs
+    states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
+    failures: list[TaskFailure] = (
+        session.batch.failed_tasks(manifest.job_id)
+        if any(s.result == "failure" for s in states.values())
+        else []
+    )
+    results = download(
+        session.storage,
+        out.output_container,
+        manifest,
+        dest,
+        states,
+        target=session.target.label,
+        failures=failures,
+        reporter=reporter,
+    )
+    if not keep and not failures:
+        cleanup(session, manifest.job_id)
+        reporter.info(f"job {manifest.job_id} and its blobs deleted (--cleanup)")
+    if failures:
+        raise TaskFailures(
+            f"{len(failures)} task(s) of job {manifest.job_id} failed",
+            failures=list(failures),
+            result=results,
+        )
+    return results
+
+
+def cleanup(session: Session, job_id: str) -> tuple[bool, int]:
+    """Delete the job and every blob under ``<job-id>/`` in the input and output containers."""
+    out = session.outputs
+    deleted_job = session.batch.delete_job(job_id)
+    blobs = session.storage.delete_prefix(out.output_container, f"{job_id}/")
+    blobs += session.storage.delete_prefix(out.input_container, f"{job_id}/")
+    return deleted_job, blobs

@@ -1,0 +1,160 @@
+"""Failure paths end to end: start task failing, blocked aggregate, wrong key, missing pool, Ctrl-C."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from runner import manifest as mf
+from runner.batch import Batch
+from runner.cli import app
+from runner.errors import TaskFailures
+from runner.outputs import Outputs, load_file, write_file
+from runner.pool_spec import PoolSpec, StartTaskSpec
+from runner.progress import NullReporter
+from runner.results import TaskOutcome
+from runner.storage import Storage
+from runner.submit import SubmitOptions, collect, monitor
+from runner.targets import AuthMode, Session, Target, TargetKind
+from runner.tasks import MERGE_TASK_ID, OutputFileSpec, TaskSpec
+from tests.e2e.test_submit import write_corpus
+
+RUNNER = Path(sys.executable).with_name("runner")
+
+
+def _invoke(outputs_file: Path, *args: str) -> Result:
+    return CliRunner().invoke(app, ["--outputs", str(outputs_file), *args], catch_exceptions=False)
+
+
+def _variant(tmp_path: Path, outputs: Outputs, **changes: str) -> Path:
+    path = tmp_path / "variant-outputs.json"
+    write_file(path, dataclasses.replace(outputs, **changes))
+    return path
+
+
+def test_start_task_failing_on_every_node_is_reported_at_once(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    spec = PoolSpec(
+        pool_id="broken-start-task",
+        dedicated_nodes=1,
+        start_task=StartTaskSpec(
+            command_line="/bin/sh -c 'echo start task: cannot install the toolchain >&2; exit 7'",
+            max_task_retry_count=0,
+        ),
+    )
+    Batch(target_outputs).create_pool(spec)
+    outputs_file = _variant(tmp_path, target_outputs, pool_id=spec.pool_id)
+    write_corpus(tmp_path / "in", {"a.txt": 10})
+    res = _invoke(
+        outputs_file, "submit", str(tmp_path / "in"), "--job-id", "e2e-broken-pool", "--timeout", "120"
+    )
+    assert res.exit_code == 9, res.stderr
+    assert "start task failed on all 1 node(s)" in res.stderr
+    assert "cannot install the toolchain" in res.stderr
+
+
+def test_merge_blocked_by_a_failed_file_is_reported_as_skipped(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    """Batch's default: a failed dependency blocks the merge. The runner must not wait for it."""
+    out = target_outputs
+    session = Session(Target(TargetKind.FILE, outputs_file=tmp_path / "x.json"), out, AuthMode.SHAREDKEY)
+    job_id = "e2e-merge-blocked"
+    tasks = (
+        mf.ManifestTask("1", "ok.txt", mf.input_blob(job_id, "ok.txt"), "ok.txt", 1),
+        mf.ManifestTask("2", "bad.txt", mf.input_blob(job_id, "bad.txt"), "bad.txt", 1),
+    )
+    manifest = mf.Manifest(job_id, mf.now_iso(), 3, True, None, 0, tasks)
+    mf.save(session.storage, out.input_container, manifest)
+    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+    sink = OutputFileSpec("out/**/*", session.storage.container_write_url(out.output_container, expiry), "")
+
+    def task(task_id: str, script: str, depends: tuple[int, int] | None = None) -> TaskSpec:
+        return TaskSpec(
+            id=task_id,
+            display_name=task_id,
+            command_line=f"/bin/sh -c '{script}'",
+            resource_files=(),
+            output_files=(dataclasses.replace(sink, path=f"{job_id}/{task_id}"),),
+            depends_on_range=depends,
+        )
+
+    counts_json = '{"schema":1,"top":[["w",2]],"totals":{"words":2}}'
+    session.batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=True)
+    session.batch.add_tasks(
+        job_id,
+        [
+            task("1", f"mkdir -p out && echo {json.dumps(counts_json)} > out/ok_counts.json"),
+            task("2", "echo this input is broken >&2; exit 4"),
+            task(MERGE_TASK_ID, "echo merge must not run >&2; exit 1", depends=(1, 2)),
+        ],
+    )
+    final = monitor(session, manifest, SubmitOptions(timeout=timedelta(seconds=120)), NullReporter())
+    assert (final.completed, final.failed) == (2, 1)
+    with pytest.raises(TaskFailures) as info:
+        collect(session, manifest, tmp_path / "r", NullReporter())
+    result = info.value.result
+    assert [(f.task_id, f.exit_code) for f in info.value.failures] == [("2", 4)]  # type: ignore[attr-defined]
+    assert "this input is broken" in info.value.failures[0].stderr_tail  # type: ignore[attr-defined]
+    assert result.corpus.outcome is TaskOutcome.SKIPPED  # type: ignore[attr-defined]
+    ok = result.files[0]  # type: ignore[attr-defined]
+    assert ok.outcome is TaskOutcome.SUCCEEDED and ok.top[0].word == "w"
+    assert session.batch.get_task(job_id, MERGE_TASK_ID).state.value == "active"
+
+
+def test_wrong_key_and_missing_pool_are_one_clear_line(tmp_path: Path, target_outputs: Outputs) -> None:
+    write_corpus(tmp_path / "in", {"a.txt": 5})
+    wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+    res = _invoke(_variant(tmp_path, target_outputs, batch_account_key=wrong), "submit", str(tmp_path / "in"))
+    assert res.exit_code == 4
+    assert "Batch rejected the credentials" in res.stderr
+    assert wrong not in res.stderr + res.stdout and "Traceback" not in res.stderr
+
+    res = _invoke(_variant(tmp_path, target_outputs, pool_id="no-such-pool"), "submit", str(tmp_path / "in"))
+    assert res.exit_code == 5
+    assert "pool no-such-pool does not exist" in res.stderr
+
+    res = _invoke(_variant(tmp_path, target_outputs, batch_account_url="http://127.0.0.1:9"), "jobs")
+    assert res.exit_code == 6
+    assert "unreachable" in res.stderr
+
+
+def test_ctrl_c_exits_130_and_the_printed_command_resumes(tmp_path: Path, outputs_file: Path) -> None:
+    inputs = tmp_path / "in"
+    write_corpus(inputs, {f"f{i}.txt": 20 for i in range(3)})
+    job_id = "e2e-ctrl-c"
+    cmd = [str(RUNNER), "--outputs", str(outputs_file), "submit", str(inputs), "--job-id", job_id]
+    cmd += ["--command", "sleep 2; wc -w < {input} > {output_dir}/n", "--dest", str(tmp_path / "r")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("tasks:"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert f"job {job_id} is resumable: runner " in rest
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "0 added, 3 already there" in again.stderr
+    for i in range(3):
+        n = (tmp_path / "r" / "files" / f"f{i}.txt.out" / "n").read_text().strip()
+        assert int(n) == len((inputs / f"f{i}.txt").read_text().split())
+    out = load_file(outputs_file)
+    assert len(Storage(out).list_blobs(out.input_container, job_id + "/")) == 3 + 1  # inputs + manifest
