@@ -19,12 +19,14 @@ Interface for ``bench/run.py``::
 
     run(quick: bool, size_mb: int | None = None, repeat: int = 1) -> list[Row]
 
-    Row(case: str, ours: str, baseline: str, ratio: float, goal: str, met: bool)
+    Row(case: str, ours: str, baseline: str, ratio: str, goal: str, met: bool)
 
-``ours``/``baseline`` are display strings with units; ``ratio`` is the
-figure the goal is stated in (higher is better for the "x faster"/"x less"
-rows, lower is better for the "within Nx of wc" row); ``met`` says whether
-the goal holds. ``python bench/bench_nodetask.py [--quick] [--size-mb N] [--repeat R]``
+All but ``met`` are display strings: ``ours``/``baseline`` with units,
+``ratio`` like ``"2.31x"``, the figure the goal is stated in (higher is
+better for the "x faster"/"x less" rows, lower is better for the "within Nx
+of wc" row); ``met`` says whether the goal holds.
+
+``python bench/bench_nodetask.py [--quick] [--size-mb N] [--repeat R]``
 prints the measurements and the rows as tables. With ``repeat`` > 1 each
 command runs R times and its fastest wall time counts (the machine may be
 shared); peak RSS and CPU time are the highest seen.
@@ -79,7 +81,7 @@ class Row:
     case: str
     ours: str
     baseline: str
-    ratio: float
+    ratio: str
     goal: str
     met: bool
 
@@ -208,7 +210,7 @@ def rows_from(ours: Measurement, tutorial: Measurement, wc: Measurement, size_mb
             f"nodetask vs tutorial, wall time ({size_mb} MB)",
             f"{ours.wall_s:.2f} s",
             f"{tutorial.wall_s:.2f} s",
-            speedup,
+            f"{speedup:.2f}x",
             f">= {GOAL_SPEEDUP:g}x faster",
             speedup >= GOAL_SPEEDUP,
         ),
@@ -216,7 +218,7 @@ def rows_from(ours: Measurement, tutorial: Measurement, wc: Measurement, size_mb
             f"nodetask vs tutorial, peak RSS ({size_mb} MB)",
             f"{ours.peak_rss_mb:.0f} MB",
             f"{tutorial.peak_rss_mb:.0f} MB",
-            rss_fraction,
+            f"{rss_fraction:.1f}x",
             f"<= {GOAL_RSS_MB:g} MB and >= {GOAL_RSS_FRACTION:g}x less",
             ours.peak_rss_mb <= GOAL_RSS_MB and rss_fraction >= GOAL_RSS_FRACTION,
         ),
@@ -224,7 +226,7 @@ def rows_from(ours: Measurement, tutorial: Measurement, wc: Measurement, size_mb
             f"nodetask vs wc -w, wall time ({size_mb} MB)",
             f"{ours.wall_s:.2f} s",
             f"{wc.wall_s:.2f} s",
-            wc_factor,
+            f"{wc_factor:.2f}x",
             f"<= {GOAL_WC_FACTOR:g}x wc -w",
             wc_factor <= GOAL_WC_FACTOR,
         ),
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         _table(
             ["case", "ours", "baseline", "ratio", "goal", "met"],
-            [[r.case, r.ours, r.baseline, f"{r.ratio:.2f}x", r.goal, "yes" if r.met else "NO"] for r in rows],
+            [[r.case, r.ours, r.baseline, r.ratio, r.goal, "yes" if r.met else "NO"] for r in rows],
         )
     )
     return 0

@@ -11,6 +11,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,17 +129,26 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 
 def check_readable(path: Path) -> int:
-    """Raise :class:`InputError` unless ``path`` is a readable regular file; return its size."""
-    if not path.exists():
-        raise InputError(f"input file not found: {path}")
-    if path.is_dir():
+    """Raise :class:`InputError` unless ``path`` is a readable regular file; return its size.
+
+    The type is checked before opening, so a FIFO or device is refused rather than waited on.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"input file not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read input file {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(f"input is a directory, not a file: {path}")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"input is not a regular file: {path}")
     try:
         with path.open("rb") as f:
             f.read(1)
-            return os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise InputError(f"cannot read input file {path}: {exc.strerror or exc}") from None
+    return st.st_size
 
 
 def count_file(

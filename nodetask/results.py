@@ -11,6 +11,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,11 @@ BATCH_ENV_LINES = (
 )
 
 
-def _rank_key(item: tuple[str, int]) -> tuple[int, str]:
-    return (-item[1], item[0])
-
-
 def ranked(counts: Mapping[str, int]) -> list[tuple[str, int]]:
-    """Every word, in report order."""
-    return sorted(counts.items(), key=_rank_key)
+    """Every word in report order: count descending, then word in ascending code-point order."""
+    # Two C-level sorts instead of a Python key function: sort by word, then stably by count
+    # (reverse=True keeps the word order of equal counts).
+    return sorted(sorted(counts.items()), key=itemgetter(1), reverse=True)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import PurePosixPath
 
+from nodetask.results import output_names
 from runner.errors import UsageError
 
 MERGE_TASK_ID = "merge"
@@ -112,9 +113,12 @@ def safe_node_name(relpath: str) -> str:
 
 
 def report_names(node_name: str) -> tuple[str, str]:
-    """nodetask's output names for an input file: (``<stem>_OUTPUT<ext>``, ``<stem>_counts.json``)."""
-    path = PurePosixPath(node_name)
-    return f"{path.stem}_OUTPUT{path.suffix}", f"{path.stem}_counts.json"
+    """nodetask's output names for an input file: (``<stem>_OUTPUT<ext>``, ``<stem>_counts.json``).
+
+    Delegates to nodetask itself so the runner can never expect other names than
+    the ones the node writes (e.g. for ``name.`` or ``.hidden`` inputs).
+    """
+    return output_names(PurePosixPath(node_name).name)
 
 
 def task_output_prefix(job_id: str, task_id: str) -> str:

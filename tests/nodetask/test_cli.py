@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodetask.conftest import run_nodetask
+from tests.nodetask.process import run_nodetask
 from tests.nodetask.reference import generate_text, reference_counts, reference_invalid_bytes, reference_top
 
 SEP = "-" * 30
@@ -106,6 +106,7 @@ def _assert_bad_input(proc_dir: Path, args: list[str], needle: str) -> None:
     [
         (["--filepath", "missing.txt", "--numwords", "3"], "not found"),
         (["--filepath", "adir", "--numwords", "3"], "directory"),
+        (["--filepath", "/dev/null", "--numwords", "3"], "not a regular file"),
         (["--filepath", "ok.txt", "--numwords", "0"], "at least 1"),
         (["--filepath", "ok.txt", "--numwords", "-4"], "at least 1"),
         (["--filepath", "ok.txt", "--numwords", "ten"], "not an integer"),
@@ -127,6 +128,12 @@ def test_file_without_read_permission_is_exit_2(tmp_path: Path) -> None:
     secret.write_text("hidden words")
     secret.chmod(0)
     _assert_bad_input(tmp_path, ["--filepath", "secret.txt", "--numwords", "3"], "cannot read")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    _assert_bad_input(tmp_path, ["--filepath", "pipe", "--numwords", "3"], "not a regular file")
 
 
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")

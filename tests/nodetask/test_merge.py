@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from nodetask.cli import main
-from tests.nodetask.conftest import run_nodetask
+from tests.nodetask.process import run_nodetask
 from tests.nodetask.reference import generate_text, reference_counts, reference_invalid_bytes, reference_top
 
 

@@ -94,3 +94,11 @@ def test_merge_command_is_one_plainly_quoted_shell_script() -> None:
     assert argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3
     assert specs[-1].command_line.count("'") == 2  # no nested quoting for the Batch agent to parse
     assert "merge --numwords 5 $(find counts" in argv[2]
+
+
+def test_report_names_match_nodetask_for_odd_names() -> None:
+    from nodetask.results import output_names
+
+    for name in ["name.", ".hidden", "a.b.c", "noext", "x.tar.gz"]:
+        assert report_names(name) == output_names(name)
+    assert report_names("name.") == ("name_OUTPUT.", "name_counts.json")
