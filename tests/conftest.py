@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ class LocalBatch:
 
     url: str
     account_name: str
-    account_key: str
+    account_key: str = field(repr=False)  # never printed by pytest/hypothesis reports
     data_dir: Path
     process: services.ServiceProcess
 
