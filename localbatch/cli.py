@@ -72,6 +72,8 @@ def _write_endpoint(data_dir: Path, url: str) -> None:
 async def serve(args: argparse.Namespace, account_key: str, storage_key: str | None) -> None:
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The state holds the SAS URLs of tasks' files, as Batch does: keep it private to this user.
+    data_dir.chmod(0o700)
     (data_dir / "endpoint").unlink(missing_ok=True)
     verifier = SharedKeyVerifier(args.account_name, account_key)
     auto = None
@@ -122,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     # The storage SDK logs every request (with redacted URLs) at INFO: too chatty for a server log.
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    # urllib3 logs request lines, which would put SAS signatures in the log: never below WARNING.
+    for noisy in ("azure", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     account_key = _secret(args.account_key_file, ACCOUNT_KEY_ENV)
     if not account_key:
         print(f"localbatch: no account key (set {ACCOUNT_KEY_ENV} or --account-key-file)", file=sys.stderr)

@@ -21,7 +21,8 @@ import os
 import shlex
 import shutil
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -87,6 +88,7 @@ class Execution:
     fresh: bool = False  # start from an empty task directory (a requeued task: its old node is "gone")
     on_spawn: Callable[[int], None] | None = None
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    _phases: dict[str, float] = field(default_factory=dict, repr=False)
 
     def end(self, reason: str) -> None:
         """End the execution (idempotent); ``reason`` is recorded in the outcome."""
@@ -98,6 +100,19 @@ class Execution:
                 os.killpg(proc.pid, signal.SIGKILL)
 
     async def run(self) -> Outcome:
+        """Stage files in, run the process, stage files out; never raises for task failures."""
+        t0 = time.perf_counter()
+        outcome = await self._run()
+        log.debug(
+            "%s: %s in %.1f ms (%s)",
+            self.directory.name,
+            "succeeded" if outcome.succeeded else "failed",
+            (time.perf_counter() - t0) * 1000,
+            ", ".join(f"{k} {v:.1f} ms" for k, v in self._phases.items()),
+        )
+        return outcome
+
+    async def _run(self) -> Outcome:
         start = utcnow()
         if self.fresh:
             await asyncio.to_thread(shutil.rmtree, self.directory, True)
@@ -108,7 +123,10 @@ class Execution:
             env[name] = value
         if self.spec.resource_files:
             try:
-                await asyncio.to_thread(fetch_resource_files, self.spec.resource_files, wd, self.auto_storage)
+                with self._phase("download"):
+                    await asyncio.to_thread(
+                        fetch_resource_files, self.spec.resource_files, wd, self.auto_storage
+                    )
             except TransferError as exc:
                 return Outcome(start, utcnow(), None, failure_info(exc.code, exc.message))
         if self.ended_by:
@@ -119,7 +137,8 @@ class Execution:
             return Outcome(start, utcnow(), None, failure_info("InvalidCommandLine", str(exc)))
         if not argv:
             return Outcome(start, utcnow(), None, failure_info("InvalidCommandLine", "empty command line"))
-        exit_code = await self._spawn_and_wait(argv, wd, env)
+        with self._phase("process"):
+            exit_code = await self._spawn_and_wait(argv, wd, env)
         if isinstance(exit_code, Outcome):
             return exit_code
         end_reason = self.ended_by
@@ -147,13 +166,22 @@ class Execution:
             outcome = Outcome(start, utcnow(), exit_code, None)
         if self.spec.output_files:
             try:
-                await asyncio.to_thread(
-                    upload_output_files, self.spec.output_files, outcome.succeeded, wd, self.directory
-                )
+                with self._phase("upload"):
+                    await asyncio.to_thread(
+                        upload_output_files, self.spec.output_files, outcome.succeeded, wd, self.directory
+                    )
             except TransferError as exc:
                 outcome = Outcome(start, utcnow(), exit_code, failure_info(exc.code, exc.message))
         outcome.end_time = utcnow()
         return outcome
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._phases[name] = (time.perf_counter() - t0) * 1000
 
     def _ended(self, start: datetime, exit_code: int | None) -> Outcome:
         reason = self.ended_by or "TaskEnded"

@@ -63,8 +63,33 @@ def _bad(text: str, reason: str) -> Exception:
     return invalid_query("$filter", text, reason)
 
 
+MAX_FILTER_LENGTH = 4096
+
+
 def parse_filter(text: str) -> Node:
     """Parse a ``$filter`` expression; raise 400 on anything unsupported."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise _bad(text, f"longer than {MAX_FILTER_LENGTH} characters")
+    try:
+        node = _parse(text)
+        _depth(node, 0)
+    except RecursionError:
+        raise _bad(text, "nested too deeply") from None
+    return node
+
+
+def _depth(node: Node, level: int) -> None:
+    """Refuse trees that later recursive walks (SQL, predicates) could not handle."""
+    if level > 200:
+        raise RecursionError
+    if isinstance(node, BoolOp):
+        _depth(node.left, level + 1)
+        _depth(node.right, level + 1)
+    elif isinstance(node, Not):
+        _depth(node.operand, level + 1)
+
+
+def _parse(text: str) -> Node:
     tokens: list[tuple[str, str]] = []
     pos = 0
     while pos < len(text):

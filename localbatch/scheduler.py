@@ -30,22 +30,26 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from localbatch import errors, storage
 from localbatch.errors import BatchError
 from localbatch.models import (
+    MAX_WALL_CLOCK_DEFAULT,
     JobState,
     NodeState,
     TaskSpec,
     TaskState,
     iso,
+    parse_duration,
     start_task_spec_from_json,
     task_spec_from_json,
     utcnow,
 )
 from localbatch.node import (
+    MAX_TIMER_SECONDS,
     Execution,
     Outcome,
     base_environment,
@@ -129,6 +133,7 @@ class Service:
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()  # set once state is loaded; requests wait for it
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,6 +160,9 @@ class Service:
                 continue
             node = NodeRuntime(doc, int(pool["taskSlotsPerNode"]))
             self.nodes[node.id] = node
+            if doc["state"] == NodeState.LEAVING_POOL.value:
+                self._spawn(self._finish_node_removal(node))
+                continue
             if doc["state"] == NodeState.START_TASK_FAILED.value:
                 continue
             info = doc.get("startTaskInfo") or {}
@@ -170,7 +178,10 @@ class Service:
                 self._spawn(self._finish_job_delete(key))
             elif job["state"] == JobState.TERMINATING.value:
                 self._maybe_complete_job(key)
+            else:
+                self._arm_job_wall_clock(job)
         self._loop_task = asyncio.create_task(self._schedule_loop())
+        self.ready.set()
         self.wake()
 
     def _task_dir_marker(self, node_id: str, job_key: str, task_id: str) -> str:
@@ -198,7 +209,12 @@ class Service:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
 
     # ------------------------------------------------------------------ pools and nodes
 
@@ -232,6 +248,8 @@ class Service:
     def create_pool(self, body: dict[str, Any]) -> dict[str, Any]:
         key = body["id"].lower()
         if key in self.pools:
+            if self.pools[key]["state"] == "deleting":
+                raise errors.conflict("PoolBeingDeleted", "The specified pool has been marked for deletion.")
             raise errors.exists("Pool")
         now = iso(utcnow())
         doc: dict[str, Any] = {
@@ -368,6 +386,26 @@ class Service:
 
     async def _join_node(self, node: NodeRuntime) -> None:
         """Run the pool's start task on a node that joins; then make it idle (or starttaskfailed)."""
+        try:
+            await self._run_start_task(node)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a background boundary: a bug must leave a visible node state, not a dead task
+            log.exception("node %s failed to join its pool", node.id)
+            now = iso(utcnow())
+            node.doc["startTaskInfo"] = {
+                "state": "completed",
+                "startTime": now,
+                "endTime": now,
+                "retryCount": 0,
+                "result": "failure",
+                "failureInfo": failure_info(
+                    "InternalError", "localbatch failed to start the node", "servererror"
+                ),
+            }
+            self._set_node_state(node, NodeState.START_TASK_FAILED)
+
+    async def _run_start_task(self, node: NodeRuntime) -> None:
         pool = self.pools.get(node.pool_key)
         start = (pool or {}).get("startTask")
         if not start:
@@ -465,9 +503,11 @@ class Service:
     def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
         key = body["id"].lower()
         if key in self.jobs:
+            if self.jobs[key]["state"] == JobState.DELETING.value:
+                raise errors.conflict("JobBeingDeleted", "The specified job has been marked for deletion.")
             raise errors.exists("Job")
         now = iso(utcnow())
-        constraints = {"maxWallClockTime": "P10675199DT2H48M5.4775807S", "maxTaskRetryCount": 0}
+        constraints = {"maxWallClockTime": MAX_WALL_CLOCK_DEFAULT, "maxTaskRetryCount": 0}
         constraints.update(body.get("constraints") or {})
         doc: dict[str, Any] = {
             "priority": 0,
@@ -487,7 +527,30 @@ class Service:
         }
         self.jobs[key] = doc
         self.store.put_job(doc)
+        self._arm_job_wall_clock(doc)
         return doc
+
+    def _arm_job_wall_clock(self, job: dict[str, Any]) -> None:
+        """Terminate the job (reason ``MaxWallClockTimeExpiry``) when its constraint runs out."""
+        limit = (job.get("constraints") or {}).get("maxWallClockTime")
+        if not limit or limit == MAX_WALL_CLOCK_DEFAULT or job["state"] != JobState.ACTIVE.value:
+            return
+        created = datetime.strptime(job["creationTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        remaining = (created + parse_duration(limit) - utcnow()).total_seconds()
+        key = job["id"].lower()
+        asyncio.get_running_loop().call_later(
+            max(0.0, min(remaining, MAX_TIMER_SECONDS)),
+            self._job_wall_clock_expired,
+            key,
+            job["creationTime"],
+        )
+
+    def _job_wall_clock_expired(self, key: str, creation_time: str) -> None:
+        job = self.jobs.get(key)
+        # The same id may belong to a newer job by now: match the creation time too.
+        if job is not None and job["creationTime"] == creation_time and job["state"] == JobState.ACTIVE.value:
+            self._terminate(key, "MaxWallClockTimeExpiry")
+            self.wake()
 
     def _set_job_state(self, job: dict[str, Any], state: JobState) -> None:
         now = iso(utcnow())

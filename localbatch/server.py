@@ -64,7 +64,7 @@ class Ctx:
             raise errors.invalid_body("the request body is empty")
         try:
             return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise errors.invalid_body(f"the body is not valid JSON ({type(exc).__name__})") from None
 
 
@@ -114,6 +114,7 @@ class BatchApi:
         )
 
     async def _handle(self, request: web.Request, request_id: str, base: str) -> web.StreamResponse:
+        await self.service.ready.wait()
         body, too_large = await _read_body(request)
         raw_path, _, raw_query = request.raw_path.partition("?")
         declared = request.headers.get("Content-Length")
@@ -319,13 +320,9 @@ class BatchApi:
             doc["startTask"] = models.validate_start_task(body["startTask"], "startTask.")
         if body.get("metadata") is not None:
             doc["metadata"] = body["metadata"]
-        doc.update(eTag=self.service_etag(), lastModified=models.iso(models.utcnow()))
+        doc.update(eTag=new_etag(), lastModified=models.iso(models.utcnow()))
         self.service.store.put_pool(doc)
         return self._empty(200, f"{ctx.base}/pools/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
-
-    @staticmethod
-    def service_etag() -> str:
-        return new_etag()
 
     async def resize_pool(self, ctx: Ctx) -> web.StreamResponse:
         body = models.require_body_object(ctx.json(), "resize")
@@ -522,7 +519,7 @@ class BatchApi:
         if body.get("constraints") is not None:
             spec["constraints"] = body["constraints"]
         now = models.iso(models.utcnow())
-        etag = self.service_etag()
+        etag = new_etag()
         self.service.store.update_task(row.seq, spec=json.dumps(spec), etag=etag, last_modified=now)
         return self._empty(200, task_url(ctx.base, job["id"], row.task_id), etag, now)
 
@@ -652,9 +649,12 @@ def _task_result_error(task_id: str, exc: BatchError) -> dict[str, Any]:
 
 def _safe_join(root: Path, rel: str) -> Path:
     rel = rel.strip("/")
-    if not rel:
+    if not rel or "\x00" in rel:
         raise errors.not_found("File")
-    target = (root / rel).resolve()
+    try:
+        target = (root / rel).resolve()
+    except (OSError, ValueError):
+        raise errors.not_found("File") from None
     base = root.resolve()
     if target != base and not str(target).startswith(str(base) + os.sep):
         raise errors.not_found("File")
@@ -742,5 +742,6 @@ async def _read_body(request: web.Request) -> tuple[bytes, bool]:
 
 def make_app(api: BatchApi) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
-    app.router.add_route("*", "/{tail:.*}", api.handle)
+    # [\s\S] and not '.': a decoded newline in the path must reach the handler too.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", api.handle)
     return app

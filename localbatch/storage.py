@@ -1,6 +1,9 @@
-"""Blob access for resource and output files; the only module importing azure.storage.blob.
+"""Blob and HTTP access for resource and output files; the only module importing azure.storage.blob.
 
-Functions are synchronous (run them in a worker thread). Errors come out as
+Functions are synchronous (call them from worker threads; they are
+thread-safe). Connections are reused: container clients are cached per
+container URL (bounded), plain HTTP downloads share one urllib3 pool, so a
+task's files cost a request each, not a connection each. Errors come out as
 :class:`StorageFailure` whose message names the container/blob but never a
 SAS token or key.
 """
@@ -8,12 +11,25 @@ SAS token or key.
 from __future__ import annotations
 
 import os
+import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError
-from azure.storage.blob import BlobServiceClient, ContainerClient
+import urllib3
+
+if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
+
+# azure.storage.blob is imported on first use, not at import time: it is a third of the
+# server's start-up time, and many servers (tests, `runner local up`) never touch a blob.
+
+HTTP_TIMEOUT_SECONDS = 60.0
+_CACHE_SIZE = 64
 
 
 class StorageFailure(Exception):
@@ -22,6 +38,37 @@ class StorageFailure(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def public_url(url: str) -> str:
+    """A URL without its query string (no SAS), for messages."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class _ClientCache:
+    """A bounded, thread-safe LRU of container clients (each keeps its connection pool)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[str, ContainerClient] = OrderedDict()
+
+    def get(self, key: str, make: Callable[[], ContainerClient]) -> ContainerClient:
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+        client = make()
+        with self._lock:
+            self._clients[key] = client
+            while len(self._clients) > _CACHE_SIZE:
+                self._clients.popitem(last=False)
+        return client
+
+
+_cache = _ClientCache()
+_http = urllib3.PoolManager(num_pools=16, maxsize=8, timeout=urllib3.Timeout(total=HTTP_TIMEOUT_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -33,46 +80,81 @@ class AutoStorage:
     account_key: str
 
     def container(self, name: str) -> ContainerClient:
-        service = BlobServiceClient(
-            self.blob_endpoint,
-            credential={"account_name": self.account_name, "account_key": self.account_key},
+        return _cache.get(
+            f"auto:{self.blob_endpoint}/{name}",
+            lambda: _blob().ContainerClient(
+                self.blob_endpoint,
+                name,
+                credential={"account_name": self.account_name, "account_key": self.account_key},
+            ),
         )
-        return service.get_container_client(name)
 
 
-def public_url(url: str) -> str:
-    """A URL without its query string (no SAS), for messages."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+def container_from_url(url: str) -> ContainerClient:
+    """A (cached) client for a container URL, usually with a SAS; ValueError if it is not one."""
+    return _cache.get(url, lambda: _blob().ContainerClient.from_container_url(url))
 
 
-def _status(exc: AzureError) -> int | None:
+def _blob() -> Any:
+    import azure.storage.blob
+
+    return azure.storage.blob
+
+
+def _azure_error() -> type[Exception]:
+    from azure.core.exceptions import AzureError
+
+    return AzureError
+
+
+def _status(exc: Exception) -> int | None:
     status = getattr(exc, "status_code", None)
     return status if isinstance(status, int) else None
 
 
-def download_container(container: ContainerClient, prefix: str | None, dest: Path) -> int:
-    """Download every blob under ``prefix`` to ``dest/<blob name>``; return the count."""
-    count = 0
+def download_url(url: str, target: Path) -> None:
+    """GET ``url`` (e.g. a blob SAS URL) into ``target``."""
     try:
-        for blob in container.list_blobs(name_starts_with=prefix or None):
-            target = (dest / blob.name).resolve()
-            if not str(target).startswith(str(dest.resolve()) + os.sep):
-                raise StorageFailure(f"blob name escapes the target directory: {blob.name}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as fh:
-                container.download_blob(blob.name).readinto(fh)
-            count += 1
-    except AzureError as exc:
+        resp = _http.request("GET", url, preload_content=False, retries=urllib3.Retry(2, redirect=3))
+    except (urllib3.exceptions.HTTPError, ValueError) as exc:
+        raise StorageFailure(f"downloading {public_url(url)} failed: {type(exc).__name__}") from None
+    try:
+        if resp.status >= 400:
+            raise StorageFailure(
+                f"downloading {public_url(url)} failed with HTTP status {resp.status}", resp.status
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as fh:
+            shutil.copyfileobj(resp, fh, 1 << 20)
+    except urllib3.exceptions.HTTPError as exc:
+        raise StorageFailure(f"downloading {public_url(url)} failed: {type(exc).__name__}") from None
+    finally:
+        resp.release_conn()
+
+
+def list_blob_names(container: ContainerClient, prefix: str | None) -> list[str]:
+    try:
+        return [b.name for b in container.list_blobs(name_starts_with=prefix or None)]
+    except _azure_error() as exc:
         raise StorageFailure(
-            f"could not download from container {public_url(container.url)}: {type(exc).__name__}",
+            f"could not list container {public_url(container.url)}: {type(exc).__name__}", _status(exc)
+        ) from None
+
+
+def download_blob(container: ContainerClient, name: str, dest: Path) -> None:
+    """Download blob ``name`` to ``dest/<name>`` (refusing names that escape ``dest``)."""
+    target = (dest / name).resolve()
+    if not str(target).startswith(str(dest.resolve()) + os.sep):
+        raise StorageFailure(f"blob name escapes the target directory: {name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(target, "wb") as fh:
+            container.download_blob(name).readinto(fh)
+    except _azure_error() as exc:
+        raise StorageFailure(
+            f"could not download {name} from container {public_url(container.url)}: {type(exc).__name__}",
             _status(exc),
         ) from None
-    return count
-
-
-def container_from_url(url: str) -> ContainerClient:
-    return ContainerClient.from_container_url(url)
 
 
 def upload_file(container: ContainerClient, blob_name: str, path: Path) -> None:
@@ -80,7 +162,7 @@ def upload_file(container: ContainerClient, blob_name: str, path: Path) -> None:
     try:
         with open(path, "rb") as fh:
             container.upload_blob(blob_name, fh, overwrite=True)
-    except AzureError as exc:
+    except _azure_error() as exc:
         raise StorageFailure(
             f"could not upload {blob_name} to container {public_url(container.url)}: {type(exc).__name__}",
             _status(exc),

@@ -16,17 +16,18 @@ message that never contains a SAS token.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
-import shutil
-import urllib.error
-import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from localbatch import storage
 from localbatch.models import OutputFile, ResourceFile, UploadCondition
 
-HTTP_TIMEOUT_SECONDS = 60
+# Shared by all tasks: transfers of one task run in parallel, a bounded number overall.
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="localbatch-transfer")
 
 
 class TransferError(Exception):
@@ -43,23 +44,6 @@ def _inside(base: Path, target: Path) -> bool:
     return target_s == base_s or target_s.startswith(base_s + os.sep)
 
 
-def _download_http(url: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as resp, open(target, "wb") as fh:
-            shutil.copyfileobj(resp, fh, 1 << 20)
-    except urllib.error.HTTPError as exc:
-        code = "ResourceContainerAccessDenied" if exc.code in (401, 403) else "BlobDownloadMiscError"
-        raise TransferError(
-            code, f"Downloading {storage.public_url(url)} failed with HTTP status {exc.code}"
-        ) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise TransferError(
-            "BlobDownloadMiscError",
-            f"Downloading {storage.public_url(url)} failed: {type(exc).__name__}",
-        ) from None
-
-
 def _apply_mode(path: Path, mode: str | None) -> None:
     if mode is None:
         return
@@ -71,38 +55,66 @@ def _apply_mode(path: Path, mode: str | None) -> None:
         path.chmod(int(mode, 8))
 
 
+def _storage_error(exc: storage.StorageFailure, upload: bool) -> TransferError:
+    if upload:
+        return TransferError("FileUploadMiscError", str(exc))
+    code = "ResourceContainerAccessDenied" if exc.status in (401, 403) else "BlobDownloadMiscError"
+    return TransferError(code, str(exc))
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    """Run transfer jobs in parallel on the shared pool; raise the first failure."""
+    if len(jobs) == 1:
+        jobs[0]()
+        return
+    futures = [_POOL.submit(job) for job in jobs]
+    first: BaseException | None = None
+    for fut in futures:
+        exc = fut.exception()
+        if exc is not None and first is None:
+            first = exc
+    if first is not None:
+        raise first
+
+
 def fetch_resource_files(
     files: tuple[ResourceFile, ...], wd: Path, auto_storage: storage.AutoStorage | None
 ) -> None:
-    """Download all resource files into ``wd`` (see module docstring)."""
-    for rf in files:
-        rel = rf.file_path or ""
-        target = wd / rel if rel else wd
-        if not _inside(wd, target):
-            raise TransferError("BlobDownloadMiscError", f"filePath {rel!r} escapes the working directory")
-        if rf.http_url:
-            _download_http(rf.http_url, target)
-            _apply_mode(target, rf.file_mode)
-            continue
-        try:
+    """Download all resource files into ``wd`` (see module docstring), in parallel."""
+    jobs: list[Callable[[], None]] = []
+    modes: list[tuple[Path, str | None]] = []
+    try:
+        for rf in files:
+            rel = rf.file_path or ""
+            target = wd / rel if rel else wd
+            if not _inside(wd, target):
+                raise TransferError(
+                    "BlobDownloadMiscError", f"filePath {rel!r} escapes the working directory"
+                )
+            modes.append((target, rf.file_mode))
+            if rf.http_url:
+                jobs.append(functools.partial(storage.download_url, rf.http_url, target))
+                continue
             if rf.storage_container_url:
-                container = storage.container_from_url(rf.storage_container_url)
+                try:
+                    container = storage.container_from_url(rf.storage_container_url)
+                except ValueError:
+                    raise TransferError("BlobDownloadMiscError", "invalid storageContainerUrl") from None
+            elif auto_storage is None:
+                raise TransferError(
+                    "AutoStorageNotConfigured", "No storage account is linked to this Batch account"
+                )
             else:
-                if auto_storage is None:
-                    raise TransferError(
-                        "AutoStorageNotConfigured", "No storage account is linked to this Batch account"
-                    )
                 container = auto_storage.container(rf.auto_storage_container_name or "")
             target.mkdir(parents=True, exist_ok=True)
-            storage.download_container(container, rf.blob_prefix, target)
-        except storage.StorageFailure as exc:
-            code = "ResourceContainerAccessDenied" if exc.status in (401, 403) else "BlobDownloadMiscError"
-            raise TransferError(code, str(exc)) from None
-        except ValueError as exc:
-            raise TransferError(
-                "BlobDownloadMiscError", f"invalid container URL: {type(exc).__name__}"
-            ) from None
-        _apply_mode(target, rf.file_mode)
+            for name in storage.list_blob_names(container, rf.blob_prefix):
+                jobs.append(functools.partial(storage.download_blob, container, name, target))
+        if jobs:
+            _run_all(jobs)
+    except storage.StorageFailure as exc:
+        raise _storage_error(exc, upload=False) from None
+    for target, mode in modes:
+        _apply_mode(target, mode)
 
 
 def _has_magic(part: str) -> bool:
@@ -132,8 +144,8 @@ def match_pattern(pattern: str, wd: Path, task_dir: Path) -> list[tuple[Path, st
 
 
 def upload_output_files(outputs: tuple[OutputFile, ...], succeeded: bool, wd: Path, task_dir: Path) -> int:
-    """Upload the output files whose condition holds; return the number of files uploaded."""
-    uploaded = 0
+    """Upload the output files whose condition holds, in parallel; return how many were uploaded."""
+    jobs: list[Callable[[], None]] = []
     for out in outputs:
         if out.condition is UploadCondition.TASK_SUCCESS and not succeeded:
             continue
@@ -152,9 +164,10 @@ def upload_output_files(outputs: tuple[OutputFile, ...], succeeded: bool, wd: Pa
                 name = f"{out.path.rstrip('/')}/{rel}" if out.path else rel
             else:
                 name = out.path or path.name
-            try:
-                storage.upload_file(container, name, path)
-            except storage.StorageFailure as exc:
-                raise TransferError("FileUploadMiscError", str(exc)) from None
-            uploaded += 1
-    return uploaded
+            jobs.append(functools.partial(storage.upload_file, container, name, path))
+    if jobs:
+        try:
+            _run_all(jobs)
+        except storage.StorageFailure as exc:
+            raise _storage_error(exc, upload=True) from None
+    return len(jobs)

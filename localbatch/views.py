@@ -41,7 +41,8 @@ def job_view(base: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_url(base: str, job_id: str, task_id: str) -> str:
-    return f"{base}/jobs/{quote(job_id)}/tasks/{quote(task_id)}"
+    # Job and task ids are validated ([A-Za-z0-9_-]): nothing to quote.
+    return f"{base}/jobs/{job_id}/tasks/{task_id}"
 
 
 def task_view(base: str, row: TaskRow, job: dict[str, Any], pool_id: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
@@ -62,37 +63,33 @@ def test_environment_layout_and_no_shell(
     assert _read(client, job_id, "literal", "stdout.txt") == "$HOME x y\n"
 
 
-def test_retries_until_the_limit(client: BatchClient, shared_pool: str) -> None:
+def test_retries_until_the_limit(client: BatchClient, shared_pool: str, tmp_path: Path) -> None:
     job_id = new_job(client, shared_pool)
-    # Each attempt appends to a file in the task directory, which survives retries.
-    client.create_task(
-        job_id,
-        bm.BatchTaskCreateOptions(
-            id="flaky",
-            command_line="/bin/sh -c 'echo x >> ../attempts; exit 3'",
-            constraints=bm.BatchTaskConstraints(max_task_retry_count=2),
-        ),
-    )
-    client.create_task(
-        job_id,
-        bm.BatchTaskCreateOptions(
-            id="second-try",
-            command_line="/bin/sh -c 'echo x >> ../attempts; test $(wc -l < ../attempts) -ge 2'",
-            constraints=bm.BatchTaskConstraints(max_task_retry_count=5),
-        ),
-    )
+
+    # Retries may run on any node, so attempts are counted in a file outside the nodes.
+    def counted(name: str, script: str, retries: int) -> bm.BatchTaskCreateOptions:
+        return bm.BatchTaskCreateOptions(
+            id=name,
+            command_line=f"/bin/sh -c 'echo x >> \"$COUNTER\"; {script}'",
+            environment_settings=[bm.EnvironmentSetting(name="COUNTER", value=str(tmp_path / name))],
+            constraints=bm.BatchTaskConstraints(max_task_retry_count=retries),
+        )
+
+    client.create_task(job_id, counted("flaky", "exit 3", 2))
+    client.create_task(job_id, counted("second-try", 'test $(wc -l < "$COUNTER") -ge 2', 5))
     flaky = wait_task_completed(client, job_id, "flaky")
     assert flaky.execution_info.retry_count == 2
     assert flaky.execution_info.exit_code == 3 and flaky.execution_info.result == "failure"
     assert flaky.execution_info.last_retry_time is not None
-    assert _read(client, job_id, "flaky", "attempts").count("x") == 3
+    assert (tmp_path / "flaky").read_text().count("x") == 3
     second = wait_task_completed(client, job_id, "second-try")
     assert second.execution_info.retry_count == 1 and second.execution_info.result == "success"
+    assert (tmp_path / "second-try").read_text().count("x") == 2
 
-    # Reactivate resets the retry count and runs the task again.
+    # Reactivate resets the retry count and runs the task again (three more attempts).
     client.reactivate_task(job_id, "flaky")
     again = wait_task_completed(client, job_id, "flaky")
-    assert _read(client, job_id, "flaky", "attempts").count("x") == 6
+    assert (tmp_path / "flaky").read_text().count("x") == 6
     assert again.execution_info.retry_count == 2
 
 
@@ -211,3 +208,16 @@ def test_job_actions(client: BatchClient, shared_pool: str) -> None:
     done = wait_for(lambda: j if (j := client.get_job(job2)).state == "completed" else None)
     assert done.execution_info.termination_reason == "AllTasksComplete"
     assert client.get_job_task_counts(job2).task_counts.succeeded == 3
+
+
+def test_job_wall_clock_limit(client: BatchClient, shared_pool: str) -> None:
+    from datetime import timedelta
+
+    job_id = new_job(
+        client, shared_pool, constraints=bm.BatchJobConstraints(max_wall_clock_time=timedelta(seconds=1))
+    )
+    client.create_task(job_id, bm.BatchTaskCreateOptions(id="forever", command_line="/bin/sleep 60"))
+    job = wait_for(lambda: j if (j := client.get_job(job_id)).state == "completed" else None)
+    assert job.execution_info.termination_reason == "MaxWallClockTimeExpiry"
+    task = client.get_task(job_id, "forever")
+    assert task.state == "completed" and task.execution_info.failure_info.code == "TaskEnded"

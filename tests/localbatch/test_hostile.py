@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from azure.batch import BatchClient
+from azure.batch import models as bm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.localbatch.conftest import RawBatch
+from tests.localbatch.conftest import RawBatch, new_job, wait_task_completed
 
 _scalars = (
     st.none()
@@ -98,3 +100,36 @@ def test_random_paths_and_queries(raw: RawBatch, path: list[str], method: str, q
         method, url, b"{}" if method in ("POST", "PUT", "PATCH") else None, params=query
     )
     assert status < 500, (method, url, query, err)
+
+
+def test_deeply_nested_json_is_400(raw: RawBatch) -> None:
+    for body in (b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000):
+        status, err, _ = raw.send("POST", "/jobs", body)
+        assert status == 400 and err is not None and err["code"] == "InvalidRequestBody"
+
+
+def test_deep_filter_is_400(raw: RawBatch, hostile_job: str) -> None:
+    for flt in (
+        "(" * 3000 + "state eq 'x'" + ")" * 3000,
+        " and ".join(["state eq 'x'"] * 300),
+        "not " * 900 + "id eq 'a'",
+    ):
+        status, err, _ = raw.send("GET", f"/jobs/{hostile_job}/tasks", params={"$filter": flt})
+        assert status == 400 and err is not None and err["code"] == "InvalidQueryParameterValue"
+
+
+def test_control_characters_in_paths(raw: RawBatch, client: BatchClient, shared_pool: str) -> None:
+    job_id = new_job(client, shared_pool)
+    client.create_task(job_id, bm.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
+    wait_task_completed(client, job_id, "t")
+    for path in (
+        "/pools/x%0Ay",
+        f"/jobs/{job_id}/tasks/t/files/%00",
+        f"/jobs/{job_id}/tasks/t/files/a%00b",
+        f"/jobs/{job_id}/tasks/t/files/%0A",
+        "/jobs/%0D%0A",
+        "/%00",
+    ):
+        status, err, headers = raw.send("GET", path)
+        assert 400 <= status < 500, (path, status)
+        assert err is not None and err["message"]["lang"] == "en-US" and headers.get("request-id")
