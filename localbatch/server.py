@@ -93,7 +93,10 @@ class BatchApi:
         except BatchError as exc:
             response = self._error(base, exc, request_id)
         except Exception:  # request boundary: a bug must never take the server down
-            log.exception("internal error handling %s %s", request.method, request.path)
+            # The raw path: no query string, and no decoded control characters in the log.
+            log.exception(
+                "internal error handling %s %s", request.method, request.raw_path.partition("?")[0][:500]
+            )
             response = self._error(
                 base,
                 BatchError(500, "InternalServerError", "The server encountered an internal error."),
