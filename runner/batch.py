@@ -42,6 +42,9 @@ from runner.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
+#: Tasks handed to the SDK's create_tasks per call (it sends them in requests of <= 100).
+ADD_TASKS_SLICE = 2000
+
 STDERR_FILE = "stderr.txt"
 STDOUT_FILE = "stdout.txt"
 START_TASK_STDERR = "startup/stderr.txt"
@@ -340,17 +343,29 @@ class Batch:
         with translate_errors(f"listing the tasks of job {job_id}", self._host):
             return {t.id for t in self._client.list_tasks(job_id, select=["id"])}
 
-    def add_tasks(self, job_id: str, specs: list[TaskSpec], *, max_concurrency: int = 4) -> int:
+    def add_tasks(
+        self,
+        job_id: str,
+        specs: list[TaskSpec],
+        *,
+        max_concurrency: int = 8,
+        slice_size: int = ADD_TASKS_SLICE,
+    ) -> int:
         """Add the tasks that do not exist yet; returns how many were added.
 
         The SDK's ``create_tasks`` chunks by 100, splits a chunk on
-        ``RequestBodyTooLarge`` and treats ``TaskExists`` as success.
+        ``RequestBodyTooLarge`` and treats ``TaskExists`` as success. We hand it
+        ``slice_size`` tasks at a time so that only that many SDK models exist
+        at once: memory stays flat however many tasks a job has.
         """
         existing = self.existing_task_ids(job_id)
         missing = [s for s in specs if s.id not in existing]
-        if not missing:
-            return 0
-        models = [_task_model(s) for s in missing]
+        for start in range(0, len(missing), slice_size):
+            self._create_tasks(job_id, missing[start : start + slice_size], max_concurrency)
+        return len(missing)
+
+    def _create_tasks(self, job_id: str, specs: list[TaskSpec], max_concurrency: int) -> None:
+        models = [_task_model(s) for s in specs]
         with translate_errors(f"adding tasks to job {job_id}", self._host):
             try:
                 self._client.create_tasks(job_id, models, max_concurrency=max_concurrency)
@@ -371,7 +386,6 @@ class Batch:
                 raise RemoteError(
                     f"Batch refused {len(exc.failure_tasks)} task(s) ({ids}): {', '.join(codes)}"
                 ) from None
-        return len(missing)
 
     def task_counts(self, job_id: str) -> TaskCounts:
         with translate_errors(f"getting the task counts of job {job_id}", self._host):

@@ -124,6 +124,7 @@ def _handle_errors(fn: F) -> F:
                     f"job {STATE.resume_job_id} is resumable: runner {shlex.join(args_)}",
                     highlight=False,
                     markup=False,
+                    soft_wrap=True,  # one line, so it can be copied from any terminal or log
                 )
             raise typer.Exit(130) from None
 
@@ -425,7 +426,9 @@ def results(
     """Download a job's results (from any machine) and print the summary."""
     from runner import manifest as mf
     from runner import report
-    from runner.submit import collect, default_dest
+    from runner.submit import check_dest, collect, default_dest
+
+    check_dest(dest or default_dest(job))
 
     session = STATE.session()
     man = mf.require(session.storage, session.outputs.input_container, job)

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.batch import TaskFailure, TaskInfo, TaskState
+from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
 from runner.progress import Reporter
 from runner.storage import DownloadItem, Storage
@@ -163,7 +164,13 @@ def download(
         total += blob.size
     if items:
         with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
-            storage.download_files(container, items, advance)
+            try:
+                storage.download_files(container, items, advance)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot write results under {dest}: {exc.strerror or exc}",
+                    hint=f"fix the destination, then run `runner results {manifest.job_id}`",
+                ) from None
 
     results = []
     for task in manifest.tasks:

@@ -109,6 +109,8 @@ def start_azurite(data_dir: Path, *, port: int = 0, timeout: float = 60.0) -> Se
         str(data_dir),
         "--skipApiVersionCheck",
         "--disableTelemetry",
+        # No access log: it would record every request URL, SAS signatures included.
+        "--silent",
     ]
     offset = log_path.stat().st_size if log_path.exists() else 0
     popen = _spawn(cmd, log_path, env=None)
@@ -220,7 +222,10 @@ def stop_pid(pid: int, *, timeout: float = 10.0, popen: subprocess.Popen[bytes] 
 
 def _spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
+    # Service logs stay private to the user: they may name jobs, blobs and paths.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.chmod(log_path, 0o600)
+    with os.fdopen(fd, "ab") as log_file:
         return subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,

@@ -24,6 +24,7 @@ must list the same inputs and options, otherwise nothing is changed and a
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
@@ -80,6 +81,7 @@ class SubmitOptions:
             raise UsageError("--max-wall-clock must be positive")
         if self.command is not None:
             validate_command_template(self.command)
+        check_dest(self.dest if self.dest is not None else default_dest("x").parent, "--dest")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,24 @@ def validate_job_id(job_id: str) -> None:
 
 def default_dest(job_id: str) -> Path:
     return Path("results") / job_id
+
+
+def check_dest(dest: Path, what: str = "--dest") -> None:
+    """Refuse, before anything is created, a destination that cannot become a writable directory.
+
+    ``dest`` may not exist yet; then its nearest existing ancestor must be a
+    writable directory (the results go in subdirectories created later).
+    """
+    probe = dest
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        shown = dest if probe == dest else f"{dest} (its parent {probe})"
+        raise UsageError(f"{what} {shown} is not a directory", hint="pass a directory for the results")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {dest}: no permission to write in {probe}")
 
 
 def submit(

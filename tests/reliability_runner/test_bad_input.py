@@ -257,7 +257,6 @@ def test_unreadable_files_are_listed_and_nothing_is_created(tmp_path: Path, targ
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG R6: --dest is not checked; the job runs, then a traceback")
 def test_dest_that_is_a_file_is_refused_before_anything_is_created(
     tmp_path: Path, outputs_file: Path, target_outputs: Outputs
 ) -> None:
@@ -276,7 +275,6 @@ def test_dest_that_is_a_file_is_refused_before_anything_is_created(
     assert_nothing_created(target_outputs, job_id)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG R6: an OSError while writing results is a traceback")
 def test_results_into_a_file_is_one_clear_line(tmp_path: Path, outputs_file: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("a b")

@@ -131,7 +131,6 @@ def _resume_command(stderr: str) -> list[str]:
     return shlex.split(match.group(1))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG R1: the resume command is wrapped over several lines")
 def test_resume_command_is_printed_on_one_line(tmp_path: Path, fast_pool: Path) -> None:
     write_inputs(tmp_path / "in", {f"big{i}.txt": 24_000_000 for i in range(4)})
     dest = tmp_path / "a-results-directory-with-a-long-name"

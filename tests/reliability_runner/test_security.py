@@ -332,6 +332,5 @@ def test_outputs_file_is_0600_and_no_secret_under_runner_home(home_scan: HomeSca
     assert others == {}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG R4: Azurite's access log under RUNNER_HOME keeps every SAS URL")
 def test_azurite_log_under_runner_home_holds_no_sas(home_scan: HomeScan) -> None:
     assert AZURITE_LOG not in home_scan.found
