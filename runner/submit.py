@@ -42,11 +42,15 @@ from runner.results import JobResults, download
 from runner.storage import UploadItem
 from runner.targets import Session
 from runner.tasks import (
+    MAX_PER_BLOB_MERGE_INPUTS,
     MERGE_TASK_ID,
+    MergeInputs,
     PlannedInput,
     PlanOptions,
     plan,
+    report_names,
     safe_node_name,
+    task_output_prefix,
     validate_command_template,
 )
 
@@ -105,6 +109,25 @@ def validate_job_id(job_id: str) -> None:
             f"invalid job id {job_id!r}",
             hint="1-64 characters: letters, digits, hyphens and underscores",
         )
+
+
+def _merge_inputs(session: Session, manifest: mf.Manifest, job_id: str, expiry: datetime) -> MergeInputs:
+    """Read-only SAS URLs of exactly this job's per-file counts blobs (names are deterministic)."""
+    out = session.outputs
+    if len(manifest.tasks) > MAX_PER_BLOB_MERGE_INPUTS:
+        log.warning(
+            "job has %d files (> %d): the aggregate task reads the output container with a read+list SAS",
+            len(manifest.tasks),
+            MAX_PER_BLOB_MERGE_INPUTS,
+        )
+        return MergeInputs(
+            container_url=session.storage.container_read_list_url(out.output_container, expiry)
+        )
+    urls = []
+    for t in manifest.tasks:
+        blob = f"{task_output_prefix(job_id, t.task_id)}{report_names(t.node_name)[1]}"
+        urls.append((t.task_id, session.storage.blob_read_url(out.output_container, blob, expiry)))
+    return MergeInputs(blob_urls=tuple(urls))
 
 
 def default_dest(job_id: str) -> Path:
@@ -185,8 +208,8 @@ def submit(
         PlannedInput(t.task_id, t.input, storage.blob_read_url(out.input_container, t.blob, expiry))
         for t in manifest.tasks
     ]
-    counts_url = storage.container_read_list_url(out.output_container, expiry) if uses_deps else None
-    specs = plan(planned, plan_opts, aggregate=uses_deps, counts_container_url=counts_url)
+    counts = _merge_inputs(session, manifest, job_id, expiry) if uses_deps else None
+    specs = plan(planned, plan_opts, aggregate=uses_deps, counts_container_url=counts)
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
 

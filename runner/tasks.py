@@ -174,7 +174,25 @@ def file_task(item: PlannedInput, opts: PlanOptions) -> TaskSpec:
     )
 
 
-def merge_task(n_files: int, opts: PlanOptions, counts_container_url: str) -> TaskSpec:
+#: Above this many inputs the merge's per-blob resource files would push the task
+#: past Batch's 1 MB request limit; it then reads the job's prefix with a container SAS.
+MAX_PER_BLOB_MERGE_INPUTS = 1500
+
+
+@dataclass(frozen=True)
+class MergeInputs:
+    """Where the merge reads the per-file counts: one read-only URL per blob, or a container SAS.
+
+    ``blob_urls`` (task id, URL) is preferred: that SAS reaches only this job's
+    counts files. ``container_url`` (read+list on the output container) is the
+    fallback for jobs with more than :data:`MAX_PER_BLOB_MERGE_INPUTS` files.
+    """
+
+    blob_urls: tuple[tuple[str, str], ...] = ()
+    container_url: str | None = None
+
+
+def merge_task(n_files: int, opts: PlanOptions, counts: MergeInputs | str) -> TaskSpec:
     """The aggregate: reads every per-file ``*_counts.json`` of the job, writes the corpus top N.
 
     The job's output prefix is downloaded under ``counts/`` (Batch keeps the
@@ -196,17 +214,30 @@ def merge_task(n_files: int, opts: PlanOptions, counts_container_url: str) -> Ta
         command_line=f"/bin/sh -c {shlex.quote(script)}",
         resource_files=(
             ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url),
-            ResourceFileSpec(
-                file_path=NODE_MERGE_INPUT_DIR,
-                container_url=counts_container_url,
-                blob_prefix=f"{opts.job_id}/",
-            ),
+            *_merge_resources(opts, counts),
         ),
         output_files=(_outputs(opts, MERGE_TASK_ID),),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
         depends_on_range=(1, n_files),
     )
+
+
+def _merge_resources(opts: PlanOptions, counts: MergeInputs | str) -> list[ResourceFileSpec]:
+    if isinstance(counts, str):
+        counts = MergeInputs(container_url=counts)
+    if counts.blob_urls:
+        return [
+            ResourceFileSpec(file_path=f"{NODE_MERGE_INPUT_DIR}/{tid}/{tid}_counts.json", http_url=url)
+            for tid, url in counts.blob_urls
+        ]
+    if counts.container_url is None:
+        raise ValueError("the merge needs its counts files' URLs or a container URL")
+    return [
+        ResourceFileSpec(
+            file_path=NODE_MERGE_INPUT_DIR, container_url=counts.container_url, blob_prefix=f"{opts.job_id}/"
+        )
+    ]
 
 
 def _outputs(opts: PlanOptions, task_id: str) -> OutputFileSpec:
@@ -218,7 +249,11 @@ def _outputs(opts: PlanOptions, task_id: str) -> OutputFileSpec:
 
 
 def plan(
-    inputs: list[PlannedInput], opts: PlanOptions, *, aggregate: bool, counts_container_url: str | None
+    inputs: list[PlannedInput],
+    opts: PlanOptions,
+    *,
+    aggregate: bool,
+    counts_container_url: MergeInputs | str | None,
 ) -> list[TaskSpec]:
     """All tasks of a job: one per input, plus the merge when ``aggregate``."""
     specs = [file_task(item, opts) for item in inputs]

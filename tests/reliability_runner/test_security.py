@@ -161,18 +161,25 @@ def test_input_sas_reads_only_its_own_blob_and_cannot_write(job: Submitted, fast
     assert _status(lambda: BlobClient.from_blob_url(code[0]).upload_blob(b"evil", overwrite=True)) == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG R3: the merge task's read+list SAS covers the whole output container (every job's results)",
-)
 def test_merge_sas_reaches_only_this_jobs_outputs(job: Submitted, fast_pool: Path) -> None:
     out = load_file(fast_pool)
     merge = _task(out, job.job_id, "merge")
-    urls = [r.storage_container_url for r in merge.resource_files if r.storage_container_url]
-    assert len(urls) == 1
-    container = ContainerClient.from_container_url(urls[0])
-    other_job = f"{job.job_id}-q/"
-    assert _status(lambda: [b.name for b in container.list_blobs(name_starts_with=other_job)]) == 403
+    assert not [r for r in merge.resource_files if r.storage_container_url], "no container SAS for the merge"
+    counts = [r.http_url for r in merge.resource_files if r.http_url and "_counts.json" in r.http_url]
+    assert counts, "the merge reads the per-file counts files"
+    for url in counts:
+        sas = _sas(url)
+        assert sas["sp"] == "r" and sas["sr"] == "b"
+        assert urlsplit(url).path.startswith(
+            f"/{out.storage_account_name}/{out.output_container}/{job.job_id}/"
+        )
+    # The same signature used for another blob (another job's prefix) or for listing is refused.
+    parts = urlsplit(counts[0])
+    other = urlunsplit(parts._replace(path=parts.path.replace(f"/{job.job_id}/", f"/{job.job_id}-q/", 1)))
+    assert _status(lambda: BlobClient.from_blob_url(other).download_blob().readall()) == 403
+    container_url = urlunsplit(parts._replace(path=parts.path.rsplit("/", 3)[0]))
+    container = ContainerClient.from_container_url(container_url)
+    assert _status(lambda: [b.name for b in container.list_blobs()]) == 403
 
 
 def test_every_sas_expires_after_the_timeout_plus_the_margin_only(job: Submitted, fast_pool: Path) -> None:
