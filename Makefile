@@ -5,6 +5,10 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# A client of the previous SDK generation (azure-batch 14, msrest): it cannot live
+# next to azure-batch 15, so the compatibility test drives it from its own venv.
+OLD_SDK_VENV := .venv-oldsdk
+OLD_SDK_STAMP := $(OLD_SDK_VENV)/.installed
 
 .PHONY: setup demo test lint bench bench-quick clean
 
@@ -16,6 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+$(OLD_SDK_STAMP):
+	python3 -m venv $(OLD_SDK_VENV)
+	$(OLD_SDK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'azure-batch==14.2.0'
+	touch $@
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -23,8 +32,8 @@ $(NODE_STAMP): package.json package-lock.json
 demo: setup
 	$(VENV)/bin/runner submit samples/
 
-test: setup
-	$(PY) -m pytest
+test: setup $(OLD_SDK_STAMP)
+	OLD_AZURE_BATCH_PYTHON=$(CURDIR)/$(OLD_SDK_VENV)/bin/python $(PY) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -38,4 +47,4 @@ bench-quick: setup
 	$(PY) bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) node_modules .runner results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLD_SDK_VENV) node_modules .runner results .pytest_cache .mypy_cache .ruff_cache
