@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
@@ -144,6 +144,7 @@ class Storage:
         self._host = urlparse(self.endpoint).netloc
         self._key = outputs.storage_account_key
         self._token_credential = credential
+        self._container_urls: dict[str, str] = {}
         cred: Any
         if credential is not None:
             cred = credential
@@ -328,7 +329,17 @@ class Storage:
             start=_start(),
             **self._sas_signer(expiry),
         )
-        return f"{self._client.get_blob_client(container, name).url}?{sas}"
+        # The SDK's own URL quoting (as BlobClient.url does), without building a client per URL:
+        # plans with 100,000 inputs sign 100,000 URLs.
+        return f"{self._container_base_url(container)}/{quote(name, safe='~/')}?{sas}"
+
+    def _container_base_url(self, container: str) -> str:
+        url = self._container_urls.get(container)
+        if url is None:
+            url = self._container_urls[container] = self._client.get_container_client(container).url.rstrip(
+                "/"
+            )
+        return url
 
     def container_write_url(self, container: str, expiry: datetime) -> str:
         """Container URL with a create+write only SAS (for Batch ``outputFiles``)."""
