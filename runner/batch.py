@@ -15,6 +15,7 @@ Contracts:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -509,9 +510,15 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
         command_line=spec.command_line,
         resource_files=resources,
         output_files=outputs,
-        constraints=bm.BatchTaskConstraints(
-            max_task_retry_count=spec.max_task_retry_count,
-            max_wall_clock_time=spec.max_wall_clock_time,
-        ),
+        constraints=_constraints(spec.max_task_retry_count, spec.max_wall_clock_time),
         depends_on=depends,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _constraints(max_task_retry_count: int, max_wall_clock_time: timedelta | None) -> bm.BatchTaskConstraints:
+    """One shared (never mutated) constraints model per distinct value: building SDK models is
+    the runner's main CPU cost when it adds many tasks, and every task of a job has the same."""
+    return bm.BatchTaskConstraints(
+        max_task_retry_count=max_task_retry_count, max_wall_clock_time=max_wall_clock_time
     )
