@@ -14,9 +14,9 @@ exchange here is given 20 ms more round trip, one of two ways:
 
 Compared over the same delay:
 
-* upload: :meth:`runner.storage.Storage.upload_files` (parallel, with its
-  MD5 check before each upload) vs. a sequential client (one
-  ``upload_blob`` after the other);
+* upload: :meth:`runner.storage.Storage.upload_files` (parallel; one listing
+  of the prefix for its MD5 check, then the uploads) vs. a sequential client
+  (one ``upload_blob`` after the other);
 * task submission: :meth:`runner.batch.Batch.add_tasks` (``create_tasks``:
   chunks of 100 in parallel) vs. one ``create_task`` request per task.
 

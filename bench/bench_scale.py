@@ -3,8 +3,9 @@
 A child process does what ``runner submit`` does for N inputs once the
 inputs are uploaded: it plans the tasks with :func:`runner.tasks.plan`
 (real read-only SAS URLs from :class:`runner.storage.Storage` for every
-input, the node code, the output container, and the aggregate task that
-depends on all of them) and adds them with
+input, the node code, the output container, and every per-file counts
+blob the merge tasks read: 200 partial merges of 500 files and the final
+merge, as :func:`runner.tasks.merge_steps` plans them) and adds them with
 :meth:`runner.batch.Batch.add_tasks`. The child reports its time and its
 peak RSS (``VmHWM``). The pool has 0 nodes, so the tasks stay active and
 localbatch holds all of them; its peak RSS is read from ``/proc`` at the end.
@@ -42,7 +43,7 @@ from runner.batch import Batch  # noqa: E402
 from runner.outputs import load_file, write_file  # noqa: E402
 from runner.pool_spec import PoolSpec  # noqa: E402
 from runner.storage import Storage  # noqa: E402
-from runner.tasks import PlannedInput, PlanOptions, plan  # noqa: E402
+from runner.tasks import PlannedInput, PlanOptions, counts_blob, merge_steps, plan, safe_node_name  # noqa: E402
 
 GOAL_MB = 300.0
 SMALL = 100
@@ -71,8 +72,16 @@ def child_submit(outputs_file: Path, job_id: str, n: int) -> dict[str, float]:
         )
         for i in range(1, n + 1)
     ]
-    counts_url = storage.container_read_list_url(outputs.output_container, expiry)
-    specs = plan(inputs, opts, aggregate=True, counts_container_url=counts_url)
+    # As runner.submit does: a read-only URL for each counts blob a merge task reads.
+    node_names = {item.task_id: safe_node_name(item.relpath) for item in inputs}
+    counts_urls = {
+        tid: storage.blob_read_url(
+            outputs.output_container, counts_blob(job_id, tid, node_names.get(tid)), expiry
+        )
+        for step in merge_steps(n)
+        for tid in step.sources
+    }
+    specs = plan(inputs, opts, aggregate=True, counts_urls=counts_urls)
     t_plan = time.perf_counter() - t0
     plan_peak = peak_rss_mb(os.getpid())
     batch.ensure_job(job_id, outputs.pool_id, uses_task_dependencies=True)
@@ -101,7 +110,7 @@ def run(quick: bool) -> list[Row]:
         if proc.returncode != 0:
             raise RuntimeError(f"the submitting child failed: {proc.stderr[-2000:]}")
         child = json.loads(proc.stdout.strip().splitlines()[-1])
-        total = n + 1  # the aggregate task
+        total = n + len(merge_steps(n))  # the merge tasks
         if child["added"] != total:
             raise RuntimeError(f"the child added {child['added']} tasks, expected {total}")
         batch = Batch(srv.outputs)

@@ -28,7 +28,6 @@ from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
 from azure.core.exceptions import (
-    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
@@ -39,6 +38,7 @@ from azure.core.exceptions import (
 from runner.errors import AuthError, NotFoundError, RemoteError, RunnerError, UnreachableError
 from runner.outputs import Outputs
 from runner.pool_spec import PoolSpec
+from runner.sdk_errors import translated
 from runner.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -141,23 +141,9 @@ _BAD_NODE_STATES = {"starttaskfailed", "unusable"}
 
 @contextmanager
 def translate_errors(what: str, endpoint: str) -> Iterator[None]:
-    """Turn SDK errors into RunnerErrors by status code; ``what`` says what we were doing."""
-    try:
+    """Turn SDK errors into RunnerErrors (see :mod:`runner.sdk_errors`); ``what`` says what we were doing."""
+    with translated("Batch", endpoint, what, from_http):
         yield
-    except (ServiceRequestError, ServiceResponseError):
-        raise UnreachableError(
-            f"Batch endpoint {endpoint} is unreachable while {what}",
-            hint="is the target running? (`runner local status` for the local target)",
-        ) from None
-    except ClientAuthenticationError as exc:
-        if exc.status_code is None:  # no answer from the service: the credential itself failed
-            raise AuthError(
-                f"could not get an Entra ID token while {what}",
-                hint="sign in (`az login`) or configure DefaultAzureCredential",
-            ) from None
-        raise from_http(exc, what) from None
-    except HttpResponseError as exc:
-        raise from_http(exc, what) from None
 
 
 def from_http(exc: HttpResponseError, what: str) -> RunnerError:
@@ -501,9 +487,12 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
         for o in spec.output_files
     ]
     depends = None
-    if spec.depends_on_range is not None:
-        start, end = spec.depends_on_range
-        depends = bm.BatchTaskDependencies(task_id_ranges=[bm.BatchTaskIdRange(start=start, end=end)])
+    if spec.depends_on_range is not None or spec.depends_on_ids:
+        ranges = None
+        if spec.depends_on_range is not None:
+            start, end = spec.depends_on_range
+            ranges = [bm.BatchTaskIdRange(start=start, end=end)]
+        depends = bm.BatchTaskDependencies(task_ids=list(spec.depends_on_ids) or None, task_id_ranges=ranges)
     return bm.BatchTaskCreateOptions(
         id=spec.id,
         display_name=spec.display_name,

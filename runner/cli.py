@@ -29,6 +29,7 @@ from rich.text import Text
 from runner import __version__
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
+from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
 
 if TYPE_CHECKING:
     from runner.progress import ConsoleReporter
@@ -263,6 +264,14 @@ def submit(
             "(kept anyway when a task failed, to read its logs).",
         ),
     ] = True,
+    merge_group_size: Annotated[
+        int,
+        typer.Option(
+            "--merge-group-size",
+            help="At most this many files per merge task; larger jobs merge in two levels "
+            f"(2-{MAX_MERGE_GROUP_SIZE}).",
+        ),
+    ] = MERGE_GROUP_SIZE,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import inputs as inputs_mod
@@ -280,6 +289,7 @@ def submit(
         max_wall_clock=_seconds(max_wall_clock),
         command=command,
         keep=keep,
+        merge_group_size=merge_group_size,
     )
     opts.validate()
     if job_id is not None:
@@ -403,7 +413,7 @@ def jobs() -> None:
 @_handle_errors
 def logs(
     job: Annotated[str, typer.Argument(help="Job id.")],
-    task: Annotated[str, typer.Argument(help="Task id (1..N, or merge).")],
+    task: Annotated[str, typer.Argument(help="Task id (1..N, merge, or merge-K for a partial merge).")],
     stderr: Annotated[bool, typer.Option("--stderr", help="Show stderr.txt instead of stdout.txt.")] = False,
 ) -> None:
     """Print a task's stdout (or stderr) to stdout."""

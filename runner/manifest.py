@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.errors import NotFoundError, RemoteError
 from runner.storage import Storage
+from runner.tasks import MERGE_GROUP_SIZE, MergeStep, merge_steps
 
 MANIFEST_VERSION = 1
 
@@ -45,6 +46,8 @@ class Manifest:
     command: str | None
     retries: int
     tasks: tuple[ManifestTask, ...]
+    #: Recorded so that a resume, ``status`` and ``results`` see the same merge tasks.
+    merge_group_size: int = MERGE_GROUP_SIZE
 
     @property
     def by_task(self) -> dict[str, ManifestTask]:
@@ -52,8 +55,12 @@ class Manifest:
 
     @property
     def task_ids(self) -> list[str]:
-        ids = [t.task_id for t in self.tasks]
-        return [*ids, "merge"] if self.aggregate else ids
+        return [t.task_id for t in self.tasks] + [m.task_id for m in self.merge_steps]
+
+    @property
+    def merge_steps(self) -> list[MergeStep]:
+        """The job's merge tasks (none without the aggregate), the final ``merge`` last."""
+        return merge_steps(len(self.tasks), self.merge_group_size) if self.aggregate else []
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +72,7 @@ class Manifest:
                 "aggregate": self.aggregate,
                 "command": self.command,
                 "retries": self.retries,
+                "mergeGroupSize": self.merge_group_size,
             },
             "tasks": [
                 {"id": t.task_id, "input": t.input, "blob": t.blob, "nodeName": t.node_name, "size": t.size}
@@ -75,6 +83,8 @@ class Manifest:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         opts = data["options"]
+        if int(opts.get("mergeGroupSize", MERGE_GROUP_SIZE)) < 2:
+            raise ValueError("mergeGroupSize must be at least 2")
         return cls(
             job_id=str(data["jobId"]),
             created=str(data["created"]),
@@ -82,6 +92,7 @@ class Manifest:
             aggregate=bool(opts["aggregate"]),
             command=opts.get("command"),
             retries=int(opts.get("retries", 0)),
+            merge_group_size=int(opts.get("mergeGroupSize", MERGE_GROUP_SIZE)),
             tasks=tuple(
                 ManifestTask(
                     str(t["id"]), str(t["input"]), str(t["blob"]), str(t["nodeName"]), int(t["size"])

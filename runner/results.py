@@ -6,7 +6,9 @@ Layout under ``dest`` (default ``results/<job-id>/``):
 * ``files/<input relative dir>/<stem>_OUTPUT<ext>`` and ``<stem>_counts.json``:
   per input, with the tutorial's names built from the *original* file name
   (the node saw a sanitised one), so same basenames in different folders do
-  not collide;
+  not collide. Inputs of one folder whose counts names would be the same
+  (``x.txt`` and ``x.md``) get ``<name>_counts.json`` (``x.txt_counts.json``)
+  instead: :func:`local_names`. No two blobs are ever written to one path;
 * with ``--command``: ``files/<input relative path>.out/...``: everything the
   command wrote to its output directory.
 
@@ -23,6 +25,8 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from nodetask.merge import CORPUS_COUNTS
+from nodetask.results import COUNTS_SUFFIX
 from runner.batch import TaskFailure, TaskInfo, TaskState
 from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
@@ -68,6 +72,8 @@ class JobResults:
     corpus: FileResult | None
     failures: tuple[TaskFailure, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Outcomes of the partial merges ``merge-1..K`` (two-level jobs only); counted as tasks.
+    partial_merges: tuple[TaskOutcome, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         def one(r: FileResult) -> dict[str, Any]:
@@ -88,8 +94,9 @@ class JobResults:
             "dest": str(self.dest),
             "numwords": self.numwords,
             "tasks": {
-                "total": len(self.files) + (1 if self.corpus else 0),
+                "total": len(self.files) + len(self.partial_merges) + (1 if self.corpus else 0),
                 "succeeded": sum(r.outcome is TaskOutcome.SUCCEEDED for r in self.files)
+                + sum(o is TaskOutcome.SUCCEEDED for o in self.partial_merges)
                 + (1 if self.corpus and self.corpus.outcome is TaskOutcome.SUCCEEDED else 0),
                 "failed": len(self.failures),
             },
@@ -117,14 +124,51 @@ def _outcome(info: TaskInfo | None) -> TaskOutcome:
     return TaskOutcome.SUCCEEDED if info.result == "success" else TaskOutcome.FAILED
 
 
-def _local_name(task: ManifestTask, rest: str, command_mode: bool) -> PurePosixPath:
+@dataclass(frozen=True)
+class LocalNames:
+    """Where a per-file task's report and counts go, relative to ``dest``."""
+
+    report: PurePosixPath
+    counts: PurePosixPath
+
+
+def local_names(manifest: Manifest) -> dict[str, LocalNames]:
+    """The local report and counts path of every per-file task, none shared by two inputs.
+
+    Reports (``<stem>_OUTPUT<ext>``) are distinct for distinct names. Counts
+    (``<stem>_counts.json``) are not (``x.txt``, ``x.md``): every input whose
+    counts path is claimed twice uses ``<name>_counts.json``, repeated until
+    nothing is shared (names are distinct within a folder, so this ends).
+    """
+    full: set[str] = set()
+    while True:
+        names = {}
+        for t in manifest.tasks:
+            rel = PurePosixPath(t.input)
+            report, counts = report_names(rel.name)
+            if t.task_id in full:
+                counts = f"{rel.name}{COUNTS_SUFFIX}"
+            folder = PurePosixPath("files") / rel.parent
+            names[t.task_id] = LocalNames(folder / report, folder / counts)
+        claims: dict[PurePosixPath, list[str]] = {}
+        for tid, n in names.items():
+            claims.setdefault(n.counts, []).append(tid)
+        shared = {tid for tids in claims.values() if len(tids) > 1 for tid in tids} - full
+        if not shared:
+            return names
+        full |= shared
+
+
+def _local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalNames | None) -> PurePosixPath:
     rel = PurePosixPath(task.input)
-    if command_mode:
+    if command_mode or names is None:
         return PurePosixPath("files") / f"{rel}.out" / rest
     node_report, node_counts = report_names(task.node_name)
-    real_report, real_counts = report_names(rel.name)
-    name = {node_report: real_report, node_counts: real_counts}.get(rest, rest)
-    return PurePosixPath("files") / rel.parent / name
+    if rest == node_report:
+        return names.report
+    if rest == node_counts:
+        return names.counts
+    return names.report.parent / rest
 
 
 def download(
@@ -141,6 +185,8 @@ def download(
     """Download every output blob of the job into ``dest`` and summarise it."""
     by_task = manifest.by_task
     command_mode = manifest.command is not None
+    names = {} if command_mode else local_names(manifest)
+    claimed: set[Path] = set()
     items: list[DownloadItem] = []
     local_files: dict[str, list[Path]] = {}
     total = 0
@@ -152,13 +198,17 @@ def download(
         if task_id == MERGE_TASK_ID:
             rel = PurePosixPath(rest)
         elif task_id in by_task:
-            rel = _local_name(by_task[task_id], rest, command_mode)
+            rel = _local_name(by_task[task_id], rest, command_mode, names.get(task_id))
         else:
             continue
         if ".." in rel.parts or rel.is_absolute():
             log.warning("skipping output blob with an unsafe name: %s", blob.name)
             continue
         path = dest.joinpath(*rel.parts)
+        if path in claimed:  # only a task writing unexpected names can get here: keep both
+            path = path.with_name(f"{path.name}.task-{task_id}")
+            log.warning("two results map to one file; %s is saved as %s", blob.name, path.name)
+        claimed.add(path)
         items.append(DownloadItem(blob.name, path))
         local_files.setdefault(task_id, []).append(path)
         total += blob.size
@@ -174,11 +224,18 @@ def download(
 
     results = []
     for task in manifest.tasks:
-        results.append(_summarise(task.task_id, task.input, states, local_files, dest, task, command_mode))
+        results.append(
+            _summarise(
+                task.task_id, task.input, states, local_files, dest, names.get(task.task_id), command_mode
+            )
+        )
     corpus = None
+    partial: tuple[TaskOutcome, ...] = ()
     if manifest.aggregate and not command_mode:
         corpus = _summarise(MERGE_TASK_ID, "(corpus)", states, local_files, dest, None, False)
-        if corpus.outcome is TaskOutcome.PENDING and any(r.outcome is TaskOutcome.FAILED for r in results):
+        partial = tuple(_outcome(states.get(m.task_id)) for m in manifest.merge_steps if not m.is_final)
+        failed = any(r.outcome is TaskOutcome.FAILED for r in results) or TaskOutcome.FAILED in partial
+        if corpus.outcome is TaskOutcome.PENDING and failed:
             corpus = FileResult(MERGE_TASK_ID, "(corpus)", TaskOutcome.SKIPPED)
     return JobResults(
         job_id=manifest.job_id,
@@ -188,6 +245,7 @@ def download(
         files=tuple(results),
         corpus=corpus,
         failures=tuple(failures),
+        partial_merges=partial,
     )
 
 
@@ -197,21 +255,18 @@ def _summarise(
     states: dict[str, TaskInfo],
     local_files: dict[str, list[Path]],
     dest: Path,
-    task: ManifestTask | None,
+    names: LocalNames | None,
     command_mode: bool,
 ) -> FileResult:
+    """A task's outcome and results; ``names`` is ``None`` for the corpus (the merge)."""
     outcome = _outcome(states.get(task_id))
     files = tuple(sorted(local_files.get(task_id, [])))
     if command_mode:
         return FileResult(task_id, label, outcome, files=files)
-    if task is None:
-        report_name, counts_name = "corpus_OUTPUT.txt", "corpus_counts.json"
-        base = dest
+    if names is None:
+        report, counts = dest / "corpus_OUTPUT.txt", dest / CORPUS_COUNTS
     else:
-        report_name, counts_name = report_names(PurePosixPath(task.input).name)
-        base = dest.joinpath("files", *PurePosixPath(task.input).parent.parts)
-    report = base / report_name
-    counts = base / counts_name
+        report, counts = dest.joinpath(*names.report.parts), dest.joinpath(*names.counts.parts)
     words: int | None = None
     top: tuple[WordCount, ...] = ()
     if counts.is_file():

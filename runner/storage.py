@@ -7,10 +7,14 @@ Contracts:
   are user-delegation SAS.
 * Uploads and downloads run in parallel (a thread pool) and report bytes to a
   progress callback. An upload is skipped when the blob exists with the same
-  Content-MD5 (computed locally, streaming); uploads always set it.
-* SAS: read-only and scoped to one blob for inputs and node code;
-  create+write only for the output container; read+list for reading a
-  job's outputs back as resource files. Expiry is given by the caller.
+  Content-MD5 (computed locally, streaming) and size; uploads always set it.
+  When the blob names share a directory prefix (``<job-id>/inputs/``), the
+  existing blobs are found with one listing of that prefix (one request per
+  5,000 blobs), not one HEAD per blob; otherwise each blob gets a HEAD.
+* SAS: read-only and scoped to one blob for inputs, node code and the counts
+  files the merge tasks read; create+write only for the output container
+  (Batch ``outputFiles``). Nothing gets a read or list SAS on a whole
+  container. Expiry is given by the caller.
 * Every SDK error leaves this module as a :class:`~runner.errors.RunnerError`
   chosen by status code; messages never include a URL, a header or a token.
 """
@@ -32,12 +36,9 @@ from urllib.parse import quote, urlparse
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
-    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.storage.blob import (
     BlobSasPermissions,
@@ -50,8 +51,9 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
-from runner.errors import AuthError, NotFoundError, RemoteError, RunnerError, UnreachableError, UsageError
+from runner.errors import AuthError, NotFoundError, RemoteError, RunnerError, UsageError
 from runner.outputs import Outputs
+from runner.sdk_errors import translated
 
 log = logging.getLogger(__name__)
 
@@ -95,25 +97,23 @@ def file_md5(path: Path) -> bytes:
     return digest.digest()
 
 
+def common_dir_prefix(names: list[str]) -> str:
+    """The longest common prefix of ``names`` cut back to (and including) its last ``/``;
+    ``""`` when there is none (or no names)."""
+    if not names:
+        return ""
+    lo, hi = min(names), max(names)  # every name's common prefix is theirs
+    n = 0
+    while n < len(lo) and lo[n] == hi[n]:
+        n += 1
+    return lo[: lo.rfind("/", 0, n) + 1]
+
+
 @contextmanager
 def translate_errors(what: str, endpoint: str) -> Iterator[None]:
-    """Turn SDK errors into RunnerErrors (by status code); ``what`` says what we were doing."""
-    try:
+    """Turn SDK errors into RunnerErrors (see :mod:`runner.sdk_errors`); ``what`` says what we were doing."""
+    with translated("Storage", endpoint, what, _from_http):
         yield
-    except (ServiceRequestError, ServiceResponseError):
-        raise UnreachableError(
-            f"Storage endpoint {endpoint} is unreachable while {what}",
-            hint="is the target running? (`runner local status` for the local target)",
-        ) from None
-    except ClientAuthenticationError as exc:
-        if exc.status_code is None:  # no answer from the service: the credential itself failed
-            raise AuthError(
-                f"could not get an Entra ID token while {what}",
-                hint="sign in (`az login`) or configure DefaultAzureCredential",
-            ) from None
-        raise _from_http(exc, what) from None
-    except HttpResponseError as exc:
-        raise _from_http(exc, what) from None
 
 
 def _from_http(exc: HttpResponseError, what: str) -> RunnerError:
@@ -228,12 +228,28 @@ class Storage:
     def upload_files(
         self, container: str, items: list[UploadItem], progress: ProgressFn | None = None
     ) -> UploadSummary:
-        """Upload in parallel; skip blobs whose Content-MD5 matches the local file.
+        """Upload in parallel; skip blobs whose Content-MD5 and size match the local file.
 
-        ``progress`` receives byte deltas (skipped files count as done).
+        What exists is learnt from one listing of the names' common directory prefix,
+        or (no common prefix) from one HEAD per blob. ``progress`` receives byte deltas
+        (skipped files count as done).
         """
         lock = threading.Lock()
         counts = {"uploaded": 0, "skipped": 0, "bytes": 0}
+        prefix = common_dir_prefix([item.blob_name for item in items])
+        remote: dict[str, tuple[int, bytes | None]] | None = None
+        if prefix:
+            remote = self._list_md5(container, prefix)
+
+        def remote_of(item: UploadItem) -> tuple[int, bytes | None] | None:
+            if remote is not None:
+                return remote.get(item.blob_name)
+            try:
+                props = self._client.get_blob_client(container, item.blob_name).get_blob_properties()
+            except ResourceNotFoundError:
+                return None
+            md5 = props.content_settings.content_md5
+            return int(props.size or 0), (bytes(md5) if md5 is not None else None)
 
         def one(item: UploadItem) -> None:
             try:
@@ -241,19 +257,13 @@ class Storage:
                 md5 = file_md5(item.path)
             except OSError as exc:
                 raise UsageError(f"cannot read {item.path}: {exc.strerror}") from None
-            blob = self._client.get_blob_client(container, item.blob_name)
             with translate_errors(f"uploading {item.blob_name}", self._host):
-                try:
-                    props = blob.get_blob_properties()
-                    remote = props.content_settings.content_md5
-                    if remote is not None and bytes(remote) == md5 and props.size == size:
-                        with lock:
-                            counts["skipped"] += 1
-                        if progress:
-                            progress(size)
-                        return
-                except ResourceNotFoundError:
-                    pass
+                if remote_of(item) == (size, md5):
+                    with lock:
+                        counts["skipped"] += 1
+                    if progress:
+                        progress(size)
+                    return
                 done = [0]
 
                 def hook(current: int, _total: int | None) -> None:
@@ -263,7 +273,7 @@ class Storage:
                         progress(delta)
 
                 with open(item.path, "rb") as handle:
-                    blob.upload_blob(
+                    self._client.get_blob_client(container, item.blob_name).upload_blob(
                         handle,
                         length=size,
                         overwrite=True,
@@ -281,10 +291,25 @@ class Storage:
         self._run_parallel(one, items)
         return UploadSummary(counts["uploaded"], counts["skipped"], counts["bytes"])
 
+    def _list_md5(self, container: str, prefix: str) -> dict[str, tuple[int, bytes | None]]:
+        """Name -> (size, Content-MD5) of every blob under ``prefix`` (one listing)."""
+        found: dict[str, tuple[int, bytes | None]] = {}
+        with translate_errors(f"listing {prefix}", self._host):
+            for b in self._client.get_container_client(container).list_blobs(name_starts_with=prefix):
+                md5 = b.content_settings.content_md5
+                found[b.name] = (int(b.size or 0), bytes(md5) if md5 is not None else None)
+        return found
+
     def download_files(
         self, container: str, items: list[DownloadItem], progress: ProgressFn | None = None
     ) -> None:
-        """Download in parallel to each item's ``dest`` (parents created, written atomically)."""
+        """Download in parallel to each item's ``dest`` (parents created, written atomically).
+
+        Every ``dest`` must be distinct (``ValueError`` otherwise): two parallel
+        downloads to one path would race on its temporary file.
+        """
+        if len({item.dest for item in items}) != len(items):
+            raise ValueError("two downloads to the same local path")
 
         def one(item: DownloadItem) -> None:
             item.dest.parent.mkdir(parents=True, exist_ok=True)
@@ -344,10 +369,6 @@ class Storage:
     def container_write_url(self, container: str, expiry: datetime) -> str:
         """Container URL with a create+write only SAS (for Batch ``outputFiles``)."""
         return self._container_url(container, ContainerSasPermissions(create=True, write=True), expiry)
-
-    def container_read_list_url(self, container: str, expiry: datetime) -> str:
-        """Container URL with a read+list SAS (for ``storageContainerUrl`` resource files)."""
-        return self._container_url(container, ContainerSasPermissions(read=True, list=True), expiry)
 
     def _container_url(self, container: str, permission: ContainerSasPermissions, expiry: datetime) -> str:
         sas = generate_container_sas(

@@ -42,15 +42,14 @@ from runner.results import JobResults, download
 from runner.storage import UploadItem
 from runner.targets import Session
 from runner.tasks import (
-    MAX_PER_BLOB_MERGE_INPUTS,
+    MAX_MERGE_GROUP_SIZE,
+    MERGE_GROUP_SIZE,
     MERGE_TASK_ID,
-    MergeInputs,
     PlannedInput,
     PlanOptions,
+    counts_blob,
     plan,
-    report_names,
     safe_node_name,
-    task_output_prefix,
     validate_command_template,
 )
 
@@ -73,6 +72,7 @@ class SubmitOptions:
     command: str | None = None
     keep: bool = True
     poll_interval: float = 0.5
+    merge_group_size: int = MERGE_GROUP_SIZE
 
     def validate(self) -> None:
         if self.numwords < 1:
@@ -83,6 +83,8 @@ class SubmitOptions:
             raise UsageError("--timeout must be positive")
         if self.max_wall_clock is not None and self.max_wall_clock <= timedelta(0):
             raise UsageError("--max-wall-clock must be positive")
+        if not 2 <= self.merge_group_size <= MAX_MERGE_GROUP_SIZE:
+            raise UsageError(f"--merge-group-size must be between 2 and {MAX_MERGE_GROUP_SIZE}")
         if self.command is not None:
             validate_command_template(self.command)
         check_dest(self.dest if self.dest is not None else default_dest("x").parent, "--dest")
@@ -111,23 +113,16 @@ def validate_job_id(job_id: str) -> None:
         )
 
 
-def _merge_inputs(session: Session, manifest: mf.Manifest, job_id: str, expiry: datetime) -> MergeInputs:
-    """Read-only SAS URLs of exactly this job's per-file counts blobs (names are deterministic)."""
+def _counts_urls(session: Session, manifest: mf.Manifest, expiry: datetime) -> dict[str, str]:
+    """Read-only SAS URL of each counts blob the merges read (names are deterministic), by task id."""
     out = session.outputs
-    if len(manifest.tasks) > MAX_PER_BLOB_MERGE_INPUTS:
-        log.warning(
-            "job has %d files (> %d): the aggregate task reads the output container with a read+list SAS",
-            len(manifest.tasks),
-            MAX_PER_BLOB_MERGE_INPUTS,
-        )
-        return MergeInputs(
-            container_url=session.storage.container_read_list_url(out.output_container, expiry)
-        )
-    urls = []
-    for t in manifest.tasks:
-        blob = f"{task_output_prefix(job_id, t.task_id)}{report_names(t.node_name)[1]}"
-        urls.append((t.task_id, session.storage.blob_read_url(out.output_container, blob, expiry)))
-    return MergeInputs(blob_urls=tuple(urls))
+    node_names = {t.task_id: t.node_name for t in manifest.tasks}
+    urls = {}
+    for step in manifest.merge_steps:
+        for tid in step.sources:
+            blob = counts_blob(manifest.job_id, tid, node_names.get(tid))
+            urls[tid] = session.storage.blob_read_url(out.output_container, blob, expiry)
+    return urls
 
 
 def default_dest(job_id: str) -> Path:
@@ -165,6 +160,12 @@ def submit(
     """
     out = session.outputs
     storage, batch = session.storage, session.batch
+    limit = opts.merge_group_size**2
+    if opts.aggregate and opts.command is None and len(inputs) > limit:
+        raise UsageError(
+            f"{len(inputs):,} input files are more than the aggregate merges in two levels ({limit:,})",
+            hint="pass --no-aggregate, a larger --merge-group-size, or split the inputs into several jobs",
+        )
     if not batch.pool_exists(out.pool_id):
         # Batch accepts a job on a pool that does not exist; its tasks would wait forever.
         raise NotFoundError(
@@ -208,8 +209,14 @@ def submit(
         PlannedInput(t.task_id, t.input, storage.blob_read_url(out.input_container, t.blob, expiry))
         for t in manifest.tasks
     ]
-    counts = _merge_inputs(session, manifest, job_id, expiry) if uses_deps else None
-    specs = plan(planned, plan_opts, aggregate=uses_deps, counts_container_url=counts)
+    counts = _counts_urls(session, manifest, expiry) if uses_deps else None
+    specs = plan(
+        planned,
+        plan_opts,
+        aggregate=uses_deps,
+        counts_urls=counts,
+        merge_group_size=manifest.merge_group_size,
+    )
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
 
@@ -243,6 +250,7 @@ def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions
         command=opts.command,
         retries=opts.retries,
         tasks=tasks,
+        merge_group_size=opts.merge_group_size,
     )
     existing = mf.load(session.storage, out.input_container, job_id)
     if existing is None:
@@ -263,6 +271,7 @@ def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions
             ("--numwords", existing.numwords, fresh.numwords),
             ("--aggregate", existing.aggregate, fresh.aggregate),
             ("--command", existing.command, fresh.command),
+            ("--merge-group-size", existing.merge_group_size, fresh.merge_group_size),
         )
         if a != b
     ]
@@ -272,9 +281,10 @@ def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions
 
 
 def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
-    """All per-file tasks completed, some failed: the merge's dependency can never be satisfied."""
-    n = len(manifest.tasks)
-    return manifest.aggregate and c.failed > 0 and c.completed == n and c.running == 0 and c.active >= 1
+    """Nothing runs, something failed, and only merge tasks can still be waiting: worth a look
+    (:func:`_confirmed`) whether they wait on a failure and can never run."""
+    merges = len(manifest.merge_steps)
+    return merges > 0 and c.failed > 0 and c.running == 0 and 1 <= c.active <= merges
 
 
 def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> TaskCounts:
@@ -305,20 +315,27 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
 
 
 def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
-    """Check the end with the task list: Batch documents task counts as possibly lagging."""
+    """Check the end with the task list: Batch documents task counts as possibly lagging.
+
+    Done when every per-file task completed and every merge either completed or
+    depends on a task that failed or is itself blocked (Batch's default: it never runs).
+    """
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
     per_file = [states.get(t.task_id) for t in manifest.tasks]
     if any(t is None or t.state is not TaskState.COMPLETED for t in per_file):
         return False
-    if not manifest.aggregate:
-        return True
-    merge = states.get(MERGE_TASK_ID)
-    if merge is not None and merge.state is TaskState.COMPLETED:
-        return True
-    blocked = any(t is not None and t.result == "failure" for t in per_file)
-    if blocked:
-        log.info("the merge is blocked by failed per-file tasks: not waiting for it")
-    return blocked
+    stuck = {tid for tid, t in states.items() if t.state is TaskState.COMPLETED and t.result == "failure"}
+    for step in manifest.merge_steps:
+        merge = states.get(step.task_id)
+        if merge is not None and merge.state is TaskState.COMPLETED:
+            continue
+        if not any(tid in stuck for tid in step.sources):
+            return False  # it can still run
+        stuck.add(step.task_id)
+    final = states.get(MERGE_TASK_ID)
+    if MERGE_TASK_ID in stuck and (final is None or final.state is not TaskState.COMPLETED):
+        log.info("the merge is blocked by failed tasks: not waiting for it")
+    return True
 
 
 def _check_pool(session: Session, reporter: Reporter) -> None:

@@ -18,12 +18,16 @@ Contracts:
   and the original name is restored on download.
 * No secret is on any command line: SAS URLs live only in resource files and
   output file destinations.
-* The aggregate task ``merge`` depends on ``1..N``. Batch's default applies
-  when a per-file task fails: the dependency is not satisfied and the merge
-  stays blocked. The runner detects that state (all per-file tasks completed,
-  at least one failed, merge not completed) and reports the aggregate as
-  *skipped* rather than waiting: a corpus-wide result computed from part of
-  the corpus would look complete and be wrong.
+* The aggregate task ``merge`` depends on ``1..N`` and reads exactly their
+  counts files, each through a read-only SAS scoped to that blob. Above
+  :data:`MERGE_GROUP_SIZE` files (Batch's 1 MB limit on a task), partial
+  merges ``merge-1..merge-K`` each take a group of consecutive tasks and
+  ``merge`` depends on (and reads) theirs: see :func:`merge_steps`.
+* Batch's default applies when a task fails: the dependency is not satisfied
+  and the merges after it stay blocked. The runner detects that state (every
+  merge either completed or waiting on a failed or blocked task) and reports
+  the aggregate as *skipped* rather than waiting: a corpus-wide result
+  computed from part of the corpus would look complete and be wrong.
 * ``--command TEMPLATE``: ``{input}`` and ``{output_dir}`` are replaced by the
   shlex-quoted node paths; there is no aggregate; everything the command
   writes under the output directory comes back.
@@ -34,11 +38,13 @@ from __future__ import annotations
 import re
 import shlex
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import PurePosixPath
 
-from nodetask.results import output_names
+from nodetask.merge import CORPUS_COUNTS
+from nodetask.results import COUNTS_SUFFIX, output_names
 from runner.errors import UsageError
 
 MERGE_TASK_ID = "merge"
@@ -81,6 +87,7 @@ class TaskSpec:
     max_task_retry_count: int = 0
     max_wall_clock_time: timedelta | None = None
     depends_on_range: tuple[int, int] | None = None
+    depends_on_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,70 +181,99 @@ def file_task(item: PlannedInput, opts: PlanOptions) -> TaskSpec:
     )
 
 
-#: Above this many inputs the merge's per-blob resource files would push the task
-#: past Batch's 1 MB request limit; it then reads the job's prefix with a container SAS.
-MAX_PER_BLOB_MERGE_INPUTS = 1500
+#: How many counts files one merge task reads. Each is a per-blob resource file of
+#: at most about 800 bytes (a 255-character file name, a 64-character job id, a
+#: user-delegation SAS), and Batch refuses a task over 1 MB: 1,000 of them serialize
+#: to about 0.8 MB (tests/runner/test_tasks.py checks it). A job with more files is
+#: merged in two levels: ``merge-1..merge-K`` each merge a group of this many
+#: consecutive tasks, and ``merge`` merges their results.
+MERGE_GROUP_SIZE = 500
+#: The largest group ``--merge-group-size`` accepts.
+MAX_MERGE_GROUP_SIZE = 1000
+_GROUP_PREFIX = "merge-"
 
 
 @dataclass(frozen=True)
-class MergeInputs:
-    """Where the merge reads the per-file counts: one read-only URL per blob, or a container SAS.
+class MergeStep:
+    """One merge task: its id, the task ids whose counts it reads (and depends on)."""
 
-    ``blob_urls`` (task id, URL) is preferred: that SAS reaches only this job's
-    counts files. ``container_url`` (read+list on the output container) is the
-    fallback for jobs with more than :data:`MAX_PER_BLOB_MERGE_INPUTS` files.
+    task_id: str
+    sources: tuple[str, ...]
+    source_range: tuple[int, int] | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.task_id == MERGE_TASK_ID
+
+
+def merge_steps(n_files: int, group_size: int = MERGE_GROUP_SIZE) -> list[MergeStep]:
+    """The merge tasks of an ``n_files`` job, in dependency order (the final ``merge`` last).
+
+    Up to ``group_size`` files: one ``merge`` reading tasks ``1..n``. Above: groups
+    ``merge-k`` of ``group_size`` consecutive task ids, then ``merge`` reading the groups,
+    so at most ``group_size ** 2`` files. Deterministic, so the manifest (which records
+    ``group_size``) reproduces it.
     """
+    if n_files < 1:
+        return []
+    if group_size < 2:
+        raise ValueError("a merge group needs at least 2 files")
+    if n_files > group_size**2:
+        raise ValueError(f"{n_files} files need more than two merge levels of {group_size}")
+    if n_files <= group_size:
+        return [MergeStep(MERGE_TASK_ID, tuple(str(i) for i in range(1, n_files + 1)), (1, n_files))]
+    groups = []
+    for k, first in enumerate(range(1, n_files + 1, group_size), start=1):
+        last = min(first + group_size - 1, n_files)
+        groups.append(
+            MergeStep(f"{_GROUP_PREFIX}{k}", tuple(str(i) for i in range(first, last + 1)), (first, last))
+        )
+    return [*groups, MergeStep(MERGE_TASK_ID, tuple(g.task_id for g in groups))]
 
-    blob_urls: tuple[tuple[str, str], ...] = ()
-    container_url: str | None = None
+
+def counts_blob(job_id: str, task_id: str, node_name: str | None = None) -> str:
+    """The blob holding a task's counts JSON: a per-file task's (``node_name`` given) or a merge's."""
+    name = report_names(node_name)[1] if node_name is not None else CORPUS_COUNTS
+    return f"{task_output_prefix(job_id, task_id)}{name}"
 
 
-def merge_task(n_files: int, opts: PlanOptions, counts: MergeInputs | str) -> TaskSpec:
-    """The aggregate: reads every per-file ``*_counts.json`` of the job, writes the corpus top N.
+def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str]) -> TaskSpec:
+    """A merge: reads its sources' ``*_counts.json`` (one read-only URL per blob), writes their sum.
 
-    The job's output prefix is downloaded under ``counts/`` (Batch keeps the
-    blob names' directories), so the counts files are found with ``find``,
-    which needs a shell. Every name in that tree is safe for word splitting:
-    the job id, numeric task ids and :func:`safe_node_name` names contain no
-    whitespace and no glob character.
+    Each source lands flat in ``counts/<task id>_counts.json``, and nodetask's
+    merge reads that directory: no shell, no listing, and the SAS reaches only
+    this job's counts files. The result (``corpus_OUTPUT.txt``, ``corpus_counts.json``
+    with the full counts) is what the next level reads, or the corpus result.
     """
-    merge = shlex.join(["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)])
-    # Double quotes inside, so the whole script needs one plain pair of single quotes.
-    find = (
-        f'find {NODE_MERGE_INPUT_DIR} -type f -name "*_counts.json" '
-        f'! -path "{NODE_MERGE_INPUT_DIR}/*/{MERGE_TASK_ID}/*"'
-    )
-    script = f"{merge} $({find}) --output-dir {NODE_OUTPUT_DIR}"
+    missing = [tid for tid in step.sources if tid not in counts_urls]
+    if missing:
+        raise ValueError(f"no counts URL for task(s) {', '.join(missing[:5])}")
+    argv = ["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
+    argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
+    final = step.is_final
     return TaskSpec(
-        id=MERGE_TASK_ID,
-        display_name="corpus-wide top words",
-        command_line=f"/bin/sh -c {shlex.quote(script)}",
+        id=step.task_id,
+        display_name="corpus-wide top words" if final else f"partial merge of tasks {_span(step)}",
+        command_line=shlex.join(argv),
         resource_files=(
             ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url),
-            *_merge_resources(opts, counts),
+            *(
+                ResourceFileSpec(
+                    file_path=f"{NODE_MERGE_INPUT_DIR}/{tid}{COUNTS_SUFFIX}", http_url=counts_urls[tid]
+                )
+                for tid in step.sources
+            ),
         ),
-        output_files=(_outputs(opts, MERGE_TASK_ID),),
+        output_files=(_outputs(opts, step.task_id),),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
-        depends_on_range=(1, n_files),
+        depends_on_range=step.source_range,
+        depends_on_ids=() if step.source_range is not None else step.sources,
     )
 
 
-def _merge_resources(opts: PlanOptions, counts: MergeInputs | str) -> list[ResourceFileSpec]:
-    if isinstance(counts, str):
-        counts = MergeInputs(container_url=counts)
-    if counts.blob_urls:
-        return [
-            ResourceFileSpec(file_path=f"{NODE_MERGE_INPUT_DIR}/{tid}/{tid}_counts.json", http_url=url)
-            for tid, url in counts.blob_urls
-        ]
-    if counts.container_url is None:
-        raise ValueError("the merge needs its counts files' URLs or a container URL")
-    return [
-        ResourceFileSpec(
-            file_path=NODE_MERGE_INPUT_DIR, container_url=counts.container_url, blob_prefix=f"{opts.job_id}/"
-        )
-    ]
+def _span(step: MergeStep) -> str:
+    return f"{step.source_range[0]}..{step.source_range[1]}" if step.source_range else ", ".join(step.sources)
 
 
 def _outputs(opts: PlanOptions, task_id: str) -> OutputFileSpec:
@@ -253,12 +289,17 @@ def plan(
     opts: PlanOptions,
     *,
     aggregate: bool,
-    counts_container_url: MergeInputs | str | None,
+    counts_urls: Mapping[str, str] | None,
+    merge_group_size: int = MERGE_GROUP_SIZE,
 ) -> list[TaskSpec]:
-    """All tasks of a job: one per input, plus the merge when ``aggregate``."""
+    """All tasks of a job: one per input, plus the merge tasks when ``aggregate``.
+
+    ``counts_urls`` maps every task id a merge reads (see :func:`merge_steps`) to a
+    read-only URL of its counts blob (:func:`counts_blob`).
+    """
     specs = [file_task(item, opts) for item in inputs]
     if aggregate and opts.command_template is None:
-        if counts_container_url is None:
-            raise ValueError("the aggregate needs a read+list URL of the output container")
-        specs.append(merge_task(len(inputs), opts, counts_container_url))
+        if counts_urls is None:
+            raise ValueError("the aggregate needs a read URL of every counts blob it merges")
+        specs += [merge_task(step, opts, counts_urls) for step in merge_steps(len(inputs), merge_group_size)]
     return specs

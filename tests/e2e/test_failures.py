@@ -158,3 +158,54 @@ def test_ctrl_c_exits_130_and_the_printed_command_resumes(tmp_path: Path, output
         assert int(n) == len((inputs / f"f{i}.txt").read_text().split())
     out = load_file(outputs_file)
     assert len(Storage(out).list_blobs(out.input_container, job_id + "/")) == 3 + 1  # inputs + manifest
+
+
+def test_two_level_merge_blocked_by_a_failed_file_is_reported_as_skipped(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    """Groups of 2: merge-1 (tasks 1, 2) runs; merge-2 (3 failed, 4) and merge stay blocked."""
+    out = target_outputs
+    session = Session(Target(TargetKind.FILE, outputs_file=tmp_path / "x.json"), out, AuthMode.SHAREDKEY)
+    job_id = "e2e-two-level-blocked"
+    tasks = tuple(
+        mf.ManifestTask(str(i), f"f{i}.txt", mf.input_blob(job_id, f"f{i}.txt"), f"f{i}.txt", 1)
+        for i in range(1, 5)
+    )
+    manifest = mf.Manifest(job_id, mf.now_iso(), 3, True, None, 0, tasks, merge_group_size=2)
+    assert manifest.task_ids == ["1", "2", "3", "4", "merge-1", "merge-2", MERGE_TASK_ID]
+    mf.save(session.storage, out.input_container, manifest)
+    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+    sink = OutputFileSpec("out/**/*", session.storage.container_write_url(out.output_container, expiry), "")
+
+    def task(task_id: str, script: str, **deps: object) -> TaskSpec:
+        return TaskSpec(
+            id=task_id,
+            display_name=task_id,
+            command_line=f"/bin/sh -c '{script}'",
+            resource_files=(),
+            output_files=(dataclasses.replace(sink, path=f"{job_id}/{task_id}"),),
+            **deps,  # type: ignore[arg-type]
+        )
+
+    ok = "mkdir -p out && echo ok > out/ok.txt"
+    session.batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=True)
+    session.batch.add_tasks(
+        job_id,
+        [
+            task("1", ok),
+            task("2", ok),
+            task("3", "echo this input is broken >&2; exit 4"),
+            task("4", ok),
+            task("merge-1", ok, depends_on_range=(1, 2)),
+            task("merge-2", "exit 1", depends_on_range=(3, 4)),
+            task(MERGE_TASK_ID, "exit 1", depends_on_ids=("merge-1", "merge-2")),
+        ],
+    )
+    final = monitor(session, manifest, SubmitOptions(timeout=timedelta(seconds=120)), NullReporter())
+    assert (final.completed, final.failed, final.active) == (5, 1, 2)
+    with pytest.raises(TaskFailures) as info:
+        collect(session, manifest, tmp_path / "r", NullReporter())
+    assert [f.task_id for f in info.value.failures] == ["3"]  # type: ignore[attr-defined]
+    assert info.value.result.corpus.outcome is TaskOutcome.SKIPPED  # type: ignore[attr-defined]
+    states = {t.id: t.state.value for t in session.batch.list_tasks(job_id)}
+    assert (states["merge-1"], states["merge-2"], states[MERGE_TASK_ID]) == ("completed", "active", "active")

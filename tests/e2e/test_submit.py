@@ -82,6 +82,7 @@ def test_submit_results_match_an_independent_count(
         corpus,
         {
             "a/book.txt": 400,
+            "a/book.md": 250,  # same stem: book_counts.json would be claimed twice
             "b/book.txt": 300,  # same basename in another folder
             "names/with space é#?%.txt": 200,
             "corpus.txt": 150,  # the aggregate's own name must not shadow an input
@@ -123,6 +124,9 @@ def test_submit_results_match_an_independent_count(
         assert Path(got["report"]) == report and report.is_file()
         lines = report.read_text(encoding="utf-8").splitlines()
         assert [f"{t['word']}:\t{t['count']}" for t in top(expected, 4)] == lines[2:6]
+        counts_name = f"{Path(rel).name}_counts.json" if rel.startswith("a/book.") else f"{stem}_counts.json"
+        assert Path(got["counts"]) == dest / "files" / Path(rel).parent / counts_name, rel
+        assert json.loads(Path(got["counts"]).read_text(encoding="utf-8"))["totals"]["words"] == got["words"]
     assert doc["corpus"]["status"] == "succeeded"
     assert doc["corpus"]["top"] == top(total, 4)
     assert doc["corpus"]["words"] == sum(total.values())
@@ -247,3 +251,32 @@ def test_bad_options_exit_2_before_anything(tmp_path: Path, outputs_file: Path, 
     write_corpus(tmp_path / "in", {"a.txt": 5})
     res = invoke(outputs_file, "submit", str(tmp_path / "in"), "--numwords", str(numwords))
     assert res.exit_code == 2
+
+
+def test_two_level_merge_gives_the_exact_corpus_result(
+    tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+) -> None:
+    """7 files in merge groups of 3: merge-1..3 each sum a group, merge sums theirs."""
+    corpus = tmp_path / "corpus"
+    texts = write_corpus(corpus, {f"part{i}.txt": 60 + 10 * i for i in range(7)})
+    dest = tmp_path / "results"
+    job_id = "e2e-two-level"
+    args = ["--json", "submit", str(corpus), "-n", "5", "--job-id", job_id, "--dest", str(dest)]
+    res = invoke(outputs_file, *args, "--merge-group-size", "3")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["tasks"] == {"total": 7 + 4, "succeeded": 11, "failed": 0}
+    total = Counter[str]()
+    for text in texts.values():
+        total.update(reference_counts(text))
+    assert doc["corpus"]["status"] == "succeeded"
+    assert doc["corpus"]["top"] == top(total, 5)
+    assert doc["corpus"]["words"] == sum(total.values())
+    # The partial merges' outputs stay in the job's blobs; only the corpus result comes back.
+    assert sorted(p.name for p in dest.iterdir()) == ["corpus_OUTPUT.txt", "corpus_counts.json", "files"]
+    tasks = {t.id: t for t in Batch(target_outputs).list_tasks(job_id)}
+    assert sorted(t for t in tasks if t.startswith("merge")) == ["merge", "merge-1", "merge-2", "merge-3"]
+    assert all(t.result == "success" for t in tasks.values())
+    # A resume with another group size would plan other merge tasks: refused, nothing changed.
+    again = invoke(outputs_file, *args, "--merge-group-size", "4")
+    assert again.exit_code == 2 and "--merge-group-size" in again.stderr

@@ -81,16 +81,17 @@ def test_10000_small_files_are_uploaded_and_submitted_once_with_bounded_memory(
     assert res.returncode == 0, res.stderr
     assert res.max_rss_mb < RSS_LIMIT_MB, f"peak RSS {res.max_rss_mb:.0f} MB for 10,000 inputs"
     print(f"10,000 inputs: runner peak RSS {res.max_rss_mb:.0f} MB")
-    assert json.loads(res.stdout)["tasksAdded"] == 10_001
+    merges = {f"merge-{k}" for k in range(1, 21)} | {"merge"}  # groups of 500, then the final merge
+    assert json.loads(res.stdout)["tasksAdded"] == 10_000 + len(merges)
     blobs = {b.name: b.size for b in Storage(out).list_blobs(out.input_container, f"{job_id}/inputs/")}
     assert blobs == {f"{job_id}/inputs/{rel}": len(content) for rel, content in expected.items()}
     batch = Batch(out)
     counts = batch.task_counts(job_id)
-    assert (counts.active, counts.running, counts.completed) == (10_001, 0, 0)
+    assert (counts.active, counts.running, counts.completed) == (10_000 + len(merges), 0, 0)
     ids = batch.existing_task_ids(job_id)
-    assert ids == {str(i) for i in range(1, 10_001)} | {"merge"}
+    assert ids == {str(i) for i in range(1, 10_001)} | merges
     # The manifest maps every task to its own input: no name lost or doubled.
     manifest = json.loads(Storage(out).download_bytes(out.input_container, f"{job_id}/manifest.json"))
     by_task = {t["id"]: t["input"] for t in manifest["tasks"]}
-    assert sorted(by_task.values()) == sorted(expected) and set(by_task) == ids - {"merge"}
+    assert sorted(by_task.values()) == sorted(expected) and set(by_task) == ids - merges
     assert batch.delete_job(job_id) is True  # the blobs stay: deleting 10,000 takes a minute
