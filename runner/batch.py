@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 #: Tasks handed to the SDK's create_tasks per call (it sends them in requests of <= 100).
 ADD_TASKS_SLICE = 2000
+#: ... and at most this many resource + output files per call: a merge task carries
+#: hundreds, and so many per request would pass Batch's 1 MB limit (the SDK would
+#: then halve its requests until they fit, after sending the oversized ones).
+ADD_TASKS_FILES_PER_SLICE = 2000
 
 STDERR_FILE = "stderr.txt"
 STDOUT_FILE = "stdout.txt"
@@ -347,8 +351,8 @@ class Batch:
         """
         existing = self.existing_task_ids(job_id)
         missing = [s for s in specs if s.id not in existing]
-        for start in range(0, len(missing), slice_size):
-            self._create_tasks(job_id, missing[start : start + slice_size], max_concurrency)
+        for part in _slices(missing, slice_size, ADD_TASKS_FILES_PER_SLICE):
+            self._create_tasks(job_id, part, max_concurrency)
         return len(missing)
 
     def _create_tasks(self, job_id: str, specs: list[TaskSpec], max_concurrency: int) -> None:
@@ -464,6 +468,22 @@ def _task_info(task: bm.BatchTask) -> TaskInfo:
         failure_message=fi.message if fi is not None else None,
         retry_count=ex.retry_count if ex is not None and ex.retry_count is not None else 0,
     )
+
+
+def _slices(specs: list[TaskSpec], max_tasks: int, max_files: int) -> Iterator[list[TaskSpec]]:
+    """Consecutive runs of ``specs`` with at most ``max_tasks`` tasks and ``max_files`` resource +
+    output files (a task with more files than that goes alone)."""
+    part: list[TaskSpec] = []
+    files = 0
+    for spec in specs:
+        weight = len(spec.resource_files) + len(spec.output_files)
+        if part and (len(part) >= max_tasks or files + weight > max_files):
+            yield part
+            part, files = [], 0
+        part.append(spec)
+        files += weight
+    if part:
+        yield part
 
 
 def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:

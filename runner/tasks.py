@@ -56,7 +56,7 @@ _SAFE = re.compile(r"[^\w.\-]", re.ASCII)
 _MAX_DISPLAY_NAME = 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResourceFileSpec:
     """A file (``http_url``) or a container prefix (``container_url`` + ``blob_prefix``)."""
 
@@ -66,7 +66,7 @@ class ResourceFileSpec:
     blob_prefix: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutputFileSpec:
     """Files matching ``pattern`` go to ``container_url`` under ``path``."""
 
@@ -75,7 +75,7 @@ class OutputFileSpec:
     path: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     """One Batch task, independent of the SDK (``runner.batch`` converts it)."""
 
@@ -90,7 +90,7 @@ class TaskSpec:
     depends_on_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedInput:
     """An input as the plan needs it: task id, relative path, SAS URL of its blob."""
 
@@ -99,7 +99,7 @@ class PlannedInput:
     blob_url: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanOptions:
     job_id: str
     numwords: int
@@ -193,7 +193,7 @@ MAX_MERGE_GROUP_SIZE = 1000
 _GROUP_PREFIX = "merge-"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MergeStep:
     """One merge task: its id, the task ids whose counts it reads (and depends on)."""
 

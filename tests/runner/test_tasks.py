@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from runner.batch import _task_model
+from runner.batch import _slices, _task_model
 from runner.errors import UsageError
 from runner.tasks import (
     MAX_MERGE_GROUP_SIZE,
@@ -183,3 +183,16 @@ def test_report_names_match_nodetask_for_odd_names() -> None:
     for name in ["name.", ".hidden", "a.b.c", "noext", "x.tar.gz"]:
         assert report_names(name) == output_names(name)
     assert report_names("name.") == ("name_OUTPUT.", "name_counts.json")
+
+
+def test_tasks_are_added_in_slices_bounded_by_count_and_by_files() -> None:
+    specs = plan(_inputs(12), _opts(), aggregate=True, counts_urls=_counts_urls(12, 4), merge_group_size=4)
+    weights = [len(s.resource_files) + len(s.output_files) for s in specs]
+    assert weights == [3] * 12 + [6, 6, 6, 5]  # 4 counts files + node code + output; final reads 3
+    parts = list(_slices(specs, 5, 12))
+    assert [[s.id for s in p] for p in parts] == [
+        ["1", "2", "3", "4"], ["5", "6", "7", "8"], ["9", "10", "11", "12"],
+        ["merge-1", "merge-2"], ["merge-3", "merge"],
+    ]  # fmt: skip
+    assert [len(p) for p in _slices(specs, 3, 10_000)] == [3, 3, 3, 3, 3, 1]
+    assert [len(p) for p in _slices(specs[-1:], 5, 2)] == [1]  # heavier than the budget: alone
