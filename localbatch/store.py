@@ -54,6 +54,42 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job, state, blocked, seq);
 CREATE INDEX IF NOT EXISTS tasks_active ON tasks (state, blocked, seq);
+-- Task counts per (job, state, result), kept by triggers on every write to tasks, so
+-- that GET .../taskcounts reads a handful of rows however many tasks a job has.
+CREATE TABLE IF NOT EXISTS task_counts (
+    job TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    slots INTEGER NOT NULL,
+    PRIMARY KEY (job, state, result)
+);
+CREATE TRIGGER IF NOT EXISTS task_counts_insert AFTER INSERT ON tasks BEGIN
+    INSERT INTO task_counts (job, state, result, n, slots)
+    VALUES (NEW.job, NEW.state, coalesce(NEW.result, ''), 1, NEW.slots)
+    ON CONFLICT (job, state, result) DO UPDATE SET n = n + 1, slots = slots + excluded.slots;
+END;
+CREATE TRIGGER IF NOT EXISTS task_counts_delete AFTER DELETE ON tasks BEGIN
+    UPDATE task_counts SET n = n - 1, slots = slots - OLD.slots
+    WHERE job = OLD.job AND state = OLD.state AND result = coalesce(OLD.result, '');
+END;
+CREATE TRIGGER IF NOT EXISTS task_counts_update AFTER UPDATE OF state, result, slots ON tasks
+WHEN OLD.state IS NOT NEW.state OR OLD.result IS NOT NEW.result OR OLD.slots IS NOT NEW.slots BEGIN
+    UPDATE task_counts SET n = n - 1, slots = slots - OLD.slots
+    WHERE job = OLD.job AND state = OLD.state AND result = coalesce(OLD.result, '');
+    INSERT INTO task_counts (job, state, result, n, slots)
+    VALUES (NEW.job, NEW.state, coalesce(NEW.result, ''), 1, NEW.slots)
+    ON CONFLICT (job, state, result) DO UPDATE SET n = n + 1, slots = slots + excluded.slots;
+END;
+"""
+
+# Rebuilt from the tasks at every start: state written by an older version (or by hand)
+# can never leave the counts wrong.
+_REBUILD_COUNTS = """
+DELETE FROM task_counts;
+INSERT INTO task_counts (job, state, result, n, slots)
+SELECT job, state, coalesce(result, ''), count(*), sum(slots)
+FROM tasks GROUP BY job, state, coalesce(result, '');
 """
 
 TASK_COLUMNS = (
@@ -126,6 +162,7 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=OFF")
         self._db.execute("PRAGMA cache_size=-8000")
         self._db.executescript(SCHEMA)
+        self._db.executescript(f"BEGIN; {_REBUILD_COUNTS} COMMIT;")
 
     def close(self) -> None:
         self._db.close()
@@ -155,6 +192,7 @@ class Store:
         with self.transaction():
             self._db.execute("DELETE FROM jobs WHERE key = ?", (job_id.lower(),))
             self._db.execute("DELETE FROM tasks WHERE job = ?", (job_id.lower(),))
+            self._db.execute("DELETE FROM task_counts WHERE job = ?", (job_id.lower(),))
 
     def load_job_id(self, key: str) -> str | None:
         """The original-case id of a stored job."""
@@ -258,13 +296,13 @@ class Store:
         return int(total)
 
     def task_counts(self, job: str) -> list[tuple[str, str | None, int, int]]:
-        """(state, result, count, slots) groups of a job."""
-        return list(
-            self._db.execute(
-                "SELECT state, result, count(*), sum(slots) FROM tasks WHERE job = ? GROUP BY state, result",
-                (job,),
+        """(state, result, count, slots) groups of a job, from the trigger-kept ``task_counts``."""
+        return [
+            (state, result or None, n, slots)
+            for state, result, n, slots in self._db.execute(
+                "SELECT state, result, n, slots FROM task_counts WHERE job = ? AND n > 0", (job,)
             )
-        )
+        ]
 
     def count_unfinished(self, job: str) -> int:
         return int(

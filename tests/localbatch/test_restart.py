@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from azure.batch import BatchClient
 from azure.batch import models as bm
 
 from runner import services
@@ -95,5 +96,92 @@ def test_sigterm_ends_processes_and_keeps_state(tmp_path: Path, azurite: Azurite
         client.terminate_task("job", "long")
         ended = wait_task_completed(client, "job", "long")
         assert ended.execution_info.failure_info.code == "TaskEnded"
+    finally:
+        second.process.stop()
+
+
+def _counts_from_list(client: BatchClient, job_id: str) -> dict[str, int]:
+    got = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
+    for t in client.list_tasks(job_id, select=["id", "state", "executionInfo"]):
+        state = "running" if t.state in ("running", "preparing") else getattr(t.state, "value", t.state)
+        got[state] += 1
+        if t.state == "completed":
+            got["succeeded" if t.execution_info.result == "success" else "failed"] += 1
+    return got
+
+
+def _counts(client: BatchClient, job_id: str) -> dict[str, int]:
+    c = client.get_job_task_counts(job_id).task_counts
+    return {
+        "active": c.active,
+        "running": c.running,
+        "completed": c.completed,
+        "succeeded": c.succeeded,
+        "failed": c.failed,
+    }
+
+
+def test_task_counts_always_match_the_task_list_across_changes_and_a_restart(
+    tmp_path: Path, azurite: Azurite
+) -> None:
+    """Task counts are kept incrementally (one read per poll): they must never drift."""
+    data = tmp_path / "lb"
+    first = start_localbatch(data, azurite)
+    try:
+        client = batch_client(first)
+        # Four slots: "long" runs next to the others, whatever order they are scheduled in.
+        client.create_pool(
+            bm.BatchPoolCreateOptions(id="pool", vm_size="x", target_dedicated_nodes=1, task_slots_per_node=4)
+        )
+        wait_nodes_idle(client, "pool", 1)
+        client.create_job(
+            bm.BatchJobCreateOptions(
+                id="job", pool_info=bm.BatchPoolInfo(pool_id="pool"), uses_task_dependencies=True
+            )
+        )
+        tasks = [bm.BatchTaskCreateOptions(id=f"ok{i}", command_line="/bin/true") for i in range(6)]
+        tasks += [bm.BatchTaskCreateOptions(id=f"bad{i}", command_line="/bin/false") for i in range(3)]
+        tasks.append(
+            bm.BatchTaskCreateOptions(
+                id="blocked",
+                command_line="/bin/true",
+                depends_on=bm.BatchTaskDependencies(task_ids=["bad0"]),
+            )
+        )
+        tasks.append(bm.BatchTaskCreateOptions(id="long", command_line="/bin/sleep 30"))
+        client.create_tasks("job", tasks)
+        first_counts = _counts(client, "job")
+        assert first_counts["active"] + first_counts["running"] + first_counts["completed"] == 11
+        wait_for(lambda: client.get_task("job", "long").state == "running", timeout=60)
+        wait_for(lambda: _counts(client, "job")["completed"] == 9, timeout=60)
+        assert _counts(client, "job") == _counts_from_list(client, "job")
+        assert _counts(client, "job") == {
+            "active": 1,
+            "running": 1,
+            "completed": 9,
+            "succeeded": 6,
+            "failed": 3,
+        }
+        client.delete_task("job", "ok0")
+        client.delete_task("job", "bad1")
+        assert _counts(client, "job") == _counts_from_list(client, "job")
+        assert _counts(client, "job")["completed"] == 7
+    finally:
+        first.process.kill()  # "long" was running: the restart requeues it
+
+    second = start_localbatch(data, azurite, account_key=first.account_key, port=first.process.port)
+    try:
+        client = batch_client(second)
+        assert _counts(client, "job") == _counts_from_list(client, "job")
+        client.terminate_task("job", "long")
+        wait_for(lambda: client.get_task("job", "long").state == "completed", timeout=60)
+        assert _counts(client, "job") == _counts_from_list(client, "job")
+        assert _counts(client, "job") == {
+            "active": 1,
+            "running": 0,
+            "completed": 8,
+            "succeeded": 5,
+            "failed": 3,
+        }
     finally:
         second.process.stop()
