@@ -88,12 +88,11 @@ def iter_chunks(f: BinaryIO, rng: ByteRange, chunk_size: int) -> Iterator[bytes]
 
 def count_range(path: Path, rng: ByteRange, chunk_size: int, ignore_case: bool) -> tuple[Counter[str], int]:
     """Word counts and replaced-byte count of one byte range (runs in a worker)."""
-    raw: Counter[str] = Counter()
-    replaced = 0
+    raw: Counter[bytes] = Counter()
     with path.open("rb") as f:
         for chunk in iter_chunks(f, rng, chunk_size):
-            replaced += count_raw(chunk, raw)
-    return fold(raw, ignore_case=ignore_case), replaced
+            count_raw(chunk, raw)
+    return fold(raw, ignore_case=ignore_case)
 
 
 def _count_range_star(args: tuple[Path, ByteRange, int, bool]) -> tuple[Counter[str], int]:

@@ -3,18 +3,25 @@
 Counting happens in two steps so that the expensive work is done once per
 *distinct* token, not once per occurrence:
 
-1. :func:`count_raw` decodes a chunk (UTF-8, invalid bytes replaced by
-   U+FFFD and counted), splits it with ``str.split()`` (every Unicode
-   whitespace character, as the semantics say) and counts the raw tokens
-   with ``Counter.update`` (a C loop).
-2. :func:`fold` strips ``string.punctuation`` from each distinct raw token,
-   optionally lower-cases it, drops empty words and adds the occurrence count
-   to the result.
+1. :func:`count_raw` splits a chunk of bytes on ASCII whitespace
+   (``bytes.split()``) and counts the byte tokens with ``Counter.update``
+   (both C loops; no decoding, no ``str`` objects per occurrence).
+2. :func:`fold` decodes each distinct byte token (UTF-8, invalid bytes
+   replaced by U+FFFD and counted once per occurrence), splits it again with
+   ``str.split()`` (the other separators of the semantics: U+001C..U+001F,
+   U+0085, U+00A0 and the other Unicode spaces), strips
+   ``string.punctuation`` from each piece, optionally lower-cases it, drops
+   empty words and adds the occurrence count to the result.
 
-Chunks start and end at ASCII whitespace bytes (see :func:`last_boundary`).
-ASCII bytes never occur inside a UTF-8 sequence, so decoding chunk by chunk
-gives exactly the text (and the replaced bytes) of decoding the whole file,
-and ASCII whitespace is ``str`` whitespace, so no token spans two chunks.
+This equals decoding the whole text and calling ``str.split()`` on it: ASCII
+bytes never occur inside a UTF-8 sequence and always end an invalid one, so
+decoding token by token gives the same characters (and the same replaced
+bytes) as decoding the whole; and every ASCII whitespace byte is ``str``
+whitespace, so splitting on those first and on the rest afterwards yields the
+same words.
+
+Chunks start and end at ASCII whitespace bytes (see :func:`last_boundary`),
+so no token spans two chunks.
 
 Not thread-safe: the replaced-byte count of a decode is kept in module state
 (one counter per process; nodetask uses processes, not threads).
@@ -58,29 +65,38 @@ def decode_counting(data: bytes) -> tuple[str, int]:
     return text, _replaced[0]
 
 
-def count_raw(chunk: bytes, raw: Counter[str]) -> int:
-    """Add the whitespace-separated tokens of ``chunk`` to ``raw``; return the bytes replaced.
+def count_raw(chunk: bytes, raw: Counter[bytes]) -> None:
+    """Add the ASCII-whitespace-separated byte tokens of ``chunk`` to ``raw``.
 
-    ``chunk`` must not start or end inside a token or UTF-8 sequence that
-    continues in a neighbouring chunk (see :func:`last_boundary`).
+    ``chunk`` must not start or end inside a token that continues in a
+    neighbouring chunk (see :func:`last_boundary`).
     """
-    text, replaced = decode_counting(chunk)
-    raw.update(text.split())
-    return replaced
+    raw.update(chunk.split())
 
 
-def fold(raw: Counter[str], *, ignore_case: bool) -> Counter[str]:
-    """Turn raw token counts into word counts: strip punctuation, drop empties, optionally lower-case."""
+def fold(raw: Counter[bytes], *, ignore_case: bool) -> tuple[Counter[str], int]:
+    """Turn raw byte-token counts into word counts; also return the bytes replaced in decoding.
+
+    Decodes, splits on the remaining whitespace, strips punctuation, drops
+    empties and optionally lower-cases (see the module docstring).
+    """
     words: Counter[str] = Counter()
     get = words.get
     punct = PUNCTUATION
+    replaced = 0
     for token, n in raw.items():
-        word = token.strip(punct)
-        if word:
-            if ignore_case:
-                word = word.lower()
-            words[word] = get(word, 0) + n
-    return words
+        try:
+            text = token.decode("utf-8")
+        except UnicodeDecodeError:
+            text, bad = decode_counting(token)
+            replaced += bad * n
+        for piece in text.split():
+            word = piece.strip(punct)
+            if word:
+                if ignore_case:
+                    word = word.lower()
+                words[word] = get(word, 0) + n
+    return words, replaced
 
 
 def last_boundary(buf: bytes, window: int = 65536) -> int:
