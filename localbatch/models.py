@@ -110,15 +110,36 @@ def _req_str(body: dict[str, Any], key: str, prefix: str, max_len: int = 32768) 
     return value
 
 
+_INT_STRING_RE = re.compile(r"[+-]?[0-9]{1,19}")
+
+
+def as_int(value: Any) -> int | None:
+    """``value`` as an integer property, or None if it is not one.
+
+    Like the service's JSON reader, a string holding a decimal integer is accepted:
+    the ``az batch`` commands send ``"targetDedicatedNodes": "2"``.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INT_STRING_RE.fullmatch(value.strip()):
+        return int(value)
+    return None
+
+
 def _opt_int(body: dict[str, Any], key: str, prefix: str, lo: int, hi: int) -> int | None:
+    """Check an optional integer property; a numeric string is stored back as the integer."""
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = as_int(value)
+    if number is None:
         raise invalid_property(prefix + key, value, "expected an integer")
-    if not lo <= value <= hi:
+    if not lo <= number <= hi:
         raise invalid_property(prefix + key, value, f"must be between {lo} and {hi}")
-    return value
+    body[key] = number
+    return number
 
 
 def _opt_bool(body: dict[str, Any], key: str, prefix: str) -> bool | None:

@@ -330,14 +330,15 @@ class BatchApi:
     async def resize_pool(self, ctx: Ctx) -> web.StreamResponse:
         body = models.require_body_object(ctx.json(), "resize")
         limit = self.service.config.max_nodes_per_pool
+        targets: dict[str, int | None] = {}
         for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
             value = body.get(key)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit
-            ):
+            number = models.as_int(value)
+            if value is not None and (number is None or not 0 <= number <= limit):
                 raise errors.invalid_property(key, value, f"must be an integer between 0 and {limit}")
+            targets[key] = number
         self.service.resize_pool(
-            ctx.segments[1], body.get("targetDedicatedNodes"), body.get("targetLowPriorityNodes")
+            ctx.segments[1], targets["targetDedicatedNodes"], targets["targetLowPriorityNodes"]
         )
         return self._empty(202)
 
@@ -391,9 +392,8 @@ class BatchApi:
         probe = {"id": "x", "poolInfo": {"poolId": "x"}}
         probe.update({k: v for k, v in body.items() if k not in ("id", "poolInfo")})
         models.validate_job(probe)
-        for key in ("onAllTasksComplete", "onTaskFailure"):
-            if key in probe:
-                body[key] = probe[key]
+        for key in body.keys() - {"id", "poolInfo"}:
+            body[key] = probe[key]  # validated values, normalized (e.g. "5" -> 5)
         doc = self.service.update_job(ctx.segments[1], body)
         return self._empty(200, f"{ctx.base}/jobs/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
 

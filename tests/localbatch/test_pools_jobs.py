@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
 
-from tests.localbatch.conftest import new_job, unique, wait_for, wait_nodes_idle, wait_task_completed
+from tests.localbatch.conftest import (
+    RawBatch,
+    new_job,
+    unique,
+    wait_for,
+    wait_nodes_idle,
+    wait_task_completed,
+)
 
 
 def test_resize_requeues_tasks_of_removed_nodes(client: BatchClient) -> None:
@@ -77,3 +86,46 @@ def test_file_properties_and_ranges(client: BatchClient, shared_pool: str) -> No
     with pytest.raises(HttpResponseError) as err:
         client.get_task_file_properties(job_id, "w", "wd/out.bin")
     assert err.value.status_code == 404
+
+
+def test_integer_properties_sent_as_strings_are_stored_as_integers(
+    client: BatchClient, raw: RawBatch
+) -> None:
+    """`az batch pool create/resize` and `az batch job set` send integers as JSON strings ("2"),
+    which the service accepts; stored and returned values are integers. Other strings are refused."""
+    pool_id = unique("azcli")
+    body = {"id": pool_id, "vmSize": "standard_d2s_v5", "targetDedicatedNodes": "1", "taskSlotsPerNode": "2"}
+    status, _, _ = raw.send("POST", "/pools", json.dumps(body).encode())
+    assert status == 201
+    try:
+        wait_nodes_idle(client, pool_id, 1)
+        pool = client.get_pool(pool_id)
+        assert (pool.target_dedicated_nodes, pool.task_slots_per_node) == (1, 2)
+        status, _, _ = raw.send("POST", f"/pools/{pool_id}/resize", b'{"targetDedicatedNodes": "2"}')
+        assert status == 202
+        wait_nodes_idle(client, pool_id, 2)
+        assert client.get_pool(pool_id).target_dedicated_nodes == 2
+
+        job_id = new_job(client, pool_id)
+        status, _, _ = raw.send("PATCH", f"/jobs/{job_id}", b'{"priority": "5", "maxParallelTasks": "3"}')
+        assert status == 200
+        status, doc, _ = raw.send("GET", f"/jobs/{job_id}")
+        assert status == 200 and doc is not None
+        assert (doc["priority"], doc["maxParallelTasks"]) == (5, 3)
+        task = {"id": "t", "commandLine": "/bin/true", "constraints": {"maxTaskRetryCount": "2"}}
+        status, _, _ = raw.send("POST", f"/jobs/{job_id}/tasks", json.dumps(task).encode())
+        assert status == 201
+        assert client.get_task(job_id, "t").constraints.max_task_retry_count == 2
+
+        for bad in (
+            '{"targetDedicatedNodes": "two"}',
+            '{"targetDedicatedNodes": "1.5"}',
+            '{"targetDedicatedNodes": true}',
+        ):
+            status, doc, _ = raw.send("POST", f"/pools/{pool_id}/resize", bad.encode())
+            assert status == 400 and doc is not None and doc["code"] == "InvalidPropertyValue", bad
+        status, doc, _ = raw.send("PATCH", f"/jobs/{job_id}", b'{"priority": "high"}')
+        assert status == 400 and doc is not None and doc["code"] == "InvalidPropertyValue"
+        assert client.get_job(job_id).priority == 5
+    finally:
+        client.begin_delete_pool(pool_id, polling_interval=0.1).result()
