@@ -9,6 +9,10 @@ NODE_STAMP := node_modules/.installed
 # next to azure-batch 15, so the compatibility test drives it from its own venv.
 OLD_SDK_VENV := .venv-oldsdk
 OLD_SDK_STAMP := $(OLD_SDK_VENV)/.installed
+# The Azure CLI (its `az batch` commands are another client of localbatch), in its
+# own venv: it pins its own azure-batch generation.
+AZ_CLI_VENV := .venv-azcli
+AZ_CLI_STAMP := $(AZ_CLI_VENV)/.installed
 
 .PHONY: setup demo test lint bench bench-quick clean
 
@@ -25,6 +29,11 @@ $(OLD_SDK_STAMP):
 	$(OLD_SDK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'azure-batch==14.2.0'
 	touch $@
 
+$(AZ_CLI_STAMP):
+	python3 -m venv $(AZ_CLI_VENV)
+	$(AZ_CLI_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'azure-cli==2.91.0'
+	touch $@
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -32,8 +41,9 @@ $(NODE_STAMP): package.json package-lock.json
 demo: setup
 	$(VENV)/bin/runner submit samples/
 
-test: setup $(OLD_SDK_STAMP)
-	OLD_AZURE_BATCH_PYTHON=$(CURDIR)/$(OLD_SDK_VENV)/bin/python $(PY) -m pytest
+test: setup $(OLD_SDK_STAMP) $(AZ_CLI_STAMP)
+	OLD_AZURE_BATCH_PYTHON=$(CURDIR)/$(OLD_SDK_VENV)/bin/python AZ_CLI=$(CURDIR)/$(AZ_CLI_VENV)/bin/az \
+		$(PY) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -47,4 +57,4 @@ bench-quick: setup
 	$(PY) bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(OLD_SDK_VENV) node_modules .runner results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLD_SDK_VENV) $(AZ_CLI_VENV) node_modules .runner results .pytest_cache .mypy_cache .ruff_cache
