@@ -167,6 +167,11 @@ def from_http(exc: HttpResponseError, what: str) -> RunnerError:
         if code == "JobNotFound":
             return NotFoundError(f"the job does not exist ({what})")
         return NotFoundError(f"not found while {what} ({code or 'NotFound'})")
+    if status == 409 and code == "JobCompleted":
+        return RemoteError(
+            f"the job is completed (it finished or was cancelled) while {what}",
+            hint="a completed job takes no new tasks: submit under a new --job-id",
+        )
     return RemoteError(f"Batch error while {what}: {status} {code}".rstrip())
 
 
@@ -377,6 +382,19 @@ class Batch:
                 raise RemoteError(
                     f"Batch refused {len(exc.failure_tasks)} task(s) ({ids}): {', '.join(codes)}"
                 ) from None
+
+    def complete_when_tasks_done(self, job_id: str) -> None:
+        """Set ``onAllTasksComplete: terminateJob``: the job completes with its last task.
+
+        Call it once every task is added (a completed job takes no new tasks). A job
+        left active counts against the account's active-job quota for ever. Already
+        completed (409 ``JobCompleted``) is fine: a resumed job that had finished.
+        """
+        with (
+            translate_errors(f"updating job {job_id}", self._host),
+            contextlib.suppress(ResourceExistsError),
+        ):
+            self._client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
 
     def task_counts(self, job_id: str) -> TaskCounts:
         with translate_errors(f"getting the task counts of job {job_id}", self._host):

@@ -219,6 +219,9 @@ def submit(
     )
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
+    # Every task is in: the job may now complete with its last task (and leave the
+    # account's active-job quota). Before this point a resume can still add tasks.
+    batch.complete_when_tasks_done(job_id)
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)

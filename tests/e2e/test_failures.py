@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
 from typer.testing import CliRunner, Result
 
 from runner import manifest as mf
@@ -128,6 +130,27 @@ def test_wrong_key_and_missing_pool_are_one_clear_line(tmp_path: Path, target_ou
     res = _invoke(_variant(tmp_path, target_outputs, batch_account_url="http://127.0.0.1:9"), "jobs")
     assert res.exit_code == 6
     assert "unreachable" in res.stderr
+
+
+def test_a_completed_job_that_lacks_tasks_is_one_clear_line(
+    tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+) -> None:
+    """A job cancelled before its tasks were all in cannot take the rest: say so, and what to do."""
+    write_corpus(tmp_path / "in", {"a.txt": 5, "b.txt": 5})
+    args = ["submit", str(tmp_path / "in"), "--job-id", "e2e-cancelled", "--dest", str(tmp_path / "r")]
+    assert _invoke(outputs_file, *args, "--no-wait").exit_code == 0
+    assert _invoke(outputs_file, "cancel", "e2e-cancelled").exit_code == 0
+    # As if the cancel had come while tasks were being added: one of them is missing.
+    client = BatchClient(
+        target_outputs.batch_account_url,
+        AzureNamedKeyCredential(target_outputs.batch_account_name, target_outputs.batch_account_key or ""),
+    )
+    client.delete_task("e2e-cancelled", "2")
+    res = _invoke(outputs_file, *args)
+    assert res.exit_code == 7, res.stderr
+    assert "the job is completed" in res.stderr and "new --job-id" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert sorted(t.id for t in Batch(target_outputs).list_tasks("e2e-cancelled")) == ["1", "merge"]
 
 
 def test_ctrl_c_exits_130_and_the_printed_command_resumes(tmp_path: Path, outputs_file: Path) -> None:

@@ -190,7 +190,14 @@ def test_resume_creates_no_duplicate_tasks_or_blobs(
     assert "0 added, 6 already there" in second.stderr
     assert json.loads(second.stdout)["tasks"]["succeeded"] == 6
 
+    # Every task was in, so the job completed with its last task (no active-job quota held).
     batch = Batch(target_outputs)
+    assert batch.get_job(job_id).state == "completed"
+    # Resuming a completed job adds nothing and gives the same results.
+    again = invoke(outputs_file, "--json", *args)
+    assert again.exit_code == 0, again.stderr
+    assert "0 added, 6 already there" in again.stderr
+    assert json.loads(again.stdout)["tasks"]["succeeded"] == 6
     assert sorted(t.id for t in batch.list_tasks(job_id)) == sorted(["1", "2", "3", "4", "5", "merge"])
     storage = Storage(target_outputs)
     names = [b.name for b in storage.list_blobs(target_outputs.input_container, f"{job_id}/")]
