@@ -596,9 +596,8 @@ class Service:
         self._set_job_state(job, JobState.TERMINATING)
         job["executionInfo"]["terminateReason"] = reason
         self.store.put_job(job)
-        now = iso(utcnow())
-        failure = failure_info("TaskEnded", "The task was ended because its job was terminated")
-        self.store.complete_active(key, now, new_etag(), json.dumps(failure))
+        # As the service does: running tasks are ended; active tasks stay active and,
+        # the job no longer being active, are never scheduled.
         for rt in list(self.running.values()):
             if rt.job == key:
                 rt.execution.end("JobTerminated")

@@ -320,15 +320,6 @@ class Store:
             )
         return [TaskRow(*r) for r in rows]
 
-    def complete_active(self, job: str, time: str, etag: str, failure: str) -> None:
-        """Complete every active task of a job that never ran (job terminate)."""
-        self._db.execute(
-            "UPDATE tasks SET prev_state = state, prev_state_time = state_time, state = 'completed', "
-            "state_time = ?, last_modified = ?, etag = ?, result = 'failure', failure = ?, end_time = ? "
-            "WHERE job = ? AND state = 'active'",
-            (time, time, etag, failure, time, job),
-        )
-
     def requeue_running(self, time: str, etag: str) -> int:
         """After a restart: running tasks go back to active, ``requeue_count`` + 1."""
         cur = self._db.execute(

@@ -82,6 +82,12 @@ class StartTaskFailed(RunnerError):
         self.node_errors = node_errors
 
 
+class JobEnded(RunnerError):
+    """The job was terminated (``runner cancel``) while tasks were still waiting: they never run."""
+
+    exit_code = 11
+
+
 class TaskFailures(RunnerError):
     """One or more tasks failed. Carries the data; the CLI prints one line per task."""
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from runner import manifest as mf
 from runner.batch import PoolHealth, TaskCounts, TaskFailure, TaskState
-from runner.errors import NotFoundError, StartTaskFailed, TaskFailures, UsageError, WaitTimeout
+from runner.errors import JobEnded, NotFoundError, StartTaskFailed, TaskFailures, UsageError, WaitTimeout
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
 from runner.progress import Reporter
@@ -306,6 +306,7 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
                 return counts
             if counts.running == 0 and counts.active > 0:
                 _check_pool(session, reporter)
+                _check_job_active(session, manifest.job_id, counts)
             if time.monotonic() >= deadline:
                 raise WaitTimeout(
                     f"job {manifest.job_id} did not finish within {opts.timeout}",
@@ -339,6 +340,16 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
     if MERGE_TASK_ID in stuck and (final is None or final.state is not TaskState.COMPLETED):
         log.info("the merge is blocked by failed tasks: not waiting for it")
     return True
+
+
+def _check_job_active(session: Session, job_id: str, counts: TaskCounts) -> None:
+    """Fail at once when the job was terminated: its waiting tasks will never be scheduled."""
+    if session.batch.get_job(job_id).state != "completed":
+        return
+    raise JobEnded(
+        f"job {job_id} was terminated (cancelled) with {counts.active} task(s) that never ran",
+        hint=f"what did finish: `runner results {job_id}`; to run it all: submit under a new --job-id",
+    )
 
 
 def _check_pool(session: Session, reporter: Reporter) -> None:

@@ -51,4 +51,15 @@ def test_timeout_leaves_the_job_running_and_says_how_to_follow(
     cancel = CliRunner().invoke(app, ["--outputs", str(path), "cancel", "idle-wait"], catch_exceptions=False)
     assert cancel.exit_code == 0, cancel.stderr
     assert Batch(target_outputs).get_job("idle-wait").state == "completed"
+    # The cancelled job's tasks stay active and will never run (as on Azure): resuming it
+    # says so at once instead of waiting for --timeout.
+    resume = CliRunner().invoke(
+        app,
+        ["--outputs", str(path), "submit", str(tmp_path / "in"), "--job-id", "idle-wait", "--timeout", "600"],
+        catch_exceptions=False,
+    )
+    assert resume.exit_code == 11, resume.stderr
+    assert "was terminated (cancelled) with 2 task(s) that never ran" in resume.stderr
+    assert "runner results idle-wait" in resume.stderr
+    assert Batch(target_outputs).task_counts("idle-wait").active == 2
     assert Batch(target_outputs).delete_job("idle-wait") is True

@@ -15,6 +15,7 @@ from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_b
 from tests.conftest import Azurite, LocalBatch
 from tests.localbatch.conftest import (
     container_sas_url,
+    new_job,
     unique,
     wait_for,
     wait_nodes_idle,
@@ -183,7 +184,11 @@ def test_pool_job_tasks_files_counts_terminate_delete(
     del localbatch
 
 
-def test_job_terminate_ends_running_and_active_tasks(client: BatchClient, shared_pool: str) -> None:
+def test_job_terminate_ends_running_tasks_and_leaves_active_ones_unscheduled(
+    client: BatchClient, shared_pool: str
+) -> None:
+    """As the service documents: running tasks are terminated; active tasks remain active and
+    are never scheduled, though slots are free again."""
     job_id = unique("job")
     client.create_job(bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=shared_pool)))
     tasks = [bm.BatchTaskCreateOptions(id=f"s{i}", command_line="/bin/sleep 60") for i in range(8)]
@@ -193,9 +198,19 @@ def test_job_terminate_ends_running_and_active_tasks(client: BatchClient, shared
         job_id, BatchJobTerminateOptions(termination_reason="stop"), polling_interval=0.1
     ).result()
     assert client.get_job(job_id).state == "completed"
+    # Give the scheduler every chance to (wrongly) start the waiting tasks on the freed slots.
+    other = new_job(client, shared_pool)
+    client.create_task(other, bm.BatchTaskCreateOptions(id="probe", command_line="/bin/true"))
+    wait_task_completed(client, other, "probe")
     states = {t.id: t for t in client.list_tasks(job_id)}
-    assert all(t.state == "completed" for t in states.values())
-    assert all(t.execution_info.failure_info.code == "TaskEnded" for t in states.values())
-    ran = [t for t in states.values() if t.execution_info.start_time is not None]
+    ran = {tid for tid, t in states.items() if t.execution_info and t.execution_info.start_time is not None}
     assert len(ran) == 4
+    for tid, t in states.items():
+        if tid in ran:
+            assert t.state == "completed" and t.execution_info.failure_info.code == "TaskEnded"
+        else:
+            assert t.state == "active"
+    counts = client.get_job_task_counts(job_id).task_counts
+    assert (counts.active, counts.running, counts.completed) == (4, 0, 4)
     client.begin_delete_job(job_id, polling_interval=0.1).result()
+    client.begin_delete_job(other, polling_interval=0.1).result()
