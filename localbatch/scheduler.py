@@ -986,6 +986,9 @@ class Service:
                 "TaskNotStarted" if row.state == "active" else "FileNotFound",
                 "The task has not run on a node yet, so it has no files.",
             )
+        if row.node_id not in self.nodes:
+            # As the service answers once the node that ran the task left the pool.
+            raise BatchError(409, "TaskFilesUnavailable", "The node files for the task are not available.")
         return task_dir(node_root(self.config.data_dir, row.node_id), job["id"], row.task_id)
 
     def node_directory(self, node: NodeRuntime) -> Path:

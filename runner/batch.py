@@ -167,6 +167,13 @@ def from_http(exc: HttpResponseError, what: str) -> RunnerError:
         if code == "JobNotFound":
             return NotFoundError(f"the job does not exist ({what})")
         return NotFoundError(f"not found while {what} ({code or 'NotFound'})")
+    task_file = what.startswith("reading ") and " of task " in what
+    if status == 409 and (code in ("TaskFilesUnavailable", "TaskFilesCleanedup") or task_file):
+        # A streamed download carries no parsed error body: a 409 on a task file means this.
+        return NotFoundError(
+            f"the task's files are gone while {what} (its node left the pool, or they were cleaned up)",
+            hint="what the task uploaded is still in Storage: `runner results JOB`",
+        )
     if status == 409 and code == "JobCompleted":
         return RemoteError(
             f"the job is completed (it finished or was cancelled) while {what}",
@@ -274,7 +281,7 @@ class Batch:
         with translate_errors(f"reading the start task's stderr on {node_id}", self._host):
             try:
                 data = b"".join(self._client.download_node_file(pool_id, node_id, START_TASK_STDERR))
-            except ResourceNotFoundError:
+            except (ResourceNotFoundError, ResourceExistsError):  # 409: e.g. NodeStateUnusable
                 return ""
         return _tail(data, lines)
 
@@ -439,11 +446,12 @@ class Batch:
             return b"".join(self._client.download_task_file(job_id, task_id, name))
 
     def task_file_tail(self, job_id: str, task_id: str, name: str, lines: int = 10) -> str:
-        """Last ``lines`` lines of a task file; '' when the file does not exist (yet)."""
+        """Last ``lines`` lines of a task file; '' when it cannot be had: not there (yet), or
+        gone with its node (409 ``TaskFilesUnavailable``/``TaskFilesCleanedup``)."""
         with translate_errors(f"reading {name} of task {task_id}", self._host):
             try:
                 data = b"".join(self._client.download_task_file(job_id, task_id, name))
-            except ResourceNotFoundError:
+            except (ResourceNotFoundError, ResourceExistsError):
                 return ""
         return _tail(data, lines)
 

@@ -242,7 +242,12 @@ def submit(
         bool, typer.Option("--wait/--no-wait", help="Wait for the tasks and download results.")
     ] = True,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the tasks (also bounds the SAS expiry).")
+        float,
+        typer.Option(
+            "--timeout",
+            help="Seconds to wait for the tasks. The SAS URLs the tasks use expire --timeout + 1 h "
+            "after submission: a task must finish by then (its inputs and outputs move with them).",
+        ),
     ] = 7200.0,
     retries: Annotated[int, typer.Option("--retries", help="Retries per task (maxTaskRetryCount).")] = 0,
     max_wall_clock: Annotated[
@@ -276,7 +281,7 @@ def submit(
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import inputs as inputs_mod
     from runner import report
-    from runner.submit import SubmitOptions, Submitted, new_job_id, validate_job_id
+    from runner.submit import SubmitOptions, Submitted, check_sas_lifetime, new_job_id, validate_job_id
     from runner.submit import submit as do_submit
 
     opts = SubmitOptions(
@@ -292,6 +297,7 @@ def submit(
         merge_group_size=merge_group_size,
     )
     opts.validate()
+    check_sas_lifetime(opts.timeout, STATE.auth)
     if job_id is not None:
         validate_job_id(job_id)
     STATE.resolved_target()  # say which target first; nothing is started yet

@@ -12,6 +12,8 @@ Contracts:
   separators), so two files with the same basename in different folders keep
   different names, and the names are stable when the same command is run
   again (resume).
+* A relative path with a segment ending in ``.`` is refused: Azure Blob
+  Storage drops a trailing dot from names, so its blobs would not match.
 * Hidden files and directories (names starting with ``.``) found while
   walking a directory are skipped; a hidden file named explicitly is kept.
 """
@@ -72,6 +74,14 @@ def expand(paths: list[str]) -> list[InputFile]:
     files = [p.resolve() for p in found]
     root = _common_root(files)
     inputs = [InputFile(p, p.relative_to(root).as_posix(), p.stat().st_size) for p in files]
+    dotted = [i.relpath for i in inputs if any(part.endswith(".") for part in i.relpath.split("/"))]
+    if dotted:
+        raise UsageError(
+            "names ending in '.' cannot be stored as blobs (Azure Storage drops the dot): "
+            + ", ".join(dotted[:10])
+            + (f" and {len(dotted) - 10} more" if len(dotted) > 10 else ""),
+            hint="rename those files or folders",
+        )
     unique = {i.relpath: i for i in inputs}
     return sorted(unique.values(), key=lambda i: i.relpath)
 

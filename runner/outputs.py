@@ -125,8 +125,21 @@ def load_file(path: Path) -> Outputs:
     return from_mapping(data, source=str(path))
 
 
+def pulumi_project_dir(cwd: Path | None = None) -> Path:
+    """Where to run ``pulumi``: the current directory when it holds a Pulumi project,
+    else this project's root (its ``Pulumi.yaml``), so `runner --target dev` works from
+    wherever the data is."""
+    from runner.services import PROJECT_ROOT
+
+    here = cwd or Path.cwd()
+    if (here / "Pulumi.yaml").is_file() or not (PROJECT_ROOT / "Pulumi.yaml").is_file():
+        return here
+    return PROJECT_ROOT
+
+
 def from_pulumi(stack: str | None, *, cwd: Path | None = None) -> Outputs:
-    """Outputs of a Pulumi stack via ``pulumi stack output --json --show-secrets``.
+    """Outputs of a Pulumi stack via ``pulumi stack output --json --show-secrets``, run in
+    :func:`pulumi_project_dir` (or ``cwd``).
 
     The CLI's stdout holds secrets: it is parsed, never echoed.
     """
@@ -141,12 +154,17 @@ def from_pulumi(stack: str | None, *, cwd: Path | None = None) -> Outputs:
         cmd += ["--stack", stack]
     label = f"Pulumi stack {stack!r}" if stack else "the selected Pulumi stack"
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=cwd or pulumi_project_dir(), timeout=120, check=False
+        )
     except subprocess.TimeoutExpired:
         raise TargetError(f"`pulumi stack output` for {label} timed out") from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no error message"])[-1]
-        raise TargetError(f"cannot read outputs of {label}: {last[:300]}")
+        raise TargetError(
+            f"cannot read outputs of {label}: {last[:300]}",
+            hint="check `pulumi stack ls` in the project directory, or name the stack as org/project/stack",
+        )
     try:
         data = json.loads(proc.stdout or "{}")
     except json.JSONDecodeError:

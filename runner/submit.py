@@ -40,7 +40,7 @@ from runner.nodecode import ensure_node_code
 from runner.progress import Reporter
 from runner.results import JobResults, download
 from runner.storage import UploadItem
-from runner.targets import Session
+from runner.targets import AuthMode, Session
 from runner.tasks import (
     MAX_MERGE_GROUP_SIZE,
     MERGE_GROUP_SIZE,
@@ -88,6 +88,21 @@ class SubmitOptions:
         if self.command is not None:
             validate_command_template(self.command)
         check_dest(self.dest if self.dest is not None else default_dest("x").parent, "--dest")
+
+
+#: A user delegation key (which signs the SAS URLs with --auth entra) lasts at most 7 days.
+MAX_DELEGATION = timedelta(days=7)
+
+
+def check_sas_lifetime(timeout: timedelta, auth: AuthMode) -> None:
+    """The SAS URLs live ``timeout`` + :data:`SAS_MARGIN`; with Entra ID that must fit in a
+    user delegation key (and its 5-minute start/end slack)."""
+    limit = MAX_DELEGATION - SAS_MARGIN - timedelta(minutes=15)
+    if auth is AuthMode.ENTRA and timeout > limit:
+        raise UsageError(
+            f"--timeout can be at most {int(limit.total_seconds())} seconds with --auth entra",
+            hint="the SAS URLs live --timeout + 1 h and a user delegation key at most 7 days",
+        )
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,7 @@ def submit(
     """
     out = session.outputs
     storage, batch = session.storage, session.batch
+    check_sas_lifetime(opts.timeout, session.auth)  # the CLI checked; callers of the API too
     limit = opts.merge_group_size**2
     if opts.aggregate and opts.command is None and len(inputs) > limit:
         raise UsageError(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from azure.batch import BatchClient
+from azure.batch import models as bm
 from azure.core.credentials import AzureNamedKeyCredential
 from typer.testing import CliRunner, Result
 
@@ -151,6 +152,46 @@ def test_a_completed_job_that_lacks_tasks_is_one_clear_line(
     assert "the job is completed" in res.stderr and "new --job-id" in res.stderr
     assert "Traceback" not in res.stderr
     assert sorted(t.id for t in Batch(target_outputs).list_tasks("e2e-cancelled")) == ["1", "merge"]
+
+
+def test_failures_are_reported_and_results_downloaded_after_the_nodes_are_gone(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    """On Azure a failed task's stderr is lost with its node (autoscale down, spot, resize):
+    `runner results` still reports the failure and downloads what succeeded."""
+    pool = PoolSpec(pool_id="vanishing", dedicated_nodes=1)
+    Batch(target_outputs).create_pool(pool)
+    outputs_file = _variant(tmp_path, target_outputs, pool_id=pool.pool_id)
+    write_corpus(tmp_path / "in", {"good.txt": 20, "bad.txt": 20})
+    command = (
+        'case {input} in *bad*) echo "boom" >&2; exit 3;; esac; wc -w < {input} > {output_dir}/words.txt'
+    )
+    first = _invoke(
+        outputs_file, "submit", str(tmp_path / "in"), "--command", command, "--job-id", "e2e-gone"
+    )
+    assert first.exit_code == 10, first.stderr
+    client = BatchClient(
+        target_outputs.batch_account_url,
+        AzureNamedKeyCredential(target_outputs.batch_account_name, target_outputs.batch_account_key or ""),
+    )
+    client.begin_resize_pool(
+        pool.pool_id, bm.BatchPoolResizeOptions(target_dedicated_nodes=0), polling_interval=0.1
+    ).result()
+    deadline = time.monotonic() + 30
+    while list(client.list_nodes(pool.pool_id)):
+        assert time.monotonic() < deadline, "the node did not leave the pool"
+        time.sleep(0.1)
+
+    res = _invoke(outputs_file, "--json", "results", "e2e-gone", "--dest", str(tmp_path / "r"))
+    assert res.exit_code == 10, res.stderr
+    doc = json.loads(res.stdout)
+    assert [(f["input"], f["exitCode"], f["stderrTail"]) for f in doc["failures"]] == [("bad.txt", 3, "")]
+    assert (tmp_path / "r" / "files" / "good.txt.out" / "words.txt").read_text().strip() == "20"
+    bad_task = next(f["taskId"] for f in doc["failures"])
+    logs = _invoke(outputs_file, "logs", "e2e-gone", bad_task, "--stderr")
+    assert logs.exit_code == 5, logs.stderr
+    assert "files are gone" in logs.stderr and "Traceback" not in logs.stderr
+    client.begin_delete_pool(pool.pool_id, polling_interval=0.1).result()
 
 
 def test_ctrl_c_exits_130_and_the_printed_command_resumes(tmp_path: Path, outputs_file: Path) -> None:

@@ -129,3 +129,26 @@ def test_integer_properties_sent_as_strings_are_stored_as_integers(
         assert client.get_job(job_id).priority == 5
     finally:
         client.begin_delete_pool(pool_id, polling_interval=0.1).result()
+
+
+def test_files_of_a_task_whose_node_left_the_pool_are_unavailable(client: BatchClient, raw: RawBatch) -> None:
+    """As the service answers: 409 TaskFilesUnavailable once the node is gone (not 404)."""
+    pool_id = unique("gone")
+    client.create_pool(bm.BatchPoolCreateOptions(id=pool_id, vm_size="x", target_dedicated_nodes=1))
+    try:
+        wait_nodes_idle(client, pool_id, 1)
+        job_id = new_job(client, pool_id)
+        client.create_task(job_id, bm.BatchTaskCreateOptions(id="t", command_line="/bin/echo hi"))
+        wait_task_completed(client, job_id, "t")
+        assert b"".join(client.download_task_file(job_id, "t", "stdout.txt")) == b"hi\n"
+        client.begin_resize_pool(
+            pool_id, bm.BatchPoolResizeOptions(target_dedicated_nodes=0), polling_interval=0.1
+        ).result()
+        wait_for(lambda: not list(client.list_nodes(pool_id)))
+        with pytest.raises(HttpResponseError) as err:
+            b"".join(client.download_task_file(job_id, "t", "stdout.txt"))
+        assert err.value.status_code == 409
+        status, doc, _ = raw.send("GET", f"/jobs/{job_id}/tasks/t/files/stdout.txt")
+        assert status == 409 and doc is not None and doc["code"] == "TaskFilesUnavailable"
+    finally:
+        client.begin_delete_pool(pool_id, polling_interval=0.1).result()

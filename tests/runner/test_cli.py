@@ -57,3 +57,13 @@ def test_outputs_file_errors_name_the_file(tmp_path: Path) -> None:
     res = _run(tmp_path, broken, "outputs")
     assert res.exit_code == 2
     assert "outputs.json" in res.stderr and "poolId" in res.stderr
+
+
+def test_entra_timeout_must_fit_a_user_delegation_key(tmp_path: Path) -> None:
+    """The SAS URLs live --timeout + 1 h; a user delegation key at most 7 days: refused up front."""
+    (tmp_path / "a.txt").write_text("a b c")
+    res = _run(
+        tmp_path, CONTRACT, "--auth", "entra", "submit", str(tmp_path / "a.txt"), "--timeout", "601000"
+    )
+    assert res.exit_code == 2, res.stderr
+    assert "--timeout can be at most 600300 seconds with --auth entra" in res.stderr

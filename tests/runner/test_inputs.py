@@ -78,3 +78,17 @@ def test_special_characters_in_names_are_kept(tmp_path: Path) -> None:
         _touch(tmp_path / n)
     got = expand([str(tmp_path)])
     assert sorted(i.relpath for i in got) == sorted(names)
+
+
+def test_names_ending_in_a_dot_are_refused_before_anything(tmp_path: Path) -> None:
+    """Azure Storage drops a trailing '.' from blob names (Azurite keeps it): refuse, all named."""
+    _touch(tmp_path / "in" / "ok.txt")
+    _touch(tmp_path / "in" / "notes.")
+    _touch(tmp_path / "in" / "v1." / "a.txt")
+    with pytest.raises(UsageError) as info:
+        expand([str(tmp_path / "in")])
+    assert "notes." in str(info.value) and "v1./a.txt" in str(info.value)
+    assert "ok.txt" not in str(info.value) and info.value.exit_code == 2
+    # A dot in the common root is not part of any blob name: fine.
+    _touch(tmp_path / "root." / "b.txt")
+    assert [i.relpath for i in expand([str(tmp_path / "root.")])] == ["b.txt"]

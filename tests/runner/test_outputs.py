@@ -81,3 +81,31 @@ def test_pulumi_stack_without_outputs_is_a_clear_error(
         from_pulumi("dev")
     with pytest.raises(TargetError, match="no stack named"):
         from_pulumi("nosuch")
+
+
+def test_pulumi_runs_in_the_project_directory_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like the real CLI, the stand-in fails outside a Pulumi project: `runner --target dev`
+    from the data's directory must still find this project's stack."""
+    doc = _outputs().to_dict(show_secrets=True)
+    (tmp_path / "outputs.json").write_text(json.dumps(doc))
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        "[ -f Pulumi.yaml ] || { echo 'error: no Pulumi.yaml project file found' >&2; exit 255; }\n"
+        f"/bin/cat {tmp_path / 'outputs.json'}\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    elsewhere = tmp_path / "data"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = from_pulumi("dev")
+    assert out.pool_id == "pool" and out.batch_account_key == SECRET
+    # A directory that is itself a Pulumi project is used as it is.
+    (elsewhere / "Pulumi.yaml").write_text("name: other\n")
+    (tmp_path / "outputs.json").write_text("{}")
+    with pytest.raises(TargetError, match="has no outputs"):
+        from_pulumi("dev")

@@ -171,7 +171,8 @@ def test_the_largest_merge_group_with_worst_case_names_fits_batchs_1_mb_task_lim
         for tid in (str(i) for i in range(1, MAX_MERGE_GROUP_SIZE + 1))
     }
     opts = PlanOptions(job_id, 10, 3, timedelta(hours=1), f"{base}/n.pyz?{delegation_sas}", f"{base}?{SAS}")
-    step = merge_steps(MAX_MERGE_GROUP_SIZE)[0]
+    step = merge_steps(MAX_MERGE_GROUP_SIZE, MAX_MERGE_GROUP_SIZE)[0]
+    assert len(step.sources) == MAX_MERGE_GROUP_SIZE
     body = json.dumps(_task_model(merge_task(step, opts, urls)).as_dict()).encode()
     assert len(urls["1"]) > 700  # really the worst case
     assert len(body) < 1024 * 1024, len(body)
