@@ -31,6 +31,15 @@ _E = TypeVar("_E", bound="_StrEnum")
 _POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Batch accepts at most 256 task slots per node (and at most 4x the node's vCPUs).
 MAX_TASK_SLOTS_PER_NODE = 256
+# Azure VM size names carry the vCPU count after the family letters: Standard_D2s_v5 (2),
+# Standard_NC24ads_A100_v4 (24), Standard_E8-4s_v5 (8, of which 4 active).
+_VM_SIZE_VCPUS = re.compile(r"^Standard_[A-Za-z]+([0-9]+)", re.IGNORECASE)
+
+
+def vcpus_of(vm_size: str) -> int | None:
+    """The vCPUs an Azure VM size name states, or None when the name does not follow the scheme."""
+    match = _VM_SIZE_VCPUS.match(vm_size.strip())
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 class _StrEnum(str, Enum):
@@ -180,17 +189,23 @@ def load_config(config: pulumi.Config | None = None) -> InfraConfig:
         version=read.string("imageVersion", default_image.version),
         node_agent_sku_id=read.string("nodeAgentSkuId", default_image.node_agent_sku_id),
     )
+    vm_size = read.string("vmSize", defaults.vm_size)
+    task_slots = read.integer(
+        "taskSlotsPerNode", defaults.task_slots_per_node, minimum=1, maximum=MAX_TASK_SLOTS_PER_NODE
+    )
+    vcpus = vcpus_of(vm_size)
+    if vcpus is not None and task_slots > 4 * vcpus:
+        # Batch's own limit: at most 4 x the vCPUs of the pool's VM size (and 256).
+        raise InfraConfigError(
+            read.key("taskSlotsPerNode"),
+            f"must be at most {4 * vcpus} (4 x the {vcpus} vCPUs of vmSize {vm_size}), got {task_slots}",
+        )
     pool = PoolSpec(
         pool_id=pool_id,
-        vm_size=read.string("vmSize", defaults.vm_size),
+        vm_size=vm_size,
         dedicated_nodes=read.integer("nodeCount", defaults.dedicated_nodes, minimum=0),
         spot_nodes=read.integer("spotNodeCount", defaults.spot_nodes, minimum=0),
-        task_slots_per_node=read.integer(
-            "taskSlotsPerNode",
-            defaults.task_slots_per_node,
-            minimum=1,
-            maximum=MAX_TASK_SLOTS_PER_NODE,
-        ),
+        task_slots_per_node=task_slots,
         image=image,
         start_task=defaults.start_task,
         autoscale=autoscale,

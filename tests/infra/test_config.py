@@ -155,6 +155,23 @@ def test_invalid_value_names_the_key_and_the_allowed_values(key: str, value: str
     assert allowed in message
 
 
+def test_task_slots_are_bounded_by_the_vm_size_as_batch_does() -> None:
+    """Batch allows at most 4 x the VM size's vCPUs: refused here, not at `pulumi up`."""
+    start_engine({"taskSlotsPerNode": "9"})  # the default Standard_D2s_v5 has 2 vCPUs
+    with pytest.raises(InfraConfigError) as raised:
+        load_config()
+    assert raised.value.key == f"{PROJECT}:taskSlotsPerNode"
+    assert "at most 8 (4 x the 2 vCPUs of vmSize Standard_D2s_v5), got 9" in str(raised.value)
+    start_engine({"taskSlotsPerNode": "8"})
+    assert load_config().pool.task_slots_per_node == 8
+    start_engine({"vmSize": "Standard_NC24ads_A100_v4", "taskSlotsPerNode": "96"})
+    assert load_config().pool.task_slots_per_node == 96
+    start_engine({"vmSize": "Standard_E8-4s_v5", "taskSlotsPerNode": "32"})
+    assert load_config().pool.task_slots_per_node == 32
+    start_engine({"vmSize": "some_future_size", "taskSlotsPerNode": "200"})  # unknown scheme: Azure decides
+    assert load_config().pool.task_slots_per_node == 200
+
+
 def test_max_nodes_below_min_nodes_names_both() -> None:
     start_engine({"autoscale": "true", "minNodes": "5", "maxNodes": "2"})
     with pytest.raises(InfraConfigError) as raised:
