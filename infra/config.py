@@ -39,7 +39,8 @@ _VM_SIZE_VCPUS = re.compile(r"^Standard_[A-Za-z]+([0-9]+)", re.IGNORECASE)
 def vcpus_of(vm_size: str) -> int | None:
     """The vCPUs an Azure VM size name states, or None when the name does not follow the scheme."""
     match = _VM_SIZE_VCPUS.match(vm_size.strip())
-    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
+    vcpus = int(match.group(1)) if match else 0
+    return vcpus or None
 
 
 class _StrEnum(str, Enum):

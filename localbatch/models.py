@@ -113,7 +113,7 @@ def _req_str(body: dict[str, Any], key: str, prefix: str, max_len: int = 32768) 
 _INT_STRING_RE = re.compile(r"[+-]?[0-9]{1,19}")
 
 
-def as_int(value: Any) -> int | None:
+def _as_int(value: Any) -> int | None:
     """``value`` as an integer property, or None if it is not one.
 
     Like the service's JSON reader, a string holding a decimal integer is accepted:
@@ -133,7 +133,7 @@ def _opt_int(body: dict[str, Any], key: str, prefix: str, lo: int, hi: int) -> i
     value = body.get(key)
     if value is None:
         return None
-    number = as_int(value)
+    number = _as_int(value)
     if number is None:
         raise invalid_property(prefix + key, value, "expected an integer")
     if not lo <= number <= hi:
@@ -355,6 +355,13 @@ def validate_start_task(value: Any, prefix: str) -> dict[str, Any]:
     _opt_bool(st, "waitForSuccess", prefix)
     _unsupported(st, ("containerSettings",), prefix)
     return st
+
+
+def validate_resize(body: Any, max_nodes: int) -> dict[str, Any]:
+    body = require_body_object(body, "resize")
+    for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
+        _opt_int(body, key, "", 0, max_nodes)
+    return body
 
 
 def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:

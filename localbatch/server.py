@@ -328,17 +328,9 @@ class BatchApi:
         return self._empty(200, f"{ctx.base}/pools/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
 
     async def resize_pool(self, ctx: Ctx) -> web.StreamResponse:
-        body = models.require_body_object(ctx.json(), "resize")
-        limit = self.service.config.max_nodes_per_pool
-        targets: dict[str, int | None] = {}
-        for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
-            value = body.get(key)
-            number = models.as_int(value)
-            if value is not None and (number is None or not 0 <= number <= limit):
-                raise errors.invalid_property(key, value, f"must be an integer between 0 and {limit}")
-            targets[key] = number
+        body = models.validate_resize(ctx.json(), self.service.config.max_nodes_per_pool)
         self.service.resize_pool(
-            ctx.segments[1], targets["targetDedicatedNodes"], targets["targetLowPriorityNodes"]
+            ctx.segments[1], body.get("targetDedicatedNodes"), body.get("targetLowPriorityNodes")
         )
         return self._empty(202)
 

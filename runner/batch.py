@@ -167,13 +167,6 @@ def from_http(exc: HttpResponseError, what: str) -> RunnerError:
         if code == "JobNotFound":
             return NotFoundError(f"the job does not exist ({what})")
         return NotFoundError(f"not found while {what} ({code or 'NotFound'})")
-    task_file = what.startswith("reading ") and " of task " in what
-    if status == 409 and (code in ("TaskFilesUnavailable", "TaskFilesCleanedup") or task_file):
-        # A streamed download carries no parsed error body: a 409 on a task file means this.
-        return NotFoundError(
-            f"the task's files are gone while {what} (its node left the pool, or they were cleaned up)",
-            hint="what the task uploaded is still in Storage: `runner results JOB`",
-        )
     if status == 409 and code == "JobCompleted":
         return RemoteError(
             f"the job is completed (it finished or was cancelled) while {what}",
@@ -441,18 +434,27 @@ class Batch:
         return sorted(failures, key=lambda f: _task_sort_key(f.task_id))
 
     def task_file(self, job_id: str, task_id: str, name: str) -> bytes:
-        """A task's file (``stdout.txt``, ``stderr.txt``, ``wd/...``)."""
-        with translate_errors(f"reading {name} of task {task_id}", self._host):
-            return b"".join(self._client.download_task_file(job_id, task_id, name))
+        """A task's file (``stdout.txt``, ``stderr.txt``, ``wd/...``).
 
-    def task_file_tail(self, job_id: str, task_id: str, name: str, lines: int = 10) -> str:
-        """Last ``lines`` lines of a task file; '' when it cannot be had: not there (yet), or
-        gone with its node (409 ``TaskFilesUnavailable``/``TaskFilesCleanedup``)."""
+        :class:`NotFoundError` when it is not there (yet), or gone with its node: a 409
+        ``TaskFilesUnavailable``/``TaskFilesCleanedup`` (a streamed download carries no
+        parsed error body, and a task file has no other conflict).
+        """
         with translate_errors(f"reading {name} of task {task_id}", self._host):
             try:
-                data = b"".join(self._client.download_task_file(job_id, task_id, name))
-            except (ResourceNotFoundError, ResourceExistsError):
-                return ""
+                return b"".join(self._client.download_task_file(job_id, task_id, name))
+            except ResourceExistsError:
+                raise NotFoundError(
+                    f"task {task_id}: its files are gone (its node left the pool, or they were cleaned up)",
+                    hint="what the task uploaded is still in Storage: `runner results JOB`",
+                ) from None
+
+    def task_file_tail(self, job_id: str, task_id: str, name: str, lines: int = 10) -> str:
+        """Last ``lines`` lines of a task file; '' when :meth:`task_file` finds none."""
+        try:
+            data = self.task_file(job_id, task_id, name)
+        except NotFoundError:
+            return ""
         return _tail(data, lines)
 
 

@@ -125,13 +125,13 @@ def load_file(path: Path) -> Outputs:
     return from_mapping(data, source=str(path))
 
 
-def pulumi_project_dir(cwd: Path | None = None) -> Path:
+def pulumi_project_dir() -> Path:
     """Where to run ``pulumi``: the current directory when it holds a Pulumi project,
     else this project's root (its ``Pulumi.yaml``), so `runner --target dev` works from
     wherever the data is."""
     from runner.services import PROJECT_ROOT
 
-    here = cwd or Path.cwd()
+    here = Path.cwd()
     if (here / "Pulumi.yaml").is_file() or not (PROJECT_ROOT / "Pulumi.yaml").is_file():
         return here
     return PROJECT_ROOT

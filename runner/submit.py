@@ -175,7 +175,6 @@ def submit(
     """
     out = session.outputs
     storage, batch = session.storage, session.batch
-    check_sas_lifetime(opts.timeout, session.auth)  # the CLI checked; callers of the API too
     limit = opts.merge_group_size**2
     if opts.aggregate and opts.command is None and len(inputs) > limit:
         raise UsageError(

@@ -39,6 +39,14 @@ def _invoke(outputs_file: Path, *args: str) -> Result:
     return CliRunner().invoke(app, ["--outputs", str(outputs_file), *args], catch_exceptions=False)
 
 
+def _sdk_client(outputs: Outputs) -> BatchClient:
+    """The SDK itself, for what the runner does not do (delete a task, resize a pool)."""
+    return BatchClient(
+        outputs.batch_account_url,
+        AzureNamedKeyCredential(outputs.batch_account_name, outputs.batch_account_key or ""),
+    )
+
+
 def _variant(tmp_path: Path, outputs: Outputs, **changes: str) -> Path:
     path = tmp_path / "variant-outputs.json"
     write_file(path, dataclasses.replace(outputs, **changes))
@@ -142,10 +150,7 @@ def test_a_completed_job_that_lacks_tasks_is_one_clear_line(
     assert _invoke(outputs_file, *args, "--no-wait").exit_code == 0
     assert _invoke(outputs_file, "cancel", "e2e-cancelled").exit_code == 0
     # As if the cancel had come while tasks were being added: one of them is missing.
-    client = BatchClient(
-        target_outputs.batch_account_url,
-        AzureNamedKeyCredential(target_outputs.batch_account_name, target_outputs.batch_account_key or ""),
-    )
+    client = _sdk_client(target_outputs)
     client.delete_task("e2e-cancelled", "2")
     res = _invoke(outputs_file, *args)
     assert res.exit_code == 7, res.stderr
@@ -170,10 +175,7 @@ def test_failures_are_reported_and_results_downloaded_after_the_nodes_are_gone(
         outputs_file, "submit", str(tmp_path / "in"), "--command", command, "--job-id", "e2e-gone"
     )
     assert first.exit_code == 10, first.stderr
-    client = BatchClient(
-        target_outputs.batch_account_url,
-        AzureNamedKeyCredential(target_outputs.batch_account_name, target_outputs.batch_account_key or ""),
-    )
+    client = _sdk_client(target_outputs)
     client.begin_resize_pool(
         pool.pool_id, bm.BatchPoolResizeOptions(target_dedicated_nodes=0), polling_interval=0.1
     ).result()

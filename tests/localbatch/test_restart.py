@@ -121,6 +121,12 @@ def _counts(client: BatchClient, job_id: str) -> dict[str, int]:
     }
 
 
+def _assert_counts(client: BatchClient, **expected: int) -> None:
+    """The job's task counts equal a count of its task list, and ``expected``."""
+    assert _counts(client, "job") == _counts_from_list(client, "job")
+    assert _counts(client, "job") == expected
+
+
 def test_task_counts_always_match_the_task_list_across_changes_and_a_restart(
     tmp_path: Path, azurite: Azurite
 ) -> None:
@@ -154,14 +160,7 @@ def test_task_counts_always_match_the_task_list_across_changes_and_a_restart(
         assert first_counts["active"] + first_counts["running"] + first_counts["completed"] == 11
         wait_for(lambda: client.get_task("job", "long").state == "running", timeout=60)
         wait_for(lambda: _counts(client, "job")["completed"] == 9, timeout=60)
-        assert _counts(client, "job") == _counts_from_list(client, "job")
-        assert _counts(client, "job") == {
-            "active": 1,
-            "running": 1,
-            "completed": 9,
-            "succeeded": 6,
-            "failed": 3,
-        }
+        _assert_counts(client, active=1, running=1, completed=9, succeeded=6, failed=3)
         client.delete_task("job", "ok0")
         client.delete_task("job", "bad1")
         assert _counts(client, "job") == _counts_from_list(client, "job")
@@ -175,13 +174,6 @@ def test_task_counts_always_match_the_task_list_across_changes_and_a_restart(
         assert _counts(client, "job") == _counts_from_list(client, "job")
         client.terminate_task("job", "long")
         wait_for(lambda: client.get_task("job", "long").state == "completed", timeout=60)
-        assert _counts(client, "job") == _counts_from_list(client, "job")
-        assert _counts(client, "job") == {
-            "active": 1,
-            "running": 0,
-            "completed": 8,
-            "succeeded": 5,
-            "failed": 3,
-        }
+        _assert_counts(client, active=1, running=0, completed=8, succeeded=5, failed=3)
     finally:
         second.process.stop()
