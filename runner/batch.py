@@ -118,6 +118,7 @@ class JobInfo:
     pool_id: str | None
     creation_time: datetime | None
     display_name: str | None
+    terminate_reason: str | None = None  # set once completed: AllTasksComplete, UserTerminate, …
 
 
 @dataclass(frozen=True)
@@ -479,6 +480,7 @@ def _job_info(job: bm.BatchJob) -> JobInfo:
         pool_id=job.pool_info.pool_id if job.pool_info is not None else None,
         creation_time=job.creation_time,
         display_name=job.display_name,
+        terminate_reason=job.execution_info.termination_reason if job.execution_info is not None else None,
     )
 
 

@@ -321,7 +321,7 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
                 return counts
             if counts.running == 0 and counts.active > 0:
                 _check_pool(session, reporter)
-                _check_job_active(session, manifest.job_id, counts)
+                _check_job_active(session, manifest.job_id)
             if time.monotonic() >= deadline:
                 raise WaitTimeout(
                     f"job {manifest.job_id} did not finish within {opts.timeout}",
@@ -357,12 +357,23 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
     return True
 
 
-def _check_job_active(session: Session, job_id: str, counts: TaskCounts) -> None:
-    """Fail at once when the job was terminated: its waiting tasks will never be scheduled."""
-    if session.batch.get_job(job_id).state != "completed":
+def _check_job_active(session: Session, job_id: str) -> None:
+    """Fail at once when the job was terminated with tasks that never ran: they never will be.
+
+    Decided from the job and the task list, never from task counts: Batch documents
+    counts as possibly lagging, and a job that completed normally between the counts
+    and the job read would look cancelled.
+    """
+    job = session.batch.get_job(job_id)
+    if job.state != "completed":
         return
+    never_ran = [t.id for t in session.batch.list_tasks(job_id) if t.state is not TaskState.COMPLETED]
+    if not never_ran:
+        return  # it finished: the next poll confirms it
+    reason = job.terminate_reason or "terminated"
+    why = "cancelled" if reason == "UserTerminate" else reason
     raise JobEnded(
-        f"job {job_id} was terminated (cancelled) with {counts.active} task(s) that never ran",
+        f"job {job_id} was terminated ({why}) with {len(never_ran)} task(s) that never ran",
         hint=f"what did finish: `runner results {job_id}`; to run it all: submit under a new --job-id",
     )
 

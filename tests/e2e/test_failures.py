@@ -275,3 +275,26 @@ def test_two_level_merge_blocked_by_a_failed_file_is_reported_as_skipped(
     assert info.value.result.corpus.outcome is TaskOutcome.SKIPPED  # type: ignore[attr-defined]
     states = {t.id: t.state.value for t in session.batch.list_tasks(job_id)}
     assert (states["merge-1"], states["merge-2"], states[MERGE_TASK_ID]) == ("completed", "active", "active")
+
+
+def test_a_job_that_completed_normally_is_not_reported_cancelled_from_stale_counts(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    """Batch documents task counts as possibly lagging: counts read before a job completed
+    normally (every task ran, ``onAllTasksComplete``) must not turn it into "cancelled"."""
+    from runner.submit import _check_job_active
+
+    out = target_outputs
+    session = Session(Target(TargetKind.FILE, outputs_file=tmp_path / "x.json"), out, AuthMode.SHAREDKEY)
+    job_id = "e2e-finished-stale-counts"
+    session.batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=False)
+    specs = [TaskSpec(str(i), f"file {i}", "/bin/true", (), ()) for i in (1, 2)]
+    assert session.batch.add_tasks(job_id, specs) == 2
+    session.batch.complete_when_tasks_done(job_id)
+    deadline = time.monotonic() + 60
+    while session.batch.get_job(job_id).state != "completed":
+        assert time.monotonic() < deadline, "the job did not complete"
+        time.sleep(0.1)
+    # monitor() calls it when (possibly stale) counts say nothing runs and tasks wait
+    _check_job_active(session, job_id)  # must not raise: nothing was cancelled
+    assert session.batch.delete_job(job_id) is True
