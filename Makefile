@@ -4,6 +4,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+# What `make demo` runs needs only the runner's own dependencies (no Pulumi, no dev tools).
+RUN_STAMP := $(VENV)/.installed-run
 NODE_STAMP := node_modules/.installed
 # A client of the previous SDK generation (azure-batch 14, msrest): it cannot live
 # next to azure-batch 15, so the compatibility test drives it from its own venv.
@@ -21,7 +23,13 @@ setup: $(STAMP) $(NODE_STAMP)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,infra]'
+	touch $@
+
+$(RUN_STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
 $(OLD_SDK_STAMP):
@@ -38,7 +46,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: setup
+demo: $(RUN_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/runner submit samples/
 
 test: setup $(OLD_SDK_STAMP) $(AZ_CLI_STAMP)

@@ -1,0 +1,48 @@
+"""The runner runs without the Pulumi program's dependencies (they are the ``infra`` extra).
+
+``make demo`` and ``pipx install .`` install only the runner's own dependencies, so a
+``runner submit`` must never import ``pulumi`` or ``pulumi_azure_native``. The check runs
+the real CLI in a fresh interpreter in which importing either one fails.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+# A meta-path finder that refuses the Pulumi packages, installed before the runner loads.
+_BLOCK = """
+import importlib.abc, sys
+class _NoPulumi(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pulumi", "pulumi_azure_native"):
+            raise ImportError(f"{name} is not installed (blocked by the test)")
+        return None
+sys.meta_path.insert(0, _NoPulumi())
+import pkgutil, importlib, runner
+for mod in pkgutil.iter_modules(runner.__path__):
+    importlib.import_module("runner." + mod.name)
+from runner.cli import main
+sys.argv = ["runner", *sys.argv[1:]]
+main()
+"""
+
+
+def test_submit_runs_without_pulumi_installed(tmp_path: Path, outputs_file: Path) -> None:
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("pulumi is not needed to count words words\n", encoding="utf-8")
+    dest = tmp_path / "results"
+    args = ["--outputs", str(outputs_file), "--json", "submit", str(corpus), "--job-id", "runtime-deps-only"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _BLOCK, *args, "--dest", str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["corpus"]["words"] == 8
+    assert "blocked by the test" not in proc.stderr
