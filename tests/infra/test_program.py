@@ -44,7 +44,8 @@ def test_program_with_default_config_exports_the_contract() -> None:
     assert exports.values["storageAccountKey"] == mocks.storage_key
     components = [r for r in mocks.resources if r.type == COMPONENT_TYPE]
     assert [c.name for c in components] == ["azbatch"]
-    assert len(mocks.resources) == 8
+    # The component, rg, storage, 3 containers, Batch identity and its role, account, pool.
+    assert len(mocks.resources) == 10
 
 
 def test_program_in_entra_mode_exports_no_secret() -> None:
