@@ -24,6 +24,22 @@ _VNET_PREFIX_LENGTHS = (16, 24)
 _ENDPOINT_SUBNET_LENGTH = 28
 # Batch and Storage accept at most 200 IP rules per endpoint.
 MAX_IP_RULES = 200
+# What Azure firewalls cannot match (RFC 1918, shared, loopback, link-local, multicast, reserved):
+# requests from such addresses arrive through a network, not from the internet.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(block)
+    for block in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
+)
 _SUBNET_ID = re.compile(
     r"^(/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+)"
     r"/subnets/[^/]+$",
@@ -101,7 +117,7 @@ def _ip_rule(read: ConfigReader, item: str) -> str:
             "allowedIpRanges",
             f"{item!r} is not an IPv4 address or CIDR range without host bits (203.0.113.7, 203.0.113.0/24)",
         ) from None
-    if network.version != 4 or not network.is_global:
+    if not isinstance(network, ipaddress.IPv4Network) or any(network.overlaps(b) for b in _NOT_PUBLIC):
         raise read.error(
             "allowedIpRanges",
             f"{item!r} is not a public IPv4 address or range (Azure firewalls match public ones)",

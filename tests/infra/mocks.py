@@ -155,16 +155,6 @@ class AzureMocks(pulumi.runtime.Mocks):
                 accountEndpoint=f"{name}.{location}.batch.azure.com",
                 provisioningState="Succeeded",
             )
-            identity = inputs.get("identity")
-            if identity:
-                # ARM answers with a map of identity id -> its principal, not the input's list of ids.
-                state["identity"] = {
-                    "type": identity["type"],
-                    "userAssignedIdentities": {
-                        identity_id: {"principalId": str(uuid.uuid4()), "clientId": str(uuid.uuid4())}
-                        for identity_id in identity.get("userAssignedIdentities", [])
-                    },
-                }
         elif args.typ == "azure-native:batch:Pool":
             name = inputs["poolName"]
             account = inputs["accountName"]
@@ -201,6 +191,16 @@ class AzureMocks(pulumi.runtime.Mocks):
                 state["customerId"] = str(uuid.uuid4())
         else:
             raise AssertionError(f"the program declared an unexpected resource type {args.typ}")
+        identity = inputs.get("identity")
+        if identity and args.typ in {"azure-native:batch:BatchAccount", "azure-native:batch:Pool"}:
+            # ARM answers with a map of identity id -> its principal, not the input's list of ids.
+            state["identity"] = {
+                "type": identity["type"],
+                "userAssignedIdentities": {
+                    identity_id: {"principalId": str(uuid.uuid4()), "clientId": str(uuid.uuid4())}
+                    for identity_id in identity.get("userAssignedIdentities", [])
+                },
+            }
         self.resources.append(RecordedResource(args.typ, args.name, inputs, state))
         return f"{args.name}-id" if "id" not in state else str(state["id"]), state
 
