@@ -2,8 +2,9 @@
 
 :func:`load_config` reads the project's configuration (the keys declared in
 ``Pulumi.yaml``; the engine hands them to the program as ``azbatch:<key>``) and
-returns an :class:`InfraConfig`. Every rule is checked before any resource is
-declared; a bad value raises :class:`InfraConfigError`, whose message names the
+returns a :class:`BatchEnvironmentArgs`, the typed arguments of the
+:class:`infra.environment.BatchEnvironment` component. Every rule is checked
+before any resource is declared; a bad value raises :class:`InfraConfigError`, whose message names the
 full key (``azbatch:nodeCount``) and the values it accepts. ``pulumi up`` shows
 that one line instead of a traceback (it is a ``pulumi.RunError``). A key that
 has no effect with the other keys' values (``subnetId`` without ``network
@@ -28,8 +29,8 @@ from runner.pool_spec import AutoscaleSpec, ImageSpec, PoolSpec
 
 __all__ = [
     "AuthMode",
+    "BatchEnvironmentArgs",
     "DiagnosticsConfig",
-    "InfraConfig",
     "InfraConfigError",
     "NetworkConfig",
     "NetworkMode",
@@ -85,8 +86,8 @@ class DiagnosticsConfig:
 
 
 @dataclass(frozen=True)
-class InfraConfig:
-    """Everything the program needs, validated.
+class BatchEnvironmentArgs:
+    """Everything the program needs, validated: the arguments of ``BatchEnvironment``.
 
     ``location`` is ``None`` when the stack does not set ``azbatch:location``: the
     resource group then takes the provider's ``azure-native:location``.
@@ -242,13 +243,13 @@ def _diagnostics(read: ConfigReader) -> DiagnosticsConfig | None:
     return DiagnosticsConfig(workspace_id=workspace, retention_days=retention) if enabled else None
 
 
-def load_config(config: pulumi.Config | None = None) -> InfraConfig:
+def load_config(config: pulumi.Config | None = None) -> BatchEnvironmentArgs:
     """Read and validate the project configuration (default: the current project's bag)."""
     read = ConfigReader(config if config is not None else pulumi.Config())
     auth_mode = read.choice("authMode", AuthMode, AuthMode.SHARED_KEY)
     deployer_type = _deployer(read)
     trusted_launch = read.boolean("trustedLaunch", True)
-    return InfraConfig(
+    return BatchEnvironmentArgs(
         pool=_pool(read, trusted_launch),
         auth_mode=auth_mode,
         location=read.optional_string("location"),

@@ -37,7 +37,7 @@ from pulumi import Output, ResourceOptions
 from pulumi_azure_native import authorization, batch, managedidentity, resources, storage
 
 from infra import network
-from infra.config import InfraConfig
+from infra.config import BatchEnvironmentArgs
 from infra.diagnostics import diagnostics
 from infra.network_config import NetworkConfig
 from infra.pool import AzurePoolOptions, pool_args
@@ -131,7 +131,7 @@ class BatchEnvironment(pulumi.ComponentResource):
     output_container: Output[str]
     application_container: Output[str]
 
-    def __init__(self, name: str, args: InfraConfig, opts: ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: BatchEnvironmentArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
         self._config = args
         tags = dict(args.pool.tags)

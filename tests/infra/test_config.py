@@ -9,7 +9,7 @@ import pulumi
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML comes with pulumi; no stubs installed
 
-from infra.config import AuthMode, InfraConfig, InfraConfigError, PrincipalKind, load_config
+from infra.config import AuthMode, BatchEnvironmentArgs, InfraConfigError, PrincipalKind, load_config
 from runner.pool_spec import AutoscaleSpec, ImageSpec, PoolSpec
 from tests.infra.mocks import PROJECT, start_engine
 
@@ -51,7 +51,9 @@ class RecordingConfig(pulumi.Config):
 
 def test_defaults_are_the_shared_pool_spec() -> None:
     start_engine({})
-    assert load_config() == InfraConfig(pool=PoolSpec(), auth_mode=AuthMode.SHARED_KEY, location=None)
+    assert load_config() == BatchEnvironmentArgs(
+        pool=PoolSpec(), auth_mode=AuthMode.SHARED_KEY, location=None
+    )
 
 
 def test_pulumi_yaml_declares_every_key_the_program_reads() -> None:
