@@ -22,6 +22,7 @@ DEFAULT_VNET_PREFIX = "10.20.0.0/22"
 # Smallest and largest virtual network the program creates: /24 leaves 123 node addresses.
 _VNET_PREFIX_LENGTHS = (16, 24)
 _ENDPOINT_SUBNET_LENGTH = 28
+_DOCKER_BRIDGE = ipaddress.ip_network("172.17.0.0/16")
 # Batch and Storage accept at most 200 IP rules per endpoint.
 MAX_IP_RULES = 200
 # What Azure firewalls cannot match (RFC 1918, shared, loopback, link-local, multicast, reserved):
@@ -105,6 +106,12 @@ def _vnet_prefix(read: ConfigReader) -> str:
         raise read.error(
             "vnetAddressPrefix",
             f"must be a private IPv4 range from /{shortest} to /{longest} (10.20.0.0/22), got {value!r}",
+        )
+    if network.overlaps(_DOCKER_BRIDGE):
+        raise read.error(
+            "vnetAddressPrefix",
+            f"{value!r} overlaps {_DOCKER_BRIDGE}, Docker's default bridge on the nodes (Batch advises "
+            "against it for a pool's network); choose another range",
         )
     return str(network)
 

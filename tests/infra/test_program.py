@@ -54,6 +54,22 @@ def test_program_in_entra_mode_exports_no_secret() -> None:
     assert not any(exports.secret.values())
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"network": "private", "allowedIpRanges": "203.0.113.7"},
+        {"poolIdentity": "true", "authMode": "entra"},
+        {"diagnostics": "true"},
+        {"autoscale": "true", "autoscaleSpotPercent": "50", "trustedLaunch": "false"},
+    ],
+)
+def test_options_add_no_output_key(config: dict[str, str]) -> None:
+    """The outputs contract is fixed: no option exports anything beyond it."""
+    _, exports = run_program(config)
+    expected = [k for k in OUTPUT_KEYS if config.get("authMode") != "entra" or k not in SECRET_OUTPUT_KEYS]
+    assert list(exports.values) == expected
+
+
 def test_program_with_invalid_config_declares_nothing() -> None:
     config = {"nodeCount": "-2"}
     mocks = start_engine(config)

@@ -114,6 +114,16 @@ def test_private_network_keys_are_read() -> None:
         ({"network": "private", "vnetAddressPrefix": "10.0.0.0/8"}, "vnetAddressPrefix", "from /16 to /24"),
         ({"network": "private", "vnetAddressPrefix": "10.0.0.0/26"}, "vnetAddressPrefix", "from /16 to /24"),
         ({"network": "private", "vnetAddressPrefix": "fd00::/64"}, "vnetAddressPrefix", "IPv4"),
+        (
+            {"network": "private", "vnetAddressPrefix": "172.17.4.0/22"},
+            "vnetAddressPrefix",
+            "Docker's default bridge",
+        ),
+        (
+            {"network": "private", "vnetAddressPrefix": "172.17.0.0/16"},
+            "vnetAddressPrefix",
+            "Docker's default bridge",
+        ),
         ({"network": "private", "subnetId": "batch-subnet"}, "subnetId", "a subnet resource id"),
         ({"network": "private", "allowedIpRanges": "10.1.2.3"}, "allowedIpRanges", "not a public IPv4"),
         ({"network": "private", "allowedIpRanges": "home"}, "allowedIpRanges", "not an IPv4 address or CIDR"),
