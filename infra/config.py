@@ -94,7 +94,8 @@ class BatchEnvironmentArgs:
     ``deployer_type`` is the kind of the principal that runs ``pulumi up`` (a person
     or a CI service principal) and ``data_access_group_id`` an Entra group that gets
     the same data roles; both matter only in ``entra`` mode. ``diagnostics`` is
-    ``None`` when diagnostics are off.
+    ``None`` when diagnostics are off. ``auto_storage_identity`` false (``sharedKey``
+    mode only) links auto-storage with the storage keys, which needs no role assignment.
     """
 
     pool: PoolSpec
@@ -103,6 +104,7 @@ class BatchEnvironmentArgs:
     deployer_type: PrincipalKind = PrincipalKind.USER
     data_access_group_id: str | None = None
     trusted_launch: bool = True
+    auto_storage_identity: bool = True
     network: NetworkConfig = field(default_factory=NetworkConfig)
     pool_identity: bool = False
     diagnostics: DiagnosticsConfig | None = None
@@ -243,6 +245,16 @@ def _diagnostics(read: ConfigReader) -> DiagnosticsConfig | None:
     return DiagnosticsConfig(workspace_id=workspace, retention_days=retention) if enabled else None
 
 
+def _auto_storage_identity(read: ConfigReader, auth_mode: AuthMode) -> bool:
+    enabled = read.boolean("autoStorageIdentity", True)
+    if not enabled and auth_mode is AuthMode.ENTRA:
+        raise read.error(
+            "autoStorageIdentity",
+            "must be true with authMode entra: the storage account has no keys to link auto-storage with",
+        )
+    return enabled
+
+
 def load_config(config: pulumi.Config | None = None) -> BatchEnvironmentArgs:
     """Read and validate the project configuration (default: the current project's bag)."""
     read = ConfigReader(config if config is not None else pulumi.Config())
@@ -256,6 +268,7 @@ def load_config(config: pulumi.Config | None = None) -> BatchEnvironmentArgs:
         deployer_type=deployer_type,
         data_access_group_id=_group(read, auth_mode),
         trusted_launch=trusted_launch,
+        auto_storage_identity=_auto_storage_identity(read, auth_mode),
         network=read_network(read),
         pool_identity=read.boolean("poolIdentity", False),
         diagnostics=_diagnostics(read),

@@ -10,7 +10,8 @@ Children (logical names are short and stable: renaming one replaces the resource
 * ``input``, ``output``, ``application``: private blob containers;
 * ``batch-identity``: the user-assigned identity the Batch account reaches its
   auto-storage account with (no storage keys, in both modes), with
-  ``batch-identity-blob`` (its Storage Blob Data Contributor role);
+  ``batch-identity-blob`` (its Storage Blob Data Contributor role); neither with
+  ``autoStorageIdentity: false`` (``sharedKey`` mode: auto-storage uses the keys);
 * ``batch``: the Batch account (Batch-service allocation mode), auto-storage linked
   to ``storage``; data-plane auth is SharedKey + Entra ID, or Entra ID only;
 * ``pool``: the pool of the shared :class:`runner.pool_spec.PoolSpec`, with simplified
@@ -219,9 +220,19 @@ class BatchEnvironment(pulumi.ComponentResource):
             ),
         )
 
-    def _batch_account(self) -> batch.BatchAccount:
-        # Batch reaches its auto-storage account with a managed identity, never with keys.
-        # A user-assigned one can be granted its role before the account exists.
+    def _auto_storage(
+        self,
+    ) -> tuple[
+        batch.AutoStorageBasePropertiesArgs, batch.BatchAccountIdentityArgs | None, list[pulumi.Resource]
+    ]:
+        """Auto-storage through the account's managed identity (default) or the storage keys."""
+        if not self._config.auto_storage_identity:
+            keys = batch.AutoStorageBasePropertiesArgs(
+                storage_account_id=self.storage_account.id,
+                authentication_mode=batch.AutoStorageAuthenticationMode.STORAGE_KEYS,
+            )
+            return keys, None, []
+        # A user-assigned identity can be granted its role before the account exists.
         identity = self._identity("batch-identity")
         identity_blob = assign(
             self._scope,
@@ -232,6 +243,17 @@ class BatchEnvironment(pulumi.ComponentResource):
             target=self.storage_account.id,
             subscription_id=self._client.subscription_id,
         )
+        auto_storage = batch.AutoStorageBasePropertiesArgs(
+            storage_account_id=self.storage_account.id,
+            authentication_mode=batch.AutoStorageAuthenticationMode.BATCH_ACCOUNT_MANAGED_IDENTITY,
+        )
+        account_identity = batch.BatchAccountIdentityArgs(
+            type=batch.ResourceIdentityType.USER_ASSIGNED, user_assigned_identities=[identity.id]
+        )
+        return auto_storage, account_identity, [identity_blob]
+
+    def _batch_account(self) -> batch.BatchAccount:
+        auto_storage, identity, after = self._auto_storage()
         modes = [batch.AuthenticationMode.AAD]
         if not self._config.entra:
             modes.insert(0, batch.AuthenticationMode.SHARED_KEY)
@@ -246,19 +268,13 @@ class BatchEnvironment(pulumi.ComponentResource):
                     location=scope.location,
                     pool_allocation_mode=batch.PoolAllocationMode.BATCH_SERVICE,
                     allowed_authentication_modes=modes,
-                    identity=batch.BatchAccountIdentityArgs(
-                        type=batch.ResourceIdentityType.USER_ASSIGNED,
-                        user_assigned_identities=[identity.id],
-                    ),
-                    auto_storage=batch.AutoStorageBasePropertiesArgs(
-                        storage_account_id=self.storage_account.id,
-                        authentication_mode=batch.AutoStorageAuthenticationMode.BATCH_ACCOUNT_MANAGED_IDENTITY,
-                    ),
+                    identity=identity,
+                    auto_storage=auto_storage,
                     public_network_access=access,
                     network_profile=profile,
                     tags=scope.tags,
                 ),
-                opts=scope.opts(depends_on=[identity_blob]),
+                opts=scope.opts(depends_on=after or None),
             ),
         )
 

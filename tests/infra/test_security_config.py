@@ -31,6 +31,7 @@ def test_security_defaults() -> None:
     start_engine({})
     config = load_config()
     assert config.trusted_launch is True
+    assert config.auto_storage_identity is True
     assert config.network.mode is NetworkMode.PUBLIC and not config.network.private
     assert config.network.allowed_ip_ranges == () and config.network.subnet_id is None
     assert config.pool_identity is False
@@ -181,6 +182,12 @@ def test_diagnostics_keys_are_read() -> None:
             "not to logAnalyticsWorkspaceId",
         ),
         ({"poolIdentity": "on"}, "poolIdentity", "true or false"),
+        ({"autoStorageIdentity": "no"}, "autoStorageIdentity", "true or false"),
+        (
+            {"authMode": "entra", "autoStorageIdentity": "false"},
+            "autoStorageIdentity",
+            "must be true with authMode entra",
+        ),
         ({"trustedLaunch": "off"}, "trustedLaunch", "true or false"),
         ({"autoscaleSpotPercent": "101"}, "autoscaleSpotPercent", "between 0 and 100"),
         ({"autoscaleSpotPercent": "-5"}, "autoscaleSpotPercent", "between 0 and 100"),

@@ -69,6 +69,20 @@ def test_simplified_communication_whatever_the_options(deploy: Deploy) -> None:
     assert pool["targetNodeCommunicationMode"] == "Simplified"
 
 
+# --- auto-storage ---------------------------------------------------------------------------
+
+
+def test_auto_storage_with_keys_needs_no_identity_or_role(deploy: Deploy) -> None:
+    mocks = deploy({"autoStorageIdentity": "false"}).mocks
+    account = mocks.one(BATCH).inputs
+    assert account["autoStorage"] == {
+        "storageAccountId": mocks.one(STORAGE).state["id"],
+        "authenticationMode": "StorageKeys",
+    }
+    assert "identity" not in account
+    assert not types(mocks) & {IDENTITY, ROLE}
+
+
 # --- network: public (default) and private ----------------------------------------------------
 
 
