@@ -59,9 +59,20 @@ def test_entra_mode_adds_the_deployer_role_assignments(deploy: Deploy) -> None:
     assert types == sorted([*expected, ROLE, ROLE, ROLE])
 
 
-@pytest.mark.parametrize("auth_mode", ["sharedKey", "entra"])
-def test_every_resource_is_a_child_of_the_component(deploy: Deploy, auth_mode: str) -> None:
-    deployment = deploy({"authMode": auth_mode})
+EVERYTHING_ON = {
+    "authMode": "entra",
+    "dataAccessGroupId": "0b5e3f0c-6d2a-4c1e-9f7a-2a4d8c6e1b3f",
+    "network": "private",
+    "poolIdentity": "true",
+    "diagnostics": "true",
+}
+
+
+@pytest.mark.parametrize(
+    "config", [{}, {"authMode": "entra"}, EVERYTHING_ON], ids=["default", "entra", "all"]
+)
+def test_every_resource_is_a_child_of_the_component(deploy: Deploy, config: dict[str, str]) -> None:
+    deployment = deploy(config)
     # Every resource the provider saw is one the component holds, so the URN check covers them all.
     assert len(deployment.urns) == len(deployment.mocks.resources) - 1
     for name, urn in deployment.urns.items():
