@@ -335,3 +335,10 @@ def test_autoscale_fills_a_share_with_spot_and_replaces_preempted_ones(deploy: D
         "$TargetDedicatedNodes = $nodes - $spot + min($spot, $preempted);",
         "$NodeDeallocationOption = taskcompletion;",
     ]
+
+
+def test_vnet_address_prefix_sizes_the_created_network(deploy: Deploy) -> None:
+    mocks = deploy({"network": "private", "vnetAddressPrefix": "10.64.0.0/16"}).mocks
+    assert mocks.one(VNET).inputs["addressSpace"] == {"addressPrefixes": ["10.64.0.0/16"]}
+    assert named(mocks, "nodes").inputs["addressPrefix"] == "10.64.0.0/17"
+    assert named(mocks, "endpoints").inputs["addressPrefix"] == "10.64.128.0/28"
