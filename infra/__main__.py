@@ -8,5 +8,5 @@ from infra.config import load_config
 from infra.environment import BatchEnvironment
 
 environment = BatchEnvironment("azbatch", load_config())
-for key, value in environment.outputs.items():
+for key, value in environment.exports().items():
     pulumi.export(key, value)

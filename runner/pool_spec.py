@@ -53,26 +53,38 @@ class StartTaskSpec:
 
 @dataclass(frozen=True)
 class AutoscaleSpec:
-    """Autoscale between ``min_nodes`` and ``max_nodes`` on pending tasks."""
+    """Autoscale between ``min_nodes`` and ``max_nodes`` on pending tasks.
+
+    ``spot_percent`` of the nodes (rounded down) are Spot nodes; each preempted Spot
+    node is replaced by a dedicated one, so the nodes that can run stay the target.
+    """
 
     min_nodes: int = 0
     max_nodes: int = 4
     evaluation_interval_minutes: int = 5
+    spot_percent: int = 0
 
     def formula(self, task_slots_per_node: int) -> str:
         """Batch autoscale formula: scale on pending tasks, to ``min_nodes`` when idle."""
         slots = max(1, task_slots_per_node)
-        return "\n".join(
-            [
-                "$samples = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 5);",
-                "$pending = $samples < 70 ? max(0, $PendingTasks.GetSample(1)) : "
-                "max($PendingTasks.GetSample(1), avg($PendingTasks.GetSample(TimeInterval_Minute * 5)));",
-                f"$wanted = ($pending + {slots - 1}) / {slots};",
-                f"$TargetDedicatedNodes = max({self.min_nodes}, min({self.max_nodes}, $wanted));",
-                "$TargetLowPriorityNodes = 0;",
-                "$NodeDeallocationOption = taskcompletion;",
+        head = [
+            "$samples = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 5);",
+            "$pending = $samples < 70 ? max(0, $PendingTasks.GetSample(1)) : "
+            "max($PendingTasks.GetSample(1), avg($PendingTasks.GetSample(TimeInterval_Minute * 5)));",
+            f"$wanted = ($pending + {slots - 1}) / {slots};",
+        ]
+        nodes = f"max({self.min_nodes}, min({self.max_nodes}, $wanted))"
+        if self.spot_percent <= 0:
+            targets = [f"$TargetDedicatedNodes = {nodes};", "$TargetLowPriorityNodes = 0;"]
+        else:
+            targets = [
+                f"$nodes = {nodes};",
+                f"$spot = floor($nodes * {self.spot_percent} / 100);",
+                "$preempted = max(0, $PreemptedNodeCount.GetSample(1));",
+                "$TargetLowPriorityNodes = $spot;",
+                "$TargetDedicatedNodes = $nodes - $spot + min($spot, $preempted);",
             ]
-        )
+        return "\n".join([*head, *targets, "$NodeDeallocationOption = taskcompletion;"])
 
 
 @dataclass(frozen=True)
@@ -98,3 +110,5 @@ class PoolSpec:
             raise ValueError("task_slots_per_node must be >= 1")
         if self.autoscale is not None and self.autoscale.max_nodes < self.autoscale.min_nodes:
             raise ValueError("autoscale max_nodes must be >= min_nodes")
+        if self.autoscale is not None and not 0 <= self.autoscale.spot_percent <= 100:
+            raise ValueError("autoscale spot_percent must be between 0 and 100")

@@ -38,17 +38,7 @@ def _clean_pulumi_runtime() -> Iterator[None]:
 
 
 def _urns(environment: BatchEnvironment) -> dict[str, pulumi.Output[str]]:
-    children: dict[str, pulumi.Resource] = {
-        "rg": environment.resource_group,
-        "storage": environment.storage_account,
-        "batch": environment.batch_account,
-        "pool": environment.pool,
-        **environment.containers,
-        **environment.role_assignments,
-    }
-    if environment.batch_identity is not None:
-        children["batch-identity"] = environment.batch_identity
-    return {name: child.urn for name, child in children.items()}
+    return {name: child.urn for name, child in environment.children.items()}
 
 
 @pytest.fixture
@@ -63,7 +53,7 @@ def deploy() -> Callable[[dict[str, str]], Deployment]:
         def program() -> pulumi.Output[Deployment]:
             environment = BatchEnvironment("azbatch", load_config())
             urns = pulumi.Output.all(**_urns(environment))
-            resolved: pulumi.Output[Resolved] = pulumi.Output.from_input(resolve(environment.outputs))
+            resolved: pulumi.Output[Resolved] = pulumi.Output.from_input(resolve(environment.exports()))
 
             def record(args: list[object]) -> Deployment:
                 outputs, urn_map = args

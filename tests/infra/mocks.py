@@ -25,6 +25,35 @@ STACK = "test"
 LOCATION = "westeurope"
 
 
+# Resources ARM names within the resource group: type -> (provider path, input that names it).
+_PLAIN_RESOURCES = {
+    "azure-native:network:VirtualNetwork": ("Microsoft.Network/virtualNetworks", "virtualNetworkName"),
+    "azure-native:network:PublicIPAddress": ("Microsoft.Network/publicIPAddresses", "publicIpAddressName"),
+    "azure-native:network:NatGateway": ("Microsoft.Network/natGateways", "natGatewayName"),
+    "azure-native:network:PrivateEndpoint": ("Microsoft.Network/privateEndpoints", "privateEndpointName"),
+    "azure-native:privatedns:PrivateZone": ("Microsoft.Network/privateDnsZones", "privateZoneName"),
+    "azure-native:operationalinsights:Workspace": (
+        "Microsoft.OperationalInsights/workspaces",
+        "workspaceName",
+    ),
+}
+# Resources that live under another: type -> (input naming the parent, id segment, input naming it).
+_CHILD_RESOURCES = {
+    "azure-native:network:Subnet": ("virtualNetworkName", "subnets", "subnetName"),
+    "azure-native:network:PrivateDnsZoneGroup": (
+        "privateEndpointName",
+        "privateDnsZoneGroups",
+        "privateDnsZoneGroupName",
+    ),
+    "azure-native:privatedns:VirtualNetworkLink": (
+        "privateZoneName",
+        "virtualNetworkLinks",
+        "virtualNetworkLinkName",
+    ),
+    "azure-native:monitor:DiagnosticSetting": ("resourceUri", "diagnosticSettings", "name"),
+}
+
+
 @dataclass
 class RecordedResource:
     """One resource registration as the engine received it (inputs in camelCase)."""
@@ -67,6 +96,16 @@ class AzureMocks(pulumi.runtime.Mocks):
     def _arm_id(self, resource_group: str, provider: str, name: str) -> str:
         group_id = f"/subscriptions/{self.subscription_id}/resourceGroups/{resource_group}"
         return f"{group_id}/providers/{provider}/{name}"
+
+    def _child_id(self, group: str, typ: str, parent: str, segment: str, name: str) -> str:
+        if typ == "azure-native:monitor:DiagnosticSetting":
+            return f"{parent}/providers/Microsoft.Insights/diagnosticSettings/{name}"
+        provider = {
+            "azure-native:network:Subnet": "Microsoft.Network/virtualNetworks",
+            "azure-native:network:PrivateDnsZoneGroup": "Microsoft.Network/privateEndpoints",
+            "azure-native:privatedns:VirtualNetworkLink": "Microsoft.Network/privateDnsZones",
+        }[typ]
+        return self._arm_id(group, provider, f"{parent}/{segment}/{name}")
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -116,16 +155,6 @@ class AzureMocks(pulumi.runtime.Mocks):
                 accountEndpoint=f"{name}.{location}.batch.azure.com",
                 provisioningState="Succeeded",
             )
-            identity = inputs.get("identity")
-            if identity:
-                # ARM answers with a map of identity id -> its principal, not the input's list of ids.
-                state["identity"] = {
-                    "type": identity["type"],
-                    "userAssignedIdentities": {
-                        identity_id: {"principalId": str(uuid.uuid4()), "clientId": str(uuid.uuid4())}
-                        for identity_id in identity.get("userAssignedIdentities", [])
-                    },
-                }
         elif args.typ == "azure-native:batch:Pool":
             name = inputs["poolName"]
             account = inputs["accountName"]
@@ -150,8 +179,28 @@ class AzureMocks(pulumi.runtime.Mocks):
                 name=name,
                 id=f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{name}",
             )
+        elif args.typ in _CHILD_RESOURCES:
+            parent_key, segment, name_key = _CHILD_RESOURCES[args.typ]
+            name = inputs.get(name_key) or f"{args.name}{suffix}"
+            state.update(name=name, id=self._child_id(group, args.typ, inputs[parent_key], segment, name))
+        elif args.typ in _PLAIN_RESOURCES:
+            provider, name_key = _PLAIN_RESOURCES[args.typ]
+            name = inputs.get(name_key) or f"{args.name}{suffix}"
+            state.update(name=name, id=self._arm_id(group, provider, name))
+            if args.typ == "azure-native:operationalinsights:Workspace":
+                state["customerId"] = str(uuid.uuid4())
         else:
             raise AssertionError(f"the program declared an unexpected resource type {args.typ}")
+        identity = inputs.get("identity")
+        if identity and args.typ in {"azure-native:batch:BatchAccount", "azure-native:batch:Pool"}:
+            # ARM answers with a map of identity id -> its principal, not the input's list of ids.
+            state["identity"] = {
+                "type": identity["type"],
+                "userAssignedIdentities": {
+                    identity_id: {"principalId": str(uuid.uuid4()), "clientId": str(uuid.uuid4())}
+                    for identity_id in identity.get("userAssignedIdentities", [])
+                },
+            }
         self.resources.append(RecordedResource(args.typ, args.name, inputs, state))
         return f"{args.name}-id" if "id" not in state else str(state["id"]), state
 

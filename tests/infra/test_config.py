@@ -9,7 +9,7 @@ import pulumi
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML comes with pulumi; no stubs installed
 
-from infra.config import AuthMode, InfraConfig, InfraConfigError, PrincipalKind, load_config
+from infra.config import AuthMode, BatchEnvironmentArgs, InfraConfigError, PrincipalKind, load_config
 from runner.pool_spec import AutoscaleSpec, ImageSpec, PoolSpec
 from tests.infra.mocks import PROJECT, start_engine
 
@@ -51,7 +51,9 @@ class RecordingConfig(pulumi.Config):
 
 def test_defaults_are_the_shared_pool_spec() -> None:
     start_engine({})
-    assert load_config() == InfraConfig(pool=PoolSpec(), auth_mode=AuthMode.SHARED_KEY, location=None)
+    assert load_config() == BatchEnvironmentArgs(
+        pool=PoolSpec(), auth_mode=AuthMode.SHARED_KEY, location=None
+    )
 
 
 def test_pulumi_yaml_declares_every_key_the_program_reads() -> None:
@@ -69,8 +71,15 @@ def test_pulumi_yaml_schema_is_typed_and_described() -> None:
         if "default" in declaration:
             expected = {"string": str, "integer": int, "boolean": bool}[declaration["type"]]
             assert type(declaration["default"]) is expected, key
-    # Only the region falls back to the provider's own setting (azure-native:location).
-    assert [key for key, d in project_schema().items() if "default" not in d] == ["location"]
+    # The region falls back to the provider's own setting (azure-native:location); the others
+    # name something that exists only when the user has one (a group, a subnet, a workspace).
+    assert [key for key, d in project_schema().items() if "default" not in d] == [
+        "location",
+        "dataAccessGroupId",
+        "subnetId",
+        "allowedIpRanges",
+        "logAnalyticsWorkspaceId",
+    ]
 
 
 def test_pulumi_yaml_defaults_equal_the_program_defaults() -> None:
@@ -138,7 +147,8 @@ def test_autoscale_off_keeps_fixed_scale() -> None:
         ("maxNodes", "0", ">= 1"),
         ("authMode", "kerberos", "sharedKey, entra"),
         ("authMode", "SharedKey", "sharedKey, entra"),
-        ("deployerPrincipalType", "robot", "User, ServicePrincipal, Group"),
+        ("deployerPrincipalType", "robot", "User, ServicePrincipal"),
+        ("deployerPrincipalType", "Group", "give a group its roles with dataAccessGroupId"),
         ("autoscale", "maybe", "true or false"),
         ("poolId", "my pool", "letters, digits, hyphens or underscores"),
         ("poolId", "p" * 65, "1 to 64"),

@@ -48,19 +48,31 @@ def role_id(deployment: Deployment, role: BuiltInRole) -> str:
 def test_shared_key_mode_declares_exactly_the_expected_resources(deploy: Deploy) -> None:
     deployment = deploy({})
     types = sorted(r.type for r in deployment.mocks.resources)
-    assert types == sorted([COMPONENT_TYPE, RG, STORAGE, CONTAINER, CONTAINER, CONTAINER, BATCH, POOL])
+    expected = [COMPONENT_TYPE, RG, STORAGE, CONTAINER, CONTAINER, CONTAINER, BATCH, POOL, IDENTITY, ROLE]
+    assert types == sorted(expected)
 
 
-def test_entra_mode_adds_the_identity_and_role_assignments(deploy: Deploy) -> None:
+def test_entra_mode_adds_the_deployer_role_assignments(deploy: Deploy) -> None:
     deployment = deploy({"authMode": "entra"})
     types = sorted(r.type for r in deployment.mocks.resources)
     expected = [COMPONENT_TYPE, RG, STORAGE, CONTAINER, CONTAINER, CONTAINER, BATCH, POOL, IDENTITY]
     assert types == sorted([*expected, ROLE, ROLE, ROLE])
 
 
-@pytest.mark.parametrize("auth_mode", ["sharedKey", "entra"])
-def test_every_resource_is_a_child_of_the_component(deploy: Deploy, auth_mode: str) -> None:
-    deployment = deploy({"authMode": auth_mode})
+EVERYTHING_ON = {
+    "authMode": "entra",
+    "dataAccessGroupId": "0b5e3f0c-6d2a-4c1e-9f7a-2a4d8c6e1b3f",
+    "network": "private",
+    "poolIdentity": "true",
+    "diagnostics": "true",
+}
+
+
+@pytest.mark.parametrize(
+    "config", [{}, {"authMode": "entra"}, EVERYTHING_ON], ids=["default", "entra", "all"]
+)
+def test_every_resource_is_a_child_of_the_component(deploy: Deploy, config: dict[str, str]) -> None:
+    deployment = deploy(config)
     # Every resource the provider saw is one the component holds, so the URN check covers them all.
     assert len(deployment.urns) == len(deployment.mocks.resources) - 1
     for name, urn in deployment.urns.items():
@@ -94,27 +106,18 @@ def test_containers_are_private_and_in_the_account(deploy: Deploy) -> None:
         assert container.inputs["resourceGroupName"] == deployment.mocks.one(RG).state["name"]
 
 
-def test_shared_key_batch_account_links_auto_storage(deploy: Deploy) -> None:
-    deployment = deploy({})
-    account = deployment.mocks.one(BATCH).inputs
-    assert account["poolAllocationMode"] == "BatchService"
-    assert account["allowedAuthenticationModes"] == ["SharedKey", "AAD"]
-    assert account["autoStorage"] == {
-        "storageAccountId": deployment.mocks.one(STORAGE).state["id"],
-        "authenticationMode": "StorageKeys",
-    }
-    assert "identity" not in account
-    assert deployment.mocks.of_type(ROLE) == []
-
-
-def test_entra_batch_account_uses_its_identity_for_auto_storage(deploy: Deploy) -> None:
-    deployment = deploy({"authMode": "entra"})
+@pytest.mark.parametrize(("auth_mode", "modes"), [("sharedKey", ["SharedKey", "AAD"]), ("entra", ["AAD"])])
+def test_batch_account_uses_its_identity_for_auto_storage(
+    deploy: Deploy, auth_mode: str, modes: list[str]
+) -> None:
+    """No storage key is involved between Batch and its auto-storage account, in either mode."""
+    deployment = deploy({"authMode": auth_mode})
     mocks = deployment.mocks
     account = mocks.one(BATCH).inputs
     identity = mocks.one(IDENTITY).state
     storage_id = mocks.one(STORAGE).state["id"]
     assert account["poolAllocationMode"] == "BatchService"
-    assert account["allowedAuthenticationModes"] == ["AAD"]
+    assert account["allowedAuthenticationModes"] == modes
     assert account["autoStorage"] == {
         "storageAccountId": storage_id,
         "authenticationMode": "BatchAccountManagedIdentity",
@@ -211,8 +214,14 @@ def test_pool_is_the_shared_pool_spec(deploy: Deploy) -> None:
                 "version": image.version,
             },
             "nodeAgentSkuId": image.node_agent_sku_id,
+            "securityProfile": {
+                "securityType": "trustedLaunch",
+                "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
+            },
         }
     }
+    assert pool["targetNodeCommunicationMode"] == "Simplified"
+    assert "networkConfiguration" not in pool and "identity" not in pool
     assert pool["startTask"] == {
         "commandLine": START_TASK_COMMAND,
         "waitForSuccess": True,

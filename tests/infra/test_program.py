@@ -44,13 +44,30 @@ def test_program_with_default_config_exports_the_contract() -> None:
     assert exports.values["storageAccountKey"] == mocks.storage_key
     components = [r for r in mocks.resources if r.type == COMPONENT_TYPE]
     assert [c.name for c in components] == ["azbatch"]
-    assert len(mocks.resources) == 8
+    # The component, rg, storage, 3 containers, Batch identity and its role, account, pool.
+    assert len(mocks.resources) == 10
 
 
 def test_program_in_entra_mode_exports_no_secret() -> None:
     _, exports = run_program({"authMode": "entra"})
     assert list(exports.values) == [key for key in OUTPUT_KEYS if key not in SECRET_OUTPUT_KEYS]
     assert not any(exports.secret.values())
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"network": "private", "allowedIpRanges": "203.0.113.7"},
+        {"poolIdentity": "true", "authMode": "entra"},
+        {"diagnostics": "true"},
+        {"autoscale": "true", "autoscaleSpotPercent": "50", "trustedLaunch": "false"},
+    ],
+)
+def test_options_add_no_output_key(config: dict[str, str]) -> None:
+    """The outputs contract is fixed: no option exports anything beyond it."""
+    _, exports = run_program(config)
+    expected = [k for k in OUTPUT_KEYS if config.get("authMode") != "entra" or k not in SECRET_OUTPUT_KEYS]
+    assert list(exports.values) == expected
 
 
 def test_program_with_invalid_config_declares_nothing() -> None:
