@@ -161,10 +161,7 @@ def from_pulumi(stack: str | None, *, cwd: Path | None = None) -> Outputs:
         raise TargetError(f"`pulumi stack output` for {label} timed out") from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no error message"])[-1]
-        raise TargetError(
-            f"cannot read outputs of {label}: {last[:300]}",
-            hint="check `pulumi stack ls` in the project directory, or name the stack as org/project/stack",
-        )
+        raise TargetError(f"cannot read outputs of {label}: {last[:300]}", hint=_pulumi_hint(proc.stderr))
     try:
         data = json.loads(proc.stdout or "{}")
     except json.JSONDecodeError:
@@ -172,6 +169,18 @@ def from_pulumi(stack: str | None, *, cwd: Path | None = None) -> Outputs:
     if not isinstance(data, dict) or not data:
         raise TargetError(f"{label} has no outputs", hint="run `pulumi up` first")
     return from_mapping(data, source=label)
+
+
+def _pulumi_hint(stderr: str) -> str:
+    """What to do about a failed ``pulumi stack output``, from what the CLI said."""
+    if "PULUMI_CONFIG_PASSPHRASE" in stderr:
+        # A passphrase-encrypted stack (`pulumi login --local`): `--show-secrets` cannot prompt
+        # when run by the runner, so the passphrase must come from the environment.
+        return (
+            "the stack's secrets are passphrase-encrypted: export PULUMI_CONFIG_PASSPHRASE "
+            "(or PULUMI_CONFIG_PASSPHRASE_FILE) in this shell; see docs/azure.md#deploy"
+        )
+    return "check `pulumi stack ls` in the project directory, or name the stack as org/project/stack"
 
 
 def write_file(path: Path, outputs: Outputs) -> None:

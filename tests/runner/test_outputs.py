@@ -109,3 +109,24 @@ def test_pulumi_runs_in_the_project_directory_from_anywhere(
     (tmp_path / "outputs.json").write_text("{}")
     with pytest.raises(TargetError, match="has no outputs"):
         from_pulumi("dev")
+
+
+def test_a_passphrase_stack_without_the_passphrase_says_which_variable_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pulumi login --local` stacks are passphrase-encrypted: the runner's non-interactive
+    `--show-secrets` read needs PULUMI_CONFIG_PASSPHRASE; the hint says so, not `stack ls`."""
+    fake = tmp_path / "pulumi"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo \'error: constructing secrets manager of type "passphrase": passphrase must be set with '
+        "PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE environment variables' >&2\n"
+        "exit 255\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TargetError) as info:
+        from_pulumi("dev")
+    assert "PULUMI_CONFIG_PASSPHRASE" in str(info.value.hint)
+    assert "docs/azure.md" in str(info.value.hint)
+    assert "stack ls" not in str(info.value.hint)
