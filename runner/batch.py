@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 from urllib.parse import urlparse
 
 from azure.batch import BatchClient
@@ -49,6 +50,12 @@ ADD_TASKS_SLICE = 2000
 #: hundreds, and so many per request would pass Batch's 1 MB limit (the SDK would
 #: then halve its requests until they fit, after sending the oversized ones).
 ADD_TASKS_FILES_PER_SLICE = 2000
+
+#: azure-core's RetryPolicy for every Batch request: 429 and 503 with ``Retry-After`` (waited
+#: as asked), 408/500/502/503/504 (POST and PATCH too on 500/503/504: adding tasks is
+#: idempotent, ``TaskExists`` counts as added), and connection errors, backing off
+#: 0, 0.8, 1.6, 3.2 s. The only retry loop: nothing in the runner retries on its own.
+RETRY: dict[str, Any] = {"retry_total": 4, "retry_connect": 2, "retry_status": 4, "retry_backoff_factor": 0.4}
 
 STDERR_FILE = "stderr.txt"
 STDOUT_FILE = "stdout.txt"
@@ -173,6 +180,11 @@ def from_http(exc: HttpResponseError, what: str) -> RunnerError:
             f"the job is completed (it finished or was cancelled) while {what}",
             hint="a completed job takes no new tasks: submit under a new --job-id",
         )
+    if status in (429, 500, 503):
+        return RemoteError(
+            f"Batch error while {what}: {status} {code}".rstrip(),
+            hint="the service is busy or throttling and still was after 4 retries: try again later",
+        )
     return RemoteError(f"Batch error while {what}: {status} {code}".rstrip())
 
 
@@ -189,14 +201,7 @@ class Batch:
             cred = AzureNamedKeyCredential(outputs.batch_account_name, outputs.batch_account_key)
         else:
             raise AuthError("no Batch key in the outputs", hint="use --auth entra or add batchAccountKey")
-        self._client = BatchClient(
-            self.endpoint,
-            cred,
-            retry_total=4,
-            retry_connect=2,
-            retry_backoff_factor=0.4,
-            connection_timeout=10,
-        )
+        self._client = BatchClient(self.endpoint, cred, **RETRY, connection_timeout=10)
 
     # -- pools ------------------------------------------------------------------------
 

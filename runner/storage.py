@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -118,7 +119,8 @@ def translate_errors(what: str, endpoint: str) -> Iterator[None]:
 
 def _from_http(exc: HttpResponseError, what: str) -> RunnerError:
     status = exc.status_code or 0
-    code = getattr(exc, "error_code", None) or ""
+    raw = getattr(exc, "error_code", None) or ""
+    code = str(getattr(raw, "value", raw))  # the SDK gives a StorageErrorCode enum or a str
     if status in (401, 403):
         return AuthError(
             f"Storage rejected the credentials while {what} ({status} {code or 'AuthenticationFailed'})",
@@ -126,6 +128,11 @@ def _from_http(exc: HttpResponseError, what: str) -> RunnerError:
         )
     if status == 404:
         return NotFoundError(f"not found while {what} ({code or 'NotFound'})")
+    if status in (429, 500, 503):
+        return RemoteError(
+            f"Storage error while {what}: {status} {code}".rstrip(),
+            hint="the service is busy or throttling and still was after 4 retries: try again later",
+        )
     return RemoteError(f"Storage error while {what}: {status} {code}".rstrip())
 
 
@@ -155,11 +162,7 @@ class Storage:
         self._client = BlobServiceClient(
             self.endpoint,
             credential=cred,
-            # 429/5xx and timeouts are retried by the SDK; a refused connection only once,
-            # so a target that is down is reported in seconds, not minutes.
-            retry_policy=ExponentialRetry(
-                initial_backoff=1, increment_base=2, retry_total=4, retry_connect=1
-            ),
+            retry_policy=_retry_policy(),
             connection_timeout=10,
         )
         self.max_workers = max_workers
@@ -391,6 +394,52 @@ class Storage:
                     key = self._client.get_user_delegation_key(_start(), expiry + timedelta(minutes=5))
                 self._delegation_key = key
         return {"user_delegation_key": key}
+
+
+class _RetryAfterExponentialRetry(ExponentialRetry):
+    """The Storage SDK's exponential retry, waiting at least what a ``Retry-After`` header asks.
+
+    Storage throttles with 503 ``ServerBusy`` and 500 ``OperationTimedOut`` (Azure's
+    scalability targets); the SDK's policy retries those and every other 5xx except
+    501/505, plus 408 and connection errors, but sleeps its own backoff only.
+    """
+
+    def sleep(self, settings: dict[str, Any], transport: Any) -> None:
+        history = settings.get("history") or []
+        response = getattr(history[-1], "http_response", None) if history else None
+        wait = _retry_after(response.headers.get("Retry-After") if response is not None else None)
+        if wait is None or wait <= self.get_backoff_time(settings):
+            super().sleep(settings, transport)
+            return
+        transport.sleep(min(wait, _MAX_RETRY_AFTER))
+
+
+#: A Retry-After longer than this is cut to it (a misbehaving proxy cannot stall the runner).
+_MAX_RETRY_AFTER = 60.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), ``None`` if absent/bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _retry_policy() -> ExponentialRetry:
+    """Retries of every Storage request: 4, backing off 1, 3, 9 s (+-1 s jitter) or what
+    ``Retry-After`` says; a refused connection only once, so a target that is down is
+    reported in seconds, not minutes."""
+    return _RetryAfterExponentialRetry(
+        initial_backoff=1, increment_base=2, retry_total=4, retry_connect=1, random_jitter_range=1
+    )
 
 
 def _start() -> datetime:
