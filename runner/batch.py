@@ -389,18 +389,35 @@ class Batch:
                     f"Batch refused {len(exc.failure_tasks)} task(s) ({ids}): {', '.join(codes)}"
                 ) from None
 
-    def complete_when_tasks_done(self, job_id: str) -> None:
-        """Set ``onAllTasksComplete: terminateJob``: the job completes with its last task.
+    def complete_when_tasks_done(self, job_id: str, *, complete: bool = True) -> None:
+        """Set ``onAllTasksComplete``: ``terminateJob`` (``complete``), or ``noAction``.
 
-        Call it once every task is added (a completed job takes no new tasks). A job
-        left active counts against the account's active-job quota for ever. Already
-        completed (409 ``JobCompleted``) is fine: a resumed job that had finished.
+        With ``terminateJob`` the job completes with its last task and leaves the
+        account's active-job quota, but a completed job takes no new tasks and none
+        of its tasks can be reactivated. ``noAction`` keeps it active (a runner that
+        watches it decides at the end: see docs/architecture.md, "Job life cycle").
+        Already completed (409 ``JobCompleted``) is fine: a resumed job that had finished.
         """
+        mode = "terminatejob" if complete else "noaction"
         with (
             translate_errors(f"updating job {job_id}", self._host),
             contextlib.suppress(ResourceExistsError),
         ):
-            self._client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
+            self._client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode=mode))
+
+    def reactivate_task(self, job_id: str, task_id: str) -> None:
+        """Batch's reactivate: a failed task runs again (its retry count starts over).
+
+        A job that is not active (409 ``JobCompleted``) is a :class:`RemoteError` with
+        what to do; a task that did not fail (409) is left as it is.
+        """
+        with translate_errors(f"reactivating task {task_id} of job {job_id}", self._host):
+            try:
+                self._client.reactivate_task(job_id, task_id)
+            except ResourceExistsError as exc:
+                if getattr(exc.error, "code", None) == "JobCompleted":
+                    raise
+                log.info("task %s of job %s was not reactivated: %s", task_id, job_id, exc.error)
 
     def task_counts(self, job_id: str) -> TaskCounts:
         with translate_errors(f"getting the task counts of job {job_id}", self._host):

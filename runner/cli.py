@@ -457,6 +457,34 @@ def results(
 
 @app.command()
 @_handle_errors
+def retry(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    dest: Annotated[
+        Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the tasks.")] = 7200.0,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep/--cleanup", help="Delete the job and its blobs if all succeeded."),
+    ] = True,
+) -> None:
+    """Run a job's failed tasks again (and the merge they blocked), wait, download the results."""
+    from runner import report
+    from runner.retry import retry as do_retry
+    from runner.submit import SubmitOptions
+
+    opts = SubmitOptions(dest=dest, timeout=timedelta(seconds=timeout), keep=keep)
+    opts.validate()
+    session = STATE.session()
+    outcome = do_retry(session, job, opts, STATE.reporter())
+    if not STATE.quiet:
+        report.print_summary(STATE.console, outcome)
+    if STATE.json:
+        typer.echo(report.dumps(outcome.to_json()))
+
+
+@app.command()
+@_handle_errors
 def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Terminate a job: running tasks are stopped, waiting tasks never start."""
     session = STATE.session()

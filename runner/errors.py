@@ -93,8 +93,10 @@ class TaskFailures(RunnerError):
 
     exit_code = 10
 
-    def __init__(self, message: str, *, failures: list[object], result: object | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, failures: list[object], result: object | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
         #: :class:`runner.batch.TaskFailure` values.
         self.failures = failures
         #: the :class:`runner.results.JobResults` of the tasks that did succeed, if any.

@@ -34,7 +34,15 @@ from pathlib import Path
 
 from runner import manifest as mf
 from runner.batch import PoolHealth, TaskCounts, TaskFailure, TaskState
-from runner.errors import JobEnded, NotFoundError, StartTaskFailed, TaskFailures, UsageError, WaitTimeout
+from runner.errors import (
+    JobEnded,
+    NotFoundError,
+    RunnerError,
+    StartTaskFailed,
+    TaskFailures,
+    UsageError,
+    WaitTimeout,
+)
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
 from runner.progress import Reporter
@@ -234,17 +242,33 @@ def submit(
     )
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
-    # Every task is in: the job may now complete with its last task (and leave the
-    # account's active-job quota). Before this point a resume can still add tasks.
-    batch.complete_when_tasks_done(job_id)
+    # Every task is in. Job life cycle (docs/architecture.md): nobody watches a --no-wait
+    # job, so it completes with its last task; a watched one stays active until the
+    # runner has seen its end (failed tasks can then be rerun: `runner retry`).
+    batch.complete_when_tasks_done(job_id, complete=not opts.wait)
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)
+    return watch(session, manifest, opts, reporter)
 
-    # 6. monitor
-    monitor(session, manifest, opts, reporter)
-    # 7. results
-    return collect(session, manifest, opts.dest or default_dest(job_id), reporter, keep=opts.keep)
+
+def watch(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
+    """Steps 6-8: monitor, then collect. Interrupted or timed out, the job is left to
+    complete by itself with its last task (nobody watches it any more)."""
+    try:
+        monitor(session, manifest, opts, reporter)
+    except (KeyboardInterrupt, WaitTimeout):
+        _let_complete(session, manifest.job_id)
+        raise
+    return collect(session, manifest, opts.dest or default_dest(manifest.job_id), reporter, keep=opts.keep)
+
+
+def _let_complete(session: Session, job_id: str) -> None:
+    """Best effort: ``onAllTasksComplete: terminateJob`` (an error here must not hide the first)."""
+    try:
+        session.batch.complete_when_tasks_done(job_id)
+    except RunnerError as err:
+        log.warning("job %s may stay active: %s", job_id, err)
 
 
 def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions, job_id: str) -> mf.Manifest:
@@ -421,16 +445,29 @@ def collect(
         failures=failures,
         reporter=reporter,
     )
-    if not keep and not failures:
-        cleanup(session, manifest.job_id)
-        reporter.info(f"job {manifest.job_id} and its blobs deleted (--cleanup)")
     if failures:
         raise TaskFailures(
             f"{len(failures)} task(s) of job {manifest.job_id} failed",
             failures=list(failures),
             result=results,
+            hint=_after_failures(session, manifest.job_id),
         )
+    if keep:
+        session.batch.complete_when_tasks_done(manifest.job_id)  # nothing to rerun: leave the quota
+    else:
+        cleanup(session, manifest.job_id)
+        reporter.info(f"job {manifest.job_id} and its blobs deleted (--cleanup)")
     return results
+
+
+def _after_failures(session: Session, job_id: str) -> str:
+    """What the user can do about failed tasks, from the job's state (docs/architecture.md)."""
+    if session.batch.get_job(job_id).state == "active":
+        return (
+            f"job {job_id} is kept active so they can run again: `runner retry {job_id}`; "
+            f"`runner cancel {job_id}` or `runner clean {job_id}` ends it"
+        )
+    return f"job {job_id} is completed, so its tasks cannot run again: submit them under a new --job-id"
 
 
 def cleanup(session: Session, job_id: str) -> tuple[bool, int]:
