@@ -294,6 +294,33 @@ class Storage:
         self._run_parallel(one, items)
         return UploadSummary(counts["uploaded"], counts["skipped"], counts["bytes"])
 
+    def changed(self, container: str, items: list[UploadItem]) -> list[UploadItem]:
+        """The items whose blob exists with another size or Content-MD5 than the local file
+        (one listing of the names' common prefix, or one HEAD per blob; local files hashed)."""
+        prefix = common_dir_prefix([item.blob_name for item in items])
+        out = []
+        remote = self._list_md5(container, prefix) if prefix else None
+        for item in items:
+            if remote is not None:
+                found = remote.get(item.blob_name)
+            else:
+                with translate_errors(f"checking blob {item.blob_name}", self._host):
+                    try:
+                        props = self._client.get_blob_client(container, item.blob_name).get_blob_properties()
+                    except ResourceNotFoundError:
+                        continue
+                md5 = props.content_settings.content_md5
+                found = (int(props.size or 0), bytes(md5) if md5 is not None else None)
+            if found is None:
+                continue
+            try:
+                local = (item.path.stat().st_size, file_md5(item.path))
+            except OSError as exc:
+                raise UsageError(f"cannot read {item.path}: {exc.strerror}") from None
+            if found != local:
+                out.append(item)
+        return out
+
     def _list_md5(self, container: str, prefix: str) -> dict[str, tuple[int, bytes | None]]:
         """Name -> (size, Content-MD5) of every blob under ``prefix`` (one listing)."""
         found: dict[str, tuple[int, bytes | None]] = {}

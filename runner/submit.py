@@ -195,10 +195,12 @@ def submit(
             f"pool {out.pool_id} does not exist on this target",
             hint="run `pulumi up` (Azure) or `runner local up` (local)",
         )
-    manifest = _manifest_for(session, inputs, opts, job_id)
+    manifest, resuming = _manifest_for(session, inputs, opts, job_id)
 
     # 2. inputs
     items = [UploadItem(i.path, mf.input_blob(job_id, i.relpath)) for i in inputs]
+    if resuming:
+        _refuse_changed_inputs(session, manifest, items)
     total_bytes = sum(i.size for i in inputs)
     with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
         summary = storage.upload_files(out.input_container, items, advance)
@@ -271,8 +273,34 @@ def _let_complete(session: Session, job_id: str) -> None:
         log.warning("job %s may stay active: %s", job_id, err)
 
 
-def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions, job_id: str) -> mf.Manifest:
-    """The new job's manifest, or the existing one when resuming (checked against the inputs)."""
+def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[UploadItem]) -> None:
+    """On resume, refuse (before anything is uploaded) inputs whose content changed since their
+    task was added: its results are those of the old content, and Batch cannot rerun a task
+    that succeeded. Inputs whose task does not exist yet (interrupted upload) may change."""
+    storage, out = session.storage, session.outputs
+    changed = storage.changed(out.input_container, items)
+    if not changed:
+        return
+    task_of = {t.blob: t for t in manifest.tasks}
+    existing = (
+        session.batch.existing_task_ids(manifest.job_id)
+        if session.batch.job_exists(manifest.job_id)
+        else set()
+    )
+    stale = [task_of[i.blob_name].input for i in changed if task_of[i.blob_name].task_id in existing]
+    if stale:
+        names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise UsageError(
+            f"{len(stale)} input(s) changed since job {manifest.job_id} ran them: {names}",
+            hint="their results are of the old content: submit the changed files under a new --job-id",
+        )
+
+
+def _manifest_for(
+    session: Session, inputs: list[InputFile], opts: SubmitOptions, job_id: str
+) -> tuple[mf.Manifest, bool]:
+    """The new job's manifest, or the existing one when resuming (checked against the inputs);
+    and whether it is a resume."""
     out = session.outputs
     tasks = tuple(
         mf.ManifestTask(
@@ -293,6 +321,7 @@ def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions
         retries=opts.retries,
         tasks=tasks,
         merge_group_size=opts.merge_group_size,
+        max_wall_clock=opts.max_wall_clock.total_seconds() if opts.max_wall_clock else None,
     )
     existing = mf.load(session.storage, out.input_container, job_id)
     if existing is None:
@@ -301,25 +330,42 @@ def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions
                 f"job {job_id} exists but was not submitted by runner (no manifest)",
                 hint="choose another --job-id",
             )
-        return fresh
+        return fresh, False
     if [t.input for t in existing.tasks] != [t.input for t in tasks]:
         raise UsageError(
             f"job {job_id} was submitted with other inputs; resume it with the same paths",
             hint="or choose another --job-id",
         )
+    _refuse_changed_options(existing, fresh)
+    return existing, True
+
+
+def _refuse_changed_options(existing: mf.Manifest, fresh: mf.Manifest) -> None:
+    """A resume keeps what made the job's tasks: every option that went into them must be the
+    same (the others, --dest, --timeout, --wait, --keep/--cleanup, apply to this run only)."""
     mismatched = [
-        name
+        f"{name} {_shown(a)} (now {_shown(b)})"
         for name, a, b in (
             ("--numwords", existing.numwords, fresh.numwords),
             ("--aggregate", existing.aggregate, fresh.aggregate),
             ("--command", existing.command, fresh.command),
+            ("--retries", existing.retries, fresh.retries),
+            ("--max-wall-clock", existing.max_wall_clock, fresh.max_wall_clock),
             ("--merge-group-size", existing.merge_group_size, fresh.merge_group_size),
         )
         if a != b
     ]
     if mismatched:
-        raise UsageError(f"job {job_id} was submitted with other options: {', '.join(mismatched)}")
-    return existing
+        raise UsageError(
+            f"job {existing.job_id} was submitted with {'; '.join(mismatched)}",
+            hint="a resume keeps the job's options: repeat them, or choose another --job-id",
+        )
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "unset"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
