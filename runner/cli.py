@@ -438,17 +438,24 @@ def results(
     dest: Annotated[
         Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Wait for a job still running (else: exit 12)."),
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 7200.0,
 ) -> None:
     """Download a job's results (from any machine) and print the summary."""
     from runner import manifest as mf
     from runner import report
-    from runner.submit import check_dest, collect, default_dest
+    from runner.submit import SubmitOptions
+    from runner.submit import results as do_results
 
-    check_dest(dest or default_dest(job))
+    opts = SubmitOptions(dest=dest, wait=wait, timeout=timedelta(seconds=timeout))
+    opts.validate()
 
     session = STATE.session()
     man = mf.require(session.storage, session.outputs.input_container, job)
-    outcome = collect(session, man, dest or default_dest(job), STATE.reporter())
+    outcome = do_results(session, man, opts, STATE.reporter())
     if not STATE.quiet:
         report.print_summary(STATE.console, outcome)
     if STATE.json:

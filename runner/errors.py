@@ -88,6 +88,12 @@ class JobEnded(RunnerError):
     exit_code = 11
 
 
+class JobStillRunning(RunnerError):
+    """``runner results`` of a job whose tasks have not all completed (without ``--wait``)."""
+
+    exit_code = 12
+
+
 class TaskFailures(RunnerError):
     """One or more tasks failed. Carries the data; the CLI prints one line per task."""
 

@@ -36,6 +36,7 @@ from runner import manifest as mf
 from runner.batch import PoolHealth, TaskCounts, TaskFailure, TaskState
 from runner.errors import (
     JobEnded,
+    JobStillRunning,
     NotFoundError,
     RunnerError,
     StartTaskFailed,
@@ -263,6 +264,22 @@ def watch(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter
         _let_complete(session, manifest.job_id)
         raise
     return collect(session, manifest, opts.dest or default_dest(manifest.job_id), reporter, keep=opts.keep)
+
+
+def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
+    """``runner results``: collect a finished job (a merge blocked by a failure counts as
+    finished, a terminated job too: what never ran is *pending*). A job still running is
+    :class:`JobStillRunning`, or with ``opts.wait`` watched until it ends, as ``submit`` does."""
+    job_id = manifest.job_id
+    if session.batch.get_job(job_id).state == "active" and not _confirmed(session, manifest):
+        if not opts.wait:
+            c = session.batch.task_counts(job_id)
+            raise JobStillRunning(
+                f"job {job_id} is still running: {c.completed} of {len(manifest.task_ids)} task(s) completed",
+                hint=f"`runner results {job_id} --wait` waits for the rest (`runner status {job_id}`)",
+            )
+        return watch(session, manifest, opts, reporter)
+    return collect(session, manifest, opts.dest or default_dest(job_id), reporter, keep=opts.keep)
 
 
 def _let_complete(session: Session, job_id: str) -> None:
