@@ -94,6 +94,7 @@ class TaskInfo:
     failure_code: str | None
     failure_message: str | None
     retry_count: int
+    requeue_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,26 @@ class PoolHealth:
     @property
     def all_failed(self) -> bool:
         return bool(self.nodes) and len(self.failed) == len(self.nodes)
+
+
+@dataclass(frozen=True)
+class ResizeError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """What a pool says about its size: enough to tell a user why nothing runs."""
+
+    id: str
+    allocation_state: str  # steady, resizing, stopping
+    allocation_since: datetime | None
+    current_nodes: int  # dedicated + low-priority (spot)
+    target_nodes: int
+    autoscale: bool
+    autoscale_interval: timedelta | None
+    resize_errors: tuple[ResizeError, ...]
 
 
 _BAD_NODE_STATES = {"starttaskfailed", "unusable"}
@@ -201,7 +222,8 @@ class Batch:
             cred = AzureNamedKeyCredential(outputs.batch_account_name, outputs.batch_account_key)
         else:
             raise AuthError("no Batch key in the outputs", hint="use --auth entra or add batchAccountKey")
-        self._client = BatchClient(self.endpoint, cred, **RETRY, connection_timeout=10)
+        # read_timeout: a service that stops answering mid-request is retried after 60 s, not 300.
+        self._client = BatchClient(self.endpoint, cred, **RETRY, connection_timeout=10, read_timeout=60)
 
     # -- pools ------------------------------------------------------------------------
 
@@ -254,6 +276,23 @@ class Batch:
                 return bool(self._client.pool_exists(pool_id))
             except ResourceNotFoundError:  # the SDK's exception policy turns the 404 into this
                 return False
+
+    def pool_status(self, pool_id: str) -> PoolStatus:
+        """The pool's allocation state, node counts and resize errors (one GET)."""
+        with translate_errors(f"getting pool {pool_id}", self._host):
+            pool = self._client.get_pool(pool_id)
+        return PoolStatus(
+            id=pool.id or pool_id,
+            allocation_state=_value(pool.allocation_state or "steady").lower(),
+            allocation_since=pool.allocation_state_transition_time,
+            current_nodes=(pool.current_dedicated_nodes or 0) + (pool.current_low_priority_nodes or 0),
+            target_nodes=(pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0),
+            autoscale=bool(pool.enable_auto_scale),
+            autoscale_interval=pool.auto_scale_evaluation_interval,
+            resize_errors=tuple(
+                ResizeError(e.code or "ResizeError", e.message or "") for e in pool.resize_errors or []
+            ),
+        )
 
     def pool_health(self, pool_id: str) -> PoolHealth:
         """Nodes of the pool, and those whose start task failed (or that are unusable)."""
@@ -519,6 +558,7 @@ def _task_info(task: bm.BatchTask) -> TaskInfo:
         failure_code=fi.code if fi is not None else None,
         failure_message=fi.message if fi is not None else None,
         retry_count=ex.retry_count if ex is not None and ex.retry_count is not None else 0,
+        requeue_count=ex.requeue_count if ex is not None and ex.requeue_count is not None else 0,
     )
 
 

@@ -82,6 +82,13 @@ class StartTaskFailed(RunnerError):
         self.node_errors = node_errors
 
 
+class PoolCannotGrow(RunnerError):
+    """A fixed-size pool has no node and Batch stopped resizing it with errors (e.g. quota):
+    no task can run until someone acts."""
+
+    exit_code = 13
+
+
 class JobEnded(RunnerError):
     """The job was terminated (``runner cancel``) while tasks were still waiting: they never run."""
 

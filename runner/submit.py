@@ -33,19 +33,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import manifest as mf
-from runner.batch import PoolHealth, TaskCounts, TaskFailure, TaskState
+from runner.batch import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
     JobEnded,
     JobStillRunning,
     NotFoundError,
     RunnerError,
-    StartTaskFailed,
     TaskFailures,
     UsageError,
     WaitTimeout,
 )
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
+from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
 from runner.results import JobResults, download
 from runner.storage import UploadItem
@@ -82,6 +82,8 @@ class SubmitOptions:
     keep: bool = True
     poll_interval: float = 0.5
     merge_group_size: int = MERGE_GROUP_SIZE
+    #: A poll taking longer than this is warned about (the service stopped answering).
+    unresponsive_after: float = 30.0
 
     def validate(self) -> None:
         if self.numwords < 1:
@@ -393,22 +395,40 @@ def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
 
 
 def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> TaskCounts:
-    """Poll task counts until every task completed (or the merge is blocked); return the last counts."""
+    """Poll task counts until every task completed (or the merge is blocked); return the last counts.
+
+    One request per poll while tasks run. While tasks wait and none runs, the pool is
+    looked at (:class:`~runner.pool_watch.PoolWatcher`: why nothing runs, or a fast
+    failure) and the job too (:func:`_check_job_active`). A poll slower than
+    ``opts.unresponsive_after`` is warned about; tasks going back to waiting (their
+    node was preempted or left) are said.
+    """
     total = len(manifest.task_ids)
     deadline = time.monotonic() + opts.timeout.total_seconds()
     interval = opts.poll_interval
     last: TaskCounts | None = None
+    pool = PoolWatcher(session, reporter)
+    host = session.outputs.batch_account_url
+    slow = Slowness(
+        opts.unresponsive_after,
+        lambda: reporter.info(
+            f"Batch ({host}) has not answered for {opts.unresponsive_after:g} s; still trying "
+            f"(Ctrl-C stops waiting, the job keeps running)"
+        ),
+    )
     with reporter.tasks(total) as update:
         while True:
-            counts = session.batch.task_counts(manifest.job_id)
-            update(counts)
-            if (counts.completed >= total or _merge_blocked(counts, manifest)) and _confirmed(
-                session, manifest
-            ):
-                return counts
-            if counts.running == 0 and counts.active > 0:
-                _check_pool(session, reporter)
-                _check_job_active(session, manifest.job_id)
+            with slow.watch():
+                counts = session.batch.task_counts(manifest.job_id)
+                update(counts)
+                _say_requeued(last, counts, reporter)
+                if (counts.completed >= total or _merge_blocked(counts, manifest)) and _confirmed(
+                    session, manifest
+                ):
+                    return counts
+                if counts.running == 0 and counts.active > 0:
+                    pool.check()
+                    _check_job_active(session, manifest.job_id)
             if time.monotonic() >= deadline:
                 raise WaitTimeout(
                     f"job {manifest.job_id} did not finish within {opts.timeout}",
@@ -418,6 +438,18 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
             interval = opts.poll_interval if counts != last else min(_MAX_POLL, interval * 1.5)
             last = counts
             time.sleep(interval)
+
+
+def _say_requeued(last: TaskCounts | None, now: TaskCounts, reporter: Reporter) -> None:
+    """Every task is added before monitoring starts, so more tasks waiting than at the last
+    poll means tasks went back to waiting: requeued (node preempted or gone) or reactivated."""
+    if last is None:
+        return
+    back = now.active - last.active
+    if back > 0:
+        reporter.info(
+            f"{back} task(s) back to waiting: their node was preempted or left the pool (Batch requeues them)"
+        )
 
 
 def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
@@ -462,23 +494,6 @@ def _check_job_active(session: Session, job_id: str) -> None:
     raise JobEnded(
         f"job {job_id} was terminated ({why}) with {len(never_ran)} task(s) that never ran",
         hint=f"what did finish: `runner results {job_id}`; to run it all: submit under a new --job-id",
-    )
-
-
-def _check_pool(session: Session, reporter: Reporter) -> None:
-    """Fail at once when every node of the pool failed its start task."""
-    pool_id = session.outputs.pool_id
-    health: PoolHealth = session.batch.pool_health(pool_id)
-    if not health.all_failed:
-        return
-    node_errors = []
-    for node in health.failed:
-        tail = session.batch.node_start_task_stderr(pool_id, node.id)
-        node_errors.append((node.id, tail or node.start_task_failure or f"state {node.state}"))
-    raise StartTaskFailed(
-        f"the start task failed on all {len(health.nodes)} node(s) of pool {pool_id}: no task can run",
-        node_errors=node_errors,
-        hint="fix the pool's start task (runner/pool_spec.py), then recreate the pool",
     )
 
 

@@ -85,6 +85,8 @@ class FaultProxy:
     upstream: str
     faults: list[Fault] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
+    #: ``rewrite(method, path, body) -> body`` changes what the upstream answered (2xx only).
+    rewrite: Callable[[str, str, bytes], bytes] | None = None
 
     def __post_init__(self) -> None:
         parsed = urlparse(self.upstream)
@@ -171,6 +173,8 @@ class FaultProxy:
                     data = resp.read()
                 finally:
                     conn.close()
+                if proxy.rewrite is not None and 200 <= resp.status < 300 and data:
+                    data = proxy.rewrite(self.command, self.path, data)
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in _HOP and k.lower() != "content-length":
