@@ -523,6 +523,7 @@ def collect(
         failures=failures,
         reporter=reporter,
     )
+    _say_reruns(results, reporter)
     if failures:
         raise TaskFailures(
             f"{len(failures)} task(s) of job {manifest.job_id} failed",
@@ -536,6 +537,17 @@ def collect(
         cleanup(session, manifest.job_id)
         reporter.info(f"job {manifest.job_id} and its blobs deleted (--cleanup)")
     return results
+
+
+def _say_reruns(results: JobResults, reporter: Reporter, limit: int = 20) -> None:
+    """One line per task that Batch ran more than once (retried after a failure, or requeued
+    because its node was preempted or left), at most ``limit`` of them."""
+    every = [*results.files, *([results.corpus] if results.corpus else [])]
+    lines = [line for r in every if (line := r.reruns())]
+    for line in lines[:limit]:
+        reporter.info(line)
+    if len(lines) > limit:
+        reporter.info(f"... and {len(lines) - limit} more task(s) ran more than once (see --json)")
 
 
 def _after_failures(session: Session, job_id: str) -> str:
