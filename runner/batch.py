@@ -512,11 +512,18 @@ class Batch:
                 ) from None
 
     def task_file_tail(self, job_id: str, task_id: str, name: str, lines: int = 10) -> str:
-        """Last ``lines`` lines of a task file; '' when :meth:`task_file` finds none."""
-        try:
-            data = self.task_file(job_id, task_id, name)
-        except NotFoundError:
-            return ""
+        """Last ``lines`` lines of a task file, from its last 16 KiB only (a ranged read after
+        one HEAD for its size: a task's stderr can be gigabytes); '' when there is none (yet)."""
+        what = f"reading {name} of task {task_id}"
+        with translate_errors(what, self._host):
+            try:
+                size = int(self._client.get_task_file_properties(job_id, task_id, name).content_length or 0)
+                if size == 0:
+                    return ""
+                span = f"bytes={max(0, size - _TAIL_BYTES)}-{size - 1}"
+                data = b"".join(self._client.download_task_file(job_id, task_id, name, ocp_range=span))
+            except (ResourceNotFoundError, ResourceExistsError):  # none yet, or gone with its node
+                return ""
         return _tail(data, lines)
 
 

@@ -21,7 +21,6 @@ Contracts:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import threading
@@ -59,6 +58,8 @@ from runner.sdk_errors import translated
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int], None]
+#: Blobs per Blob Batch delete request (the service's limit).
+DELETE_BATCH = 256
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -216,14 +217,20 @@ class Storage:
             ]
 
     def delete_prefix(self, container: str, prefix: str) -> int:
-        """Delete every blob under ``prefix``; returns how many were deleted."""
+        """Delete every blob under ``prefix`` with Blob Batch requests of :data:`DELETE_BATCH`
+        (one request per 256 blobs, not one per blob); returns how many were deleted. A blob
+        already gone is fine; any other refusal is a :class:`RemoteError` naming how many."""
         names = [b.name for b in self.list_blobs(container, prefix)]
         client = self._client.get_container_client(container)
+        failed = 0
         with translate_errors(f"deleting blobs under {container}/{prefix}", self._host):
-            for start in range(0, len(names), 256):
-                for name in names[start : start + 256]:
-                    with contextlib.suppress(ResourceNotFoundError):
-                        client.delete_blob(name)
+            for start in range(0, len(names), DELETE_BATCH):
+                part = names[start : start + DELETE_BATCH]
+                for resp in client.delete_blobs(*part, raise_on_any_failure=False):
+                    if resp.status_code not in (200, 202, 404):
+                        failed += 1
+        if failed:
+            raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) under {prefix}")
         return len(names)
 
     # -- parallel transfers -----------------------------------------------------------

@@ -76,6 +76,7 @@ class Record:
     path: str
     status: int
     faulted: bool
+    size: int = 0  # response body bytes
 
 
 @dataclass
@@ -126,9 +127,9 @@ class FaultProxy:
                     return fault
         return None
 
-    def _record(self, method: str, path: str, status: int, faulted: bool) -> None:
+    def _record(self, method: str, path: str, status: int, faulted: bool, size: int = 0) -> None:
         with self._lock:
-            self.records.append(Record(time.monotonic(), method, path, status, faulted))
+            self.records.append(Record(time.monotonic(), method, path, status, faulted, size))
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -187,7 +188,7 @@ class FaultProxy:
                 self.end_headers()
                 if not no_body:
                     self.wfile.write(data)
-                proxy._record(self.command, self.path, resp.status, faulted)
+                proxy._record(self.command, self.path, resp.status, faulted, 0 if no_body else len(data))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _any
 
