@@ -15,7 +15,7 @@ Children (logical names are short and stable: renaming one replaces the resource
   deploying principal's roles ``deployer-batch`` (Azure Batch Data Contributor on
   the account) and ``deployer-blob`` (Storage Blob Data Contributor on storage).
 
-:attr:`BatchEnvironment.outputs` is exactly the outputs contract of DESIGN.md
+:attr:`BatchEnvironment.outputs` is exactly the outputs contract of docs/architecture.md
 (:data:`OUTPUT_KEYS`); account keys are Pulumi secrets and absent in ``entra`` mode.
 """
 
@@ -53,7 +53,7 @@ OUTPUT_KEYS = (
     "outputContainer",
     "applicationContainer",
 )
-"""The outputs contract (DESIGN.md): the only keys the runner reads."""
+"""The outputs contract (docs/architecture.md): the only keys the runner reads."""
 
 
 class BatchEnvironment(pulumi.ComponentResource):

@@ -1,4 +1,5 @@
-"""``runner submit``: DESIGN.md "Data flow of runner submit", steps 2-8.
+"""``runner submit``, ``results``: docs/architecture.md, "Data flow of runner submit", steps 2-8,
+and "Job life cycle".
 
 The caller (the CLI) has already validated the inputs (:func:`runner.inputs.expand`)
 and resolved the target (step 1). Then:
@@ -10,15 +11,19 @@ and resolved the target (step 1). Then:
    created (an existing job with the same id is reused: resume);
 5. missing tasks are added (the SDK chunks them), existing ones skipped;
 6. with ``--wait``, the job is monitored with one ``get_job_task_counts`` per
-   poll; a pool whose nodes all failed their start task is reported at once;
+   poll; while nothing runs, :mod:`runner.pool_watch` says why (or fails fast);
    a merge blocked by a failed per-file task is reported as skipped;
 7. results are downloaded (also when some tasks failed) and summarised;
-8. with ``--cleanup``, the job and its blobs are deleted once the results are
-   safely downloaded.
+8. with ``--cleanup``, the job and its blobs are deleted once every task
+   succeeded and the results are safely downloaded.
+
+Job life cycle: a watched job stays active until the runner has seen its end;
+it then completes when everything succeeded and is kept active (said in the
+error) when tasks failed, so that ``runner retry`` can rerun them.
 
 Resume: the same command with ``--job-id`` of an existing job. Its manifest
-must list the same inputs and options, otherwise nothing is changed and a
-:class:`UsageError` says why.
+must list the same inputs (same content) and options, otherwise nothing is
+changed and a :class:`UsageError` says why.
 """
 
 from __future__ import annotations
