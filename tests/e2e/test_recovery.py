@@ -143,6 +143,9 @@ def test_retry_unblocks_the_merge_a_failed_file_was_blocking(tmp_path: Path, tar
         raise AssertionError("task 2 should have failed")
     except TaskFailures as err:
         assert err.result.corpus.outcome is TaskOutcome.SKIPPED  # type: ignore[attr-defined]
+        # the blocked merge keeps the job active: said, with what to do
+        assert f"job {job_id} is kept active so they can run again: `runner retry {job_id}`" in str(err)
+        assert session.batch.get_job(job_id).state == "active"
     fixed.touch()
     result = retry(session, job_id, opts, NullReporter())
     assert result.corpus is not None and result.corpus.outcome is TaskOutcome.SUCCEEDED
