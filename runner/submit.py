@@ -447,13 +447,15 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
 
 def _say_requeued(last: TaskCounts | None, now: TaskCounts, reporter: Reporter) -> None:
     """Every task is added before monitoring starts, so more tasks waiting than at the last
-    poll means tasks went back to waiting: requeued (node preempted or gone) or reactivated."""
+    poll means tasks went back to waiting: retried after a failure (``--retries``),
+    reactivated, or requeued because their node was preempted or left the pool."""
     if last is None:
         return
     back = now.active - last.active
     if back > 0:
         reporter.info(
-            f"{back} task(s) back to waiting: their node was preempted or left the pool (Batch requeues them)"
+            f"{back} task(s) back to waiting: retried after a failure, or requeued "
+            "(their node was preempted or left the pool)"
         )
 
 

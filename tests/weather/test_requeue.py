@@ -84,7 +84,7 @@ def test_a_task_whose_node_left_is_requeued_and_said(tmp_path: Path, target_outp
                 proc.wait()
     text = err.read_text()
     assert proc.returncode == 0, text
-    assert "1 task(s) back to waiting: their node was preempted or left the pool" in text
+    assert "1 task(s) back to waiting: retried after a failure, or requeued" in text
     assert "task 1 (a.txt): requeued 1 time" in text
     assert [(f["retries"], f["requeues"]) for f in json.loads(out)["files"]] == [(0, 1)]
     client.begin_delete_pool(pool.pool_id, polling_interval=0.1).result()
