@@ -10,9 +10,8 @@ as the service reports them.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -41,10 +40,8 @@ def _invoke(outputs: Outputs, tmp_path: Path, *args: str) -> Result:
 
 
 def _weather_supported() -> bool:
-    out = subprocess.run(
-        [sys.executable, "-m", "localbatch", "serve", "--help"], capture_output=True, text=True, timeout=60
-    )
-    return "--weather" in out.stdout
+    """Whether this localbatch has its weather profile (``serve --weather``, localbatch/weather.py)."""
+    return importlib.util.find_spec("localbatch.weather") is not None
 
 
 needs_weather = pytest.mark.skipif(
