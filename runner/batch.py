@@ -428,7 +428,7 @@ class Batch:
                     f"Batch refused {len(exc.failure_tasks)} task(s) ({ids}): {', '.join(codes)}"
                 ) from None
 
-    def complete_when_tasks_done(self, job_id: str, *, complete: bool = True) -> None:
+    def complete_when_tasks_done(self, job_id: str, *, complete: bool = True, quick: bool = False) -> None:
         """Set ``onAllTasksComplete``: ``terminateJob`` (``complete``), or ``noAction``.
 
         With ``terminateJob`` the job completes with its last task and leaves the
@@ -436,13 +436,15 @@ class Batch:
         of its tasks can be reactivated. ``noAction`` keeps it active (a runner that
         watches it decides at the end: see docs/architecture.md, "Job life cycle").
         Already completed (409 ``JobCompleted``) is fine: a resumed job that had finished.
+        ``quick``: one attempt with short timeouts (on the way out, e.g. after Ctrl-C).
         """
         mode = "terminatejob" if complete else "noaction"
+        fast: dict[str, Any] = {"retry_total": 0, "connection_timeout": 2, "read_timeout": 3} if quick else {}
         with (
             translate_errors(f"updating job {job_id}", self._host),
             contextlib.suppress(ResourceExistsError),
         ):
-            self._client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode=mode))
+            self._client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode=mode), **fast)
 
     def reactivate_task(self, job_id: str, task_id: str) -> None:
         """Batch's reactivate: a failed task runs again (its retry count starts over).

@@ -108,8 +108,8 @@ class PoolWatcher:
             raise PoolCannotGrow(
                 f"pool {pool_id}: 0/{status.target_nodes} nodes, resize error {_errors(status)}: "
                 "Batch stopped resizing, no task can run",
-                hint=f"raise the quota or pick another VM size or region (see {QUOTA_DOC}); "
-                "the job is left as it is",
+                hint=f"raise the quota or pick another VM size or region (see {QUOTA_DOC}); the job "
+                "waits for the pool and completes once its tasks ran, `runner cancel JOB` ends it now",
             )
         self._say(describe(status, health))
 

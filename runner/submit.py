@@ -45,6 +45,7 @@ from runner.errors import (
     NotFoundError,
     RunnerError,
     TaskFailures,
+    UnreachableError,
     UsageError,
     WaitTimeout,
 )
@@ -263,11 +264,14 @@ def submit(
 
 
 def watch(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
-    """Steps 6-8: monitor, then collect. Interrupted or timed out, the job is left to
-    complete by itself with its last task (nobody watches it any more)."""
+    """Steps 6-8: monitor, then collect. When monitoring ends otherwise (Ctrl-C, timeout,
+    a pool that cannot run tasks, an unreachable service), the job is left to complete by
+    itself with its last task: nobody watches it any more."""
     try:
         monitor(session, manifest, opts, reporter)
-    except (KeyboardInterrupt, WaitTimeout):
+    except UnreachableError:
+        raise  # it cannot be told either
+    except (KeyboardInterrupt, RunnerError):
         _let_complete(session, manifest.job_id)
         raise
     return collect(session, manifest, opts.dest or default_dest(manifest.job_id), reporter, keep=opts.keep)
@@ -290,9 +294,10 @@ def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
 
 
 def _let_complete(session: Session, job_id: str) -> None:
-    """Best effort: ``onAllTasksComplete: terminateJob`` (an error here must not hide the first)."""
+    """Best effort, one quick request (Ctrl-C must stay quick): ``onAllTasksComplete:
+    terminateJob``; an error here must not hide the first."""
     try:
-        session.batch.complete_when_tasks_done(job_id)
+        session.batch.complete_when_tasks_done(job_id, quick=True)
     except RunnerError as err:
         log.warning("job %s may stay active: %s", job_id, err)
 

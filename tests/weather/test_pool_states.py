@@ -17,6 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
 from typer.testing import CliRunner, Result
 
 from runner import manifest as mf
@@ -31,6 +33,16 @@ from runner.tasks import TaskSpec
 from tests.conftest import Azurite, LocalBatch, start_localbatch
 from tests.e2e.test_submit import write_corpus
 from tests.weather.faultproxy import Fault, FaultProxy, via
+
+
+def _completes_by_itself(outputs: Outputs, job_id: str) -> bool:
+    """Whether the job is set to complete with its last task (nobody watches it any more)."""
+    client = BatchClient(
+        outputs.batch_account_url,
+        AzureNamedKeyCredential(outputs.batch_account_name, outputs.batch_account_key or ""),
+    )
+    mode = client.get_job(job_id).all_tasks_complete_mode
+    return str(getattr(mode, "value", mode)).lower() == "terminatejob"
 
 
 def _invoke(outputs: Outputs, tmp_path: Path, *args: str) -> Result:
@@ -78,6 +90,7 @@ def test_a_pool_of_zero_nodes_is_said_at_once(tmp_path: Path, target_outputs: Ou
     assert res.exit_code == 8, res.stderr
     assert "pool zero-nodes has no nodes (target 0): no task can run until it is resized" in res.stderr
     assert res.stderr.count("has no nodes") == 1  # said once, not on every poll
+    assert _completes_by_itself(target_outputs, "w-zero")  # not left active for ever
 
 
 @pytest.mark.parametrize("own_localbatch", [("--autoscale-nodes", "0")], indirect=True)
@@ -134,6 +147,7 @@ def test_a_resize_error_with_no_node_fails_fast_with_exit_13(tmp_path: Path, tar
         "The specified account has reached VM core quota limit" in res.stderr
     )
     assert "docs/azure.md#prerequisites" in res.stderr and "Traceback" not in res.stderr
+    assert _completes_by_itself(target_outputs, "w-quota")  # not left active for ever
 
 
 @needs_weather
