@@ -25,6 +25,7 @@ from runner.cli import app
 from runner.outputs import Outputs, write_file
 from runner.pool_spec import PoolSpec
 from tests.e2e.test_submit import write_corpus
+from tests.weather.faultproxy import FaultProxy, via
 
 RUNNER = Path(sys.executable).with_name("runner")
 
@@ -51,8 +52,10 @@ def test_a_retried_task_is_counted_in_the_summary(tmp_path: Path, outputs_file: 
 def test_a_task_whose_node_left_is_requeued_and_said(tmp_path: Path, target_outputs: Outputs) -> None:
     pool = PoolSpec(pool_id="requeue", dedicated_nodes=1)
     Batch(target_outputs).create_pool(pool)
+    proxy = FaultProxy(target_outputs.batch_account_url).__enter__()  # counts the runner's polls
     outputs = tmp_path / "outputs.json"
-    write_file(outputs, dataclasses.replace(target_outputs, pool_id=pool.pool_id))
+    url = via(target_outputs.batch_account_url, proxy)
+    write_file(outputs, dataclasses.replace(target_outputs, pool_id=pool.pool_id, batch_account_url=url))
     client = BatchClient(
         target_outputs.batch_account_url,
         AzureNamedKeyCredential(target_outputs.batch_account_name, target_outputs.batch_account_key or ""),
@@ -71,6 +74,9 @@ def test_a_task_whose_node_left_is_requeued_and_said(tmp_path: Path, target_outp
         try:
             _until("the task to start", started.exists)
             started.unlink()
+            polls = proxy.count("GET", "/taskcounts")
+            # the runner must have seen it running (two polls: one may have been in flight)
+            _until("the runner to poll", lambda: proxy.count("GET", "/taskcounts") >= polls + 2)
             resize = bm.BatchPoolResizeOptions(target_dedicated_nodes=0)
             client.begin_resize_pool(pool.pool_id, resize, polling_interval=0.1).result()
             _until("the runner to see the pool empty", lambda: "has no nodes" in err.read_text())
@@ -82,6 +88,7 @@ def test_a_task_whose_node_left_is_requeued_and_said(tmp_path: Path, target_outp
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proxy.__exit__(None, None, None)
     text = err.read_text()
     assert proc.returncode == 0, text
     assert "1 task(s) back to waiting: retried after a failure, or requeued" in text
