@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 from urllib.parse import urlparse
 
 from azure.batch import BatchClient
@@ -49,6 +50,12 @@ ADD_TASKS_SLICE = 2000
 #: hundreds, and so many per request would pass Batch's 1 MB limit (the SDK would
 #: then halve its requests until they fit, after sending the oversized ones).
 ADD_TASKS_FILES_PER_SLICE = 2000
+
+#: azure-core's RetryPolicy for every Batch request: 429 and 503 with ``Retry-After`` (waited
+#: as asked), 408/500/502/503/504 (POST and PATCH too on 500/503/504: adding tasks is
+#: idempotent, ``TaskExists`` counts as added), and connection errors, backing off
+#: 0, 0.8, 1.6, 3.2 s. The only retry loop: nothing in the runner retries on its own.
+RETRY: dict[str, Any] = {"retry_total": 4, "retry_connect": 2, "retry_status": 4, "retry_backoff_factor": 0.4}
 
 STDERR_FILE = "stderr.txt"
 STDOUT_FILE = "stdout.txt"
@@ -87,6 +94,7 @@ class TaskInfo:
     failure_code: str | None
     failure_message: str | None
     retry_count: int
+    requeue_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,26 @@ class PoolHealth:
         return bool(self.nodes) and len(self.failed) == len(self.nodes)
 
 
+@dataclass(frozen=True)
+class ResizeError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """What a pool says about its size: enough to tell a user why nothing runs."""
+
+    id: str
+    allocation_state: str  # steady, resizing, stopping
+    allocation_since: datetime | None
+    current_nodes: int  # dedicated + low-priority (spot)
+    target_nodes: int
+    autoscale: bool
+    autoscale_interval: timedelta | None
+    resize_errors: tuple[ResizeError, ...]
+
+
 _BAD_NODE_STATES = {"starttaskfailed", "unusable"}
 
 
@@ -173,6 +201,11 @@ def from_http(exc: HttpResponseError, what: str) -> RunnerError:
             f"the job is completed (it finished or was cancelled) while {what}",
             hint="a completed job takes no new tasks: submit under a new --job-id",
         )
+    if status in (429, 500, 503):
+        return RemoteError(
+            f"Batch error while {what}: {status} {code}".rstrip(),
+            hint="the service is busy or throttling and still was after 4 retries: try again later",
+        )
     return RemoteError(f"Batch error while {what}: {status} {code}".rstrip())
 
 
@@ -189,14 +222,8 @@ class Batch:
             cred = AzureNamedKeyCredential(outputs.batch_account_name, outputs.batch_account_key)
         else:
             raise AuthError("no Batch key in the outputs", hint="use --auth entra or add batchAccountKey")
-        self._client = BatchClient(
-            self.endpoint,
-            cred,
-            retry_total=4,
-            retry_connect=2,
-            retry_backoff_factor=0.4,
-            connection_timeout=10,
-        )
+        # read_timeout: a service that stops answering mid-request is retried after 60 s, not 300.
+        self._client = BatchClient(self.endpoint, cred, **RETRY, connection_timeout=10, read_timeout=60)
 
     # -- pools ------------------------------------------------------------------------
 
@@ -249,6 +276,23 @@ class Batch:
                 return bool(self._client.pool_exists(pool_id))
             except ResourceNotFoundError:  # the SDK's exception policy turns the 404 into this
                 return False
+
+    def pool_status(self, pool_id: str) -> PoolStatus:
+        """The pool's allocation state, node counts and resize errors (one GET)."""
+        with translate_errors(f"getting pool {pool_id}", self._host):
+            pool = self._client.get_pool(pool_id)
+        return PoolStatus(
+            id=pool.id or pool_id,
+            allocation_state=_value(pool.allocation_state or "steady").lower(),
+            allocation_since=pool.allocation_state_transition_time,
+            current_nodes=(pool.current_dedicated_nodes or 0) + (pool.current_low_priority_nodes or 0),
+            target_nodes=(pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0),
+            autoscale=bool(pool.enable_auto_scale),
+            autoscale_interval=pool.auto_scale_evaluation_interval,
+            resize_errors=tuple(
+                ResizeError(e.code or "ResizeError", e.message or "") for e in pool.resize_errors or []
+            ),
+        )
 
     def pool_health(self, pool_id: str) -> PoolHealth:
         """Nodes of the pool, and those whose start task failed (or that are unusable)."""
@@ -384,18 +428,37 @@ class Batch:
                     f"Batch refused {len(exc.failure_tasks)} task(s) ({ids}): {', '.join(codes)}"
                 ) from None
 
-    def complete_when_tasks_done(self, job_id: str) -> None:
-        """Set ``onAllTasksComplete: terminateJob``: the job completes with its last task.
+    def complete_when_tasks_done(self, job_id: str, *, complete: bool = True, quick: bool = False) -> None:
+        """Set ``onAllTasksComplete``: ``terminateJob`` (``complete``), or ``noAction``.
 
-        Call it once every task is added (a completed job takes no new tasks). A job
-        left active counts against the account's active-job quota for ever. Already
-        completed (409 ``JobCompleted``) is fine: a resumed job that had finished.
+        With ``terminateJob`` the job completes with its last task and leaves the
+        account's active-job quota, but a completed job takes no new tasks and none
+        of its tasks can be reactivated. ``noAction`` keeps it active (a runner that
+        watches it decides at the end: see docs/architecture.md, "Job life cycle").
+        Already completed (409 ``JobCompleted``) is fine: a resumed job that had finished.
+        ``quick``: one attempt with short timeouts (on the way out, e.g. after Ctrl-C).
         """
+        mode = "terminatejob" if complete else "noaction"
+        fast: dict[str, Any] = {"retry_total": 0, "connection_timeout": 2, "read_timeout": 3} if quick else {}
         with (
             translate_errors(f"updating job {job_id}", self._host),
             contextlib.suppress(ResourceExistsError),
         ):
-            self._client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
+            self._client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode=mode), **fast)
+
+    def reactivate_task(self, job_id: str, task_id: str) -> None:
+        """Batch's reactivate: a failed task runs again (its retry count starts over).
+
+        A job that is not active (409 ``JobCompleted``) is a :class:`RemoteError` with
+        what to do; a task that did not fail (409) is left as it is.
+        """
+        with translate_errors(f"reactivating task {task_id} of job {job_id}", self._host):
+            try:
+                self._client.reactivate_task(job_id, task_id)
+            except ResourceExistsError as exc:
+                if getattr(exc.error, "code", None) == "JobCompleted":
+                    raise
+                log.info("task %s of job %s was not reactivated: %s", task_id, job_id, exc.error)
 
     def task_counts(self, job_id: str) -> TaskCounts:
         with translate_errors(f"getting the task counts of job {job_id}", self._host):
@@ -451,11 +514,18 @@ class Batch:
                 ) from None
 
     def task_file_tail(self, job_id: str, task_id: str, name: str, lines: int = 10) -> str:
-        """Last ``lines`` lines of a task file; '' when :meth:`task_file` finds none."""
-        try:
-            data = self.task_file(job_id, task_id, name)
-        except NotFoundError:
-            return ""
+        """Last ``lines`` lines of a task file, from its last 16 KiB only (a ranged read after
+        one HEAD for its size: a task's stderr can be gigabytes); '' when there is none (yet)."""
+        what = f"reading {name} of task {task_id}"
+        with translate_errors(what, self._host):
+            try:
+                size = int(self._client.get_task_file_properties(job_id, task_id, name).content_length or 0)
+                if size == 0:
+                    return ""
+                span = f"bytes={max(0, size - _TAIL_BYTES)}-{size - 1}"
+                data = b"".join(self._client.download_task_file(job_id, task_id, name, ocp_range=span))
+            except (ResourceNotFoundError, ResourceExistsError):  # none yet, or gone with its node
+                return ""
         return _tail(data, lines)
 
 
@@ -497,6 +567,7 @@ def _task_info(task: bm.BatchTask) -> TaskInfo:
         failure_code=fi.code if fi is not None else None,
         failure_message=fi.message if fi is not None else None,
         retry_count=ex.retry_count if ex is not None and ex.retry_count is not None else 0,
+        requeue_count=ex.requeue_count if ex is not None and ex.requeue_count is not None else 0,
     )
 
 

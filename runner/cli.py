@@ -438,17 +438,52 @@ def results(
     dest: Annotated[
         Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Wait for a job still running (else: exit 12)."),
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 7200.0,
 ) -> None:
     """Download a job's results (from any machine) and print the summary."""
     from runner import manifest as mf
     from runner import report
-    from runner.submit import check_dest, collect, default_dest
+    from runner.submit import SubmitOptions
+    from runner.submit import results as do_results
 
-    check_dest(dest or default_dest(job))
+    opts = SubmitOptions(dest=dest, wait=wait, timeout=timedelta(seconds=timeout))
+    opts.validate()
 
     session = STATE.session()
     man = mf.require(session.storage, session.outputs.input_container, job)
-    outcome = collect(session, man, dest or default_dest(job), STATE.reporter())
+    outcome = do_results(session, man, opts, STATE.reporter())
+    if not STATE.quiet:
+        report.print_summary(STATE.console, outcome)
+    if STATE.json:
+        typer.echo(report.dumps(outcome.to_json()))
+
+
+@app.command()
+@_handle_errors
+def retry(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    dest: Annotated[
+        Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the tasks.")] = 7200.0,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep/--cleanup", help="Delete the job and its blobs if all succeeded."),
+    ] = True,
+) -> None:
+    """Run a job's failed tasks again (and the merge they blocked), wait, download the results."""
+    from runner import report
+    from runner.retry import retry as do_retry
+    from runner.submit import SubmitOptions
+
+    opts = SubmitOptions(dest=dest, timeout=timedelta(seconds=timeout), keep=keep)
+    opts.validate()
+    session = STATE.session()
+    outcome = do_retry(session, job, opts, STATE.reporter())
     if not STATE.quiet:
         report.print_summary(STATE.console, outcome)
     if STATE.json:

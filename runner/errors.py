@@ -82,10 +82,23 @@ class StartTaskFailed(RunnerError):
         self.node_errors = node_errors
 
 
+class PoolCannotGrow(RunnerError):
+    """A fixed-size pool has no node and Batch stopped resizing it with errors (e.g. quota):
+    no task can run until someone acts."""
+
+    exit_code = 13
+
+
 class JobEnded(RunnerError):
     """The job was terminated (``runner cancel``) while tasks were still waiting: they never run."""
 
     exit_code = 11
+
+
+class JobStillRunning(RunnerError):
+    """``runner results`` of a job whose tasks have not all completed (without ``--wait``)."""
+
+    exit_code = 12
 
 
 class TaskFailures(RunnerError):
@@ -93,8 +106,10 @@ class TaskFailures(RunnerError):
 
     exit_code = 10
 
-    def __init__(self, message: str, *, failures: list[object], result: object | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, failures: list[object], result: object | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
         #: :class:`runner.batch.TaskFailure` values.
         self.failures = failures
         #: the :class:`runner.results.JobResults` of the tasks that did succeed, if any.

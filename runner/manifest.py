@@ -48,6 +48,8 @@ class Manifest:
     tasks: tuple[ManifestTask, ...]
     #: Recorded so that a resume, ``status`` and ``results`` see the same merge tasks.
     merge_group_size: int = MERGE_GROUP_SIZE
+    #: ``--max-wall-clock`` in seconds (``None``: no limit); recorded so a resume can check it.
+    max_wall_clock: float | None = None
 
     @property
     def by_task(self) -> dict[str, ManifestTask]:
@@ -73,6 +75,7 @@ class Manifest:
                 "command": self.command,
                 "retries": self.retries,
                 "mergeGroupSize": self.merge_group_size,
+                "maxWallClockSeconds": self.max_wall_clock,
             },
             "tasks": [
                 {"id": t.task_id, "input": t.input, "blob": t.blob, "nodeName": t.node_name, "size": t.size}
@@ -93,6 +96,9 @@ class Manifest:
             command=opts.get("command"),
             retries=int(opts.get("retries", 0)),
             merge_group_size=int(opts.get("mergeGroupSize", MERGE_GROUP_SIZE)),
+            max_wall_clock=None
+            if opts.get("maxWallClockSeconds") is None
+            else float(opts["maxWallClockSeconds"]),
             tasks=tuple(
                 ManifestTask(
                     str(t["id"]), str(t["input"]), str(t["blob"]), str(t["nodeName"]), int(t["size"])

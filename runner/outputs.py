@@ -1,7 +1,7 @@
 """The outputs contract: what a client needs to use a target.
 
 The Pulumi program exports these keys and ``runner local up`` writes them to a
-file; the runner reads nothing else (see DESIGN.md, "Outputs contract").
+file; the runner reads nothing else (see docs/architecture.md, "Outputs contract").
 
 Contracts:
 

@@ -60,6 +60,19 @@ class FileResult:
     words: int | None = None
     top: tuple[WordCount, ...] = ()
     files: tuple[Path, ...] = ()
+    #: Batch's counts: runs after a failure (``--retries``), and runs started over because the
+    #: node was preempted or left the pool.
+    retries: int = 0
+    requeues: int = 0
+
+    def reruns(self) -> str | None:
+        """``"task 3 (a.txt): retried 1 time, requeued 2 times"``; ``None`` if it ran once."""
+        parts = [
+            f"{what} {n} time{'s' if n != 1 else ''}"
+            for what, n in (("retried", self.retries), ("requeued", self.requeues))
+            if n
+        ]
+        return f"task {self.task_id} ({self.input}): {', '.join(parts)}" if parts else None
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,8 @@ class JobResults:
                 "words": r.words,
                 "top": [{"word": w.word, "count": w.count} for w in r.top],
                 "files": [str(p) for p in r.files],
+                "retries": r.retries,
+                "requeues": r.requeues,
             }
 
         return {
@@ -259,10 +274,12 @@ def _summarise(
     command_mode: bool,
 ) -> FileResult:
     """A task's outcome and results; ``names`` is ``None`` for the corpus (the merge)."""
-    outcome = _outcome(states.get(task_id))
+    info = states.get(task_id)
+    outcome = _outcome(info)
+    retries, requeues = (info.retry_count, info.requeue_count) if info else (0, 0)
     files = tuple(sorted(local_files.get(task_id, [])))
     if command_mode:
-        return FileResult(task_id, label, outcome, files=files)
+        return FileResult(task_id, label, outcome, files=files, retries=retries, requeues=requeues)
     if names is None:
         report, counts = dest / "corpus_OUTPUT.txt", dest / CORPUS_COUNTS
     else:
@@ -280,6 +297,8 @@ def _summarise(
         words=words,
         top=top,
         files=files,
+        retries=retries,
+        requeues=requeues,
     )
 
 

@@ -21,7 +21,6 @@ Contracts:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import threading
@@ -30,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -58,6 +58,8 @@ from runner.sdk_errors import translated
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int], None]
+#: Blobs per Blob Batch delete request (the service's limit).
+DELETE_BATCH = 256
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -118,7 +120,8 @@ def translate_errors(what: str, endpoint: str) -> Iterator[None]:
 
 def _from_http(exc: HttpResponseError, what: str) -> RunnerError:
     status = exc.status_code or 0
-    code = getattr(exc, "error_code", None) or ""
+    raw = getattr(exc, "error_code", None) or ""
+    code = str(getattr(raw, "value", raw))  # the SDK gives a StorageErrorCode enum or a str
     if status in (401, 403):
         return AuthError(
             f"Storage rejected the credentials while {what} ({status} {code or 'AuthenticationFailed'})",
@@ -126,6 +129,11 @@ def _from_http(exc: HttpResponseError, what: str) -> RunnerError:
         )
     if status == 404:
         return NotFoundError(f"not found while {what} ({code or 'NotFound'})")
+    if status in (429, 500, 503):
+        return RemoteError(
+            f"Storage error while {what}: {status} {code}".rstrip(),
+            hint="the service is busy or throttling and still was after 4 retries: try again later",
+        )
     return RemoteError(f"Storage error while {what}: {status} {code}".rstrip())
 
 
@@ -155,11 +163,7 @@ class Storage:
         self._client = BlobServiceClient(
             self.endpoint,
             credential=cred,
-            # 429/5xx and timeouts are retried by the SDK; a refused connection only once,
-            # so a target that is down is reported in seconds, not minutes.
-            retry_policy=ExponentialRetry(
-                initial_backoff=1, increment_base=2, retry_total=4, retry_connect=1
-            ),
+            retry_policy=_retry_policy(),
             connection_timeout=10,
         )
         self.max_workers = max_workers
@@ -213,14 +217,20 @@ class Storage:
             ]
 
     def delete_prefix(self, container: str, prefix: str) -> int:
-        """Delete every blob under ``prefix``; returns how many were deleted."""
+        """Delete every blob under ``prefix`` with Blob Batch requests of :data:`DELETE_BATCH`
+        (one request per 256 blobs, not one per blob); returns how many were deleted. A blob
+        already gone is fine; any other refusal is a :class:`RemoteError` naming how many."""
         names = [b.name for b in self.list_blobs(container, prefix)]
         client = self._client.get_container_client(container)
+        failed = 0
         with translate_errors(f"deleting blobs under {container}/{prefix}", self._host):
-            for start in range(0, len(names), 256):
-                for name in names[start : start + 256]:
-                    with contextlib.suppress(ResourceNotFoundError):
-                        client.delete_blob(name)
+            for start in range(0, len(names), DELETE_BATCH):
+                part = names[start : start + DELETE_BATCH]
+                for resp in client.delete_blobs(*part, raise_on_any_failure=False):
+                    if resp.status_code not in (200, 202, 404):
+                        failed += 1
+        if failed:
+            raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) under {prefix}")
         return len(names)
 
     # -- parallel transfers -----------------------------------------------------------
@@ -290,6 +300,33 @@ class Storage:
 
         self._run_parallel(one, items)
         return UploadSummary(counts["uploaded"], counts["skipped"], counts["bytes"])
+
+    def changed(self, container: str, items: list[UploadItem]) -> list[UploadItem]:
+        """The items whose blob exists with another size or Content-MD5 than the local file
+        (one listing of the names' common prefix, or one HEAD per blob; local files hashed)."""
+        prefix = common_dir_prefix([item.blob_name for item in items])
+        out = []
+        remote = self._list_md5(container, prefix) if prefix else None
+        for item in items:
+            if remote is not None:
+                found = remote.get(item.blob_name)
+            else:
+                with translate_errors(f"checking blob {item.blob_name}", self._host):
+                    try:
+                        props = self._client.get_blob_client(container, item.blob_name).get_blob_properties()
+                    except ResourceNotFoundError:
+                        continue
+                md5 = props.content_settings.content_md5
+                found = (int(props.size or 0), bytes(md5) if md5 is not None else None)
+            if found is None:
+                continue
+            try:
+                local = (item.path.stat().st_size, file_md5(item.path))
+            except OSError as exc:
+                raise UsageError(f"cannot read {item.path}: {exc.strerror}") from None
+            if found != local:
+                out.append(item)
+        return out
 
     def _list_md5(self, container: str, prefix: str) -> dict[str, tuple[int, bytes | None]]:
         """Name -> (size, Content-MD5) of every blob under ``prefix`` (one listing)."""
@@ -391,6 +428,52 @@ class Storage:
                     key = self._client.get_user_delegation_key(_start(), expiry + timedelta(minutes=5))
                 self._delegation_key = key
         return {"user_delegation_key": key}
+
+
+class _RetryAfterExponentialRetry(ExponentialRetry):
+    """The Storage SDK's exponential retry, waiting at least what a ``Retry-After`` header asks.
+
+    Storage throttles with 503 ``ServerBusy`` and 500 ``OperationTimedOut`` (Azure's
+    scalability targets); the SDK's policy retries those and every other 5xx except
+    501/505, plus 408 and connection errors, but sleeps its own backoff only.
+    """
+
+    def sleep(self, settings: dict[str, Any], transport: Any) -> None:
+        history = settings.get("history") or []
+        response = getattr(history[-1], "http_response", None) if history else None
+        wait = _retry_after(response.headers.get("Retry-After") if response is not None else None)
+        if wait is None or wait <= self.get_backoff_time(settings):
+            super().sleep(settings, transport)
+            return
+        transport.sleep(min(wait, _MAX_RETRY_AFTER))
+
+
+#: A Retry-After longer than this is cut to it (a misbehaving proxy cannot stall the runner).
+_MAX_RETRY_AFTER = 60.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), ``None`` if absent/bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _retry_policy() -> ExponentialRetry:
+    """Retries of every Storage request: 4, backing off 1, 3, 9 s (+-1 s jitter) or what
+    ``Retry-After`` says; a refused connection only once, so a target that is down is
+    reported in seconds, not minutes."""
+    return _RetryAfterExponentialRetry(
+        initial_backoff=1, increment_base=2, retry_total=4, retry_connect=1, random_jitter_range=1
+    )
 
 
 def _start() -> datetime:

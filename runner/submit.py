@@ -1,4 +1,5 @@
-"""``runner submit``: DESIGN.md "Data flow of runner submit", steps 2-8.
+"""``runner submit``, ``results``: docs/architecture.md, "Data flow of runner submit", steps 2-8,
+and "Job life cycle".
 
 The caller (the CLI) has already validated the inputs (:func:`runner.inputs.expand`)
 and resolved the target (step 1). Then:
@@ -10,15 +11,19 @@ and resolved the target (step 1). Then:
    created (an existing job with the same id is reused: resume);
 5. missing tasks are added (the SDK chunks them), existing ones skipped;
 6. with ``--wait``, the job is monitored with one ``get_job_task_counts`` per
-   poll; a pool whose nodes all failed their start task is reported at once;
+   poll; while nothing runs, :mod:`runner.pool_watch` says why (or fails fast);
    a merge blocked by a failed per-file task is reported as skipped;
 7. results are downloaded (also when some tasks failed) and summarised;
-8. with ``--cleanup``, the job and its blobs are deleted once the results are
-   safely downloaded.
+8. with ``--cleanup``, the job and its blobs are deleted once every task
+   succeeded and the results are safely downloaded.
+
+Job life cycle: a watched job stays active until the runner has seen its end;
+it then completes when everything succeeded and is kept active (said in the
+error) when tasks failed, so that ``runner retry`` can rerun them.
 
 Resume: the same command with ``--job-id`` of an existing job. Its manifest
-must list the same inputs and options, otherwise nothing is changed and a
-:class:`UsageError` says why.
+must list the same inputs (same content) and options, otherwise nothing is
+changed and a :class:`UsageError` says why.
 """
 
 from __future__ import annotations
@@ -33,10 +38,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import manifest as mf
-from runner.batch import PoolHealth, TaskCounts, TaskFailure, TaskState
-from runner.errors import JobEnded, NotFoundError, StartTaskFailed, TaskFailures, UsageError, WaitTimeout
+from runner.batch import TaskCounts, TaskFailure, TaskState
+from runner.errors import (
+    JobEnded,
+    JobStillRunning,
+    NotFoundError,
+    RunnerError,
+    TaskFailures,
+    UnreachableError,
+    UsageError,
+    WaitTimeout,
+)
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
+from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
 from runner.results import JobResults, download
 from runner.storage import UploadItem
@@ -73,6 +88,8 @@ class SubmitOptions:
     keep: bool = True
     poll_interval: float = 0.5
     merge_group_size: int = MERGE_GROUP_SIZE
+    #: A poll taking longer than this is warned about (the service stopped answering).
+    unresponsive_after: float = 30.0
 
     def validate(self) -> None:
         if self.numwords < 1:
@@ -187,10 +204,12 @@ def submit(
             f"pool {out.pool_id} does not exist on this target",
             hint="run `pulumi up` (Azure) or `runner local up` (local)",
         )
-    manifest = _manifest_for(session, inputs, opts, job_id)
+    manifest, resuming = _manifest_for(session, inputs, opts, job_id)
 
     # 2. inputs
     items = [UploadItem(i.path, mf.input_blob(job_id, i.relpath)) for i in inputs]
+    if resuming:
+        _refuse_changed_inputs(session, manifest, items)
     total_bytes = sum(i.size for i in inputs)
     with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
         summary = storage.upload_files(out.input_container, items, advance)
@@ -234,21 +253,83 @@ def submit(
     )
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
-    # Every task is in: the job may now complete with its last task (and leave the
-    # account's active-job quota). Before this point a resume can still add tasks.
-    batch.complete_when_tasks_done(job_id)
+    # Every task is in. Job life cycle (docs/architecture.md): nobody watches a --no-wait
+    # job, so it completes with its last task; a watched one stays active until the
+    # runner has seen its end (failed tasks can then be rerun: `runner retry`).
+    batch.complete_when_tasks_done(job_id, complete=not opts.wait)
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)
+    return watch(session, manifest, opts, reporter)
 
-    # 6. monitor
-    monitor(session, manifest, opts, reporter)
-    # 7. results
+
+def watch(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
+    """Steps 6-8: monitor, then collect. When monitoring ends otherwise (Ctrl-C, timeout,
+    a pool that cannot run tasks, an unreachable service), the job is left to complete by
+    itself with its last task: nobody watches it any more."""
+    try:
+        monitor(session, manifest, opts, reporter)
+    except UnreachableError:
+        raise  # it cannot be told either
+    except (KeyboardInterrupt, RunnerError):
+        _let_complete(session, manifest.job_id)
+        raise
+    return collect(session, manifest, opts.dest or default_dest(manifest.job_id), reporter, keep=opts.keep)
+
+
+def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
+    """``runner results``: collect a finished job (a merge blocked by a failure counts as
+    finished, a terminated job too: what never ran is *pending*). A job still running is
+    :class:`JobStillRunning`, or with ``opts.wait`` watched until it ends, as ``submit`` does."""
+    job_id = manifest.job_id
+    if session.batch.get_job(job_id).state == "active" and not _confirmed(session, manifest):
+        if not opts.wait:
+            c = session.batch.task_counts(job_id)
+            raise JobStillRunning(
+                f"job {job_id} is still running: {c.completed} of {len(manifest.task_ids)} task(s) completed",
+                hint=f"`runner results {job_id} --wait` waits for the rest (`runner status {job_id}`)",
+            )
+        return watch(session, manifest, opts, reporter)
     return collect(session, manifest, opts.dest or default_dest(job_id), reporter, keep=opts.keep)
 
 
-def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions, job_id: str) -> mf.Manifest:
-    """The new job's manifest, or the existing one when resuming (checked against the inputs)."""
+def _let_complete(session: Session, job_id: str) -> None:
+    """Best effort, one quick request (Ctrl-C must stay quick): ``onAllTasksComplete:
+    terminateJob``; an error here must not hide the first."""
+    try:
+        session.batch.complete_when_tasks_done(job_id, quick=True)
+    except RunnerError as err:
+        log.warning("job %s may stay active: %s", job_id, err)
+
+
+def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[UploadItem]) -> None:
+    """On resume, refuse (before anything is uploaded) inputs whose content changed since their
+    task was added: its results are those of the old content, and Batch cannot rerun a task
+    that succeeded. Inputs whose task does not exist yet (interrupted upload) may change."""
+    storage, out = session.storage, session.outputs
+    changed = storage.changed(out.input_container, items)
+    if not changed:
+        return
+    task_of = {t.blob: t for t in manifest.tasks}
+    existing = (
+        session.batch.existing_task_ids(manifest.job_id)
+        if session.batch.job_exists(manifest.job_id)
+        else set()
+    )
+    stale = [task_of[i.blob_name].input for i in changed if task_of[i.blob_name].task_id in existing]
+    if stale:
+        names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise UsageError(
+            f"{len(stale)} input(s) changed since job {manifest.job_id} ran them: {names}",
+            hint="their results are of the old content: submit the changed files under a new --job-id",
+        )
+
+
+def _manifest_for(
+    session: Session, inputs: list[InputFile], opts: SubmitOptions, job_id: str
+) -> tuple[mf.Manifest, bool]:
+    """The new job's manifest, or the existing one when resuming (checked against the inputs);
+    and whether it is a resume."""
     out = session.outputs
     tasks = tuple(
         mf.ManifestTask(
@@ -269,6 +350,7 @@ def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions
         retries=opts.retries,
         tasks=tasks,
         merge_group_size=opts.merge_group_size,
+        max_wall_clock=opts.max_wall_clock.total_seconds() if opts.max_wall_clock else None,
     )
     existing = mf.load(session.storage, out.input_container, job_id)
     if existing is None:
@@ -277,25 +359,42 @@ def _manifest_for(session: Session, inputs: list[InputFile], opts: SubmitOptions
                 f"job {job_id} exists but was not submitted by runner (no manifest)",
                 hint="choose another --job-id",
             )
-        return fresh
+        return fresh, False
     if [t.input for t in existing.tasks] != [t.input for t in tasks]:
         raise UsageError(
             f"job {job_id} was submitted with other inputs; resume it with the same paths",
             hint="or choose another --job-id",
         )
+    _refuse_changed_options(existing, fresh)
+    return existing, True
+
+
+def _refuse_changed_options(existing: mf.Manifest, fresh: mf.Manifest) -> None:
+    """A resume keeps what made the job's tasks: every option that went into them must be the
+    same (the others, --dest, --timeout, --wait, --keep/--cleanup, apply to this run only)."""
     mismatched = [
-        name
+        f"{name} {_shown(a)} (now {_shown(b)})"
         for name, a, b in (
             ("--numwords", existing.numwords, fresh.numwords),
             ("--aggregate", existing.aggregate, fresh.aggregate),
             ("--command", existing.command, fresh.command),
+            ("--retries", existing.retries, fresh.retries),
+            ("--max-wall-clock", existing.max_wall_clock, fresh.max_wall_clock),
             ("--merge-group-size", existing.merge_group_size, fresh.merge_group_size),
         )
         if a != b
     ]
     if mismatched:
-        raise UsageError(f"job {job_id} was submitted with other options: {', '.join(mismatched)}")
-    return existing
+        raise UsageError(
+            f"job {existing.job_id} was submitted with {'; '.join(mismatched)}",
+            hint="a resume keeps the job's options: repeat them, or choose another --job-id",
+        )
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "unset"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
@@ -306,22 +405,40 @@ def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
 
 
 def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> TaskCounts:
-    """Poll task counts until every task completed (or the merge is blocked); return the last counts."""
+    """Poll task counts until every task completed (or the merge is blocked); return the last counts.
+
+    One request per poll while tasks run. While tasks wait and none runs, the pool is
+    looked at (:class:`~runner.pool_watch.PoolWatcher`: why nothing runs, or a fast
+    failure) and the job too (:func:`_check_job_active`). A poll slower than
+    ``opts.unresponsive_after`` is warned about; tasks going back to waiting (their
+    node was preempted or left) are said.
+    """
     total = len(manifest.task_ids)
     deadline = time.monotonic() + opts.timeout.total_seconds()
     interval = opts.poll_interval
     last: TaskCounts | None = None
+    pool = PoolWatcher(session, reporter)
+    host = session.outputs.batch_account_url
+    slow = Slowness(
+        opts.unresponsive_after,
+        lambda: reporter.info(
+            f"Batch ({host}) has not answered for {opts.unresponsive_after:g} s; still trying "
+            f"(Ctrl-C stops waiting, the job keeps running)"
+        ),
+    )
     with reporter.tasks(total) as update:
         while True:
-            counts = session.batch.task_counts(manifest.job_id)
-            update(counts)
-            if (counts.completed >= total or _merge_blocked(counts, manifest)) and _confirmed(
-                session, manifest
-            ):
-                return counts
-            if counts.running == 0 and counts.active > 0:
-                _check_pool(session, reporter)
-                _check_job_active(session, manifest.job_id)
+            with slow.watch():
+                counts = session.batch.task_counts(manifest.job_id)
+                update(counts)
+                _say_requeued(last, counts, reporter)
+                if (counts.completed >= total or _merge_blocked(counts, manifest)) and _confirmed(
+                    session, manifest
+                ):
+                    return counts
+                if counts.running == 0 and counts.active > 0:
+                    pool.check()
+                    _check_job_active(session, manifest.job_id)
             if time.monotonic() >= deadline:
                 raise WaitTimeout(
                     f"job {manifest.job_id} did not finish within {opts.timeout}",
@@ -331,6 +448,20 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
             interval = opts.poll_interval if counts != last else min(_MAX_POLL, interval * 1.5)
             last = counts
             time.sleep(interval)
+
+
+def _say_requeued(last: TaskCounts | None, now: TaskCounts, reporter: Reporter) -> None:
+    """Every task is added before monitoring starts, so more tasks waiting than at the last
+    poll means tasks went back to waiting: retried after a failure (``--retries``),
+    reactivated, or requeued because their node was preempted or left the pool."""
+    if last is None:
+        return
+    back = now.active - last.active
+    if back > 0:
+        reporter.info(
+            f"{back} task(s) back to waiting: retried after a failure, or requeued "
+            "(their node was preempted or left the pool)"
+        )
 
 
 def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
@@ -378,23 +509,6 @@ def _check_job_active(session: Session, job_id: str) -> None:
     )
 
 
-def _check_pool(session: Session, reporter: Reporter) -> None:
-    """Fail at once when every node of the pool failed its start task."""
-    pool_id = session.outputs.pool_id
-    health: PoolHealth = session.batch.pool_health(pool_id)
-    if not health.all_failed:
-        return
-    node_errors = []
-    for node in health.failed:
-        tail = session.batch.node_start_task_stderr(pool_id, node.id)
-        node_errors.append((node.id, tail or node.start_task_failure or f"state {node.state}"))
-    raise StartTaskFailed(
-        f"the start task failed on all {len(health.nodes)} node(s) of pool {pool_id}: no task can run",
-        node_errors=node_errors,
-        hint="fix the pool's start task (runner/pool_spec.py), then recreate the pool",
-    )
-
-
 def collect(
     session: Session,
     manifest: mf.Manifest,
@@ -421,16 +535,41 @@ def collect(
         failures=failures,
         reporter=reporter,
     )
-    if not keep and not failures:
-        cleanup(session, manifest.job_id)
-        reporter.info(f"job {manifest.job_id} and its blobs deleted (--cleanup)")
+    _say_reruns(results, reporter)
     if failures:
         raise TaskFailures(
             f"{len(failures)} task(s) of job {manifest.job_id} failed",
             failures=list(failures),
             result=results,
+            hint=_after_failures(session, manifest.job_id),
         )
+    if keep:
+        session.batch.complete_when_tasks_done(manifest.job_id)  # nothing to rerun: leave the quota
+    else:
+        cleanup(session, manifest.job_id)
+        reporter.info(f"job {manifest.job_id} and its blobs deleted (--cleanup)")
     return results
+
+
+def _say_reruns(results: JobResults, reporter: Reporter, limit: int = 20) -> None:
+    """One line per task that Batch ran more than once (retried after a failure, or requeued
+    because its node was preempted or left), at most ``limit`` of them."""
+    every = [*results.files, *([results.corpus] if results.corpus else [])]
+    lines = [line for r in every if (line := r.reruns())]
+    for line in lines[:limit]:
+        reporter.info(line)
+    if len(lines) > limit:
+        reporter.info(f"... and {len(lines) - limit} more task(s) ran more than once (see --json)")
+
+
+def _after_failures(session: Session, job_id: str) -> str:
+    """What the user can do about failed tasks, from the job's state (docs/architecture.md)."""
+    if session.batch.get_job(job_id).state == "active":
+        return (
+            f"job {job_id} is kept active so they can run again: `runner retry {job_id}`; "
+            f"`runner cancel {job_id}` or `runner clean {job_id}` ends it"
+        )
+    return f"job {job_id} is completed, so its tasks cannot run again: submit them under a new --job-id"
 
 
 def cleanup(session: Session, job_id: str) -> tuple[bool, int]:

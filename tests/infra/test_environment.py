@@ -22,7 +22,7 @@ POOL = "azure-native:batch:Pool"
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 ROLE = "azure-native:authorization:RoleAssignment"
 
-# DESIGN.md, "Outputs contract": the only keys the runner reads.
+# docs/architecture.md, "Outputs contract": the only keys the runner reads.
 CONTRACT = [
     "batchAccountName",
     "batchAccountUrl",

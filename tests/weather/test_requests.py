@@ -1,0 +1,96 @@
+"""What the runner asks of the services, counted by a proxy: the requests a user pays for.
+
+* monitoring: one request per poll (task counts), however many tasks the job has;
+  the task list is read once, to confirm the end;
+* a failed task's stderr tail: its last 16 KiB (a ranged read), not the whole file;
+* ``clean``: Blob Batch deletes of 256 blobs per request, not one request per blob.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+from runner import manifest as mf
+from runner.outputs import Outputs
+from runner.progress import NullReporter
+from runner.storage import Storage
+from runner.submit import SubmitOptions, monitor
+from runner.targets import AuthMode, Session, Target, TargetKind
+from runner.tasks import TaskSpec
+from tests.weather.faultproxy import FaultProxy, via
+
+
+def _session(tmp_path: Path, outputs: Outputs) -> Session:
+    return Session(Target(TargetKind.FILE, outputs_file=tmp_path / "x.json"), outputs, AuthMode.SHAREDKEY)
+
+
+def _manifest(job_id: str, n: int) -> mf.Manifest:
+    tasks = tuple(
+        mf.ManifestTask(str(i), f"f{i}", mf.input_blob(job_id, f"f{i}"), f"f{i}", 1) for i in range(1, n + 1)
+    )
+    return mf.Manifest(job_id, mf.now_iso(), 3, False, "true {input}", 0, tasks)
+
+
+def test_monitoring_is_one_request_per_poll(tmp_path: Path, target_outputs: Outputs) -> None:
+    job_id, n = "w-one-request", 6
+    with FaultProxy(target_outputs.batch_account_url) as proxy:
+        outputs = dataclasses.replace(
+            target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
+        )
+        session = _session(tmp_path, outputs)
+        session.batch.ensure_job(job_id, outputs.pool_id, uses_task_dependencies=False)
+        specs = [TaskSpec(str(i), f"f{i}", "/bin/sh -c 'sleep 1'", (), ()) for i in range(1, n + 1)]
+        session.batch.add_tasks(job_id, specs)
+        before = len(proxy.records)
+        monitor(session, _manifest(job_id, n), SubmitOptions(timeout=timedelta(seconds=120)), NullReporter())
+        during = proxy.records[before:]
+    polls = [r for r in during if r.path.split("?")[0].endswith("/taskcounts")]
+    listings = [r for r in during if r.path.split("?")[0] == f"/jobs/{job_id}/tasks" and r.method == "GET"]
+    others = [r for r in during if r not in polls and r not in listings]
+    assert len(polls) >= 4, during  # the tasks take seconds: several polls
+    assert len(listings) <= 2, [r.path for r in listings]  # the end confirmed from the list, once or twice
+    # between tasks nothing may run for a moment: the pool and job are looked at then, never per task
+    assert len(others) <= 3 * len(polls), [r.path for r in others]
+    assert all("/tasks/" not in r.path for r in during)
+
+
+def test_a_failure_tail_reads_only_the_last_16_kib(tmp_path: Path, target_outputs: Outputs) -> None:
+    job_id = "w-ranged-tail"
+    script = 'head -c 1000000 /dev/zero | tr "\\\\000" x >&2; echo >&2; echo the last line >&2; exit 2'
+    with FaultProxy(target_outputs.batch_account_url) as proxy:
+        outputs = dataclasses.replace(
+            target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
+        )
+        session = _session(tmp_path, outputs)
+        session.batch.ensure_job(job_id, outputs.pool_id, uses_task_dependencies=False)
+        session.batch.add_tasks(job_id, [TaskSpec("1", "big", f"/bin/sh -c '{script}'", (), ())])
+        monitor(session, _manifest(job_id, 1), SubmitOptions(timeout=timedelta(seconds=120)), NullReporter())
+        before = len(proxy.records)
+        [failure] = session.batch.failed_tasks(job_id)
+        reads = [r for r in proxy.records[before:] if r.path.split("?")[0].endswith("/files/stderr.txt")]
+    assert failure.exit_code == 2 and failure.stderr_tail.endswith("the last line")
+    assert reads and sum(r.size for r in reads) <= 16 * 1024, [(r.method, r.size) for r in reads]
+
+
+def test_clean_deletes_blobs_256_per_request(tmp_path: Path, storage_outputs: Outputs) -> None:
+    prefix = "w-batch-delete/"
+    names = [f"{prefix}inputs/f{i:03}.txt" for i in range(300)]
+    with FaultProxy(storage_outputs.storage_blob_endpoint) as proxy:
+        storage = Storage(
+            dataclasses.replace(
+                storage_outputs, storage_blob_endpoint=via(storage_outputs.storage_blob_endpoint, proxy)
+            )
+        )
+        for name in names[:5]:
+            storage.upload_bytes(storage_outputs.input_container, name, b"x")
+        direct = Storage(storage_outputs)
+        for name in names[5:]:
+            direct.upload_bytes(storage_outputs.input_container, name, b"x")
+        before = len(proxy.records)
+        assert storage.delete_prefix(storage_outputs.input_container, prefix) == 300
+        during = proxy.records[before:]
+    batches = [r for r in during if r.method == "POST" and "comp=batch" in r.path]
+    assert len(batches) == 2 and not [r for r in during if r.method == "DELETE"]
+    assert direct.list_blobs(storage_outputs.input_container, prefix) == []
