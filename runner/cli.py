@@ -277,6 +277,12 @@ def submit(
             f"(2-{MAX_MERGE_GROUP_SIZE}).",
         ),
     ] = MERGE_GROUP_SIZE,
+    with_report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="When the job ends, write its execution report (report.html in the results)."
+        ),
+    ] = False,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import inputs as inputs_mod
@@ -306,7 +312,14 @@ def submit(
     job = job_id or new_job_id()
     STATE.resume_job_id = job
     STATE.say(f"job {job}: {len(files)} input file(s)")
-    outcome = do_submit(session, files, opts, job, STATE.reporter())
+    try:
+        outcome = do_submit(session, files, opts, job, STATE.reporter())
+    except TaskFailures:
+        if with_report:
+            _write_report(session, job, dest)
+        raise
+    if with_report and not isinstance(outcome, Submitted):
+        _write_report(session, job, dest)
     if isinstance(outcome, Submitted):
         STATE.say(f"submitted; follow with `runner status {job}`, then `runner results {job}`")
         if STATE.json:
@@ -325,6 +338,44 @@ def submit(
         report.print_summary(STATE.console, outcome)
     if STATE.json:
         typer.echo(report.dumps(outcome.to_json()))
+
+
+def _write_report(session: Session, job: str, dest: Path | None) -> None:
+    from runner import report_page
+    from runner.report_cmd import make_report
+    from runner.submit import default_dest
+
+    made = make_report(session, job, out=report_page.default_path(job, dest or default_dest(job)))
+    STATE.say(f"report: {made.html}")
+
+
+@app.command()
+@_handle_errors
+def report(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where the HTML report goes (default: results/JOB/report.html)."),
+    ] = None,
+    trace_file: Annotated[
+        Path | None, typer.Option("--trace", help="Also write a per-task trace (TSV), like Nextflow's.")
+    ] = None,
+    price: Annotated[
+        float | None,
+        typer.Option("--price", help="US$ per node-hour for the cost estimate (default: a dated table)."),
+    ] = None,
+) -> None:
+    """Write a job's execution report: one offline HTML file with a timeline, charts and failures."""
+    from runner import report as report_mod
+    from runner.report_cmd import make_report
+
+    session = STATE.session()
+    made = make_report(session, job, out=output, trace_path=trace_file, price=price)
+    STATE.say(f"report: {made.html}" + (f"; trace: {made.trace}" if made.trace else ""))
+    if STATE.json:
+        typer.echo(report_mod.dumps(made.to_json()))
+    else:
+        typer.echo(str(made.html))
 
 
 @app.command()
