@@ -73,8 +73,14 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def short_node(node_id: str | None) -> str:
+    """A node id short enough for an axis label (Azure's are ~70 characters); hovers show it whole."""
+    node = node_id or "?"
+    return node if len(node) <= 18 else f"{node[:8]}…{node[-6:]}"
+
+
 def row_label(t: TaskRecord) -> str:
-    return f"{t.node_id} / slot {(t.slot or 0) + 1}"
+    return f"{short_node(t.node_id)} / slot {(t.slot or 0) + 1}"
 
 
 def _category(t: TaskRecord) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from runner.exec_summary import FailureGroup, Summary, summarize
 from runner.execution import Execution
-from runner.report_html import aggregated, figures, human, human_bytes, plotly_js, script_json
+from runner.report_html import aggregated, figures, human, human_bytes, plotly_js, script_json, short_node
 from runner.trace import write_atomic
 
 _CSS = """
@@ -37,12 +37,15 @@ code{background:#eef1f6;padding:1px 4px;border-radius:3px;font-size:12px}
 
 _BOOT = """
 (function(){
+  var t0 = performance.now();
   var figs = JSON.parse(document.getElementById('figures').textContent);
   window.addEventListener('error', function(e){ document.body.dataset.error = String(e.message); });
   var cfg = {displaylogo:false, responsive:true};
   Promise.all(Object.keys(figs).map(function(id){
     return Plotly.newPlot(id, figs[id].data, figs[id].layout, cfg);
-  })).then(function(){ document.body.dataset.rendered = 'ok'; },
+  })).then(function(){
+             document.body.dataset.renderMs = String(Math.round(performance.now() - t0));
+             document.body.dataset.rendered = 'ok'; },
            function(err){ document.body.dataset.error = String(err); });
 })();
 """
@@ -60,7 +63,9 @@ def _summary_cards(ex: Execution, s: Summary) -> str:
     c = s.counts
     util = "unknown" if s.utilisation is None else f"{s.utilisation:.0%}"
     cost = s.cost
-    amount = "" if cost.amount is None else f"≈ US${cost.amount:.2f}"
+    amount = ""
+    if cost.amount is not None:
+        amount = f"≈ US${cost.amount:.2f}" if cost.amount >= 0.01 else "< US$0.01"
     cards = [
         _card("wall time", human(s.wall)),
         _card("tasks done", str(c.get("done", 0))),
@@ -82,7 +87,8 @@ def _summary_cards(ex: Execution, s: Summary) -> str:
 
 def _slowest(s: Summary) -> str:
     rows = "".join(
-        f"<tr><td>{_e(t.id)}</td><td>{_e(t.input)}</td><td>{_e(t.node_id or '')}</td>"
+        f"<tr><td>{_e(t.id)}</td><td>{_e(t.input)}</td><td title='{_e(t.node_id or '')}'>"
+        f"{_e(short_node(t.node_id))}</td>"
         f"<td>{_e(human(t.duration))}</td><td>{_e(human(t.queue_wait))}</td></tr>"
         for t in s.slowest
     )
