@@ -32,7 +32,8 @@ table{border-collapse:collapse;font-size:13px;width:100%} td,th{padding:4px 8px;
 border-bottom:1px solid #e3e7ee} th{color:#5a6478;font-weight:600}
 pre{background:#1d2330;color:#e9edf5;padding:8px 10px;border-radius:4px;font-size:12px;overflow:auto}
 code{background:#eef1f6;padding:1px 4px;border-radius:3px;font-size:12px}
-.note{font-size:12px;color:#5a6478} .fail h3{color:#c0392b;font-size:14px;margin:8px 0 4px}
+.note{font-size:12px;color:#5a6478} .fail p{font-size:13px;margin:4px 0}
+.fail h3{color:#c0392b;font-size:14px;margin:8px 0 4px}
 """
 
 _BOOT = """

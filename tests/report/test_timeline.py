@@ -1,0 +1,55 @@
+"""The timeline's form at 10 and at 10,000 tasks (figures built from a synthetic execution, no server)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from runner.batch import JobInfo, PoolInfo
+from runner.exec_summary import summarize
+from runner.execution import Execution, TaskRecord, assign_slots
+from runner.report_html import BINS, figures
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+
+
+def _execution(n: int, *, nodes: int = 2, seconds: float = 1.0) -> Execution:
+    """``n`` tasks back to back on ``nodes`` one-slot nodes; every 10th fails."""
+    tasks = []
+    for i in range(n):
+        start = T0 + timedelta(seconds=seconds * (i // nodes))
+        tasks.append(
+            TaskRecord(
+                id=str(i + 1), input=f"f{i}.txt", kind="file", state="completed",
+                result="failure" if i % 10 == 9 else "success", exit_code=1 if i % 10 == 9 else 0,
+                failure=None, node_id=f"node-{i % nodes}", created=T0, start=start,
+                end=start + timedelta(seconds=seconds * 0.9), retries=0, requeues=0,
+                bytes_in=10, bytes_out=None,
+            )
+        )  # fmt: skip
+    job = JobInfo("j", "completed", "p", T0, None)
+    pool = PoolInfo("p", "active", "steady", "Standard_D2s_v5", 1, nodes, 0, nodes, 0, False)
+    return Execution(job, pool, (), tuple(assign_slots(tasks)), T0 + timedelta(hours=3))
+
+
+def test_ten_tasks_are_ten_bars_failures_apart() -> None:
+    ex = _execution(10)
+    timeline = figures(ex, summarize(ex))["timeline"]["data"]
+    assert {tr["name"]: len(tr["x"]) for tr in timeline} == {"run: succeeded": 9, "run: failed": 1}
+    assert all(tr["type"] == "bar" for tr in timeline)
+
+
+def test_ten_thousand_tasks_aggregate_into_slot_occupancy() -> None:
+    ex = _execution(10_000)
+    s = summarize(ex)
+    heat, failed = figures(ex, s)["timeline"]["data"]
+    assert heat["type"] == "heatmap" and heat["y"] == ["node-0 / slot 1", "node-1 / slot 1"]
+    assert all(len(row) == BINS for row in heat["z"])
+    busy = sum(sum(row) for row in heat["z"]) * (s.wall.total_seconds() / BINS)
+    assert abs(busy - s.task_time.total_seconds()) / s.task_time.total_seconds() < 0.02
+    assert failed["name"] == "failed task" and len(failed["x"]) == 1000
+
+
+def test_few_long_tasks_stay_bars_even_when_many() -> None:
+    ex = _execution(1500, nodes=50, seconds=60)
+    timeline = figures(ex, summarize(ex))["timeline"]["data"]
+    assert sum(len(tr["x"]) for tr in timeline) == 1500 and timeline[0]["type"] == "bar"
