@@ -125,6 +125,7 @@ class JobInfo:
     creation_time: datetime | None
     display_name: str | None
     terminate_reason: str | None = None  # set once completed: AllTasksComplete, UserTerminate, …
+    end_time: datetime | None = None  # when it completed
 
 
 @dataclass(frozen=True)
@@ -550,6 +551,7 @@ def _job_info(job: bm.BatchJob) -> JobInfo:
         creation_time=job.creation_time,
         display_name=job.display_name,
         terminate_reason=job.execution_info.termination_reason if job.execution_info is not None else None,
+        end_time=job.execution_info.end_time if job.execution_info is not None else None,
     )
 
 
