@@ -214,7 +214,7 @@ def _layout(title: str, **extra: Any) -> dict[str, Any]:
         "paper_bgcolor": "white",
         "plot_bgcolor": "#fbfbfd",
         "font": {"family": "DejaVu Sans, Helvetica, Arial, sans-serif", "size": 12},
-        "legend": {"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
+        "legend": {"orientation": "h", "x": 0.4, "y": 1.02, "xanchor": "left", "yanchor": "bottom"},
     }
     base.update(extra)
     return base

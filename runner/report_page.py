@@ -41,7 +41,7 @@ _BOOT = """
   var t0 = performance.now();
   var figs = JSON.parse(document.getElementById('figures').textContent);
   window.addEventListener('error', function(e){ document.body.dataset.error = String(e.message); });
-  var cfg = {displaylogo:false, responsive:true};
+  var cfg = {displaylogo:false, responsive:true, displayModeBar:'hover'};
   Promise.all(Object.keys(figs).map(function(id){
     return Plotly.newPlot(id, figs[id].data, figs[id].layout, cfg);
   })).then(function(){

@@ -1,8 +1,9 @@
 """Real local jobs for the report tests, submitted once per session through the runner's CLI.
 
 ``word_job``: 12 small text files counted by nodetask, plus the merge task.
-``failing_job``: a ``--command`` job where 4 of 9 inputs exit 3 with the same stderr (one of
-them named like markup) and one exits 5: two failure groups.
+``failing_job``: a ``--command`` job with ``--retries 1`` where 4 of 10 inputs exit 3 with the
+same stderr (one of them named like markup), one exits 5 (two failure groups), and one fails
+its first attempt only (a retried success).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ FAILING_SCRIPT = """\
 case "$1" in
   *bad*) echo "cannot parse: unexpected byte 0xff" >&2; exit 3 ;;
   *worse*) echo "out of memory" >&2; exit 5 ;;
+  *flaky*) [ -e "$FLAKY_MARK" ] || { touch "$FLAKY_MARK"; echo "transient" >&2; exit 9; } ;;
 esac
 wc -w < "$1" > "$2/words.txt"
 """
@@ -57,8 +59,8 @@ wc -w < "$1" > "$2/words.txt"
 def failing_job(tmp_path_factory: pytest.TempPathFactory, outputs_file: Path) -> Job:
     root = tmp_path_factory.mktemp("failing")
     script = root / "job.sh"
-    script.write_text(FAILING_SCRIPT)
-    names = ["ok-1", "bad-1", "ok-2", "bad-2", "ok-3", "bad-3", "worse-1", "ok-4", HOSTILE]
+    script.write_text(f"FLAKY_MARK={root / 'flaky-seen'}\n{FAILING_SCRIPT}")
+    names = ["ok-1", "bad-1", "ok-2", "bad-2", "ok-3", "bad-3", "worse-1", "ok-4", HOSTILE, "flaky-1"]
     write_corpus(root / "in", {f"{n}.txt": 50 for n in names})
     dest = root / "results"
     res = invoke(
@@ -71,6 +73,8 @@ def failing_job(tmp_path_factory: pytest.TempPathFactory, outputs_file: Path) ->
         str(dest),
         "--command",
         f"/bin/sh {script} {{input}} {{output_dir}}",
+        "--retries",
+        "1",
         "--report",
     )
     assert res.exit_code == 10, res.stderr

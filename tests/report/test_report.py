@@ -100,6 +100,9 @@ def test_failures_are_grouped_with_the_command_to_see_the_log(failing_job: Job, 
     figs = _figures(html)
     failed = [tr for tr in figs["timeline"]["data"] if tr["name"] == "run: failed"]
     assert len(failed) == 1 and len(failed[0]["x"]) == 5
+    retried = [tr for tr in figs["timeline"]["data"] if tr["name"] == "run: retried"]
+    assert len(retried) == 1 and len(retried[0]["x"]) == 1 and "flaky-1.txt" in retried[0]["hovertext"][0]
+    assert "retries 1, requeues 0" in retried[0]["hovertext"][0]
 
 
 def test_report_refuses_a_directory_as_output(word_job: Job, tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_status_failed_lists_only_failures(failing_job: Job) -> None:
     assert res.exit_code == 0, res.stderr
     tasks = json.loads(res.stdout)["tasks"]
     assert sorted(t["exitCode"] for t in tasks) == [3, 3, 3, 3, 5]
-    assert all(t["result"] == "failure" for t in tasks)
+    assert all(t["result"] == "failure" and t["retries"] == 1 for t in tasks)  # --retries 1: ran twice
     assert "5 failed task(s)" in res.stderr and "ok-1.txt" not in res.stderr
 
 
@@ -51,12 +51,12 @@ def test_jobs_shows_counts_and_failed_jobs_visibly(word_job: Job, failing_job: J
     by_id = {j["jobId"]: j for j in json.loads(res.stdout)}
     bad, good = by_id[failing_job.id], by_id[word_job.id]
     assert bad["verdict"] == "failed" and bad["state"] == "completed"
-    assert bad["counts"] == {"done": 4, "failed": 5, "running": 0, "waiting": 0}
+    assert bad["counts"] == {"done": 5, "failed": 5, "running": 0, "waiting": 0}
     assert bad["retryable"] is False  # a completed job takes no retries
     assert good["verdict"] == "done" and good["counts"]["done"] == 13
     assert _iso(good["created"]) < _iso(good["ended"]) and good["duration"] > 0
     line = next(ln for ln in res.stderr.splitlines() if failing_job.id in ln)
-    assert [c.strip() for c in line.split("│")[1:4]] == [failing_job.id, "failed", "4"]
+    assert [c.strip() for c in line.split("│")[1:4]] == [failing_job.id, "failed", "5"]
     assert line.split("│")[-2].strip() == "no" and "a completed job takes no new tasks" in res.stderr
 
 
