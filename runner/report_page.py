@@ -1,4 +1,4 @@
-"""The execution report's page: markup around the charts of :mod:`runner.report_html`.
+"""The execution report's page: markup around the Vega-Lite charts of :mod:`runner.report_html`.
 
 Contract: :func:`render` returns one self-contained HTML document (no network
 needed); every value that came from data is escaped; :func:`write` writes it
@@ -13,7 +13,16 @@ from pathlib import Path
 
 from runner.exec_summary import FailureGroup, Summary, summarize
 from runner.execution import Execution
-from runner.report_html import aggregated, figures, human, human_bytes, plotly_js, script_json, short_node
+from runner.report_html import (
+    aggregated,
+    chart_data,
+    figures,
+    human,
+    human_bytes,
+    script_json,
+    short_node,
+    vega_js,
+)
 from runner.trace import write_atomic
 
 _CSS = """
@@ -23,6 +32,7 @@ header h1{margin:0;font-size:22px;font-weight:600} header p{margin:4px 0 0;opaci
 main{padding:18px 28px;max-width:1400px}
 section{background:#fff;border-radius:8px;padding:14px 18px;margin:0 0 16px;box-shadow:0 1px 3px #0002}
 h2{font-size:16px;margin:0 0 10px}
+#timeline,#nodes,#durations,#waits{display:block;width:100%}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
 .card{background:#f6f8fb;border-radius:6px;padding:8px 12px}
 .card b{display:block;font-size:19px} .card span{font-size:12px;color:#5a6478}
@@ -39,15 +49,16 @@ code{background:#eef1f6;padding:1px 4px;border-radius:3px;font-size:12px}
 _BOOT = """
 (function(){
   var t0 = performance.now();
-  var figs = JSON.parse(document.getElementById('figures').textContent);
+  var page = JSON.parse(document.getElementById('figures').textContent);
   window.addEventListener('error', function(e){ document.body.dataset.error = String(e.message); });
-  var cfg = {displaylogo:false, responsive:true, displayModeBar:'hover'};
-  Promise.all(Object.keys(figs).map(function(id){
-    return Plotly.newPlot(id, figs[id].data, figs[id].layout, cfg);
+  Promise.all(Object.keys(page.specs).map(function(id){
+    var spec = page.specs[id];
+    spec.datasets = page.data;
+    return vegaEmbed('#' + id, spec, {renderer: 'svg', actions: false});
   })).then(function(){
              document.body.dataset.renderMs = String(Math.round(performance.now() - t0));
              document.body.dataset.rendered = 'ok'; },
-           function(err){ document.body.dataset.error = String(err); });
+           function(err){ document.body.dataset.error = String(err); console.error(String(err)); });
 })();
 """
 
@@ -152,7 +163,7 @@ def render(ex: Execution, *, target: str = "", price: float | None = None) -> st
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>runner report: {_e(ex.job.id)}</title><style>{_CSS}</style>"
-        f"<script>{plotly_js()}</script></head><body>"
+        f"<script>{vega_js()}</script></head><body>"
         + _header(ex, s, target)
         + "<main>"
         + _summary_cards(ex, s)
@@ -160,7 +171,9 @@ def render(ex: Execution, *, target: str = "", price: float | None = None) -> st
         + _failures(ex, s)
         + _slowest(s)
         + _notes(ex, agg)
-        + f'</main><script type="application/json" id="figures">{script_json(figures(ex, s))}</script>'
+        + '</main><script type="application/json" id="figures">'
+        + script_json({"specs": figures(ex, s), "data": chart_data(ex, s)})
+        + "</script>"
         + f"<script>{_BOOT}</script></body></html>"
     )
 

@@ -41,6 +41,7 @@ def chromium_path() -> str | None:
 class Page:
     console_errors: list[str] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # every URL the page asked for
     values: dict[str, Any] = field(default_factory=dict)
     screenshot: bytes = b""
     load_seconds: float = 0.0
@@ -67,6 +68,8 @@ class _Cdp:
             self.page.exceptions.append(str(params["exceptionDetails"].get("exception", params)))
         elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
             self.page.console_errors.append(params["entry"].get("text", ""))
+        elif method == "Network.requestWillBeSent":
+            self.page.requests.append(params["request"]["url"])
         elif method == "Page.loadEventFired":
             self.loaded.set()
 
@@ -103,7 +106,7 @@ _STATE = "[document.body.dataset.rendered, document.body.dataset.error]"
 
 async def _load(cdp: _Cdp, url: str, timeout: float) -> float:
     """Navigate and wait for the page's own rendered/error mark; returns the seconds it took."""
-    for domain in ("Runtime", "Log", "Page"):
+    for domain in ("Runtime", "Log", "Page", "Network"):
         await cdp.call(f"{domain}.enable")
     t0 = time.monotonic()
     await cdp.call("Page.navigate", url=url)
@@ -120,6 +123,9 @@ async def _screenshot(cdp: _Cdp, width: int) -> bytes:
     height = await cdp.evaluate("document.documentElement.scrollHeight")
     metrics = {"width": width, "height": int(height), "deviceScaleFactor": 1, "mobile": False}
     await cdp.call("Emulation.setDeviceMetricsOverride", **metrics)
+    # Charts sized to their container redraw on resize: let them settle before the capture.
+    settle = "new Promise(r => setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(r)), 500))"
+    await cdp.call("Runtime.evaluate", expression=settle, awaitPromise=True)
     shot = await cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     return base64.b64decode(shot["data"])
 

@@ -16,8 +16,8 @@ from tests.report.conftest import Job, invoke
 MARKS = {
     "rendered": "document.body.dataset.rendered || ''",
     "error": "document.body.dataset.error || ''",
-    "bars": "document.querySelectorAll('#timeline .barlayer .point').length",
-    "charts": "document.querySelectorAll('.js-plotly-plot').length",
+    "bars": "document.querySelectorAll('#timeline .mark-rect path').length",
+    "charts": "document.querySelectorAll('.vega-embed svg').length",
 }
 
 
@@ -41,6 +41,7 @@ def test_report_renders_one_mark_per_task_without_console_errors(word_job: Job, 
     assert page.values["rendered"] == "ok", page.values
     assert page.console_errors == [] and page.exceptions == []
     assert page.values["charts"] == 4
+    assert page.requests == [file_url(html)]  # offline: the page itself, nothing else
     assert page.values["bars"] == word_job.n_tasks
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 20_000
     (tmp_path / "report.png").write_bytes(page.screenshot)

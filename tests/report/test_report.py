@@ -13,9 +13,14 @@ from tests.report.conftest import HOSTILE, Job, invoke
 
 
 def _figures(html: str) -> dict[str, Any]:
+    """The page's charts: ``specs`` (Vega-Lite, by element id) and ``data`` (their datasets)."""
     m = re.search(r'<script type="application/json" id="figures">(.*?)</script>', html, re.S)
     assert m is not None
     return json.loads(m.group(1))
+
+
+def _on_timeline(figs: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in figs["data"]["tasks"] if t["row"] is not None]
 
 
 def _time(value: str) -> datetime:
@@ -57,15 +62,18 @@ def test_report_html_is_self_contained_with_one_bar_per_task(word_job: Job, tmp_
     assert res.exit_code == 0, res.stderr
     assert res.stdout.strip() == str(out)
     html = out.read_text(encoding="utf-8")
-    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html)  # nothing fetched
-    assert "Plotly" in html and len(html) > 1_000_000  # the library itself is inline
+    library_end = html.index("</script>")  # the inline Vega bundle comes first (its code holds markup)
+    assert "window.vegaEmbed" in html[:library_end]
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html[library_end:])  # nothing fetched
+    assert len(html) > 500_000  # the library itself is inline
     figs = _figures(html)
-    bars = [tr for tr in figs["timeline"]["data"] if tr["type"] == "bar"]
-    assert sum(len(tr["x"]) for tr in bars) == word_job.n_tasks
-    assert [tr["name"] for tr in bars] == ["run: succeeded", "run: merge"]
-    assert set(figs) == {"timeline", "nodes", "durations", "waits"}
-    assert len(figs["durations"]["data"][0]["x"]) == word_job.n_tasks
-    assert max(figs["nodes"]["data"][0]["y"]) == 2  # the pool's two nodes
+    assert set(figs["specs"]) == {"timeline", "nodes", "durations", "waits"}
+    assert [layer["mark"]["type"] for layer in figs["specs"]["timeline"]["layer"]] == ["bar"]
+    bars = _on_timeline(figs)
+    assert len(bars) == word_job.n_tasks
+    assert sorted({t["cat"] for t in bars}) == ["merge", "succeeded"]
+    assert sum(t["ran"] is not None for t in figs["data"]["tasks"]) == word_job.n_tasks
+    assert max(p["n"] for p in figs["data"]["nodes"]) == 2  # the pool's two nodes
     assert "--price 0.5 per node-hour" in html and "No task failed." in html
 
 
@@ -97,12 +105,10 @@ def test_failures_are_grouped_with_the_command_to_see_the_log(failing_job: Job, 
     assert html.count("cannot parse: unexpected byte 0xff") == 1  # one group, one tail
     assert len(re.findall(rf"runner logs {failing_job.id} \d+ --stderr", html)) == 2  # one per group
     assert HOSTILE not in html and "&lt;img src=x onerror=alert(1)&gt;-bad" in html
-    figs = _figures(html)
-    failed = [tr for tr in figs["timeline"]["data"] if tr["name"] == "run: failed"]
-    assert len(failed) == 1 and len(failed[0]["x"]) == 5
-    retried = [tr for tr in figs["timeline"]["data"] if tr["name"] == "run: retried"]
-    assert len(retried) == 1 and len(retried[0]["x"]) == 1 and "flaky-1.txt" in retried[0]["hovertext"][0]
-    assert "retries 1, requeues 0" in retried[0]["hovertext"][0]
+    bars = _on_timeline(_figures(html))
+    assert sum(t["cat"] == "failed" for t in bars) == 5
+    retried = [t for t in bars if t["cat"] == "retried"]
+    assert [(t["input"], t["retries"], t["exit"]) for t in retried] == [("flaky-1.txt", 1, 0)]
 
 
 def test_report_refuses_a_directory_as_output(word_job: Job, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from runner.batch import JobInfo, PoolInfo
 from runner.exec_summary import summarize
 from runner.execution import Execution, TaskRecord, assign_slots
-from runner.report_html import BINS, figures
+from runner.report_html import BINS, chart_data, figures
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -31,25 +31,29 @@ def _execution(n: int, *, nodes: int = 2, seconds: float = 1.0) -> Execution:
     return Execution(job, pool, (), tuple(assign_slots(tasks)), T0 + timedelta(hours=3))
 
 
+def _marks(ex: Execution) -> list[str]:
+    return [layer["mark"]["type"] for layer in figures(ex, summarize(ex))["timeline"]["layer"]]
+
+
 def test_ten_tasks_are_ten_bars_failures_apart() -> None:
     ex = _execution(10)
-    timeline = figures(ex, summarize(ex))["timeline"]["data"]
-    assert {tr["name"]: len(tr["x"]) for tr in timeline} == {"run: succeeded": 9, "run: failed": 1}
-    assert all(tr["type"] == "bar" for tr in timeline)
+    data = chart_data(ex, summarize(ex))
+    assert _marks(ex) == ["bar"] and data["occupancy"] == []
+    assert sorted(t["cat"] for t in data["tasks"]) == ["failed"] + ["succeeded"] * 9
 
 
 def test_ten_thousand_tasks_aggregate_into_slot_occupancy() -> None:
     ex = _execution(10_000)
     s = summarize(ex)
-    heat, failed = figures(ex, s)["timeline"]["data"]
-    assert heat["type"] == "heatmap" and heat["y"] == ["node-0 / slot 1", "node-1 / slot 1"]
-    assert all(len(row) == BINS for row in heat["z"])
-    busy = sum(sum(row) for row in heat["z"]) * (s.wall.total_seconds() / BINS)
+    assert _marks(ex) == ["rect", "point"]  # occupancy, then the failed tasks marked on it
+    cells = chart_data(ex, s)["occupancy"]
+    assert {c["row"] for c in cells} == {"node-0 / slot 1", "node-1 / slot 1"}
+    assert len(cells) <= 2 * BINS
+    busy = sum(c["busy"] for c in cells) * (s.wall.total_seconds() / BINS)
     assert abs(busy - s.task_time.total_seconds()) / s.task_time.total_seconds() < 0.02
-    assert failed["name"] == "failed task" and len(failed["x"]) == 1000
+    assert sum(t["cat"] == "failed" for t in chart_data(ex, s)["tasks"]) == 1000
 
 
 def test_few_long_tasks_stay_bars_even_when_many() -> None:
     ex = _execution(1500, nodes=50, seconds=60)
-    timeline = figures(ex, summarize(ex))["timeline"]["data"]
-    assert sum(len(tr["x"]) for tr in timeline) == 1500 and timeline[0]["type"] == "bar"
+    assert _marks(ex) == ["bar"]
