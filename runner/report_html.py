@@ -42,6 +42,7 @@ COLOURS = {
     "failed": "#d62728",
     "partial-merge": "#b07cc6",
     "merge": "#8e44ad",
+    "running": "#9aa5b8",
 }
 
 
@@ -94,6 +95,8 @@ def row_label(t: TaskRecord) -> str:
 def _category(t: TaskRecord) -> str:
     if t.failed:
         return "failed"
+    if t.state != "completed":
+        return "running"
     if t.kind != "file":
         return t.kind
     return "retried" if t.retries or t.requeues else "succeeded"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from runner.batch import JobInfo, PoolInfo
 from runner.exec_summary import summarize
 from runner.execution import Execution, TaskRecord, assign_slots
 from runner.report_html import BINS, chart_data, figures
+from runner.report_page import render
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -57,3 +59,15 @@ def test_ten_thousand_tasks_aggregate_into_slot_occupancy() -> None:
 def test_few_long_tasks_stay_bars_even_when_many() -> None:
     ex = _execution(1500, nodes=50, seconds=60)
     assert _marks(ex) == ["bar"]
+
+
+def test_a_running_job_and_an_empty_one_render() -> None:
+    ex = _execution(4)
+    running = replace(ex.tasks[-1], state="running", result=None, exit_code=None, end=None)
+    ex = replace(ex, tasks=(*ex.tasks[:-1], running))
+    data = chart_data(ex, summarize(ex))
+    assert [t["cat"] for t in data["tasks"]][-1] == "running"
+    assert data["tasks"][-1]["end"] == ex.gathered_at.isoformat()  # drawn up to now
+    assert "running / waiting" in render(ex)
+    empty = replace(ex, tasks=())
+    assert "No task failed." in render(empty)
