@@ -212,7 +212,7 @@ def _spec(title: str, height: int, **body: Any) -> dict[str, Any]:
     }
 
 
-def _bar_layer(row_order: list[str]) -> dict[str, Any]:
+def _bar_layer(row_order: list[str], present: list[str]) -> dict[str, Any]:
     return {
         "data": {"name": "tasks"},
         "transform": [{"filter": "datum.row != null"}],
@@ -225,7 +225,7 @@ def _bar_layer(row_order: list[str]) -> dict[str, Any]:
                 "field": "cat",
                 "type": "nominal",
                 "title": None,
-                "scale": {"domain": list(COLOURS), "range": list(COLOURS.values())},
+                "scale": {"domain": present, "range": [COLOURS[c] for c in present]},
                 "legend": {"orient": "top"},
             },
             "tooltip": _TOOLTIP,
@@ -270,12 +270,16 @@ def _occupancy_layers(row_order: list[str]) -> list[dict[str, Any]]:
 def timeline_spec(ex: Execution, summary: Summary) -> dict[str, Any]:
     order = rows(ex)
     agg = aggregated(ex, summary)
-    layers = _occupancy_layers(order) if agg else [_bar_layer(order)]
+    cats = {_category(t) for t in ran(ex)}
+    present = [c for c in COLOURS if c in cats]
+    layers = _occupancy_layers(order) if agg else [_bar_layer(order, present)]
     title = "Timeline: one row per node slot" + (" (slot occupancy per time bin)" if agg else "")
     return _spec(title, max(60, 24 * len(order)), layer=layers, resolve={"scale": {"color": "independent"}})
 
 
-def nodes_spec() -> dict[str, Any]:
+def nodes_spec(ex: Execution) -> dict[str, Any]:
+    top = max((n for _, n in node_count_series(ex)), default=0)
+    ticks = {"values": list(range(top + 1))} if top <= 20 else {"tickMinStep": 1}
     return _spec(
         "Nodes in the pool over time",
         160,
@@ -283,7 +287,7 @@ def nodes_spec() -> dict[str, Any]:
         mark={"type": "area", "interpolate": "step-after", "line": True, "color": "#2a9d8f", "opacity": 0.6},
         encoding={
             "x": {"field": "t", **_TIME, "axis": {**_AXIS, "tickCount": 8}},
-            "y": {"field": "n", "type": "quantitative", "title": "nodes", "axis": {"tickMinStep": 1}},
+            "y": {"field": "n", "type": "quantitative", "title": "nodes", "axis": {**ticks, "format": "d"}},
         },
     )
 
@@ -306,7 +310,7 @@ def figures(ex: Execution, summary: Summary) -> dict[str, dict[str, Any]]:
     """The page's Vega-Lite specs by element id."""
     return {
         "timeline": timeline_spec(ex, summary),
-        "nodes": nodes_spec(),
+        "nodes": nodes_spec(ex),
         "durations": histogram_spec("Task run time", "ran", COLOURS["succeeded"]),
         "waits": histogram_spec("Queue wait (creation to start)", "wait", "#e9c46a"),
     }
