@@ -399,7 +399,8 @@ def status(
     tasks = [t for t in ex.tasks if t.failed] if failed else list(ex.tasks)
     STATE.say(job_views.pool_line(ex.pool, ex.nodes))
     title = f"job {job} ({ex.job.state})" + (f": {len(tasks)} failed task(s)" if failed else "")
-    STATE.console.print(job_views.task_table(title, tasks))
+    STATE.console.print(job_views.task_table(title, tasks, STATE.console.width))
+    STATE.say(job_views.times_note(tasks))
     STATE.say(describe_counts(counts, counts.total))
     if STATE.json:
         typer.echo(report_mod.dumps(job_views.status_json(ex, counts, tasks)))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -54,29 +55,59 @@ def pool_line(pool: PoolInfo | None, nodes: tuple[NodeInfo, ...]) -> str:
         target = "autoscale"
     return (
         f"pool {pool.id}: {pool.state}, {pool.allocation_state or '?'}; {pool.vm_size}, "
-        f"{pool.task_slots_per_node} slot(s)/node; nodes {pool.current_dedicated} dedicated + "
-        f"{pool.current_low_priority} spot ({target}); node states: {by_state}"
+        f"{pool.task_slots_per_node} slot(s)/node\n"
+        f"nodes {pool.current_dedicated} dedicated + {pool.current_low_priority} spot ({target}); "
+        f"node states: {by_state}"
     )
 
 
-def task_table(title: str, tasks: list[TaskRecord]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in ("task", "input", "status", "exit", "node", "start", "end", "ran", "retries", "requeues"):
-        table.add_column(col, justify="right" if col in ("task", "exit", "retries", "requeues") else "left")
+#: Below this console width, ``status`` folds end/retries/requeues into fewer columns.
+WIDE = 110
+
+
+def clock(t: datetime | None) -> str:
+    return t.astimezone().strftime("%H:%M:%S") if t is not None else ""
+
+
+def _status_cell(t: TaskRecord) -> Text:
+    word = status_word(t)
+    code = f" {t.exit_code}" if word == "failed" and t.exit_code is not None else ""
+    return Text(word + code, style=_STATUS_STYLE[word])
+
+
+def times_note(tasks: list[TaskRecord]) -> str:
+    """Which day and zone the table's clock times are in (their dates when they span several)."""
+    days = sorted({t.start.astimezone().strftime("%Y-%m-%d") for t in tasks if t.start is not None})
+    zone = datetime.now().astimezone().strftime("%Z")
+    when = days[0] if len(days) == 1 else (f"{days[0]} to {days[-1]}" if days else "")
+    return f"times: {zone}" + (f", {when}" if when else "") + "; failed N: exit code N"
+
+
+def task_table(title: str, tasks: list[TaskRecord], width: int = 200) -> Table:
+    """Per task: input, status, node, start, end, run time, retries, requeues (fewer columns if narrow)."""
+    wide = width >= WIDE
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
+    )
+    table.add_column("task", justify="right", no_wrap=True)
+    table.add_column("input", overflow="fold", ratio=1)
+    for col in ("status", "node", "start", "end", "ran") if wide else ("status", "node", "start", "ran"):
+        table.add_column(col, no_wrap=True)
+    for col in ("retries", "requeues") if wide else ("rt/rq",):
+        table.add_column(col, justify="right", no_wrap=True)
     for t in tasks:
-        word = status_word(t)
-        table.add_row(
+        cells: list[str | Text] = [
             t.id,
             safe(t.input),
-            Text(word, style=_STATUS_STYLE[word]),
-            "" if t.exit_code is None else str(t.exit_code),
+            _status_cell(t),
             short_node(t.node_id) if t.node_id else "",
-            local_time(t.start),
-            local_time(t.end),
-            human(t.duration) if t.duration is not None else "",
-            str(t.retries),
-            str(t.requeues),
-        )
+            clock(t.start),
+        ]
+        if wide:
+            cells.append(clock(t.end))
+        cells.append(human(t.duration) if t.duration is not None else "")
+        cells += [str(t.retries), str(t.requeues)] if wide else [f"{t.retries}/{t.requeues}"]
+        table.add_row(*cells)
     return table
 
 
@@ -171,7 +202,7 @@ _VERDICT_STYLE = {"failed": "bold red", "cancelled": "yellow", "done": "green", 
 
 
 def jobs_table(lines: list[JobLine], now: datetime) -> Table:
-    table = Table(title="jobs", title_justify="left")
+    table = Table(title="jobs", title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True)
     table.add_column("job", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for col in ("done", "failed", "run", "wait"):

@@ -85,7 +85,7 @@ def human_bytes(n: int | None) -> str:
 def short_node(node_id: str | None) -> str:
     """A node id short enough for an axis label (Azure's are ~70 characters); hovers show it whole."""
     node = node_id or "?"
-    return node if len(node) <= 18 else f"{node[:8]}…{node[-6:]}"
+    return node if len(node) <= 12 else f"{node[:5]}…{node[-6:]}"
 
 
 def row_label(t: TaskRecord) -> str:

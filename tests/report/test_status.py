@@ -9,7 +9,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from runner.batch import Batch, TaskState
+from runner.cli import app
 from runner.outputs import load_file
 from tests.report.conftest import Job, invoke
 
@@ -34,6 +37,18 @@ def test_status_shows_pool_then_per_task_node_and_times(word_job: Job) -> None:
     assert "pool wordcount-pool: active" in err and "node states: idle 2" in err
     assert "UTC" in err and " s " in err  # times with their zone, durations in words
     assert "13/13 done" in err
+    lines = res.stderr.splitlines()
+    assert all(len(ln) <= 80 for ln in lines), lines  # CliRunner's console: 80 columns
+    assert "rt/rq" in res.stderr and "requeues" not in res.stderr
+
+
+def test_status_on_a_wide_terminal_has_every_column(word_job: Job) -> None:
+    res = CliRunner().invoke(
+        app, ["--outputs", str(word_job.outputs_file), "status", word_job.id], env={"COLUMNS": "150"}
+    )
+    assert res.exit_code == 0, res.stderr
+    header = next(ln for ln in res.stderr.splitlines() if "task" in ln and "input" in ln).split()
+    assert header == ["task", "input", "status", "node", "start", "end", "ran", "retries", "requeues"]
 
 
 def test_status_failed_lists_only_failures(failing_job: Job) -> None:
@@ -55,9 +70,9 @@ def test_jobs_shows_counts_and_failed_jobs_visibly(word_job: Job, failing_job: J
     assert bad["retryable"] is False  # a completed job takes no retries
     assert good["verdict"] == "done" and good["counts"]["done"] == 13
     assert _iso(good["created"]) < _iso(good["ended"]) and good["duration"] > 0
-    line = next(ln for ln in res.stderr.splitlines() if failing_job.id in ln)
-    assert [c.strip() for c in line.split("│")[1:4]] == [failing_job.id, "failed", "5"]
-    assert line.split("│")[-2].strip() == "no" and "a completed job takes no new tasks" in res.stderr
+    cells = next(ln for ln in res.stderr.splitlines() if failing_job.id in ln).split()
+    assert cells[:4] == [failing_job.id, "failed", "5", "5"] and cells[-1] == "no"
+    assert "a completed job takes no new tasks" in res.stderr
 
 
 def test_logs_of_empty_stdout_points_to_stderr(failing_job: Job) -> None:
