@@ -5,9 +5,9 @@ Contracts:
 * :func:`vega_js` is the Vega + Vega-Lite + vega-embed bundle that ships with
   ``vl-convert-python``: the page needs no network.
 * :func:`chart_data` and :func:`figures` build the page's datasets and one
-  Vega-Lite spec per chart element (``timeline``, ``nodes``, ``durations``,
-  ``waits``); specs name their data (``tasks``, ``occupancy``, ``nodes``), and the
-  page attaches the datasets once.
+  Vega-Lite spec per chart element (``timeline``, ``queue``, ``nodes``,
+  ``durations``, ``waits``); specs name their data (``tasks``, ``occupancy``,
+  ``nodes``, ``queue``), and the page attaches the datasets once.
 * The timeline draws one bar per task that ran while that stays readable
   (measured: 10,000 SVG bars draw in ~1.7 s in headless Chromium, where Plotly
   took ~9.7 s; ``bench/bench_report.py``); above :data:`MAX_BARS` tasks, or when
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from bisect import bisect_right
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -177,6 +178,23 @@ def occupancy(ex: Execution, summary: Summary) -> list[dict[str, Any]]:
     ]
 
 
+def queue_series(ex: Execution, summary: Summary) -> list[dict[str, Any]]:
+    """Tasks waiting (created, not started) and running, sampled at :data:`BINS` + 1 times."""
+    if summary.start is None or summary.end is None:
+        return []
+    created = sorted(c for c in (t.created or t.start for t in ex.tasks) if c is not None)
+    started = sorted(_start(t) for t in ex.tasks if t.start is not None)
+    ended = sorted(_end(t, ex) for t in ex.tasks if t.start is not None and t.end is not None)
+    span = (summary.end - summary.start) / BINS
+    out = []
+    for b in range(BINS + 1):
+        at = summary.end if b == BINS else summary.start + span * b  # no rounding short of the end
+        c, s_, e = (bisect_right(xs, at) for xs in (created, started, ended))
+        out.append({"t": iso(at), "state": "waiting", "n": max(c - s_, 0)})
+        out.append({"t": iso(at), "state": "running", "n": max(s_ - e, 0)})
+    return out
+
+
 def chart_data(ex: Execution, summary: Summary) -> dict[str, list[dict[str, Any]]]:
     """The page's datasets, shared by its charts."""
     agg = aggregated(ex, summary)
@@ -184,6 +202,7 @@ def chart_data(ex: Execution, summary: Summary) -> dict[str, list[dict[str, Any]
         "tasks": [task_datum(t, ex) for t in ex.tasks],
         "occupancy": occupancy(ex, summary) if agg else [],
         "nodes": [{"t": iso(t), "n": n} for t, n in node_count_series(ex)],
+        "queue": queue_series(ex, summary),
     }
 
 
@@ -292,6 +311,27 @@ def nodes_spec(ex: Execution) -> dict[str, Any]:
     )
 
 
+def queue_spec() -> dict[str, Any]:
+    return _spec(
+        "Tasks waiting and running",
+        160,
+        data={"name": "queue"},
+        mark={"type": "area", "interpolate": "step-after"},
+        encoding={
+            "x": {"field": "t", **_TIME, "axis": {**_AXIS, "tickCount": 8}},
+            "y": {"field": "n", "type": "quantitative", "stack": "zero", "title": "tasks"},
+            "color": {
+                "field": "state",
+                "type": "nominal",
+                "title": None,
+                "scale": {"domain": ["running", "waiting"], "range": [COLOURS["succeeded"], "#e9c46a"]},
+                "legend": {"orient": "top"},
+            },
+            "order": {"field": "state", "sort": "ascending"},
+        },
+    )
+
+
 def histogram_spec(title: str, field: str, colour: str) -> dict[str, Any]:
     return _spec(
         title,
@@ -310,6 +350,7 @@ def figures(ex: Execution, summary: Summary) -> dict[str, dict[str, Any]]:
     """The page's Vega-Lite specs by element id."""
     return {
         "timeline": timeline_spec(ex, summary),
+        "queue": queue_spec(),
         "nodes": nodes_spec(ex),
         "durations": histogram_spec("Task run time", "ran", COLOURS["succeeded"]),
         "waits": histogram_spec("Queue wait (creation to start)", "wait", "#e9c46a"),

@@ -32,7 +32,7 @@ header h1{margin:0;font-size:22px;font-weight:600} header p{margin:4px 0 0;opaci
 main{padding:18px 28px;max-width:1400px}
 section{background:#fff;border-radius:8px;padding:14px 18px;margin:0 0 16px;box-shadow:0 1px 3px #0002}
 h2{font-size:16px;margin:0 0 10px}
-#timeline,#nodes,#durations,#waits{display:block;width:100%}
+#timeline,#queue,#nodes,#durations,#waits{display:block;width:100%}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
 .card{background:#f6f8fb;border-radius:6px;padding:8px 12px}
 .card b{display:block;font-size:19px} .card span{font-size:12px;color:#5a6478}
@@ -156,7 +156,8 @@ def render(ex: Execution, *, target: str = "", price: float | None = None) -> st
     s = summarize(ex, price=price)
     agg = aggregated(ex, s)
     charts = (
-        '<section><div id="timeline"></div></section><section><div id="nodes"></div></section>'
+        '<section><div id="timeline"></div></section><section><div id="queue"></div></section>'
+        '<section><div id="nodes"></div></section>'
         '<div class="row"><section><div id="durations"></div></section>'
         '<section><div id="waits"></div></section></div>'
     )

@@ -40,7 +40,7 @@ def test_report_renders_one_mark_per_task_without_console_errors(word_job: Job, 
     page = open_page(file_url(html), MARKS)
     assert page.values["rendered"] == "ok", page.values
     assert page.console_errors == [] and page.exceptions == []
-    assert page.values["charts"] == 4
+    assert page.values["charts"] == 5
     assert page.requests == [file_url(html)]  # offline: the page itself, nothing else
     assert page.values["bars"] == word_job.n_tasks
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 20_000

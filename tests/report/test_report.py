@@ -67,7 +67,7 @@ def test_report_html_is_self_contained_with_one_bar_per_task(word_job: Job, tmp_
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html[library_end:])  # nothing fetched
     assert len(html) > 500_000  # the library itself is inline
     figs = _figures(html)
-    assert set(figs["specs"]) == {"timeline", "nodes", "durations", "waits"}
+    assert set(figs["specs"]) == {"timeline", "queue", "nodes", "durations", "waits"}
     assert [layer["mark"]["type"] for layer in figs["specs"]["timeline"]["layer"]] == ["bar"]
     bars = _on_timeline(figs)
     assert len(bars) == word_job.n_tasks

@@ -71,3 +71,12 @@ def test_a_running_job_and_an_empty_one_render() -> None:
     assert "running / waiting" in render(ex)
     empty = replace(ex, tasks=())
     assert "No task failed." in render(empty)
+
+
+def test_waiting_and_running_over_time() -> None:
+    ex = _execution(10)  # all created at T0; two at a time, 1 s apart, each running 0.9 s
+    series = chart_data(ex, summarize(ex))["queue"]
+    first = {p["state"]: p["n"] for p in series[:2]}
+    last = {p["state"]: p["n"] for p in series[-2:]}
+    assert first == {"waiting": 8, "running": 2} and last == {"waiting": 0, "running": 0}
+    assert max(p["n"] for p in series if p["state"] == "running") == 2  # never more than the slots
