@@ -94,6 +94,11 @@ class TaskInfo:
     failure_code: str | None
     failure_message: str | None
     retry_count: int
+    # When and where it ran (None until known; the node id stays with the last attempt).
+    node_id: str | None = None
+    creation_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
     requeue_count: int = 0
 
 
@@ -127,6 +132,7 @@ class JobInfo:
     creation_time: datetime | None
     display_name: str | None
     terminate_reason: str | None = None  # set once completed: AllTasksComplete, UserTerminate, …
+    end_time: datetime | None = None  # when it completed
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,26 @@ class NodeInfo:
     state: str
     start_task_exit_code: int | None
     start_task_failure: str | None
+    allocation_time: datetime | None = None
+    state_transition_time: datetime | None = None
+    running_tasks: int | None = None
+    total_tasks_run: int | None = None
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A pool's size and state as Batch reports it now (Batch keeps no history of node counts)."""
+
+    id: str
+    state: str
+    allocation_state: str | None
+    vm_size: str | None
+    task_slots_per_node: int
+    current_dedicated: int
+    current_low_priority: int
+    target_dedicated: int | None
+    target_low_priority: int | None
+    auto_scale: bool
 
 
 @dataclass(frozen=True)
@@ -309,10 +335,31 @@ class Batch:
                         state=_value(node.state),
                         start_task_exit_code=info.exit_code if info is not None else None,
                         start_task_failure=failure,
+                        allocation_time=node.allocation_time,
+                        state_transition_time=node.state_transition_time,
+                        running_tasks=node.running_tasks_count,
+                        total_tasks_run=node.total_tasks_run,
                     )
                 )
         failed = [n for n in nodes if n.state.lower() in _BAD_NODE_STATES]
         return PoolHealth(tuple(nodes), tuple(failed))
+
+    def get_pool(self, pool_id: str) -> PoolInfo:
+        """The pool's state, VM size, slots per node and node counts now."""
+        with translate_errors(f"getting pool {pool_id}", self._host):
+            pool = self._client.get_pool(pool_id)
+        return PoolInfo(
+            id=pool.id,
+            state=_value(pool.state) if pool.state is not None else "unknown",
+            allocation_state=_value(pool.allocation_state) if pool.allocation_state is not None else None,
+            vm_size=pool.vm_size,
+            task_slots_per_node=pool.task_slots_per_node or 1,
+            current_dedicated=pool.current_dedicated_nodes or 0,
+            current_low_priority=pool.current_low_priority_nodes or 0,
+            target_dedicated=pool.target_dedicated_nodes,
+            target_low_priority=pool.target_low_priority_nodes,
+            auto_scale=bool(pool.enable_auto_scale),
+        )
 
     def node_start_task_stderr(self, pool_id: str, node_id: str, lines: int = 10) -> str:
         """Tail of the node's ``startup/stderr.txt`` ('' when it cannot be read)."""
@@ -472,7 +519,9 @@ class Batch:
             return [
                 _task_info(t)
                 for t in self._client.list_tasks(
-                    job_id, filter=flt, select=["id", "displayName", "state", "executionInfo"]
+                    job_id,
+                    filter=flt,
+                    select=["id", "displayName", "state", "creationTime", "executionInfo", "nodeInfo"],
                 )
             ]
 
@@ -513,6 +562,26 @@ class Batch:
                     hint="what the task uploaded is still in Storage: `runner results JOB`",
                 ) from None
 
+    def task_file_size(self, job_id: str, task_id: str, name: str) -> int | None:
+        """The size of a task file now (one HEAD request); ``None`` when it is not there (yet)."""
+        with translate_errors(f"reading the size of {name} of task {task_id}", self._host):
+            try:
+                props = self._client.get_task_file_properties(job_id, task_id, name)
+            except (ResourceNotFoundError, ResourceExistsError):
+                return None
+        return int(props.content_length or 0)
+
+    def task_file_range(self, job_id: str, task_id: str, name: str, start: int, end: int) -> bytes:
+        """Bytes ``start..end`` (inclusive) of a task file, read with Batch's ``ocp-range``."""
+        with translate_errors(f"reading {name} of task {task_id}", self._host):
+            try:
+                chunks = self._client.download_task_file(
+                    job_id, task_id, name, ocp_range=f"bytes={start}-{end}"
+                )
+                return b"".join(chunks)
+            except (ResourceNotFoundError, ResourceExistsError):
+                return b""
+
     def task_file_tail(self, job_id: str, task_id: str, name: str, lines: int = 10) -> str:
         """Last ``lines`` lines of a task file, from its last 16 KiB only (a ranged read after
         one HEAD for its size: a task's stderr can be gigabytes); '' when there is none (yet)."""
@@ -551,6 +620,7 @@ def _job_info(job: bm.BatchJob) -> JobInfo:
         creation_time=job.creation_time,
         display_name=job.display_name,
         terminate_reason=job.execution_info.termination_reason if job.execution_info is not None else None,
+        end_time=job.execution_info.end_time if job.execution_info is not None else None,
     )
 
 
@@ -567,6 +637,10 @@ def _task_info(task: bm.BatchTask) -> TaskInfo:
         failure_code=fi.code if fi is not None else None,
         failure_message=fi.message if fi is not None else None,
         retry_count=ex.retry_count if ex is not None and ex.retry_count is not None else 0,
+        node_id=task.node_info.node_id if task.node_info is not None else None,
+        creation_time=task.creation_time,
+        start_time=ex.start_time if ex is not None else None,
+        end_time=ex.end_time if ex is not None else None,
         requeue_count=ex.requeue_count if ex is not None and ex.requeue_count is not None else 0,
     )
 

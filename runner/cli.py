@@ -277,6 +277,12 @@ def submit(
             f"(2-{MAX_MERGE_GROUP_SIZE}).",
         ),
     ] = MERGE_GROUP_SIZE,
+    with_report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="When the job ends, write its execution report (report.html in the results)."
+        ),
+    ] = False,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import inputs as inputs_mod
@@ -306,7 +312,14 @@ def submit(
     job = job_id or new_job_id()
     STATE.resume_job_id = job
     STATE.say(f"job {job}: {len(files)} input file(s)")
-    outcome = do_submit(session, files, opts, job, STATE.reporter())
+    try:
+        outcome = do_submit(session, files, opts, job, STATE.reporter())
+    except TaskFailures:
+        if with_report:
+            _write_report(session, job, dest)
+        raise
+    if with_report and not isinstance(outcome, Submitted):
+        _write_report(session, job, dest)
     if isinstance(outcome, Submitted):
         STATE.say(f"submitted; follow with `runner status {job}`, then `runner results {job}`")
         if STATE.json:
@@ -327,85 +340,95 @@ def submit(
         typer.echo(report.dumps(outcome.to_json()))
 
 
+def _write_report(session: Session, job: str, dest: Path | None) -> None:
+    from runner import report_page
+    from runner.report_cmd import make_report
+    from runner.submit import default_dest
+
+    made = make_report(session, job, out=report_page.default_path(job, dest or default_dest(job)))
+    STATE.say(f"report: {made.html}")
+
+
+@app.command()
+@_handle_errors
+def report(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where the HTML report goes (default: results/JOB/report.html)."),
+    ] = None,
+    trace_file: Annotated[
+        Path | None, typer.Option("--trace", help="Also write a per-task trace (TSV), like Nextflow's.")
+    ] = None,
+    price: Annotated[
+        float | None,
+        typer.Option("--price", help="US$ per node-hour for the cost estimate (default: a dated table)."),
+    ] = None,
+) -> None:
+    """Write a job's execution report: one offline HTML file with a timeline, charts and failures."""
+    from runner import report as report_mod
+    from runner.report_cmd import make_report
+
+    session = STATE.session()
+    made = make_report(session, job, out=output, trace_path=trace_file, price=price)
+    STATE.say(f"report: {made.html}" + (f"; trace: {made.trace}" if made.trace else ""))
+    if STATE.json:
+        typer.echo(report_mod.dumps(made.to_json()))
+    else:
+        typer.echo(str(made.html))
+
+
 @app.command()
 @_handle_errors
 def status(
     job: Annotated[str | None, typer.Argument(help="A job id; all jobs when omitted.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="List only the tasks that failed.")] = False,
 ) -> None:
-    """Task counts of a job and the state of its tasks (or every job's state)."""
-    from runner import manifest as mf
-    from runner import report
+    """Pool and task counts of a job, then per task its node, start, end, run time, retries."""
+    from runner import job_views
+    from runner import report as report_mod
+    from runner.execution import gather
     from runner.progress import describe_counts
 
     session = STATE.session()
     if job is None:
         _print_jobs(session)
         return
-    info = session.batch.get_job(job)
+    ex = gather(session, job, stderr_tails=False)
     counts = session.batch.task_counts(job)
-    tasks = session.batch.list_tasks(job)
-    man = mf.load(session.storage, session.outputs.input_container, job)
-    inputs = man.by_task if man else {}
-    table = Table(title=f"job {job} ({info.state})", title_justify="left")
-    for col in ("task", "input", "state", "result", "exit code"):
-        table.add_column(col)
-    for t in sorted(tasks, key=lambda t: (not t.id.isdigit(), int(t.id) if t.id.isdigit() else 0, t.id)):
-        label = inputs[t.id].input if t.id in inputs else t.display_name
-        table.add_row(
-            t.id, Text(label), t.state.value, t.result or "", "" if t.exit_code is None else str(t.exit_code)
-        )
-    STATE.console.print(table)
+    tasks = [t for t in ex.tasks if t.failed] if failed else list(ex.tasks)
+    STATE.say(job_views.pool_line(ex.pool, ex.nodes))
+    title = f"job {job} ({ex.job.state})" + (f": {len(tasks)} failed task(s)" if failed else "")
+    STATE.console.print(job_views.task_table(title, tasks, STATE.console.width))
+    STATE.say(job_views.times_note(tasks))
     STATE.say(describe_counts(counts, counts.total))
     if STATE.json:
-        typer.echo(
-            report.dumps(
-                {
-                    "jobId": job,
-                    "state": info.state,
-                    "counts": {
-                        "active": counts.active,
-                        "running": counts.running,
-                        "completed": counts.completed,
-                        "succeeded": counts.succeeded,
-                        "failed": counts.failed,
-                    },
-                    "tasks": [
-                        {
-                            "id": t.id,
-                            "input": inputs[t.id].input if t.id in inputs else t.display_name,
-                            "state": t.state.value,
-                            "result": t.result,
-                            "exitCode": t.exit_code,
-                        }
-                        for t in tasks
-                    ],
-                }
-            )
-        )
+        typer.echo(report_mod.dumps(job_views.status_json(ex, counts, tasks)))
 
 
 def _print_jobs(session: Session) -> None:
-    from runner import report
+    from datetime import datetime, timezone
+
+    from runner import job_views
+    from runner import report as report_mod
+    from runner.errors import NotFoundError
 
     jobs = sorted(
         session.batch.list_jobs(), key=lambda j: (j.creation_time is None, j.creation_time), reverse=True
     )
-    table = Table(title="jobs", title_justify="left")
-    for col in ("job", "state", "pool", "created"):
-        table.add_column(col)
+    lines = []
     for j in jobs:
-        created = j.creation_time.strftime("%Y-%m-%d %H:%M:%S") if j.creation_time else ""
-        table.add_row(j.id, j.state, j.pool_id or "", created)
-    STATE.console.print(table)
+        try:
+            counts = session.batch.task_counts(j.id)
+        except NotFoundError:  # deleted meanwhile
+            counts = None
+        lines.append(job_views.JobLine(j, counts))
+    now = datetime.now(timezone.utc)
+    STATE.console.print(job_views.jobs_table(lines, now))
+    if any(line.retryable != "-" for line in lines):
+        STATE.say(job_views.RETRY_NOTE)
     if STATE.json:
-        typer.echo(
-            report.dumps(
-                [
-                    {"jobId": j.id, "state": j.state, "poolId": j.pool_id, "created": j.creation_time}
-                    for j in jobs
-                ]
-            )
-        )
+        typer.echo(report_mod.dumps([line.to_json(now) for line in lines]))
 
 
 @app.command()
@@ -421,14 +444,33 @@ def logs(
     job: Annotated[str, typer.Argument(help="Job id.")],
     task: Annotated[str, typer.Argument(help="Task id (1..N, merge, or merge-K for a partial merge).")],
     stderr: Annotated[bool, typer.Option("--stderr", help="Show stderr.txt instead of stdout.txt.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream the file as it grows, until the task ends.")
+    ] = False,
 ) -> None:
     """Print a task's stdout (or stderr) to stdout."""
+    from runner import job_views
     from runner.batch import STDERR_FILE, STDOUT_FILE
 
     session = STATE.session()
-    data = session.batch.task_file(job, task, STDERR_FILE if stderr else STDOUT_FILE)
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
+    name = STDERR_FILE if stderr else STDOUT_FILE
+
+    def write(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+    if follow:
+        written = job_views.follow(session.batch, job, task, name, write)
+    else:
+        data = session.batch.task_file(job, task, name)
+        write(data)
+        written = len(data)
+    if written == 0 and not stderr:
+        size = session.batch.task_file_size(job, task, STDERR_FILE) or 0
+        STATE.say(
+            f"task {task} wrote nothing to stdout"
+            + (f"; its stderr has {size} byte(s): runner logs {job} {task} --stderr" if size else "")
+        )
 
 
 @app.command()

@@ -1,0 +1,216 @@
+"""What happened in a job, task by task: the data behind ``report``, ``--trace`` and ``status``.
+
+Contracts:
+
+* :func:`gather` reads a job with a bounded number of requests, whatever its
+  size: the job, the pool, one listing of the pool's nodes, one ``$select``
+  listing of the tasks (pages of 1,000), the manifest, one listing of the
+  job's output blobs, and the stderr tail of at most :data:`MAX_STDERR_TAILS`
+  failed tasks. Never a request per task otherwise.
+* Times are what Batch says: ``created`` is the task's creation time,
+  ``start``/``end`` those of its *last* attempt (Batch keeps no earlier ones),
+  so the queue wait of a retried task includes its earlier attempts.
+* Batch keeps no history of a pool's size. Node counts over time are derived
+  from what is known (the allocation time of nodes still in the pool, the
+  first and last task of nodes that left it), and :attr:`Execution.notes` says
+  so. Slots are inferred: Batch tells the node, not the slot; tasks of one node
+  are packed onto the lowest free slot in start order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+
+from runner import manifest as mf
+from runner.batch import STDERR_FILE, JobInfo, NodeInfo, PoolInfo, TaskInfo
+from runner.errors import NotFoundError
+from runner.targets import Session
+from runner.tasks import MERGE_TASK_ID
+
+log = logging.getLogger(__name__)
+
+#: Failed tasks whose stderr tail is read (one request each); the rest are grouped by exit code.
+MAX_STDERR_TAILS = 100
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task as the report, the trace and ``status`` show it."""
+
+    id: str
+    input: str
+    kind: str  # "file", "partial-merge" or "merge"
+    state: str
+    result: str | None
+    exit_code: int | None
+    failure: str | None  # "category: code" when Batch reports a failure other than an exit code
+    node_id: str | None
+    created: datetime | None
+    start: datetime | None
+    end: datetime | None
+    retries: int
+    requeues: int
+    bytes_in: int | None
+    bytes_out: int | None
+    slot: int | None = None
+    stderr_tail: str = ""
+
+    @property
+    def queue_wait(self) -> timedelta | None:
+        if self.created is None or self.start is None:
+            return None
+        return max(self.start - self.created, timedelta(0))
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.start is None or self.end is None:
+            return None
+        return max(self.end - self.start, timedelta(0))
+
+    @property
+    def failed(self) -> bool:
+        return self.result == "failure"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A job's tasks, nodes and pool at one moment (:attr:`gathered_at`)."""
+
+    job: JobInfo
+    pool: PoolInfo | None
+    nodes: tuple[NodeInfo, ...]
+    tasks: tuple[TaskRecord, ...]
+    gathered_at: datetime
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def slots_per_node(self) -> int:
+        return self.pool.task_slots_per_node if self.pool is not None else 1
+
+    @property
+    def failed(self) -> list[TaskRecord]:
+        return [t for t in self.tasks if t.failed]
+
+
+def task_kind(task_id: str) -> str:
+    if task_id == MERGE_TASK_ID:
+        return "merge"
+    return "partial-merge" if task_id.startswith(f"{MERGE_TASK_ID}-") else "file"
+
+
+def sort_key(task_id: str) -> tuple[int, int, str]:
+    """File tasks by number, then partial merges, then the final merge."""
+    if task_id.isdigit():
+        return (0, int(task_id), "")
+    if task_id == MERGE_TASK_ID:
+        return (2, 0, "")
+    return (1, 0, task_id)
+
+
+def gather(session: Session, job_id: str, *, stderr_tails: bool = True) -> Execution:
+    """Everything the report needs about ``job_id``, in a bounded number of requests."""
+    batch = session.batch
+    job = batch.get_job(job_id)
+    notes: list[str] = []
+    pool: PoolInfo | None = None
+    nodes: tuple[NodeInfo, ...] = ()
+    if job.pool_id:
+        try:
+            pool = batch.get_pool(job.pool_id)
+            nodes = batch.pool_health(job.pool_id).nodes
+        except NotFoundError:
+            notes.append(f"pool {job.pool_id} no longer exists: node data comes from the tasks only")
+    infos = batch.list_tasks(job_id)
+    man = mf.load(session.storage, session.outputs.input_container, job_id)
+    if man is None:
+        notes.append("no runner manifest: inputs and input sizes are unknown")
+    out_bytes = _output_bytes(session, job_id)
+    records = [_record(t, man, out_bytes) for t in sorted(infos, key=lambda t: sort_key(t.id))]
+    records = assign_slots(records)
+    if stderr_tails:
+        records = _with_stderr(session, job_id, records, notes)
+    notes.append(
+        "Batch keeps no history of node counts: nodes over time are those still in the pool "
+        "(from their allocation time) and those that ran a task (from their first task)"
+    )
+    notes.append("slots are inferred (Batch reports the node of a task, not its slot)")
+    return Execution(job, pool, nodes, tuple(records), datetime.now(timezone.utc), tuple(notes))
+
+
+def _output_bytes(session: Session, job_id: str) -> dict[str, int]:
+    """Bytes each task uploaded, from one listing of ``<job>/`` in the output container."""
+    sizes: dict[str, int] = defaultdict(int)
+    for blob in session.storage.list_blobs(session.outputs.output_container, f"{job_id}/"):
+        parts = blob.name.split("/", 2)
+        if len(parts) == 3:
+            sizes[parts[1]] += blob.size
+    return dict(sizes)
+
+
+def _record(t: TaskInfo, man: mf.Manifest | None, out_bytes: dict[str, int]) -> TaskRecord:
+    entry = man.by_task.get(t.id) if man is not None else None
+    failure = None
+    if t.failure_code is not None and t.failure_code != "FailureExitCode":
+        failure = f"{t.failure_category or 'failure'}: {t.failure_code}"
+    return TaskRecord(
+        id=t.id,
+        input=entry.input if entry is not None else t.display_name,
+        kind=task_kind(t.id),
+        state=t.state.value,
+        result=t.result,
+        exit_code=t.exit_code,
+        failure=failure,
+        node_id=t.node_id,
+        created=t.creation_time,
+        start=t.start_time,
+        end=t.end_time,
+        retries=t.retry_count,
+        requeues=t.requeue_count,
+        bytes_in=entry.size if entry is not None else None,
+        bytes_out=out_bytes.get(t.id),
+    )
+
+
+def assign_slots(records: list[TaskRecord]) -> list[TaskRecord]:
+    """Give each task that ran a slot on its node: the lowest slot free at its start."""
+    by_node: dict[str, list[TaskRecord]] = defaultdict(list)
+    for r in records:
+        if r.node_id is not None and r.start is not None:
+            by_node[r.node_id].append(r)
+    slot_of: dict[str, int] = {}
+    for tasks in by_node.values():
+        busy_until: list[datetime | None] = []  # per slot: end of its last task (None: still running)
+        for r in sorted(tasks, key=lambda r: (r.start, sort_key(r.id))):
+            assert r.start is not None
+            free = [i for i, end in enumerate(busy_until) if end is not None and end <= r.start]
+            slot = free[0] if free else len(busy_until)
+            if slot == len(busy_until):
+                busy_until.append(None)
+            busy_until[slot] = r.end
+            slot_of[r.id] = slot
+    return [_replace_slot(r, slot_of.get(r.id)) for r in records]
+
+
+def _replace_slot(r: TaskRecord, slot: int | None) -> TaskRecord:
+    return r if slot is None else replace(r, slot=slot)
+
+
+def _with_stderr(
+    session: Session, job_id: str, records: list[TaskRecord], notes: list[str]
+) -> list[TaskRecord]:
+    failed = [r for r in records if r.failed]
+    wanted = {r.id for r in failed[:MAX_STDERR_TAILS]}
+    if len(failed) > MAX_STDERR_TAILS:
+        notes.append(
+            f"stderr read for the first {MAX_STDERR_TAILS} of {len(failed)} failed tasks; "
+            "the others are grouped by exit code only"
+        )
+    out = []
+    for r in records:
+        if r.id in wanted:
+            r = replace(r, stderr_tail=session.batch.task_file_tail(job_id, r.id, STDERR_FILE, 5))
+        out.append(r)
+    return out
