@@ -47,7 +47,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $@
 
 demo: $(RUN_STAMP) $(NODE_STAMP)
-	$(VENV)/bin/runner submit samples/
+	$(VENV)/bin/runner submit --report samples/
 
 test: setup $(OLD_SDK_STAMP) $(AZ_CLI_STAMP)
 	OLD_AZURE_BATCH_PYTHON=$(CURDIR)/$(OLD_SDK_VENV)/bin/python AZ_CLI=$(CURDIR)/$(AZ_CLI_VENV)/bin/az \

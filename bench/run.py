@@ -36,6 +36,7 @@ BENCHMARKS = [
     "bench_e2e",
     "bench_latency",
     "bench_scale",
+    "bench_report",
 ]
 
 
