@@ -43,7 +43,13 @@ class JobState(str, Enum):
 class NodeState(str, Enum):
     IDLE = "idle"
     RUNNING = "running"
+    CREATING = "creating"
     STARTING = "starting"
+    PREEMPTED = "preempted"
+    UNUSABLE = "unusable"
+    REBOOTING = "rebooting"
+    REIMAGING = "reimaging"
+    OFFLINE = "offline"
     WAITING_FOR_START_TASK = "waitingforstarttask"
     START_TASK_FAILED = "starttaskfailed"
     LEAVING_POOL = "leavingpool"

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from localbatch import errors, storage
+from localbatch import errors, storage, weather
 from localbatch.errors import BatchError
 from localbatch.models import (
     MAX_WALL_CLOCK_DEFAULT,
@@ -63,6 +63,8 @@ from localbatch.store import Store, TaskRow
 log = logging.getLogger(__name__)
 
 DEPENDENCY_DEBOUNCE_SECONDS = 0.05
+# A task ended for one of these reasons goes back to the queue with requeueCount + 1, as Batch does.
+REQUEUE_REASONS = frozenset({"NodeRemoved", "NodePreempted", "NodeUnusable"})
 MAX_DEPENDENCIES = 100_000
 
 
@@ -74,6 +76,7 @@ class ServiceConfig:
     auto_storage: storage.AutoStorage | None
     max_nodes_per_pool: int = 64
     autoscale_nodes: int = 1
+    weather: weather.Weather = weather.CALM
 
 
 @dataclass
@@ -85,6 +88,12 @@ class NodeRuntime:
     used: int = 0
     running: set[int] = field(default_factory=set)
     start_execution: Execution | None = None
+    generation: int = 0  # bumped on every state change: a weather timer armed earlier then does nothing
+
+    @property
+    def weather_key(self) -> str:
+        """A stable key for weather decisions: pool id and the node's ordinal in it."""
+        return f"{self.doc['_poolId']}/{self.doc.get('_ordinal', self.id)}"
 
     @property
     def id(self) -> str:
@@ -110,6 +119,10 @@ class RunningTask:
 
 
 _etag_counter = itertools.count()
+# Node states a restart leaves as they are.
+_STAY_DOWN = frozenset(
+    {NodeState.START_TASK_FAILED.value, NodeState.PREEMPTED.value, NodeState.UNUSABLE.value}
+)
 
 
 def new_etag() -> str:
@@ -131,6 +144,9 @@ class Service:
         self._dirty_jobs: set[str] = set()
         self._last_dep_eval: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._counts_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        # Tasks picked by the scheduler, waiting out the weather's task latency: seq -> (job, node, slots).
+        self._dispatching: dict[int, tuple[str, NodeRuntime, int]] = {}
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set once state is loaded; requests wait for it
@@ -163,7 +179,10 @@ class Service:
             if doc["state"] == NodeState.LEAVING_POOL.value:
                 self._spawn(self._finish_node_removal(node))
                 continue
-            if doc["state"] == NodeState.START_TASK_FAILED.value:
+            if doc["state"] in _STAY_DOWN:
+                continue
+            if doc["state"] in (NodeState.CREATING.value, NodeState.STARTING.value):
+                self._spawn(self._join_node(node))
                 continue
             info = doc.get("startTaskInfo") or {}
             if pool.get("startTask") and info.get("state") != "completed":
@@ -282,10 +301,13 @@ class Service:
         node_id = f"tvmps_{hashlib.sha256(seed.encode()).hexdigest()}_{'d' if dedicated else 'p'}"
         now = iso(utcnow())
         vmc = pool.get("virtualMachineConfiguration") or {}
+        ordinal = self._next_ordinal(pool)
+        delay = self.config.weather.allocation_delay[1] > 0
         doc: dict[str, Any] = {
             "id": node_id,
             "_poolId": pool["id"],
-            "state": NodeState.STARTING.value,
+            "_ordinal": ordinal,
+            "state": (NodeState.CREATING if delay else NodeState.STARTING).value,
             "schedulingState": "enabled",
             "stateTransitionTime": now,
             "lastBootTime": now,
@@ -309,35 +331,85 @@ class Service:
             (root / sub).mkdir(parents=True, exist_ok=True)
         return node
 
+    @staticmethod
+    def _next_ordinal(pool: dict[str, Any]) -> int:
+        ordinal = int(pool.get("_nodeOrdinal", 0))
+        pool["_nodeOrdinal"] = ordinal + 1
+        return ordinal
+
     def _resize_nodes(self, pool: dict[str, Any]) -> None:
-        """Add or remove nodes to reach the pool's targets."""
+        """Add or remove nodes to reach the pool's targets (nodes leaving the pool do not count).
+
+        Under weather, allocations can fail or hit the account's node quota: the
+        pool then stays short of its target with the reason in ``resizeErrors``.
+        """
         key = pool["id"].lower()
         for dedicated, target in (
             (True, pool["targetDedicatedNodes"]),
             (False, pool["targetLowPriorityNodes"]),
         ):
             current = [
-                n for n in self.nodes.values() if n.pool_key == key and n.doc["isDedicated"] == dedicated
+                n
+                for n in self.nodes.values()
+                if n.pool_key == key
+                and n.doc["isDedicated"] == dedicated
+                and n.doc["state"] != NodeState.LEAVING_POOL.value
             ]
             for _ in range(int(target) - len(current)):
+                if not self._may_allocate(pool, dedicated):
+                    break
                 node = self._new_node(pool, dedicated)
                 self._spawn(self._join_node(node))
             if len(current) > target:
                 current.sort(key=lambda n: (n.used, n.id))
                 for node in current[: len(current) - int(target)]:
                     self._remove_node(node)
+        self.store.put_pool(pool)
         self._update_allocation_state(key)
 
+    def _may_allocate(self, pool: dict[str, Any], dedicated: bool) -> bool:
+        """Whether one more node can be allocated; if not, record the resize error on the pool."""
+        w = self.config.weather
+        quota = w.dedicated_node_quota if dedicated else w.low_priority_node_quota
+        if quota is not None:
+            used = sum(
+                1
+                for n in self.nodes.values()
+                if n.doc["isDedicated"] == dedicated and n.doc["state"] != NodeState.LEAVING_POOL.value
+            )
+            if used >= quota:
+                code = "AccountCoreQuotaReached" if dedicated else "AccountLowPriorityCoreQuotaReached"
+                kind = "dedicated" if dedicated else "low-priority"
+                self._add_resize_error(
+                    pool,
+                    code,
+                    f"The specified account has reached its {kind} core quota ({quota} nodes under "
+                    "localbatch's weather); request a quota increase or lower the pool's target.",
+                )
+                return False
+        probe = f"{pool['id']}/{pool.get('_nodeOrdinal', 0)}"
+        if w.chance("allocation_failure", w.allocation_failure_rate, probe):
+            pool["_nodeOrdinal"] = int(pool.get("_nodeOrdinal", 0)) + 1  # the next attempt decides anew
+            self._add_resize_error(
+                pool, "AllocationFailed", "Desired number of nodes could not be allocated; try again later."
+            )
+            return False
+        return True
+
+    @staticmethod
+    def _add_resize_error(pool: dict[str, Any], code: str, message: str) -> None:
+        errors_ = pool.setdefault("resizeErrors", [])
+        if not any(e["code"] == code for e in errors_):
+            errors_.append({"code": code, "message": message})
+
     def _update_allocation_state(self, pool_key: str) -> None:
-        """``resizing`` while nodes are leaving the pool, ``steady`` otherwise."""
+        """``resizing`` while nodes are being allocated or leave the pool, ``steady`` otherwise."""
         pool = self.pools.get(pool_key)
         if pool is None:
             return
-        leaving = any(
-            n.pool_key == pool_key and n.doc["state"] == NodeState.LEAVING_POOL.value
-            for n in self.nodes.values()
-        )
-        wanted = "resizing" if leaving else "steady"
+        moving = (NodeState.LEAVING_POOL.value, NodeState.CREATING.value)
+        busy = any(n.pool_key == pool_key and n.doc["state"] in moving for n in self.nodes.values())
+        wanted = "resizing" if busy else "steady"
         if pool["allocationState"] != wanted:
             pool["allocationState"] = wanted
             pool["allocationStateTransitionTime"] = iso(utcnow())
@@ -362,6 +434,8 @@ class Service:
 
     def _set_node_state(self, node: NodeRuntime, state: NodeState, persist: bool = True) -> None:
         if node.doc["state"] != state.value:
+            if state not in (NodeState.IDLE, NodeState.RUNNING):
+                node.generation += 1
             node.doc["state"] = state.value
             node.doc["stateTransitionTime"] = iso(utcnow())
             if persist:
@@ -385,9 +459,13 @@ class Service:
         return env
 
     async def _join_node(self, node: NodeRuntime) -> None:
-        """Run the pool's start task on a node that joins; then make it idle (or starttaskfailed)."""
+        """Allocate and boot a node that joins (weather delays), run the pool's start task,
+        then make it idle (or starttaskfailed)."""
         try:
+            if not await self._allocate(node):
+                return
             await self._run_start_task(node)
+            self._arm_node_weather(node)
         except asyncio.CancelledError:
             raise
         except Exception:  # a background boundary: a bug must leave a visible node state, not a dead task
@@ -405,6 +483,28 @@ class Service:
             }
             self._set_node_state(node, NodeState.START_TASK_FAILED)
 
+    def _present(self, node: NodeRuntime, *states: NodeState) -> bool:
+        return self.nodes.get(node.id) is node and node.doc["state"] in {s.value for s in states}
+
+    async def _allocate(self, node: NodeRuntime) -> bool:
+        """``creating`` for the weather's allocation delay, then ``starting`` for its boot delay.
+
+        False when the node left the pool meanwhile.
+        """
+        w = self.config.weather
+        delay = w.seconds("allocation_delay", w.allocation_delay, node.weather_key)
+        if node.doc["state"] == NodeState.CREATING.value:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if not self._present(node, NodeState.CREATING):
+                return False
+            self._set_node_state(node, NodeState.STARTING)
+            self._update_allocation_state(node.pool_key)
+        boot = w.seconds("boot_delay", w.boot_delay, node.weather_key)
+        if boot > 0:
+            await asyncio.sleep(boot)
+        return self._present(node, NodeState.STARTING)
+
     async def _run_start_task(self, node: NodeRuntime) -> None:
         pool = self.pools.get(node.pool_key)
         start = (pool or {}).get("startTask")
@@ -414,6 +514,10 @@ class Service:
             return
         spec = start_task_spec_from_json(start)
         wait = bool(start.get("waitForSuccess", True))
+        w = self.config.weather
+        if w.chance("start_task_failure", w.start_task_failure_rate, node.weather_key):
+            self._fail_start_task(node, spec.max_retries, wait)
+            return
         self._set_node_state(node, NodeState.WAITING_FOR_START_TASK if wait else NodeState.IDLE)
         if not wait:
             self.wake()
@@ -456,6 +560,73 @@ class Service:
         self.store.put_node(node.doc)
         self.wake()
 
+    def _fail_start_task(self, node: NodeRuntime, retries: int, wait: bool) -> None:
+        """The weather's start task failure: exit code 1 after all its retries."""
+        now = iso(utcnow())
+        node.doc["startTaskInfo"] = {
+            "state": "completed",
+            "startTime": now,
+            "endTime": now,
+            "exitCode": 1,
+            "retryCount": max(0, retries),
+            "result": "failure",
+            "failureInfo": failure_info(
+                "FailureExitCode", "The task exited with an exit code representing a failure"
+            ),
+        }
+        self._set_node_state(node, NodeState.START_TASK_FAILED if wait else NodeState.IDLE)
+        self.wake()
+
+    # ------------------------------------------------------------------ weather on nodes
+
+    def _arm_node_weather(self, node: NodeRuntime) -> None:
+        """Arm the weather's preemption (low-priority nodes) and unusable timers on a ready node."""
+        if not self._present(node, NodeState.IDLE, NodeState.RUNNING):
+            return
+        w = self.config.weather
+        loop = asyncio.get_running_loop()
+        key = node.weather_key
+        gen = node.generation
+        if not node.doc["isDedicated"] and w.chance("preemption", w.preemption_rate, key):
+            after = w.seconds("preemption_after", w.preemption_after, key)
+            loop.call_later(after, self._node_down, node, gen, NodeState.PREEMPTED)
+        elif w.chance("unusable", w.unusable_rate, key):
+            after = w.seconds("unusable_after", w.unusable_after, key)
+            loop.call_later(after, self._node_down, node, gen, NodeState.UNUSABLE)
+
+    def _node_down(self, node: NodeRuntime, generation: int, state: NodeState) -> None:
+        """Preempt a node or make it unusable; its running tasks are requeued."""
+        if node.generation != generation or not self._present(node, NodeState.IDLE, NodeState.RUNNING):
+            return
+        reason = "NodePreempted" if state is NodeState.PREEMPTED else "NodeUnusable"
+        for seq in list(node.running):
+            self.running[seq].execution.end(reason)
+        self._set_node_state(node, state)
+        log.info("weather: node %s is %s", node.id, state.value)
+        w = self.config.weather
+        back = w.seconds("preempted_for", w.preempted_for, node.weather_key)
+        if state is NodeState.PREEMPTED and back > 0:
+            asyncio.get_running_loop().call_later(back, self._node_back, node, node.generation)
+
+    def _node_back(self, node: NodeRuntime, generation: int) -> None:
+        """A preempted node is allocated again (start task included)."""
+        if node.generation != generation or not self._present(node, NodeState.PREEMPTED):
+            return
+        self._set_node_state(node, NodeState.STARTING)
+        self._spawn(self._join_node(node))
+
+    def _maybe_lose_node(self, node: NodeRuntime, task_key: str) -> None:
+        """Weather: the node leaves after a task, taking its files; a new node replaces it."""
+        w = self.config.weather
+        if not w.chance("node_loss", w.node_loss_rate, task_key):
+            return
+        pool = self.pools.get(node.pool_key)
+        if pool is None or pool["state"] != "active" or node.doc["state"] == NodeState.LEAVING_POOL.value:
+            return
+        log.info("weather: node %s leaves the pool with its task files", node.id)
+        self._remove_node(node)
+        self._resize_nodes(pool)
+
     def delete_pool(self, pool_id: str) -> None:
         pool = self.pool(pool_id)
         if pool["state"] == "deleting":
@@ -487,6 +658,7 @@ class Service:
             pool["targetDedicatedNodes"] = dedicated
         if low is not None:
             pool["targetLowPriorityNodes"] = low
+        pool.pop("resizeErrors", None)  # they describe the last resize only
         now = iso(utcnow())
         pool.update(eTag=new_etag(), lastModified=now, allocationStateTransitionTime=now)
         self.store.put_pool(pool)
@@ -636,7 +808,18 @@ class Service:
             await asyncio.to_thread(shutil.rmtree, root, True)
 
     def task_counts(self, job_id: str) -> dict[str, Any]:
+        """The job's task counts; under weather, a snapshot up to ``task_counts_lag`` seconds old."""
         key = self.job(job_id)["id"].lower()
+        lag = self.config.weather.task_counts_lag
+        cached = self._counts_cache.get(key)
+        if lag > 0 and cached is not None and time.monotonic() - cached[0] < lag:
+            return cached[1]
+        result = self._task_counts_now(key)
+        if lag > 0:
+            self._counts_cache[key] = (time.monotonic(), result)
+        return result
+
+    def _task_counts_now(self, key: str) -> dict[str, Any]:
         counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
         slots = dict(counts)
         for state, result, n, s in self.store.task_counts(key):
@@ -790,8 +973,11 @@ class Service:
             if not jobs:
                 continue
             limits = self._parallel_limits(jobs)
-            rows = self.store.runnable([j["id"].lower() for j in jobs], free + len(limits) * free)
+            want = free + len(limits) * free + len(self._dispatching)
+            rows = self.store.runnable([j["id"].lower() for j in jobs], want)
             for row in rows:
+                if row.seq in self._dispatching:
+                    continue
                 if row.job in limits:
                     if limits[row.job] <= 0:
                         continue
@@ -800,7 +986,7 @@ class Service:
                 if not candidates:
                     continue
                 node = max(candidates, key=lambda n: (n.slots - n.used, n.id))
-                self._start_task(row, node)
+                self._dispatch(row, node)
                 free -= row.slots
                 if free <= 0:
                     break
@@ -811,8 +997,36 @@ class Service:
             cap = int(j.get("maxParallelTasks") or -1)
             if cap > 0:
                 key = j["id"].lower()
-                limits[key] = cap - sum(1 for rt in self.running.values() if rt.job == key)
+                running = sum(1 for rt in self.running.values() if rt.job == key)
+                picked = sum(1 for job, _, _ in self._dispatching.values() if job == key)
+                limits[key] = cap - running - picked
         return limits
+
+    def _dispatch(self, row: TaskRow, node: NodeRuntime) -> None:
+        """Start the task now, or after the weather's task latency (its slots held meanwhile)."""
+        w = self.config.weather
+        delay = w.seconds("task_latency", w.task_latency, f"{row.job}/{row.task_id}/{row.retry_count}")
+        if delay <= 0:
+            self._start_task(row, node)
+            return
+        node.used += row.slots
+        self._dispatching[row.seq] = (row.job, node, row.slots)
+        asyncio.get_running_loop().call_later(delay, self._dispatched, row.seq)
+
+    def _dispatched(self, seq: int) -> None:
+        picked = self._dispatching.pop(seq, None)
+        if picked is None or self._stopping:
+            return
+        job_key, node, slots = picked
+        node.used -= slots
+        row = self.store.get_task_by_seq(seq)
+        job = self.jobs.get(job_key)
+        runnable = row is not None and row.state == TaskState.ACTIVE.value and not row.blocked
+        job_active = job is not None and job["state"] == JobState.ACTIVE.value
+        node_ok = self.nodes.get(node.id) is node and node.schedulable and node.slots - node.used >= slots
+        if row is not None and runnable and job_active and node_ok:
+            self._start_task(row, node)
+        self.wake()
 
     def _start_task(self, row: TaskRow, node: NodeRuntime) -> None:
         job = self.jobs[row.job]
@@ -888,7 +1102,7 @@ class Service:
             "last_modified": now,
             "etag": new_etag(),
         }
-        if outcome.ended_by == "NodeRemoved":
+        if outcome.ended_by in REQUEUE_REASONS:
             self.store.update_task(
                 rt.seq,
                 **common,
@@ -933,6 +1147,8 @@ class Service:
             dep_ok=1 if opts.dependency_action == "satisfy" else 0,
         )
         self._after_completion(rt.job, failed, opts.job_action)
+        if node is not None:
+            self._maybe_lose_node(node, f"{job['id']}/{row.task_id}/{row.retry_count}")
 
     def _after_completion(self, key: str, failed: bool, job_action: str | None) -> None:
         job = self.jobs.get(key)

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import mimetypes
@@ -82,6 +83,7 @@ class BatchApi:
     def __init__(self, service: Service, verifier: SharedKeyVerifier) -> None:
         self.service = service
         self.verifier = verifier
+        self._requests = itertools.count()
 
     # ------------------------------------------------------------------ boundary
 
@@ -113,7 +115,9 @@ class BatchApi:
     def _error(base: str, exc: BatchError, request_id: str) -> web.Response:
         body = errors.error_body(base, exc, request_id, models.iso(models.utcnow()))
         return web.Response(
-            status=exc.status, body=json.dumps(body).encode("utf-8"), headers={"Content-Type": JSON_TYPE}
+            status=exc.status,
+            body=json.dumps(body).encode("utf-8"),
+            headers={"Content-Type": JSON_TYPE, **exc.headers},
         )
 
     async def _handle(self, request: web.Request, request_id: str, base: str) -> web.StreamResponse:
@@ -135,6 +139,7 @@ class BatchApi:
                 "The request body is too large and exceeds the maximum permissible limit.",
                 [("MaxLimit", str(MAX_BODY_BYTES))],
             )
+        self._weather_refusal(next(self._requests))
         raw_segments = [s for s in raw_path.split("/") if s != ""]
         ctx = Ctx(
             request,
@@ -148,6 +153,15 @@ class BatchApi:
             request_id,
         )
         return await self._route(ctx)
+
+    def _weather_refusal(self, ordinal: int) -> None:
+        """Weather: refuse the request (throttled or a transient 500) before anything is done."""
+        w = self.service.config.weather
+        key = str(ordinal)
+        if w.chance("throttle", w.throttle_rate, key):
+            raise errors.server_busy(w.throttle_status, w.retry_after)
+        if w.chance("server_error", w.server_error_rate, key):
+            raise errors.transient_internal_error()
 
     async def _route(self, ctx: Ctx) -> web.StreamResponse:
         s = [seg.lower() for seg in ctx.segments]
