@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-nodes", type=int, default=64, help="largest node count a pool may ask for")
     s.add_argument("--autoscale-nodes", type=int, default=1, help="nodes given to an autoscale pool")
     s.add_argument("--weather", help=f"weather profile: a .json/.toml file or {', '.join(weather.PRESETS)}")
+    s.add_argument(
+        "--autoscale-min-interval",
+        type=float,
+        default=300.0,
+        help="shortest autoScaleEvaluationInterval accepted, in seconds (Batch: 300; lower for tests)",
+    )
     s.add_argument("--weather-seed", type=int, help="seed of the weather's decisions (else the profile's)")
     s.add_argument("--log-level", default=os.environ.get("LOCALBATCH_LOG_LEVEL", "INFO"))
     return p
@@ -88,7 +94,14 @@ async def serve(args: argparse.Namespace, account_key: str, storage_key: str | N
         # The advertised URL is known only after binding; the service reads it lazily.
         sky: weather.Weather = args.sky
         config = ServiceConfig(
-            data_dir, args.account_name, "", auto, args.max_nodes, args.autoscale_nodes, sky
+            data_dir,
+            args.account_name,
+            "",
+            auto,
+            args.max_nodes,
+            args.autoscale_nodes,
+            sky,
+            args.autoscale_min_interval,
         )
         service = Service(store, config)
         api = BatchApi(service, verifier)
@@ -101,7 +114,14 @@ async def serve(args: argparse.Namespace, account_key: str, storage_key: str | N
         port = sockets[0].getsockname()[1] if sockets else args.port
         url = f"http://{args.host}:{port}"
         service.config = ServiceConfig(
-            data_dir, args.account_name, url, auto, args.max_nodes, args.autoscale_nodes, sky
+            data_dir,
+            args.account_name,
+            url,
+            auto,
+            args.max_nodes,
+            args.autoscale_nodes,
+            sky,
+            args.autoscale_min_interval,
         )
         await service.start()
         stop = asyncio.Event()

@@ -395,6 +395,19 @@ def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
     return body
 
 
+def validate_enable_autoscale(body: Any) -> dict[str, Any]:
+    body = require_body_object(body, "enable autoscale")
+    _opt_str(body, "autoScaleFormula", "", 8192)
+    _opt_duration(body, "autoScaleEvaluationInterval", "")
+    return body
+
+
+def validate_evaluate_autoscale(body: Any) -> dict[str, Any]:
+    body = require_body_object(body, "evaluate autoscale")
+    _req_str(body, "autoScaleFormula", "", 8192)
+    return body
+
+
 def validate_job(body: Any) -> dict[str, Any]:
     body = require_body_object(body, "job")
     check_id(body.get("id"))

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from localbatch import errors, storage, weather
+from localbatch import autoscaling, errors, storage, weather
 from localbatch.errors import BatchError
 from localbatch.models import (
     MAX_WALL_CLOCK_DEFAULT,
@@ -75,8 +75,9 @@ class ServiceConfig:
     account_url: str
     auto_storage: storage.AutoStorage | None
     max_nodes_per_pool: int = 64
-    autoscale_nodes: int = 1
+    autoscale_nodes: int = 1  # unused: autoscale formulas are evaluated (kept for `serve --autoscale-nodes`)
     weather: weather.Weather = weather.CALM
+    autoscale_min_interval: float = 300.0  # Batch's minimum autoScaleEvaluationInterval; lower for tests
 
 
 @dataclass
@@ -145,6 +146,7 @@ class Service:
         self._last_dep_eval: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._counts_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.autoscaler = autoscaling.Autoscaler(self)
         # Tasks picked by the scheduler, waiting out the weather's task latency: seq -> (job, node, slots).
         self._dispatching: dict[int, tuple[str, NodeRuntime, int]] = {}
         self._stopping = False
@@ -199,6 +201,9 @@ class Service:
                 self._maybe_complete_job(key)
             else:
                 self._arm_job_wall_clock(job)
+        for pool in self.pools.values():
+            if pool.get("enableAutoScale") and pool["state"] == "active":
+                self.autoscaler.start(pool)
         self._loop_task = asyncio.create_task(self._schedule_loop())
         self.ready.set()
         self.wake()
@@ -215,7 +220,7 @@ class Service:
         for node in self.nodes.values():
             if node.start_execution is not None:
                 node.start_execution.end("ServiceShutdown")
-        tasks = list(self._background)
+        tasks = list(self._background) + self.autoscaler.stop_all()
         if self._loop_task is not None:
             tasks.append(self._loop_task)
         for t in tasks:
@@ -289,12 +294,75 @@ class Service:
             "allocationStateTransitionTime": now,
         }
         if doc["enableAutoScale"]:
-            # Autoscale formulas are not evaluated locally: the pool gets a fixed size.
-            doc["targetDedicatedNodes"] = self.config.autoscale_nodes
+            autoscaling.check_formula(doc["autoScaleFormula"])
+            doc["autoScaleEvaluationInterval"] = self._check_interval(doc.get("autoScaleEvaluationInterval"))
         self.pools[key] = doc
         self.store.put_pool(doc)
         self._resize_nodes(doc)
+        if doc["enableAutoScale"]:
+            self.autoscaler.start(doc)
         return doc
+
+    def _check_interval(self, value: str | None) -> str:
+        """An autoScaleEvaluationInterval within Batch's bounds (the minimum is a server option)."""
+        if value is None:
+            return autoscaling.DEFAULT_INTERVAL
+        seconds = parse_duration(value).total_seconds()
+        low = self.config.autoscale_min_interval
+        if not low <= seconds <= 168 * 3600:
+            raise errors.invalid_property(
+                "autoScaleEvaluationInterval", value, f"must be between {low:g} seconds and 168 hours"
+            )
+        return value
+
+    # ------------------------------------------------------------------ autoscale operations
+
+    def enable_autoscale(self, pool_id: str, formula: str | None, interval: str | None) -> dict[str, Any]:
+        """Enable (or update) autoscale; evaluates the formula at once, as Batch does."""
+        pool = self._active_pool(pool_id)
+        if formula is None and not pool.get("enableAutoScale"):
+            raise errors.missing_property("autoScaleFormula")
+        if formula is not None:
+            autoscaling.check_formula(formula)
+            pool["autoScaleFormula"] = formula
+        if interval is not None or not pool.get("enableAutoScale"):
+            pool["autoScaleEvaluationInterval"] = self._check_interval(
+                interval or pool.get("autoScaleEvaluationInterval")
+            )
+        now = iso(utcnow())
+        pool.update(enableAutoScale=True, eTag=new_etag(), lastModified=now)
+        self.store.put_pool(pool)
+        self.autoscaler.start(pool)
+        return pool
+
+    def disable_autoscale(self, pool_id: str) -> dict[str, Any]:
+        """Disable autoscale; the pool keeps its current targets."""
+        pool = self._active_pool(pool_id)
+        self.autoscaler.stop(pool["id"].lower())
+        for key in ("autoScaleFormula", "autoScaleEvaluationInterval", "autoScaleRun"):
+            pool.pop(key, None)
+        pool.update(enableAutoScale=False, eTag=new_etag(), lastModified=iso(utcnow()))
+        self.store.put_pool(pool)
+        return pool
+
+    def evaluate_autoscale(self, pool_id: str, formula: str) -> dict[str, Any]:
+        """Evaluate ``formula`` on the pool without applying it (409 unless autoscale is enabled)."""
+        pool = self._active_pool(pool_id)
+        if not pool.get("enableAutoScale"):
+            raise errors.conflict("AutoScaleNotEnabled", "Autoscale is not enabled on the specified pool.")
+        return self.autoscaler.run(pool, formula, apply=False)
+
+    def _active_pool(self, pool_id: str) -> dict[str, Any]:
+        pool = self.pool(pool_id)
+        if pool["state"] == "deleting":
+            raise errors.conflict("PoolBeingDeleted", "The specified pool has been marked for deletion.")
+        return pool
+
+    def resize_nodes(self, pool: dict[str, Any], deallocation: str) -> None:
+        """Resize the pool to its targets, removing nodes per ``deallocation`` (Batch's option)."""
+        now = iso(utcnow())
+        pool.update(eTag=new_etag(), lastModified=now)
+        self._resize_nodes(pool, deallocation)
 
     def _new_node(self, pool: dict[str, Any], dedicated: bool) -> NodeRuntime:
         seed = f"{pool['id']}/{time.time_ns()}/{os.urandom(8).hex()}"
@@ -337,7 +405,7 @@ class Service:
         pool["_nodeOrdinal"] = ordinal + 1
         return ordinal
 
-    def _resize_nodes(self, pool: dict[str, Any]) -> None:
+    def _resize_nodes(self, pool: dict[str, Any], deallocation: str = "requeue") -> None:
         """Add or remove nodes to reach the pool's targets (nodes leaving the pool do not count).
 
         Under weather, allocations can fail or hit the account's node quota: the
@@ -363,7 +431,7 @@ class Service:
             if len(current) > target:
                 current.sort(key=lambda n: (n.used, n.id))
                 for node in current[: len(current) - int(target)]:
-                    self._remove_node(node)
+                    self._remove_node(node, deallocation)
         self.store.put_pool(pool)
         self._update_allocation_state(key)
 
@@ -415,10 +483,13 @@ class Service:
             pool["allocationStateTransitionTime"] = iso(utcnow())
             self.store.put_pool(pool)
 
-    def _remove_node(self, node: NodeRuntime) -> None:
-        """Remove a node; its running tasks are requeued."""
-        for seq in list(node.running):
-            self.running[seq].execution.end("NodeRemoved")
+    def _remove_node(self, node: NodeRuntime, deallocation: str = "requeue") -> None:
+        """Remove a node. Its running tasks are requeued (``requeue``), ended (``terminate``)
+        or finish first (``taskcompletion``, ``retaineddata``)."""
+        if deallocation in ("requeue", "terminate"):
+            reason = "NodeRemoved" if deallocation == "requeue" else "NodeRemovedTerminate"
+            for seq in list(node.running):
+                self.running[seq].execution.end(reason)
         if node.start_execution is not None:
             node.start_execution.end("NodeRemoved")
         self._set_node_state(node, NodeState.LEAVING_POOL)

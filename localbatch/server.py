@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TASKS_PER_COLLECTION = 100
 JSON_TYPE = "application/json;odata=minimalmetadata"
+AUTOSCALE_RUN_ENTITY = "Microsoft.Azure.Batch.Protocol.Entities.AutoScaleRun"
 
 
 @dataclass
@@ -180,6 +181,12 @@ class BatchApi:
                 }
             elif n == 3 and s[2] == "resize":
                 routes = {"POST": self.resize_pool}
+            elif n == 3 and s[2] == "enableautoscale":
+                routes = {"POST": self.enable_autoscale}
+            elif n == 3 and s[2] == "disableautoscale":
+                routes = {"POST": self.disable_autoscale}
+            elif n == 3 and s[2] == "evaluateautoscale":
+                routes = {"POST": self.evaluate_autoscale}
             elif n == 3 and s[2] == "nodes":
                 routes = {"GET": self.list_nodes}
             elif n == 4 and s[2] == "nodes":
@@ -347,6 +354,36 @@ class BatchApi:
             ctx.segments[1], body.get("targetDedicatedNodes"), body.get("targetLowPriorityNodes")
         )
         return self._empty(202)
+
+    def _pool_done(self, ctx: Ctx, doc: dict[str, Any], status: int = 200) -> web.Response:
+        return self._empty(status, f"{ctx.base}/pools/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
+
+    async def enable_autoscale(self, ctx: Ctx) -> web.StreamResponse:
+        body = models.validate_enable_autoscale(ctx.json())
+        doc = self.service.enable_autoscale(
+            ctx.segments[1], body.get("autoScaleFormula"), body.get("autoScaleEvaluationInterval")
+        )
+        return self._pool_done(ctx, doc)
+
+    async def disable_autoscale(self, ctx: Ctx) -> web.StreamResponse:
+        return self._pool_done(ctx, self.service.disable_autoscale(ctx.segments[1]))
+
+    async def evaluate_autoscale(self, ctx: Ctx) -> web.StreamResponse:
+        body = models.validate_evaluate_autoscale(ctx.json())
+        run = self.service.evaluate_autoscale(ctx.segments[1], body["autoScaleFormula"])
+        doc = self.service.pool(ctx.segments[1])
+        headers = {"DataServiceId": f"{ctx.base}/pools/{quote(doc['id'])}/evaluateautoscale"}
+        resp = self._json(
+            200,
+            {
+                "odata.metadata": f"{ctx.base}/$metadata#{AUTOSCALE_RUN_ENTITY}",
+                **run,
+            },
+            doc["eTag"],
+            doc["lastModified"],
+        )
+        resp.headers.update(headers)
+        return resp
 
     def _node_view(self, ctx: Ctx, node: Any) -> dict[str, Any]:
         return node_view(ctx.base, node.doc, len(node.running), node.used)
