@@ -64,7 +64,25 @@ log = logging.getLogger(__name__)
 
 DEPENDENCY_DEBOUNCE_SECONDS = 0.05
 # A task ended for one of these reasons goes back to the queue with requeueCount + 1, as Batch does.
-REQUEUE_REASONS = frozenset({"NodeRemoved", "NodePreempted", "NodeUnusable"})
+REQUEUE_REASONS = frozenset(
+    {"NodeRemoved", "NodePreempted", "NodeUnusable", "NodeRestarted", "NodeSchedulingDisabled", "JobDisabled"}
+)
+# Batch's node deallocation options and what each does with the tasks running on the node.
+_END_REASONS = {
+    "requeue": "NodeRemoved",
+    "terminate": "NodeRemovedTerminate",
+}
+_COUNT_KEYS = {
+    "starttaskfailed": "startTaskFailed",
+    "leavingpool": "leavingPool",
+    "waitingforstarttask": "waitingForStartTask",
+    "upgradingos": "upgradingOS",
+}
+_COUNTED_STATES = (
+    *("creating", "idle", "offline", "preempted", "rebooting", "reimaging", "running", "starting"),
+    *("starttaskfailed", "leavingpool", "unknown", "unusable", "waitingforstarttask"),
+    *("deallocated", "deallocating", "upgradingos"),
+)
 MAX_DEPENDENCIES = 100_000
 
 
@@ -90,6 +108,7 @@ class NodeRuntime:
     running: set[int] = field(default_factory=set)
     start_execution: Execution | None = None
     generation: int = 0  # bumped on every state change: a weather timer armed earlier then does nothing
+    after_tasks: str | None = None  # "reboot"/"reimage" once its running tasks complete (taskcompletion)
 
     @property
     def weather_key(self) -> str:
@@ -106,7 +125,11 @@ class NodeRuntime:
 
     @property
     def schedulable(self) -> bool:
-        return self.doc["state"] in (NodeState.IDLE.value, NodeState.RUNNING.value)
+        return (
+            self.doc["state"] in (NodeState.IDLE.value, NodeState.RUNNING.value)
+            and self.doc.get("schedulingState", "enabled") == "enabled"
+            and self.after_tasks is None
+        )
 
 
 @dataclass
@@ -120,6 +143,9 @@ class RunningTask:
 
 
 _etag_counter = itertools.count()
+_TERMINABLE = frozenset(
+    {JobState.ACTIVE.value, JobState.DISABLING.value, JobState.DISABLED.value, JobState.ENABLING.value}
+)
 # Node states a restart leaves as they are.
 _STAY_DOWN = frozenset(
     {NodeState.START_TASK_FAILED.value, NodeState.PREEMPTED.value, NodeState.UNUSABLE.value}
@@ -486,10 +512,9 @@ class Service:
     def _remove_node(self, node: NodeRuntime, deallocation: str = "requeue") -> None:
         """Remove a node. Its running tasks are requeued (``requeue``), ended (``terminate``)
         or finish first (``taskcompletion``, ``retaineddata``)."""
-        if deallocation in ("requeue", "terminate"):
-            reason = "NodeRemoved" if deallocation == "requeue" else "NodeRemovedTerminate"
+        if deallocation in _END_REASONS:
             for seq in list(node.running):
-                self.running[seq].execution.end(reason)
+                self.running[seq].execution.end(_END_REASONS[deallocation])
         if node.start_execution is not None:
             node.start_execution.end("NodeRemoved")
         self._set_node_state(node, NodeState.LEAVING_POOL)
@@ -735,6 +760,152 @@ class Service:
         self.store.put_pool(pool)
         self._resize_nodes(pool)
 
+    # ------------------------------------------------------------------ node operations
+
+    def node_counts(self) -> list[dict[str, Any]]:
+        """Per pool, its dedicated and low-priority nodes counted by state (sorted by pool id)."""
+        out = []
+        for key, pool in sorted(self.pools.items()):
+            kinds = {True: dict.fromkeys(_COUNTED_STATES, 0), False: dict.fromkeys(_COUNTED_STATES, 0)}
+            for n in self.nodes.values():
+                if n.pool_key == key and n.doc["state"] in kinds[True]:
+                    kinds[bool(n.doc["isDedicated"])][n.doc["state"]] += 1
+            rendered = [
+                {**{_COUNT_KEYS.get(k, k): v for k, v in counts.items()}, "total": sum(counts.values())}
+                for counts in (kinds[True], kinds[False])
+            ]
+            out.append({"poolId": pool["id"], "dedicated": rendered[0], "lowPriority": rendered[1]})
+        return out
+
+    def remove_nodes(self, pool_id: str, node_ids: list[str], option: str) -> dict[str, Any]:
+        """Remove the named nodes (the pool's targets drop by as many); Batch's rules on state."""
+        pool = self._active_pool(pool_id)
+        if pool["allocationState"] != "steady":
+            raise errors.conflict("PoolBeingResized", "The specified pool is being resized.")
+        nodes = []
+        for i, node_id in enumerate(node_ids):
+            node = self.nodes.get(node_id)
+            if node is None or node.pool_key != pool["id"].lower():
+                raise errors.invalid_property(
+                    f"nodeList[{i}]", node_id, "no node with this id is in the pool"
+                )
+            nodes.append(node)
+        for node in {n.id: n for n in nodes}.values():
+            target = "targetDedicatedNodes" if node.doc["isDedicated"] else "targetLowPriorityNodes"
+            pool[target] = max(0, int(pool[target]) - 1)
+            self._remove_node(node, option)
+        pool.pop("resizeErrors", None)
+        now = iso(utcnow())
+        pool.update(eTag=new_etag(), lastModified=now, allocationStateTransitionTime=now)
+        self.store.put_pool(pool)
+        self._update_allocation_state(pool["id"].lower())
+        return pool
+
+    def stop_resize(self, pool_id: str) -> dict[str, Any]:
+        """Stop a resize: nodes still being allocated are dropped, the targets become what the pool has."""
+        pool = self._active_pool(pool_id)
+        key = pool["id"].lower()
+        for node in [n for n in self.nodes.values() if n.pool_key == key]:
+            if node.doc["state"] == NodeState.CREATING.value:
+                self._remove_node(node)
+        staying = [
+            n
+            for n in self.nodes.values()
+            if n.pool_key == key and n.doc["state"] != NodeState.LEAVING_POOL.value
+        ]
+        pool["targetDedicatedNodes"] = sum(1 for n in staying if n.doc["isDedicated"])
+        pool["targetLowPriorityNodes"] = sum(1 for n in staying if not n.doc["isDedicated"])
+        now = iso(utcnow())
+        pool.update(eTag=new_etag(), lastModified=now)
+        self.store.put_pool(pool)
+        self._update_allocation_state(key)
+        return pool
+
+    def _check_node_ready(self, node: NodeRuntime) -> None:
+        """409 unless the node is idle or running (the states Batch allows restarts in)."""
+        state = node.doc["state"]
+        if state in (NodeState.IDLE.value, NodeState.RUNNING.value):
+            return
+        code = {
+            NodeState.REBOOTING.value: "NodeBeingRebooted",
+            NodeState.REIMAGING.value: "NodeBeingReimaged",
+            NodeState.CREATING.value: "NodeBeingCreated",
+            NodeState.STARTING.value: "NodeBeingStarted",
+            NodeState.UNUSABLE.value: "NodeStateUnusable",
+        }.get(state, "OperationNotValidOnNode")
+        raise errors.conflict(code, f"The operation is not valid on a node in state {state}.")
+
+    def restart_node(self, pool_id: str, node_id: str, kind: str, option: str) -> None:
+        """Reboot or reimage (``kind``) a node; ``option`` says what happens to its running tasks."""
+        node = self.node(pool_id, node_id)
+        self._check_node_ready(node)
+        if node.after_tasks:
+            raise errors.conflict(
+                "OperationNotValidOnNode", "The node already waits for its tasks to restart."
+            )
+        if option in ("taskcompletion", "retaineddata") and node.running:
+            node.after_tasks = kind
+            return
+        self._restart_node(node, kind, option)
+
+    def _restart_node(self, node: NodeRuntime, kind: str, option: str = "requeue") -> None:
+        node.after_tasks = None
+        reason = "NodeRestarted" if option == "requeue" else "NodeRemovedTerminate"
+        for seq in list(node.running):
+            self.running[seq].execution.end(reason)
+        self._set_node_state(node, NodeState.REBOOTING if kind == "reboot" else NodeState.REIMAGING)
+        self._spawn(self._restart(node, kind))
+
+    async def _restart(self, node: NodeRuntime, kind: str) -> None:
+        state = NodeState.REBOOTING if kind == "reboot" else NodeState.REIMAGING
+        while node.running:
+            await asyncio.sleep(0.02)
+        if kind == "reimage":  # a fresh OS disk: task and start task files are gone
+            root = node_root(self.config.data_dir, node.id)
+            for sub in ("workitems", "startup"):
+                await asyncio.to_thread(shutil.rmtree, root / sub, True)
+                (root / sub).mkdir(parents=True, exist_ok=True)
+        await asyncio.sleep(0.1)
+        if not self._present(node, state):
+            return
+        now = iso(utcnow())
+        node.doc["lastBootTime"] = now
+        node.doc.pop("startTaskInfo", None)
+        self._set_node_state(node, NodeState.STARTING)
+        await self._join_node(node)
+
+    def set_node_scheduling(self, pool_id: str, node_id: str, enabled: bool, option: str = "requeue") -> None:
+        """Enable or disable task scheduling on a node (409 if it is already so)."""
+        node = self.node(pool_id, node_id)
+        wanted = "enabled" if enabled else "disabled"
+        if node.doc.get("schedulingState", "enabled") == wanted:
+            raise errors.conflict(
+                "NodeAlreadyInTargetSchedulingState",
+                "The specified node is already in the target scheduling state.",
+            )
+        node.doc["schedulingState"] = wanted
+        if not enabled and option in _END_REASONS:
+            reason = "NodeSchedulingDisabled" if option == "requeue" else "NodeRemovedTerminate"
+            for seq in list(node.running):
+                self.running[seq].execution.end(reason)
+        self.store.put_node(node.doc)
+        self.wake()
+
+    def replace_pool_properties(self, pool_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT semantics: startTask and metadata are replaced; a start task left out is removed."""
+        pool = self._active_pool(pool_id)
+        if body.get("startTask") is None:
+            pool.pop("startTask", None)
+        else:
+            pool["startTask"] = body["startTask"]
+        pool["metadata"] = body["metadata"]
+        pool["applicationPackageReferences"] = body["applicationPackageReferences"]
+        if body.get("targetNodeCommunicationMode") is not None:
+            pool["targetNodeCommunicationMode"] = body["targetNodeCommunicationMode"]
+        pool.update(eTag=new_etag(), lastModified=iso(utcnow()))
+        self.store.put_pool(pool)
+        return pool
+
     # ------------------------------------------------------------------ jobs
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -834,7 +1005,7 @@ class Service:
 
     def _terminate(self, key: str, reason: str) -> None:
         job = self.jobs[key]
-        if job["state"] != JobState.ACTIVE.value:
+        if job["state"] not in _TERMINABLE:
             return
         self._set_job_state(job, JobState.TERMINATING)
         job["executionInfo"]["terminateReason"] = reason
@@ -854,6 +1025,46 @@ class Service:
             return
         self._set_job_state(job, JobState.COMPLETED)
         self.store.put_job(job)
+
+    def disable_job(self, job_id: str, option: str) -> dict[str, Any]:
+        """Disable a job: no new task starts; running ones are requeued, terminated or waited for."""
+        job = self.job(job_id)
+        state = job["state"]
+        if state in (JobState.DISABLING.value, JobState.DISABLED.value):
+            raise errors.conflict("JobDisabled", "The specified job is disabled.")
+        if state != JobState.ACTIVE.value:
+            self._check_job_writable(job)
+            raise errors.conflict("JobNotActive", "The specified job is not in active state.")
+        key = job["id"].lower()
+        self._set_job_state(job, JobState.DISABLING)
+        self.store.put_job(job)
+        if option != "wait":
+            reason = "JobDisabled" if option == "requeue" else "JobDisabledTerminate"
+            for rt in list(self.running.values()):
+                if rt.job == key:
+                    rt.execution.end(reason)
+        self._maybe_disabled(key)
+        return job
+
+    def _maybe_disabled(self, key: str) -> None:
+        job = self.jobs.get(key)
+        if job is None or job["state"] != JobState.DISABLING.value:
+            return
+        if any(rt.job == key for rt in self.running.values()):
+            return
+        self._set_job_state(job, JobState.DISABLED)
+        self.store.put_job(job)
+
+    def enable_job(self, job_id: str) -> dict[str, Any]:
+        """Enable a disabled job: its tasks are scheduled again."""
+        job = self.job(job_id)
+        if job["state"] not in (JobState.DISABLING.value, JobState.DISABLED.value):
+            self._check_job_writable(job)
+            raise errors.conflict("OperationInvalidForCurrentState", "Only a disabled job can be enabled.")
+        self._set_job_state(job, JobState.ACTIVE)
+        self.store.put_job(job)
+        self.wake()
+        return job
 
     def delete_job(self, job_id: str) -> None:
         job = self.job(job_id)
@@ -1158,6 +1369,9 @@ class Service:
         if self._stopping:
             return
         self._finish(rt, outcome, self.nodes.get(rt.node_id))
+        if node is not None and node.after_tasks and not node.running:
+            self._restart_node(node, node.after_tasks)
+        self._maybe_disabled(rt.job)
         self.wake()
 
     def _finish(self, rt: RunningTask, outcome: Outcome, node: NodeRuntime | None) -> None:

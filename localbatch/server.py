@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
-from localbatch import api_versions, errors, models, odata
+from localbatch import api_versions, errors, images, models, odata
 from localbatch.auth import SharedKeyVerifier, SignedRequest
 from localbatch.errors import BatchError
 from localbatch.scheduler import Service, TaskRow, new_etag
@@ -85,6 +85,11 @@ class BatchApi:
         self.service = service
         self.verifier = verifier
         self._requests = itertools.count()
+        self._account_routes: dict[str, Handler] = {
+            "supportedimages": self.list_supported_images,
+            "nodecounts": self.list_node_counts,
+            "poolusagemetrics": self.list_usage_metrics,
+        }
 
     # ------------------------------------------------------------------ boundary
 
@@ -169,7 +174,9 @@ class BatchApi:
         n = len(s)
         m = ctx.method
         routes: dict[str, Handler] | None = None
-        if n >= 1 and s[0] == "pools":
+        if n == 1 and s[0] in self._account_routes:
+            routes = {"GET": self._account_routes[s[0]]}
+        elif n >= 1 and s[0] == "pools":
             if n == 1:
                 routes = {"GET": self.list_pools, "POST": self.create_pool}
             elif n == 2:
@@ -187,6 +194,16 @@ class BatchApi:
                 routes = {"POST": self.disable_autoscale}
             elif n == 3 and s[2] == "evaluateautoscale":
                 routes = {"POST": self.evaluate_autoscale}
+            elif n == 3 and s[2] == "removenodes":
+                routes = {"POST": self.remove_nodes}
+            elif n == 3 and s[2] == "stopresize":
+                routes = {"POST": self.stop_resize}
+            elif n == 3 and s[2] == "updateproperties":
+                routes = {"POST": self.replace_pool_properties}
+            elif n == 5 and s[2] == "nodes" and s[4] in ("reboot", "reimage"):
+                routes = {"POST": self.restart_node}
+            elif n == 5 and s[2] == "nodes" and s[4] in ("disablescheduling", "enablescheduling"):
+                routes = {"POST": self.node_scheduling}
             elif n == 3 and s[2] == "nodes":
                 routes = {"GET": self.list_nodes}
             elif n == 4 and s[2] == "nodes":
@@ -194,7 +211,11 @@ class BatchApi:
             elif n == 5 and s[2] == "nodes" and s[4] == "files":
                 routes = {"GET": self.list_node_files}
             elif n >= 6 and s[2] == "nodes" and s[4] == "files":
-                routes = {"GET": self.get_node_file, "HEAD": self.get_node_file}
+                routes = {
+                    "GET": self.get_node_file,
+                    "HEAD": self.get_node_file,
+                    "DELETE": self.delete_node_file,
+                }
         elif n >= 1 and s[0] == "jobs":
             if n == 1:
                 routes = {"GET": self.list_jobs, "POST": self.create_job}
@@ -207,6 +228,10 @@ class BatchApi:
                 }
             elif n == 3 and s[2] == "terminate":
                 routes = {"POST": self.terminate_job}
+            elif n == 3 and s[2] == "disable":
+                routes = {"POST": self.disable_job}
+            elif n == 3 and s[2] == "enable":
+                routes = {"POST": self.enable_job}
             elif n == 3 and s[2] == "taskcounts":
                 routes = {"GET": self.task_counts}
             elif n == 3 and s[2] == "addtaskcollection":
@@ -385,6 +410,66 @@ class BatchApi:
         resp.headers.update(headers)
         return resp
 
+    async def remove_nodes(self, ctx: Ctx) -> web.StreamResponse:
+        body = models.validate_remove_nodes(ctx.json())
+        doc = self.service.remove_nodes(ctx.segments[1], body["nodeList"], body["nodeDeallocationOption"])
+        return self._pool_done(ctx, doc, 202)
+
+    async def stop_resize(self, ctx: Ctx) -> web.StreamResponse:
+        return self._pool_done(ctx, self.service.stop_resize(ctx.segments[1]), 202)
+
+    async def replace_pool_properties(self, ctx: Ctx) -> web.StreamResponse:
+        body = models.validate_replace_pool(ctx.json())
+        return self._pool_done(ctx, self.service.replace_pool_properties(ctx.segments[1], body), 204)
+
+    def _optional_json(self, ctx: Ctx) -> Any:
+        return ctx.json() if ctx.body.strip() else None
+
+    async def restart_node(self, ctx: Ctx) -> web.StreamResponse:
+        kind = ctx.segments[4].lower()
+        key = "nodeRebootOption" if kind == "reboot" else "nodeReimageOption"
+        option = models.validate_option(
+            self._optional_json(ctx), key, models.DEALLOCATION_OPTIONS, "requeue", f"node {kind}"
+        )
+        node = self.service.node(ctx.segments[1], ctx.segments[3])
+        self.service.restart_node(ctx.segments[1], node.id, kind, option)
+        return self._empty(202, self._node_url(ctx, node))
+
+    async def node_scheduling(self, ctx: Ctx) -> web.StreamResponse:
+        enable = ctx.segments[4].lower() == "enablescheduling"
+        option = "requeue"
+        if not enable:
+            option = models.validate_option(
+                self._optional_json(ctx),
+                "nodeDisableSchedulingOption",
+                {"requeue", "terminate", "taskcompletion"},
+                "requeue",
+                "disable scheduling",
+            )
+        node = self.service.node(ctx.segments[1], ctx.segments[3])
+        self.service.set_node_scheduling(ctx.segments[1], node.id, enable, option)
+        return self._empty(200, self._node_url(ctx, node))
+
+    def _node_url(self, ctx: Ctx, node: Any) -> str:
+        return f"{ctx.base}/pools/{quote(ctx.segments[1])}/nodes/{node.id}"
+
+    async def delete_node_file(self, ctx: Ctx) -> web.StreamResponse:
+        node = self.service.node(ctx.segments[1], ctx.segments[3])
+        await _delete_file(self.service.node_directory(node), unquote("/".join(ctx.raw_segments[5:])), ctx)
+        return self._empty(200)
+
+    # ------------------------------------------------------------------ account
+
+    async def list_supported_images(self, ctx: Ctx) -> web.StreamResponse:
+        return self._list_indexed(ctx, "supportedimages", images.supported_images())
+
+    async def list_node_counts(self, ctx: Ctx) -> web.StreamResponse:
+        return self._list_indexed(ctx, "poolnodecounts", self.service.node_counts())
+
+    async def list_usage_metrics(self, ctx: Ctx) -> web.StreamResponse:
+        # Batch reports usage in aggregated hourly buckets; a local account has none to bill.
+        return self._list_indexed(ctx, "poolusagemetrics", [])
+
     def _node_view(self, ctx: Ctx, node: Any) -> dict[str, Any]:
         return node_view(ctx.base, node.doc, len(node.running), node.used)
 
@@ -439,6 +524,18 @@ class BatchApi:
             body[key] = probe[key]  # validated values, normalized (e.g. "5" -> 5)
         doc = self.service.update_job(ctx.segments[1], body)
         return self._empty(200, f"{ctx.base}/jobs/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
+
+    def _job_done(self, ctx: Ctx, doc: dict[str, Any], status: int) -> web.Response:
+        return self._empty(status, f"{ctx.base}/jobs/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
+
+    async def disable_job(self, ctx: Ctx) -> web.StreamResponse:
+        option = models.validate_option(
+            ctx.json(), "disableTasks", {"requeue", "terminate", "wait"}, None, "job disable"
+        )
+        return self._job_done(ctx, self.service.disable_job(ctx.segments[1], option), 202)
+
+    async def enable_job(self, ctx: Ctx) -> web.StreamResponse:
+        return self._job_done(ctx, self.service.enable_job(ctx.segments[1]), 202)
 
     async def terminate_job(self, ctx: Ctx) -> web.StreamResponse:
         reason = "UserTerminate"
@@ -594,16 +691,7 @@ class BatchApi:
 
     async def delete_task_file(self, ctx: Ctx) -> web.StreamResponse:
         _job, _row, directory = self._task_dir(ctx)
-        rel = unquote("/".join(ctx.raw_segments[5:]))
-        path = _safe_join(directory, rel)
-        if path.is_dir():
-            if ctx.query.get("recursive", "").lower() != "true":
-                raise BatchError(409, "DirectoryNotEmpty", "The directory is not empty; use recursive=true.")
-            await asyncio.to_thread(_rmtree, path)
-        elif path.is_file():
-            path.unlink()
-        else:
-            raise errors.not_found("File")
+        await _delete_file(directory, unquote("/".join(ctx.raw_segments[5:])), ctx)
         return self._empty(200)
 
     # ------------------------------------------------------------------ files
@@ -629,20 +717,25 @@ class BatchApi:
                     "properties": props,
                 }
             )
+        for d in docs:
+            d.pop("id")
+        return self._list_indexed(ctx, "files", docs)
+
+    def _list_indexed(self, ctx: Ctx, entity: str, docs: list[dict[str, Any]]) -> web.Response:
+        """Filter, select and page (by position) a list of rendered entities, in the given order."""
         state = self._list_state(ctx)
         if state.filter:
             pred = odata.predicate(odata.parse_filter(state.filter))
             docs = [d for d in docs if pred(d)]
         start = int(state.after) if isinstance(state.after, int) else 0
-        page = docs[start : start + state.maxresults]
+        select = odata.parse_select(state.select)
+        page = [odata.project(d, select) for d in docs[start : start + state.maxresults]]
         token = None
         if start + state.maxresults < len(docs):
             token = odata.PageState(
                 start + state.maxresults, state.filter, state.select, state.maxresults
             ).encode()
-        for d in page:
-            d.pop("id")
-        return self._page(ctx, "files", page, token)
+        return self._page(ctx, entity, page, token)
 
     async def _serve_file(self, ctx: Ctx, root: Path, rel: str, url: str) -> web.StreamResponse:
         path = _safe_join(root, rel)
@@ -705,6 +798,19 @@ def _safe_join(root: Path, rel: str) -> Path:
     if target != base and not str(target).startswith(str(base) + os.sep):
         raise errors.not_found("File")
     return target
+
+
+async def _delete_file(root: Path, rel: str, ctx: Ctx) -> None:
+    """Delete a file (or, with ``recursive=true``, a directory) under ``root``, never outside it."""
+    path = _safe_join(root, rel)
+    if path.is_dir():
+        if ctx.query.get("recursive", "").lower() != "true":
+            raise BatchError(409, "DirectoryNotEmpty", "The directory is not empty; use recursive=true.")
+        await asyncio.to_thread(_rmtree, path)
+    elif path.is_file():
+        path.unlink()
+    else:
+        raise errors.not_found("File")
 
 
 def _scan(root: Path, recursive: bool) -> list[tuple[str, os.stat_result, bool]]:
