@@ -19,11 +19,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from localbatch import autoscaling, errors
 from localbatch.etags import new_etag
 from localbatch.models import NodeState, iso, parse_duration, start_task_spec_from_json, utcnow
 from localbatch.node import Execution, base_environment, failure_info, node_root
+from localbatch.views import public
 
 if TYPE_CHECKING:
     from localbatch.scheduler import RunningTask, ServiceConfig
@@ -73,6 +75,14 @@ class NodeRuntime:
     @property
     def pool_key(self) -> str:
         return str(self.doc["_poolId"]).lower()
+
+    def render(self, base: str) -> dict[str, Any]:
+        """The node as Batch's GET returns it (internal ``_`` keys left out)."""
+        out = {"odata.metadata": f"{base}/$metadata#nodes/@Element", **public(self.doc)}
+        out["url"] = f"{base}/pools/{quote(self.doc['_poolId'])}/nodes/{self.id}"
+        out["runningTasksCount"] = len(self.running)
+        out["runningTaskSlotsCount"] = self.used
+        return out
 
     @property
     def schedulable(self) -> bool:

@@ -35,9 +35,9 @@ from aiohttp import web
 from localbatch import api_versions, errors, images, models, odata
 from localbatch.auth import SharedKeyVerifier, SignedRequest
 from localbatch.errors import BatchError
-from localbatch.scheduler import Service, TaskRow, new_etag
+from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
 from localbatch.store import TASK_FILTER_COLUMNS
-from localbatch.views import job_view, node_view, pool_view, task_url, task_view
+from localbatch.views import job_view, pool_view, task_url, task_view
 
 log = logging.getLogger(__name__)
 
@@ -470,8 +470,8 @@ class BatchApi:
         # Batch reports usage in aggregated hourly buckets; a local account has none to bill.
         return self._list_indexed(ctx, "poolusagemetrics", [])
 
-    def _node_view(self, ctx: Ctx, node: Any) -> dict[str, Any]:
-        return node_view(ctx.base, node.doc, len(node.running), node.used)
+    def _node_view(self, ctx: Ctx, node: NodeRuntime) -> dict[str, Any]:
+        return node.render(ctx.base)
 
     async def list_nodes(self, ctx: Ctx) -> web.StreamResponse:
         docs = [self._node_view(ctx, n) for n in self.service.pool_nodes(ctx.segments[1])]
