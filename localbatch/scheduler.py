@@ -16,7 +16,12 @@ Lifecycle rules follow the service: a failed task (non-zero exit) is retried
 up to ``maxTaskRetryCount`` (-1 = forever); resource-file and upload errors
 are not retried; ``onTaskFailure=performexitoptionsjobaction`` and
 ``onAllTasksComplete=terminatejob`` end the job; tasks running on a node
-that goes away (pool delete/resize, server restart) are requeued.
+that goes away (pool delete/resize, server restart, reboot, preemption, an
+unusable node) or of a job disabled with ``requeue`` are requeued
+(``requeueCount`` + 1). Pools and nodes live in :mod:`localbatch.pools`,
+autoscale in :mod:`localbatch.autoscaling`, the weather in
+:mod:`localbatch.weather` (under it a picked task may wait ``task_latency``
+before it runs, and task counts may lag).
 """
 
 from __future__ import annotations

@@ -294,3 +294,17 @@ def test_toml_profile_and_bad_file_at_serve(tmp_path: Path) -> None:
         timeout=30,
     )
     assert proc.returncode == 2 and "preemption_rate" in proc.stderr
+
+
+def test_azure_like_preset_serves_with_a_seed(tmp_path: Path, azurite: Azurite) -> None:
+    server = start_localbatch(
+        tmp_path / "lb", azurite, extra_args=["--weather", "azure-like", "--weather-seed", "1"]
+    )
+    try:
+        client = batch_client(server)
+        pool_id = _pool(client, dedicated=1)
+        # azure-like allocates for 18-48 s: the node is still being created.
+        assert client.get_pool(pool_id).allocation_state == "resizing"
+        assert _states(client, pool_id) == ["creating"]
+    finally:
+        server.process.stop()
