@@ -433,7 +433,7 @@ class BatchApi:
         )
         node = self.service.node(ctx.segments[1], ctx.segments[3])
         self.service.restart_node(ctx.segments[1], node.id, kind, option)
-        return self._empty(202, self._node_url(ctx, node))
+        return self._node_done(ctx, node, 202)
 
     async def node_scheduling(self, ctx: Ctx) -> web.StreamResponse:
         enable = ctx.segments[4].lower() == "enablescheduling"
@@ -448,10 +448,12 @@ class BatchApi:
             )
         node = self.service.node(ctx.segments[1], ctx.segments[3])
         self.service.set_node_scheduling(ctx.segments[1], node.id, enable, option)
-        return self._empty(200, self._node_url(ctx, node))
+        return self._node_done(ctx, node, 200)
 
-    def _node_url(self, ctx: Ctx, node: Any) -> str:
-        return f"{ctx.base}/pools/{quote(ctx.segments[1])}/nodes/{node.id}"
+    def _node_done(self, ctx: Ctx, node: NodeRuntime, status: int) -> web.Response:
+        """A node action's answer: DataServiceId, and an ETag/Last-Modified of the change."""
+        url = f"{ctx.base}/pools/{quote(ctx.segments[1])}/nodes/{node.id}"
+        return self._empty(status, url, new_etag(), models.iso(models.utcnow()))
 
     async def delete_node_file(self, ctx: Ctx) -> web.StreamResponse:
         node = self.service.node(ctx.segments[1], ctx.segments[3])

@@ -301,3 +301,26 @@ def test_retired_features_are_refused(raw: RawBatch, extra: dict[str, object], p
     assert status == 400 and doc is not None and doc["code"] == "InvalidPropertyValue"
     values = {v["key"]: v["value"] for v in doc["values"]}
     assert values["PropertyName"] == prop and "retired" in values["Reason"]
+
+
+def test_action_responses_carry_the_spec_headers(client: BatchClient, raw: RawBatch) -> None:
+    """ETag, Last-Modified and DataServiceId, as the spec declares for these operations."""
+    pool_id = _pool(client, 1)
+    try:
+        [node] = list(client.list_nodes(pool_id))
+        job_id = new_job(client, pool_id)
+        calls = [
+            (f"/pools/{pool_id}/nodes/{node.id}/disablescheduling", {}, 200),
+            (f"/pools/{pool_id}/nodes/{node.id}/enablescheduling", None, 200),
+            (f"/pools/{pool_id}/nodes/{node.id}/reboot", {"nodeRebootOption": "requeue"}, 202),
+            (f"/jobs/{job_id}/disable", {"disableTasks": "wait"}, 202),
+            (f"/jobs/{job_id}/enable", None, 202),
+            (f"/pools/{pool_id}/stopresize", None, 202),
+        ]
+        for path, body, expected in calls:
+            payload = json.dumps(body).encode() if body is not None else b""
+            status, _, headers = raw.send("POST", path, payload)
+            assert status == expected, path
+            assert {"ETag", "Last-Modified", "DataServiceId", "request-id"} <= set(headers), path
+    finally:
+        _delete(client, pool_id)
