@@ -383,6 +383,9 @@ def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
         _opt_int(body, key, "", 0, max_nodes)
     _opt_int(body, "taskSlotsPerNode", "", 1, 256)
     auto = _opt_bool(body, "enableAutoScale", "")
+    for key in ("autoScaleFormula", "autoScaleEvaluationInterval"):
+        if not auto and body.get(key) is not None:
+            raise invalid_property(key, "...", "only valid when enableAutoScale is true")
     if auto:
         _req_str(body, "autoScaleFormula", "", 8192)
         if body.get("targetDedicatedNodes") or body.get("targetLowPriorityNodes"):

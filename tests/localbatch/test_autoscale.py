@@ -210,3 +210,17 @@ def test_language_depth_is_bounded() -> None:
         autoscale.parse("$a = " + "(" * 200 + "1" + ")" * 200 + ";")
     with pytest.raises(autoscale.FormulaError, match="nests deeper"):
         autoscale.parse("$a = " + "-" * 200 + "1;")
+
+
+def test_formula_without_autoscale_is_refused(client: BatchClient) -> None:
+    with pytest.raises(HttpResponseError) as err:
+        client.create_pool(
+            bm.BatchPoolCreateOptions(
+                id=unique("noas"),
+                vm_size="x",
+                target_dedicated_nodes=0,
+                auto_scale_formula="$TargetDedicatedNodes=1;",
+            )
+        )
+    assert err.value.status_code == 400 and err.value.error is not None
+    assert err.value.error.code == "InvalidPropertyValue"
