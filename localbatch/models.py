@@ -53,6 +53,8 @@ class NodeState(str, Enum):
     REBOOTING = "rebooting"
     REIMAGING = "reimaging"
     OFFLINE = "offline"
+    DEALLOCATING = "deallocating"
+    DEALLOCATED = "deallocated"
     WAITING_FOR_START_TASK = "waitingforstarttask"
     START_TASK_FAILED = "starttaskfailed"
     LEAVING_POOL = "leavingpool"

@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The state a node is in while it reboots, reimages or deallocates.
+_RESTART_STATES = {
+    "reboot": NodeState.REBOOTING,
+    "reimage": NodeState.REIMAGING,
+    "deallocate": NodeState.DEALLOCATING,
+}
+
 # Batch's node deallocation options and what each does with the tasks running on the node.
 _END_REASONS = {
     "requeue": "NodeRemoved",
@@ -675,11 +682,13 @@ class PoolsAndNodes:
             NodeState.CREATING.value: "NodeBeingCreated",
             NodeState.STARTING.value: "NodeBeingStarted",
             NodeState.UNUSABLE.value: "NodeStateUnusable",
+            NodeState.DEALLOCATING.value: "OperationNotValidOnNode",
         }.get(state, "OperationNotValidOnNode")
         raise errors.conflict(code, f"The operation is not valid on a node in state {state}.")
 
     def restart_node(self, pool_id: str, node_id: str, kind: str, option: str) -> None:
-        """Reboot or reimage (``kind``) a node; ``option`` says what happens to its running tasks."""
+        """Reboot, reimage or deallocate (``kind``) a node; ``option`` says what happens to its
+        running tasks."""
         node = self.node(pool_id, node_id)
         self._check_node_ready(node)
         if node.after_tasks:
@@ -696,13 +705,17 @@ class PoolsAndNodes:
         reason = "NodeRestarted" if option == "requeue" else "NodeRemovedTerminate"
         for seq in list(node.running):
             self.running[seq].execution.end(reason)
-        self._set_node_state(node, NodeState.REBOOTING if kind == "reboot" else NodeState.REIMAGING)
+        self._set_node_state(node, _RESTART_STATES[kind])
         self._spawn(self._restart(node, kind))
 
     async def _restart(self, node: NodeRuntime, kind: str) -> None:
-        state = NodeState.REBOOTING if kind == "reboot" else NodeState.REIMAGING
+        state = _RESTART_STATES[kind]
         while node.running:
             await asyncio.sleep(0.02)
+        if kind == "deallocate":
+            if self._present(node, state):
+                self._set_node_state(node, NodeState.DEALLOCATED)
+            return
         if kind == "reimage":  # a fresh OS disk: task and start task files are gone
             root = node_root(self.config.data_dir, node.id)
             for sub in ("workitems", "startup"):
@@ -716,6 +729,16 @@ class PoolsAndNodes:
         node.doc.pop("startTaskInfo", None)
         self._set_node_state(node, NodeState.STARTING)
         await self._join_node(node)
+
+    def start_node(self, pool_id: str, node_id: str) -> None:
+        """Start a deallocated node: it boots and runs the start task again."""
+        node = self.node(pool_id, node_id)
+        if node.doc["state"] != NodeState.DEALLOCATED.value:
+            raise errors.conflict("OperationNotValidOnNode", "Only a deallocated node can be started.")
+        node.doc["lastBootTime"] = iso(utcnow())
+        node.doc.pop("startTaskInfo", None)
+        self._set_node_state(node, NodeState.STARTING)
+        self._spawn(self._join_node(node))
 
     def set_node_scheduling(self, pool_id: str, node_id: str, enabled: bool, option: str = "requeue") -> None:
         """Enable or disable task scheduling on a node (409 if it is already so)."""

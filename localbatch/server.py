@@ -200,8 +200,10 @@ class BatchApi:
                 routes = {"POST": self.stop_resize}
             elif n == 3 and s[2] == "updateproperties":
                 routes = {"POST": self.replace_pool_properties}
-            elif n == 5 and s[2] == "nodes" and s[4] in ("reboot", "reimage"):
+            elif n == 5 and s[2] == "nodes" and s[4] in ("reboot", "reimage", "deallocate"):
                 routes = {"POST": self.restart_node}
+            elif n == 5 and s[2] == "nodes" and s[4] == "start":
+                routes = {"POST": self.start_node}
             elif n == 5 and s[2] == "nodes" and s[4] in ("disablescheduling", "enablescheduling"):
                 routes = {"POST": self.node_scheduling}
             elif n == 3 and s[2] == "nodes":
@@ -427,12 +429,17 @@ class BatchApi:
 
     async def restart_node(self, ctx: Ctx) -> web.StreamResponse:
         kind = ctx.segments[4].lower()
-        key = "nodeRebootOption" if kind == "reboot" else "nodeReimageOption"
+        key = {"reboot": "nodeRebootOption", "reimage": "nodeReimageOption"}.get(kind, "nodeDeallocateOption")
         option = models.validate_option(
             self._optional_json(ctx), key, models.DEALLOCATION_OPTIONS, "requeue", f"node {kind}"
         )
         node = self.service.node(ctx.segments[1], ctx.segments[3])
         self.service.restart_node(ctx.segments[1], node.id, kind, option)
+        return self._node_done(ctx, node, 202)
+
+    async def start_node(self, ctx: Ctx) -> web.StreamResponse:
+        node = self.service.node(ctx.segments[1], ctx.segments[3])
+        self.service.start_node(ctx.segments[1], node.id)
         return self._node_done(ctx, node, 202)
 
     async def node_scheduling(self, ctx: Ctx) -> web.StreamResponse:

@@ -324,3 +324,28 @@ def test_action_responses_carry_the_spec_headers(client: BatchClient, raw: RawBa
             assert {"ETag", "Last-Modified", "DataServiceId", "request-id"} <= set(headers), path
     finally:
         _delete(client, pool_id)
+
+
+def test_node_deallocate_and_start(client: BatchClient) -> None:
+    pool_id = _pool(client, 1)
+    try:
+        [node] = list(client.list_nodes(pool_id))
+        job_id = new_job(client, pool_id)
+        _task(client, job_id, "long", "/bin/sleep 30")
+        _running(client, job_id, "long")
+        options = bm._models.BatchNodeDeallocateOptions(node_deallocate_option="requeue")
+        client.begin_deallocate_node(pool_id, node.id, options, polling_interval=0.1).result()
+        assert client.get_node(pool_id, node.id).state == "deallocated"
+        long = _state(client, job_id, "long")
+        assert long.state == "active" and long.execution_info is not None
+        assert long.execution_info.requeue_count == 1
+        [counts] = [c for c in client.list_pool_node_counts() if c.pool_id == pool_id]
+        assert counts.dedicated is not None and counts.dedicated.deallocated == 1
+        client.terminate_task(job_id, "long")
+        client.begin_start_node(pool_id, node.id, polling_interval=0.1).result()
+        wait_nodes_idle(client, pool_id, 1)
+        with pytest.raises(HttpResponseError) as err:
+            client.begin_start_node(pool_id, node.id)
+        assert _code(err) == (409, "OperationNotValidOnNode")
+    finally:
+        _delete(client, pool_id)
