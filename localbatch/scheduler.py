@@ -101,7 +101,16 @@ _TERMINABLE = frozenset(
 )
 # Node states a restart leaves as they are.
 _STAY_DOWN = frozenset(
-    {NodeState.START_TASK_FAILED.value, NodeState.PREEMPTED.value, NodeState.UNUSABLE.value}
+    {
+        NodeState.START_TASK_FAILED.value,
+        NodeState.PREEMPTED.value,
+        NodeState.UNUSABLE.value,
+        NodeState.DEALLOCATED.value,
+    }
+)
+# Node states a restart resumes by joining the node again (start task included).
+_REJOIN = frozenset(
+    {NodeState.CREATING.value, NodeState.STARTING.value, NodeState.REBOOTING.value, NodeState.REIMAGING.value}
 )
 
 
@@ -158,11 +167,13 @@ class Service(PoolsAndNodes):
                 continue
             if doc["state"] in _STAY_DOWN:
                 continue
-            if doc["state"] in (NodeState.CREATING.value, NodeState.STARTING.value):
-                self._spawn(self._join_node(node))
+            if doc["state"] == NodeState.DEALLOCATING.value:
+                self._set_node_state(node, NodeState.DEALLOCATED)
                 continue
             info = doc.get("startTaskInfo") or {}
-            if pool.get("startTask") and info.get("state") != "completed":
+            if doc["state"] in _REJOIN or (pool.get("startTask") and info.get("state") != "completed"):
+                if doc["state"] != NodeState.CREATING.value:
+                    self._set_node_state(node, NodeState.STARTING)
                 self._spawn(self._join_node(node))
             else:
                 self._set_node_state(node, NodeState.IDLE)
