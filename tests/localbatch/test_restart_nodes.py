@@ -26,6 +26,7 @@ def test_node_waiting_for_its_start_task_rejoins_after_a_restart(tmp_path: Path,
             bm.BatchPoolCreateOptions(id="pool", vm_size="x", target_dedicated_nodes=1, start_task=start)
         )
         wait_for(lambda: [n.state for n in client.list_nodes("pool")] == ["waitingforstarttask"])
+        wait_for(lambda: list((data / "nodes").glob("*/shared/once")))  # the start task is in its sleep
     finally:
         first.process.stop()
     second = start_localbatch(data, azurite, account_key=first.account_key)
