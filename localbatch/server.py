@@ -204,6 +204,8 @@ class BatchApi:
                 routes = {"POST": self.restart_node}
             elif n == 5 and s[2] == "nodes" and s[4] == "start":
                 routes = {"POST": self.start_node}
+            elif n in (5, 6) and s[2] == "nodes" and s[4] == "extensions":
+                routes = {"GET": self.node_extensions}
             elif n == 5 and s[2] == "nodes" and s[4] in ("disablescheduling", "enablescheduling"):
                 routes = {"POST": self.node_scheduling}
             elif n == 3 and s[2] == "nodes":
@@ -441,6 +443,13 @@ class BatchApi:
         node = self.service.node(ctx.segments[1], ctx.segments[3])
         self.service.start_node(ctx.segments[1], node.id)
         return self._node_done(ctx, node, 202)
+
+    async def node_extensions(self, ctx: Ctx) -> web.StreamResponse:
+        """A local node has no VM extensions: an empty list, and 404 for any one of them."""
+        self.service.node(ctx.segments[1], ctx.segments[3])
+        if len(ctx.segments) == 6:
+            raise BatchError(404, "ResourceNotFound", "The specified extension does not exist on the node.")
+        return self._list_indexed(ctx, "nodeextensions", [])
 
     async def node_scheduling(self, ctx: Ctx) -> web.StreamResponse:
         enable = ctx.segments[4].lower() == "enablescheduling"

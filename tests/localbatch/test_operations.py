@@ -349,3 +349,18 @@ def test_node_deallocate_and_start(client: BatchClient) -> None:
         assert _code(err) == (409, "OperationNotValidOnNode")
     finally:
         _delete(client, pool_id)
+
+
+def test_a_local_node_has_no_extensions(client: BatchClient) -> None:
+    pool_id = _pool(client, 1)
+    try:
+        [node] = list(client.list_nodes(pool_id))
+        assert list(client.list_node_extensions(pool_id, node.id)) == []
+        with pytest.raises(HttpResponseError) as err:
+            client.get_node_extension(pool_id, node.id, "CustomScript")
+        assert _code(err) == (404, "ResourceNotFound")
+        with pytest.raises(HttpResponseError) as err:
+            list(client.list_node_extensions(pool_id, "tvmps_nope"))
+        assert _code(err) == (404, "NodeNotFound")
+    finally:
+        _delete(client, pool_id)
