@@ -3,7 +3,8 @@
 One catch-all aiohttp route feeds :meth:`BatchApi.handle`, which, in order:
 reads the body (at most 1 MiB + 1 byte), verifies the SharedKey signature,
 checks ``api-version``, refuses oversized bodies (413 ``RequestBodyTooLarge``),
-then routes on the raw path (so ``%2F`` inside a file path survives). Every
+then dispatches through the route table (:mod:`localbatch.routes`) on the
+raw path's segments (so ``%2F`` inside a file path survives). Every
 response carries ``request-id`` and ``DataServiceVersion``; errors use
 Batch's body. Nothing executes before authentication passes, and any bug is
 caught here, logged, and answered with a 500 in Batch's shape.
@@ -32,7 +33,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
-from localbatch import api_versions, errors, images, models, odata
+from localbatch import api_versions, errors, images, models, odata, routes
 from localbatch.auth import SharedKeyVerifier, SignedRequest
 from localbatch.errors import BatchError
 from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
@@ -85,11 +86,6 @@ class BatchApi:
         self.service = service
         self.verifier = verifier
         self._requests = itertools.count()
-        self._account_routes: dict[str, Handler] = {
-            "supportedimages": self.list_supported_images,
-            "nodecounts": self.list_node_counts,
-            "poolusagemetrics": self.list_usage_metrics,
-        }
 
     # ------------------------------------------------------------------ boundary
 
@@ -170,101 +166,18 @@ class BatchApi:
             raise errors.transient_internal_error()
 
     async def _route(self, ctx: Ctx) -> web.StreamResponse:
-        s = [seg.lower() for seg in ctx.segments]
-        n = len(s)
-        m = ctx.method
-        routes: dict[str, Handler] | None = None
-        if n == 1 and s[0] in self._account_routes:
-            routes = {"GET": self._account_routes[s[0]]}
-        elif n >= 1 and s[0] == "pools":
-            if n == 1:
-                routes = {"GET": self.list_pools, "POST": self.create_pool}
-            elif n == 2:
-                routes = {
-                    "GET": self.get_pool,
-                    "HEAD": self.pool_exists,
-                    "DELETE": self.delete_pool,
-                    "PATCH": self.patch_pool,
-                }
-            elif n == 3 and s[2] == "resize":
-                routes = {"POST": self.resize_pool}
-            elif n == 3 and s[2] == "enableautoscale":
-                routes = {"POST": self.enable_autoscale}
-            elif n == 3 and s[2] == "disableautoscale":
-                routes = {"POST": self.disable_autoscale}
-            elif n == 3 and s[2] == "evaluateautoscale":
-                routes = {"POST": self.evaluate_autoscale}
-            elif n == 3 and s[2] == "removenodes":
-                routes = {"POST": self.remove_nodes}
-            elif n == 3 and s[2] == "stopresize":
-                routes = {"POST": self.stop_resize}
-            elif n == 3 and s[2] == "updateproperties":
-                routes = {"POST": self.replace_pool_properties}
-            elif n == 5 and s[2] == "nodes" and s[4] in ("reboot", "reimage", "deallocate"):
-                routes = {"POST": self.restart_node}
-            elif n == 5 and s[2] == "nodes" and s[4] == "start":
-                routes = {"POST": self.start_node}
-            elif n in (5, 6) and s[2] == "nodes" and s[4] == "extensions":
-                routes = {"GET": self.node_extensions}
-            elif n == 5 and s[2] == "nodes" and s[4] in ("disablescheduling", "enablescheduling"):
-                routes = {"POST": self.node_scheduling}
-            elif n == 3 and s[2] == "nodes":
-                routes = {"GET": self.list_nodes}
-            elif n == 4 and s[2] == "nodes":
-                routes = {"GET": self.get_node}
-            elif n == 5 and s[2] == "nodes" and s[4] == "files":
-                routes = {"GET": self.list_node_files}
-            elif n >= 6 and s[2] == "nodes" and s[4] == "files":
-                routes = {
-                    "GET": self.get_node_file,
-                    "HEAD": self.get_node_file,
-                    "DELETE": self.delete_node_file,
-                }
-        elif n >= 1 and s[0] == "jobs":
-            if n == 1:
-                routes = {"GET": self.list_jobs, "POST": self.create_job}
-            elif n == 2:
-                routes = {
-                    "GET": self.get_job,
-                    "DELETE": self.delete_job,
-                    "PATCH": self.patch_job,
-                    "PUT": self.patch_job,
-                }
-            elif n == 3 and s[2] == "terminate":
-                routes = {"POST": self.terminate_job}
-            elif n == 3 and s[2] == "disable":
-                routes = {"POST": self.disable_job}
-            elif n == 3 and s[2] == "enable":
-                routes = {"POST": self.enable_job}
-            elif n == 3 and s[2] == "taskcounts":
-                routes = {"GET": self.task_counts}
-            elif n == 3 and s[2] == "addtaskcollection":
-                routes = {"POST": self.add_task_collection}
-            elif n == 3 and s[2] == "tasks":
-                routes = {"GET": self.list_tasks, "POST": self.add_task}
-            elif n == 4 and s[2] == "tasks":
-                routes = {"GET": self.get_task, "DELETE": self.delete_task, "PUT": self.update_task}
-            elif n == 5 and s[2] == "tasks" and s[4] == "terminate":
-                routes = {"POST": self.terminate_task}
-            elif n == 5 and s[2] == "tasks" and s[4] == "reactivate":
-                routes = {"POST": self.reactivate_task}
-            elif n == 5 and s[2] == "tasks" and s[4] == "files":
-                routes = {"GET": self.list_task_files}
-            elif n >= 6 and s[2] == "tasks" and s[4] == "files":
-                routes = {
-                    "GET": self.get_task_file,
-                    "HEAD": self.get_task_file,
-                    "DELETE": self.delete_task_file,
-                }
-        if routes is None:
+        """Dispatch through the route table (:mod:`localbatch.routes`)."""
+        methods = routes.match(ctx.segments)
+        if methods is None:
             raise BatchError(
                 404, "InvalidUri", "The requested URI does not represent any resource on the server."
             )
-        handler = routes.get(m)
-        if handler is None:
+        name = methods.get(ctx.method)
+        if name is None:
             raise BatchError(
-                405, "UnsupportedHttpVerb", f"The resource doesn't support the HTTP verb {m[:16]}."
+                405, "UnsupportedHttpVerb", f"The resource doesn't support the HTTP verb {ctx.method[:16]}."
             )
+        handler: Handler = getattr(self, name)
         return await handler(ctx)
 
     # ------------------------------------------------------------------ response helpers
