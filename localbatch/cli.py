@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from localbatch import storage
+from localbatch import storage, weather
 from localbatch.auth import SharedKeyVerifier
 from localbatch.scheduler import Service, ServiceConfig
 from localbatch.server import BatchApi, make_app
@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--max-nodes", type=int, default=64, help="largest node count a pool may ask for")
     s.add_argument("--autoscale-nodes", type=int, default=1, help="nodes given to an autoscale pool")
+    s.add_argument("--weather", help=f"weather profile: a .json/.toml file or {', '.join(weather.PRESETS)}")
+    s.add_argument(
+        "--autoscale-min-interval",
+        type=float,
+        default=300.0,
+        help="shortest autoScaleEvaluationInterval accepted, in seconds (Batch: 300; lower for tests)",
+    )
+    s.add_argument("--weather-seed", type=int, help="seed of the weather's decisions (else the profile's)")
     s.add_argument("--log-level", default=os.environ.get("LOCALBATCH_LOG_LEVEL", "INFO"))
     return p
 
@@ -84,7 +92,17 @@ async def serve(args: argparse.Namespace, account_key: str, storage_key: str | N
     service: Service | None = None
     try:
         # The advertised URL is known only after binding; the service reads it lazily.
-        config = ServiceConfig(data_dir, args.account_name, "", auto, args.max_nodes, args.autoscale_nodes)
+        sky: weather.Weather = args.sky
+        config = ServiceConfig(
+            data_dir,
+            args.account_name,
+            "",
+            auto,
+            args.max_nodes,
+            args.autoscale_nodes,
+            sky,
+            args.autoscale_min_interval,
+        )
         service = Service(store, config)
         api = BatchApi(service, verifier)
         runner = web.AppRunner(make_app(api), access_log=None, handle_signals=False)
@@ -96,7 +114,14 @@ async def serve(args: argparse.Namespace, account_key: str, storage_key: str | N
         port = sockets[0].getsockname()[1] if sockets else args.port
         url = f"http://{args.host}:{port}"
         service.config = ServiceConfig(
-            data_dir, args.account_name, url, auto, args.max_nodes, args.autoscale_nodes
+            data_dir,
+            args.account_name,
+            url,
+            auto,
+            args.max_nodes,
+            args.autoscale_nodes,
+            sky,
+            args.autoscale_min_interval,
         )
         await service.start()
         stop = asyncio.Event()
@@ -132,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"localbatch: no account key (set {ACCOUNT_KEY_ENV} or --account-key-file)", file=sys.stderr)
         return 2
     storage_key = _secret(args.storage_account_key_file, STORAGE_KEY_ENV)
+    try:
+        args.sky = weather.load(args.weather, args.weather_seed)
+    except weather.WeatherError as exc:
+        print(f"localbatch: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(args, account_key, storage_key))
     except ValueError as exc:

@@ -26,6 +26,7 @@ class BatchError(Exception):
     code: str
     message: str
     values: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (``Retry-After``)
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
@@ -105,3 +106,21 @@ def conflict(code: str, message: str) -> BatchError:
 def _short(value: object) -> str:
     text = str(value)
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def server_busy(status: int, retry_after: int) -> BatchError:
+    """503 ``ServerBusy`` or 429 ``TooManyRequests``, with ``Retry-After`` (throttling)."""
+    if status == 429:
+        err = BatchError(429, "TooManyRequests", "The request rate is too high; retry after the delay given.")
+    else:
+        busy = "The server is currently unable to receive requests. Please retry your request."
+        err = BatchError(503, "ServerBusy", busy)
+    err.headers["Retry-After"] = str(retry_after)
+    return err
+
+
+def transient_internal_error() -> BatchError:
+    """500 ``InternalServerError`` that a retry of the same request may not meet."""
+    return BatchError(
+        500, "InternalServerError", "The server encountered an internal error. Please retry the request."
+    )

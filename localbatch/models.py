@@ -35,6 +35,9 @@ class TaskState(str, Enum):
 
 class JobState(str, Enum):
     ACTIVE = "active"
+    DISABLING = "disabling"
+    DISABLED = "disabled"
+    ENABLING = "enabling"
     TERMINATING = "terminating"
     COMPLETED = "completed"
     DELETING = "deleting"
@@ -43,7 +46,15 @@ class JobState(str, Enum):
 class NodeState(str, Enum):
     IDLE = "idle"
     RUNNING = "running"
+    CREATING = "creating"
     STARTING = "starting"
+    PREEMPTED = "preempted"
+    UNUSABLE = "unusable"
+    REBOOTING = "rebooting"
+    REIMAGING = "reimaging"
+    OFFLINE = "offline"
+    DEALLOCATING = "deallocating"
+    DEALLOCATED = "deallocated"
     WAITING_FOR_START_TASK = "waitingforstarttask"
     START_TASK_FAILED = "starttaskfailed"
     LEAVING_POOL = "leavingpool"
@@ -366,6 +377,7 @@ def validate_resize(body: Any, max_nodes: int) -> dict[str, Any]:
 
 def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
     body = require_body_object(body, "pool")
+    _refuse_retired(body)
     check_id(body.get("id"))
     _req_str(body, "vmSize", "", 256)
     _opt_str(body, "displayName", "", 1024)
@@ -373,6 +385,9 @@ def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
         _opt_int(body, key, "", 0, max_nodes)
     _opt_int(body, "taskSlotsPerNode", "", 1, 256)
     auto = _opt_bool(body, "enableAutoScale", "")
+    for key in ("autoScaleFormula", "autoScaleEvaluationInterval"):
+        if not auto and body.get(key) is not None:
+            raise invalid_property(key, "...", "only valid when enableAutoScale is true")
     if auto:
         _req_str(body, "autoScaleFormula", "", 8192)
         if body.get("targetDedicatedNodes") or body.get("targetLowPriorityNodes"):
@@ -386,6 +401,86 @@ def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
     if body.get("virtualMachineConfiguration") is not None:
         _obj(body["virtualMachineConfiguration"], "virtualMachineConfiguration")
     _opt_list(body, "metadata", "")
+    return body
+
+
+DEALLOCATION_OPTIONS = {"requeue", "terminate", "taskcompletion", "retaineddata"}
+RETIRED = {
+    "cloudServiceConfiguration": "Cloud Services Configuration pools were retired by Azure "
+    "on 29 February 2024; use virtualMachineConfiguration",
+    "certificateReferences": "Batch account certificates were retired by Azure on 29 February 2024; "
+    "use Azure Key Vault",
+}
+
+
+def _refuse_retired(body: dict[str, Any]) -> None:
+    for key, reason in RETIRED.items():
+        if body.get(key):
+            raise invalid_property(key, "...", reason)
+
+
+def validate_option(body: Any, key: str, allowed: set[str], default: str | None, what: str) -> str:
+    """The one enum option of a node/job action body (``default`` when the body or key is absent)."""
+    if body is None:
+        if default is None:
+            raise missing_property(key)
+        return default
+    body = require_body_object(body, what)
+    value = _opt_enum(body, key, "", allowed)
+    if value is None:
+        if default is None:
+            raise missing_property(key)
+        return default
+    return value
+
+
+def validate_remove_nodes(body: Any) -> dict[str, Any]:
+    body = require_body_object(body, "remove nodes")
+    nodes = body.get("nodeList")
+    if nodes is None:
+        raise missing_property("nodeList")
+    if not isinstance(nodes, list) or not 1 <= len(nodes) <= 100:
+        raise invalid_property("nodeList", "...", "expected a JSON array of 1 to 100 node ids")
+    for i, node_id in enumerate(nodes):
+        if not isinstance(node_id, str) or not node_id:
+            raise invalid_property(f"nodeList[{i}]", node_id, "expected a node id")
+    _opt_duration(body, "resizeTimeout", "")
+    if _opt_enum(body, "nodeDeallocationOption", "", DEALLOCATION_OPTIONS) is None:
+        body["nodeDeallocationOption"] = "requeue"
+    return body
+
+
+def validate_replace_pool(body: Any) -> dict[str, Any]:
+    """The body of replace pool properties (PUT semantics: every property is given or reset)."""
+    body = require_body_object(body, "pool properties")
+    _refuse_retired(body)
+    if body.get("startTask") is not None:
+        validate_start_task(body["startTask"], "startTask.")
+    for key in ("applicationPackageReferences", "metadata"):
+        if body.get(key) is None:
+            raise missing_property(key)
+        _opt_list(body, key, "")
+    if body["applicationPackageReferences"]:
+        raise BatchError(
+            409,
+            "InvalidApplicationPackageReferences",
+            "One or more application package references could not be satisfied: "
+            "the account has no applications.",
+        )
+    _opt_enum(body, "targetNodeCommunicationMode", "", {"default", "classic", "simplified"})
+    return body
+
+
+def validate_enable_autoscale(body: Any) -> dict[str, Any]:
+    body = require_body_object(body, "enable autoscale")
+    _opt_str(body, "autoScaleFormula", "", 8192)
+    _opt_duration(body, "autoScaleEvaluationInterval", "")
+    return body
+
+
+def validate_evaluate_autoscale(body: Any) -> dict[str, Any]:
+    body = require_body_object(body, "evaluate autoscale")
+    _req_str(body, "autoScaleFormula", "", 8192)
     return body
 
 

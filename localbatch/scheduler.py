@@ -16,26 +16,29 @@ Lifecycle rules follow the service: a failed task (non-zero exit) is retried
 up to ``maxTaskRetryCount`` (-1 = forever); resource-file and upload errors
 are not retried; ``onTaskFailure=performexitoptionsjobaction`` and
 ``onAllTasksComplete=terminatejob`` end the job; tasks running on a node
-that goes away (pool delete/resize, server restart) are requeued.
+that goes away (pool delete/resize, server restart, reboot, preemption, an
+unusable node) or of a job disabled with ``requeue`` are requeued
+(``requeueCount`` + 1). Pools and nodes live in :mod:`localbatch.pools`,
+autoscale in :mod:`localbatch.autoscaling`, the weather in
+:mod:`localbatch.weather` (under it a picked task may wait ``task_latency``
+before it runs, and task counts may lag).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import itertools
 import json
 import logging
-import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from localbatch import errors, storage
+from localbatch import autoscaling, errors, storage, weather
 from localbatch.errors import BatchError
+from localbatch.etags import new_etag
 from localbatch.models import (
     MAX_WALL_CLOCK_DEFAULT,
     JobState,
@@ -44,7 +47,6 @@ from localbatch.models import (
     TaskState,
     iso,
     parse_duration,
-    start_task_spec_from_json,
     task_spec_from_json,
     utcnow,
 )
@@ -52,17 +54,23 @@ from localbatch.node import (
     MAX_TIMER_SECONDS,
     Execution,
     Outcome,
-    base_environment,
     failure_info,
     kill_orphaned_group,
     node_root,
     task_dir,
 )
+from localbatch.pools import NodeRuntime, PoolsAndNodes
 from localbatch.store import Store, TaskRow
+
+__all__ = ["NodeRuntime", "RunningTask", "Service", "ServiceConfig", "TaskRow", "new_etag"]
 
 log = logging.getLogger(__name__)
 
 DEPENDENCY_DEBOUNCE_SECONDS = 0.05
+# A task ended for one of these reasons goes back to the queue with requeueCount + 1, as Batch does.
+REQUEUE_REASONS = frozenset(
+    {"NodeRemoved", "NodePreempted", "NodeUnusable", "NodeRestarted", "NodeSchedulingDisabled", "JobDisabled"}
+)
 MAX_DEPENDENCIES = 100_000
 
 
@@ -73,30 +81,9 @@ class ServiceConfig:
     account_url: str
     auto_storage: storage.AutoStorage | None
     max_nodes_per_pool: int = 64
-    autoscale_nodes: int = 1
-
-
-@dataclass
-class NodeRuntime:
-    """A simulated node: its document plus what runs on it now."""
-
-    doc: dict[str, Any]
-    slots: int
-    used: int = 0
-    running: set[int] = field(default_factory=set)
-    start_execution: Execution | None = None
-
-    @property
-    def id(self) -> str:
-        return str(self.doc["id"])
-
-    @property
-    def pool_key(self) -> str:
-        return str(self.doc["_poolId"]).lower()
-
-    @property
-    def schedulable(self) -> bool:
-        return self.doc["state"] in (NodeState.IDLE.value, NodeState.RUNNING.value)
+    autoscale_nodes: int = 1  # unused: autoscale formulas are evaluated (kept for `serve --autoscale-nodes`)
+    weather: weather.Weather = weather.CALM
+    autoscale_min_interval: float = 300.0  # Batch's minimum autoScaleEvaluationInterval; lower for tests
 
 
 @dataclass
@@ -109,16 +96,27 @@ class RunningTask:
     spec: TaskSpec
 
 
-_etag_counter = itertools.count()
+_TERMINABLE = frozenset(
+    {JobState.ACTIVE.value, JobState.DISABLING.value, JobState.DISABLED.value, JobState.ENABLING.value}
+)
+# Node states a restart leaves as they are.
+_STAY_DOWN = frozenset(
+    {
+        NodeState.START_TASK_FAILED.value,
+        NodeState.PREEMPTED.value,
+        NodeState.UNUSABLE.value,
+        NodeState.DEALLOCATED.value,
+    }
+)
+# Node states a restart resumes by joining the node again (start task included).
+_REJOIN = frozenset(
+    {NodeState.CREATING.value, NodeState.STARTING.value, NodeState.REBOOTING.value, NodeState.REIMAGING.value}
+)
 
 
-def new_etag() -> str:
-    value = (time.time_ns() // 100 + next(_etag_counter)) & 0xFFFFFFFFFFFFF
-    return f"0x8D{value:013X}"
-
-
-class Service:
-    """Everything the REST handlers operate on (see module docstring)."""
+class Service(PoolsAndNodes):
+    """Everything the REST handlers operate on (see module docstring); pools and nodes are
+    :class:`~localbatch.pools.PoolsAndNodes`."""
 
     def __init__(self, store: Store, config: ServiceConfig) -> None:
         self.store = store
@@ -131,6 +129,10 @@ class Service:
         self._dirty_jobs: set[str] = set()
         self._last_dep_eval: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._counts_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.autoscaler = autoscaling.Autoscaler(self)
+        # Tasks picked by the scheduler, waiting out the weather's task latency: seq -> (job, node, slots).
+        self._dispatching: dict[int, tuple[str, NodeRuntime, int]] = {}
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set once state is loaded; requests wait for it
@@ -163,10 +165,15 @@ class Service:
             if doc["state"] == NodeState.LEAVING_POOL.value:
                 self._spawn(self._finish_node_removal(node))
                 continue
-            if doc["state"] == NodeState.START_TASK_FAILED.value:
+            if doc["state"] in _STAY_DOWN:
+                continue
+            if doc["state"] == NodeState.DEALLOCATING.value:
+                self._set_node_state(node, NodeState.DEALLOCATED)
                 continue
             info = doc.get("startTaskInfo") or {}
-            if pool.get("startTask") and info.get("state") != "completed":
+            if doc["state"] in _REJOIN or (pool.get("startTask") and info.get("state") != "completed"):
+                if doc["state"] != NodeState.CREATING.value:
+                    self._set_node_state(node, NodeState.STARTING)
                 self._spawn(self._join_node(node))
             else:
                 self._set_node_state(node, NodeState.IDLE)
@@ -180,6 +187,9 @@ class Service:
                 self._maybe_complete_job(key)
             else:
                 self._arm_job_wall_clock(job)
+        for pool in self.pools.values():
+            if pool.get("enableAutoScale") and pool["state"] == "active":
+                self.autoscaler.start(pool)
         self._loop_task = asyncio.create_task(self._schedule_loop())
         self.ready.set()
         self.wake()
@@ -196,7 +206,7 @@ class Service:
         for node in self.nodes.values():
             if node.start_execution is not None:
                 node.start_execution.end("ServiceShutdown")
-        tasks = list(self._background)
+        tasks = list(self._background) + self.autoscaler.stop_all()
         if self._loop_task is not None:
             tasks.append(self._loop_task)
         for t in tasks:
@@ -215,282 +225,6 @@ class Service:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
-
-    # ------------------------------------------------------------------ pools and nodes
-
-    def pool(self, pool_id: str) -> dict[str, Any]:
-        doc = self.pools.get(pool_id.lower())
-        if doc is None:
-            raise errors.not_found("Pool")
-        return doc
-
-    def pool_counts(self, pool_key: str) -> tuple[int, int]:
-        ded = low = 0
-        for n in self.nodes.values():
-            if n.pool_key == pool_key:
-                if n.doc["isDedicated"]:
-                    ded += 1
-                else:
-                    low += 1
-        return ded, low
-
-    def pool_nodes(self, pool_id: str) -> list[NodeRuntime]:
-        key = self.pool(pool_id)["id"].lower()
-        return [n for n in self.nodes.values() if n.pool_key == key]
-
-    def node(self, pool_id: str, node_id: str) -> NodeRuntime:
-        key = self.pool(pool_id)["id"].lower()
-        node = self.nodes.get(node_id)
-        if node is None or node.pool_key != key:
-            raise errors.not_found("Node")
-        return node
-
-    def create_pool(self, body: dict[str, Any]) -> dict[str, Any]:
-        key = body["id"].lower()
-        if key in self.pools:
-            if self.pools[key]["state"] == "deleting":
-                raise errors.conflict("PoolBeingDeleted", "The specified pool has been marked for deletion.")
-            raise errors.exists("Pool")
-        now = iso(utcnow())
-        doc: dict[str, Any] = {
-            "taskSlotsPerNode": 1,
-            "targetDedicatedNodes": 0,
-            "targetLowPriorityNodes": 0,
-            "enableAutoScale": False,
-            "enableInterNodeCommunication": False,
-            "resizeTimeout": "PT15M",
-            "taskSchedulingPolicy": {"nodeFillType": "spread"},
-            **body,
-            "eTag": new_etag(),
-            "lastModified": now,
-            "creationTime": now,
-            "state": "active",
-            "stateTransitionTime": now,
-            "allocationState": "steady",
-            "allocationStateTransitionTime": now,
-        }
-        if doc["enableAutoScale"]:
-            # Autoscale formulas are not evaluated locally: the pool gets a fixed size.
-            doc["targetDedicatedNodes"] = self.config.autoscale_nodes
-        self.pools[key] = doc
-        self.store.put_pool(doc)
-        self._resize_nodes(doc)
-        return doc
-
-    def _new_node(self, pool: dict[str, Any], dedicated: bool) -> NodeRuntime:
-        seed = f"{pool['id']}/{time.time_ns()}/{os.urandom(8).hex()}"
-        node_id = f"tvmps_{hashlib.sha256(seed.encode()).hexdigest()}_{'d' if dedicated else 'p'}"
-        now = iso(utcnow())
-        vmc = pool.get("virtualMachineConfiguration") or {}
-        doc: dict[str, Any] = {
-            "id": node_id,
-            "_poolId": pool["id"],
-            "state": NodeState.STARTING.value,
-            "schedulingState": "enabled",
-            "stateTransitionTime": now,
-            "lastBootTime": now,
-            "allocationTime": now,
-            "ipAddress": "127.0.0.1",
-            "affinityId": f"TVM:{node_id}",
-            "vmSize": pool["vmSize"],
-            "totalTasksRun": 0,
-            "totalTasksSucceeded": 0,
-            "isDedicated": dedicated,
-            "nodeAgentInfo": {"version": "localbatch", "lastUpdateTime": now},
-            "virtualMachineInfo": {"imageReference": vmc.get("imageReference") or {}},
-        }
-        if pool.get("startTask"):
-            doc["startTask"] = pool["startTask"]
-        node = NodeRuntime(doc, int(pool["taskSlotsPerNode"]))
-        self.nodes[node_id] = node
-        self.store.put_node(doc)
-        root = node_root(self.config.data_dir, node_id)
-        for sub in ("startup/wd", "shared", "workitems"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        return node
-
-    def _resize_nodes(self, pool: dict[str, Any]) -> None:
-        """Add or remove nodes to reach the pool's targets."""
-        key = pool["id"].lower()
-        for dedicated, target in (
-            (True, pool["targetDedicatedNodes"]),
-            (False, pool["targetLowPriorityNodes"]),
-        ):
-            current = [
-                n for n in self.nodes.values() if n.pool_key == key and n.doc["isDedicated"] == dedicated
-            ]
-            for _ in range(int(target) - len(current)):
-                node = self._new_node(pool, dedicated)
-                self._spawn(self._join_node(node))
-            if len(current) > target:
-                current.sort(key=lambda n: (n.used, n.id))
-                for node in current[: len(current) - int(target)]:
-                    self._remove_node(node)
-        self._update_allocation_state(key)
-
-    def _update_allocation_state(self, pool_key: str) -> None:
-        """``resizing`` while nodes are leaving the pool, ``steady`` otherwise."""
-        pool = self.pools.get(pool_key)
-        if pool is None:
-            return
-        leaving = any(
-            n.pool_key == pool_key and n.doc["state"] == NodeState.LEAVING_POOL.value
-            for n in self.nodes.values()
-        )
-        wanted = "resizing" if leaving else "steady"
-        if pool["allocationState"] != wanted:
-            pool["allocationState"] = wanted
-            pool["allocationStateTransitionTime"] = iso(utcnow())
-            self.store.put_pool(pool)
-
-    def _remove_node(self, node: NodeRuntime) -> None:
-        """Remove a node; its running tasks are requeued."""
-        for seq in list(node.running):
-            self.running[seq].execution.end("NodeRemoved")
-        if node.start_execution is not None:
-            node.start_execution.end("NodeRemoved")
-        self._set_node_state(node, NodeState.LEAVING_POOL)
-        self._spawn(self._finish_node_removal(node))
-
-    async def _finish_node_removal(self, node: NodeRuntime) -> None:
-        while node.running or node.start_execution is not None:
-            await asyncio.sleep(0.02)
-        self.nodes.pop(node.id, None)
-        self.store.delete_node(node.id)
-        self._update_allocation_state(node.pool_key)
-        await asyncio.to_thread(shutil.rmtree, node_root(self.config.data_dir, node.id), True)
-
-    def _set_node_state(self, node: NodeRuntime, state: NodeState, persist: bool = True) -> None:
-        if node.doc["state"] != state.value:
-            node.doc["state"] = state.value
-            node.doc["stateTransitionTime"] = iso(utcnow())
-            if persist:
-                self.store.put_node(node.doc)
-
-    def _node_env(self, node: NodeRuntime) -> dict[str, str]:
-        root = node_root(self.config.data_dir, node.id)
-        env = base_environment()
-        env.update(
-            {
-                "AZ_BATCH_NODE_ID": node.id,
-                "AZ_BATCH_POOL_ID": str(node.doc["_poolId"]),
-                "AZ_BATCH_NODE_ROOT_DIR": str(root),
-                "AZ_BATCH_NODE_SHARED_DIR": str(root / "shared"),
-                "AZ_BATCH_NODE_STARTUP_DIR": str(root / "startup"),
-                "AZ_BATCH_ACCOUNT_NAME": self.config.account_name,
-                "AZ_BATCH_ACCOUNT_URL": self.config.account_url,
-                "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.doc["isDedicated"] else "false",
-            }
-        )
-        return env
-
-    async def _join_node(self, node: NodeRuntime) -> None:
-        """Run the pool's start task on a node that joins; then make it idle (or starttaskfailed)."""
-        try:
-            await self._run_start_task(node)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a background boundary: a bug must leave a visible node state, not a dead task
-            log.exception("node %s failed to join its pool", node.id)
-            now = iso(utcnow())
-            node.doc["startTaskInfo"] = {
-                "state": "completed",
-                "startTime": now,
-                "endTime": now,
-                "retryCount": 0,
-                "result": "failure",
-                "failureInfo": failure_info(
-                    "InternalError", "localbatch failed to start the node", "servererror"
-                ),
-            }
-            self._set_node_state(node, NodeState.START_TASK_FAILED)
-
-    async def _run_start_task(self, node: NodeRuntime) -> None:
-        pool = self.pools.get(node.pool_key)
-        start = (pool or {}).get("startTask")
-        if not start:
-            self._set_node_state(node, NodeState.IDLE)
-            self.wake()
-            return
-        spec = start_task_spec_from_json(start)
-        wait = bool(start.get("waitForSuccess", True))
-        self._set_node_state(node, NodeState.WAITING_FOR_START_TASK if wait else NodeState.IDLE)
-        if not wait:
-            self.wake()
-        retry = 0
-        info: dict[str, Any] = {"state": "running", "startTime": iso(utcnow()), "retryCount": 0}
-        while True:
-            node.doc["startTaskInfo"] = info
-            self.store.put_node(node.doc)
-            directory = node_root(self.config.data_dir, node.id) / "startup"
-            execution = Execution(spec, directory, self._node_env(node), self.config.auto_storage)
-            node.start_execution = execution
-            try:
-                outcome = await execution.run()
-            finally:
-                node.start_execution = None
-            if outcome.ended_by or node.id not in self.nodes:
-                return
-            if outcome.succeeded or not outcome.retryable or (0 <= spec.max_retries <= retry):
-                break
-            retry += 1
-            info = {**info, "retryCount": retry, "lastRetryTime": iso(utcnow())}
-        info = {
-            **info,
-            "state": "completed",
-            "startTime": iso(outcome.start_time),
-            "endTime": iso(outcome.end_time),
-            "result": "success" if outcome.succeeded else "failure",
-        }
-        if outcome.exit_code is not None:
-            info["exitCode"] = outcome.exit_code
-        if outcome.failure:
-            info["failureInfo"] = outcome.failure
-        node.doc["startTaskInfo"] = info
-        if outcome.succeeded or not wait:
-            self._set_node_state(
-                node, NodeState.IDLE if not node.running else NodeState.RUNNING, persist=False
-            )
-        else:
-            self._set_node_state(node, NodeState.START_TASK_FAILED, persist=False)
-        self.store.put_node(node.doc)
-        self.wake()
-
-    def delete_pool(self, pool_id: str) -> None:
-        pool = self.pool(pool_id)
-        if pool["state"] == "deleting":
-            return
-        now = iso(utcnow())
-        pool.update(state="deleting", stateTransitionTime=now, eTag=new_etag(), lastModified=now)
-        self.store.put_pool(pool)
-        self._spawn(self._finish_pool_delete(pool["id"].lower()))
-
-    async def _finish_pool_delete(self, key: str) -> None:
-        for node in [n for n in self.nodes.values() if n.pool_key == key]:
-            if node.doc["state"] != NodeState.LEAVING_POOL.value:
-                self._remove_node(node)
-        while any(n.pool_key == key for n in self.nodes.values()):
-            await asyncio.sleep(0.02)
-        pool = self.pools.pop(key, None)
-        if pool is not None:
-            self.store.delete_pool(pool["id"])
-
-    def resize_pool(self, pool_id: str, dedicated: int | None, low: int | None) -> None:
-        pool = self.pool(pool_id)
-        if pool["state"] == "deleting":
-            raise errors.conflict("PoolBeingDeleted", "The specified pool has been marked for deletion.")
-        if pool.get("enableAutoScale"):
-            raise errors.conflict(
-                "AutoScalingEnabled", "Resize is not allowed on a pool with autoscale enabled."
-            )
-        if dedicated is not None:
-            pool["targetDedicatedNodes"] = dedicated
-        if low is not None:
-            pool["targetLowPriorityNodes"] = low
-        now = iso(utcnow())
-        pool.update(eTag=new_etag(), lastModified=now, allocationStateTransitionTime=now)
-        self.store.put_pool(pool)
-        self._resize_nodes(pool)
 
     # ------------------------------------------------------------------ jobs
 
@@ -591,7 +325,7 @@ class Service:
 
     def _terminate(self, key: str, reason: str) -> None:
         job = self.jobs[key]
-        if job["state"] != JobState.ACTIVE.value:
+        if job["state"] not in _TERMINABLE:
             return
         self._set_job_state(job, JobState.TERMINATING)
         job["executionInfo"]["terminateReason"] = reason
@@ -611,6 +345,46 @@ class Service:
             return
         self._set_job_state(job, JobState.COMPLETED)
         self.store.put_job(job)
+
+    def disable_job(self, job_id: str, option: str) -> dict[str, Any]:
+        """Disable a job: no new task starts; running ones are requeued, terminated or waited for."""
+        job = self.job(job_id)
+        state = job["state"]
+        if state in (JobState.DISABLING.value, JobState.DISABLED.value):
+            raise errors.conflict("JobDisabled", "The specified job is disabled.")
+        if state != JobState.ACTIVE.value:
+            self._check_job_writable(job)
+            raise errors.conflict("JobNotActive", "The specified job is not in active state.")
+        key = job["id"].lower()
+        self._set_job_state(job, JobState.DISABLING)
+        self.store.put_job(job)
+        if option != "wait":
+            reason = "JobDisabled" if option == "requeue" else "JobDisabledTerminate"
+            for rt in list(self.running.values()):
+                if rt.job == key:
+                    rt.execution.end(reason)
+        self._maybe_disabled(key)
+        return job
+
+    def _maybe_disabled(self, key: str) -> None:
+        job = self.jobs.get(key)
+        if job is None or job["state"] != JobState.DISABLING.value:
+            return
+        if any(rt.job == key for rt in self.running.values()):
+            return
+        self._set_job_state(job, JobState.DISABLED)
+        self.store.put_job(job)
+
+    def enable_job(self, job_id: str) -> dict[str, Any]:
+        """Enable a disabled job: its tasks are scheduled again."""
+        job = self.job(job_id)
+        if job["state"] not in (JobState.DISABLING.value, JobState.DISABLED.value):
+            self._check_job_writable(job)
+            raise errors.conflict("OperationInvalidForCurrentState", "Only a disabled job can be enabled.")
+        self._set_job_state(job, JobState.ACTIVE)
+        self.store.put_job(job)
+        self.wake()
+        return job
 
     def delete_job(self, job_id: str) -> None:
         job = self.job(job_id)
@@ -636,7 +410,18 @@ class Service:
             await asyncio.to_thread(shutil.rmtree, root, True)
 
     def task_counts(self, job_id: str) -> dict[str, Any]:
+        """The job's task counts; under weather, a snapshot up to ``task_counts_lag`` seconds old."""
         key = self.job(job_id)["id"].lower()
+        lag = self.config.weather.task_counts_lag
+        cached = self._counts_cache.get(key)
+        if lag > 0 and cached is not None and time.monotonic() - cached[0] < lag:
+            return cached[1]
+        result = self._task_counts_now(key)
+        if lag > 0:
+            self._counts_cache[key] = (time.monotonic(), result)
+        return result
+
+    def _task_counts_now(self, key: str) -> dict[str, Any]:
         counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
         slots = dict(counts)
         for state, result, n, s in self.store.task_counts(key):
@@ -790,8 +575,11 @@ class Service:
             if not jobs:
                 continue
             limits = self._parallel_limits(jobs)
-            rows = self.store.runnable([j["id"].lower() for j in jobs], free + len(limits) * free)
+            want = free + len(limits) * free + len(self._dispatching)
+            rows = self.store.runnable([j["id"].lower() for j in jobs], want)
             for row in rows:
+                if row.seq in self._dispatching:
+                    continue
                 if row.job in limits:
                     if limits[row.job] <= 0:
                         continue
@@ -800,7 +588,7 @@ class Service:
                 if not candidates:
                     continue
                 node = max(candidates, key=lambda n: (n.slots - n.used, n.id))
-                self._start_task(row, node)
+                self._dispatch(row, node)
                 free -= row.slots
                 if free <= 0:
                     break
@@ -811,8 +599,36 @@ class Service:
             cap = int(j.get("maxParallelTasks") or -1)
             if cap > 0:
                 key = j["id"].lower()
-                limits[key] = cap - sum(1 for rt in self.running.values() if rt.job == key)
+                running = sum(1 for rt in self.running.values() if rt.job == key)
+                picked = sum(1 for job, _, _ in self._dispatching.values() if job == key)
+                limits[key] = cap - running - picked
         return limits
+
+    def _dispatch(self, row: TaskRow, node: NodeRuntime) -> None:
+        """Start the task now, or after the weather's task latency (its slots held meanwhile)."""
+        w = self.config.weather
+        delay = w.seconds("task_latency", w.task_latency, f"{row.job}/{row.task_id}/{row.retry_count}")
+        if delay <= 0:
+            self._start_task(row, node)
+            return
+        node.used += row.slots
+        self._dispatching[row.seq] = (row.job, node, row.slots)
+        asyncio.get_running_loop().call_later(delay, self._dispatched, row.seq)
+
+    def _dispatched(self, seq: int) -> None:
+        picked = self._dispatching.pop(seq, None)
+        if picked is None or self._stopping:
+            return
+        job_key, node, slots = picked
+        node.used -= slots
+        row = self.store.get_task_by_seq(seq)
+        job = self.jobs.get(job_key)
+        runnable = row is not None and row.state == TaskState.ACTIVE.value and not row.blocked
+        job_active = job is not None and job["state"] == JobState.ACTIVE.value
+        node_ok = self.nodes.get(node.id) is node and node.schedulable and node.slots - node.used >= slots
+        if row is not None and runnable and job_active and node_ok:
+            self._start_task(row, node)
+        self.wake()
 
     def _start_task(self, row: TaskRow, node: NodeRuntime) -> None:
         job = self.jobs[row.job]
@@ -873,6 +689,9 @@ class Service:
         if self._stopping:
             return
         self._finish(rt, outcome, self.nodes.get(rt.node_id))
+        if node is not None and node.after_tasks and not node.running:
+            self._restart_node(node, node.after_tasks)
+        self._maybe_disabled(rt.job)
         self.wake()
 
     def _finish(self, rt: RunningTask, outcome: Outcome, node: NodeRuntime | None) -> None:
@@ -888,7 +707,7 @@ class Service:
             "last_modified": now,
             "etag": new_etag(),
         }
-        if outcome.ended_by == "NodeRemoved":
+        if outcome.ended_by in REQUEUE_REASONS:
             self.store.update_task(
                 rt.seq,
                 **common,
@@ -933,6 +752,8 @@ class Service:
             dep_ok=1 if opts.dependency_action == "satisfy" else 0,
         )
         self._after_completion(rt.job, failed, opts.job_action)
+        if node is not None:
+            self._maybe_lose_node(node, f"{job['id']}/{row.task_id}/{row.retry_count}")
 
     def _after_completion(self, key: str, failed: bool, job_action: str | None) -> None:
         job = self.jobs.get(key)

@@ -3,7 +3,8 @@
 One catch-all aiohttp route feeds :meth:`BatchApi.handle`, which, in order:
 reads the body (at most 1 MiB + 1 byte), verifies the SharedKey signature,
 checks ``api-version``, refuses oversized bodies (413 ``RequestBodyTooLarge``),
-then routes on the raw path (so ``%2F`` inside a file path survives). Every
+then dispatches through the route table (:mod:`localbatch.routes`) on the
+raw path's segments (so ``%2F`` inside a file path survives). Every
 response carries ``request-id`` and ``DataServiceVersion``; errors use
 Batch's body. Nothing executes before authentication passes, and any bug is
 caught here, logged, and answered with a 500 in Batch's shape.
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import mimetypes
@@ -31,18 +33,19 @@ from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
-from localbatch import api_versions, errors, models, odata
+from localbatch import api_versions, errors, images, models, odata, routes
 from localbatch.auth import SharedKeyVerifier, SignedRequest
 from localbatch.errors import BatchError
-from localbatch.scheduler import Service, TaskRow, new_etag
+from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
 from localbatch.store import TASK_FILTER_COLUMNS
-from localbatch.views import job_view, node_view, pool_view, task_url, task_view
+from localbatch.views import job_view, pool_view, task_url, task_view
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TASKS_PER_COLLECTION = 100
 JSON_TYPE = "application/json;odata=minimalmetadata"
+AUTOSCALE_RUN_ENTITY = "Microsoft.Azure.Batch.Protocol.Entities.AutoScaleRun"
 
 
 @dataclass
@@ -82,6 +85,7 @@ class BatchApi:
     def __init__(self, service: Service, verifier: SharedKeyVerifier) -> None:
         self.service = service
         self.verifier = verifier
+        self._requests = itertools.count()
 
     # ------------------------------------------------------------------ boundary
 
@@ -113,7 +117,9 @@ class BatchApi:
     def _error(base: str, exc: BatchError, request_id: str) -> web.Response:
         body = errors.error_body(base, exc, request_id, models.iso(models.utcnow()))
         return web.Response(
-            status=exc.status, body=json.dumps(body).encode("utf-8"), headers={"Content-Type": JSON_TYPE}
+            status=exc.status,
+            body=json.dumps(body).encode("utf-8"),
+            headers={"Content-Type": JSON_TYPE, **exc.headers},
         )
 
     async def _handle(self, request: web.Request, request_id: str, base: str) -> web.StreamResponse:
@@ -135,6 +141,7 @@ class BatchApi:
                 "The request body is too large and exceeds the maximum permissible limit.",
                 [("MaxLimit", str(MAX_BODY_BYTES))],
             )
+        self._weather_refusal(next(self._requests))
         raw_segments = [s for s in raw_path.split("/") if s != ""]
         ctx = Ctx(
             request,
@@ -149,72 +156,28 @@ class BatchApi:
         )
         return await self._route(ctx)
 
+    def _weather_refusal(self, ordinal: int) -> None:
+        """Weather: refuse the request (throttled or a transient 500) before anything is done."""
+        w = self.service.config.weather
+        key = str(ordinal)
+        if w.chance("throttle", w.throttle_rate, key):
+            raise errors.server_busy(w.throttle_status, w.retry_after)
+        if w.chance("server_error", w.server_error_rate, key):
+            raise errors.transient_internal_error()
+
     async def _route(self, ctx: Ctx) -> web.StreamResponse:
-        s = [seg.lower() for seg in ctx.segments]
-        n = len(s)
-        m = ctx.method
-        routes: dict[str, Handler] | None = None
-        if n >= 1 and s[0] == "pools":
-            if n == 1:
-                routes = {"GET": self.list_pools, "POST": self.create_pool}
-            elif n == 2:
-                routes = {
-                    "GET": self.get_pool,
-                    "HEAD": self.pool_exists,
-                    "DELETE": self.delete_pool,
-                    "PATCH": self.patch_pool,
-                }
-            elif n == 3 and s[2] == "resize":
-                routes = {"POST": self.resize_pool}
-            elif n == 3 and s[2] == "nodes":
-                routes = {"GET": self.list_nodes}
-            elif n == 4 and s[2] == "nodes":
-                routes = {"GET": self.get_node}
-            elif n == 5 and s[2] == "nodes" and s[4] == "files":
-                routes = {"GET": self.list_node_files}
-            elif n >= 6 and s[2] == "nodes" and s[4] == "files":
-                routes = {"GET": self.get_node_file, "HEAD": self.get_node_file}
-        elif n >= 1 and s[0] == "jobs":
-            if n == 1:
-                routes = {"GET": self.list_jobs, "POST": self.create_job}
-            elif n == 2:
-                routes = {
-                    "GET": self.get_job,
-                    "DELETE": self.delete_job,
-                    "PATCH": self.patch_job,
-                    "PUT": self.patch_job,
-                }
-            elif n == 3 and s[2] == "terminate":
-                routes = {"POST": self.terminate_job}
-            elif n == 3 and s[2] == "taskcounts":
-                routes = {"GET": self.task_counts}
-            elif n == 3 and s[2] == "addtaskcollection":
-                routes = {"POST": self.add_task_collection}
-            elif n == 3 and s[2] == "tasks":
-                routes = {"GET": self.list_tasks, "POST": self.add_task}
-            elif n == 4 and s[2] == "tasks":
-                routes = {"GET": self.get_task, "DELETE": self.delete_task, "PUT": self.update_task}
-            elif n == 5 and s[2] == "tasks" and s[4] == "terminate":
-                routes = {"POST": self.terminate_task}
-            elif n == 5 and s[2] == "tasks" and s[4] == "reactivate":
-                routes = {"POST": self.reactivate_task}
-            elif n == 5 and s[2] == "tasks" and s[4] == "files":
-                routes = {"GET": self.list_task_files}
-            elif n >= 6 and s[2] == "tasks" and s[4] == "files":
-                routes = {
-                    "GET": self.get_task_file,
-                    "HEAD": self.get_task_file,
-                    "DELETE": self.delete_task_file,
-                }
-        if routes is None:
+        """Dispatch through the route table (:mod:`localbatch.routes`)."""
+        methods = routes.match(ctx.segments)
+        if methods is None:
             raise BatchError(
                 404, "InvalidUri", "The requested URI does not represent any resource on the server."
             )
-        handler = routes.get(m)
-        if handler is None:
+        name = methods.get(ctx.method)
+        if name is None:
             raise BatchError(
-                405, "UnsupportedHttpVerb", f"The resource doesn't support the HTTP verb {m[:16]}."
+                405, "UnsupportedHttpVerb", f"The resource doesn't support the HTTP verb {ctx.method[:16]}."
             )
+        handler: Handler = getattr(self, name)
         return await handler(ctx)
 
     # ------------------------------------------------------------------ response helpers
@@ -334,8 +297,112 @@ class BatchApi:
         )
         return self._empty(202)
 
-    def _node_view(self, ctx: Ctx, node: Any) -> dict[str, Any]:
-        return node_view(ctx.base, node.doc, len(node.running), node.used)
+    def _pool_done(self, ctx: Ctx, doc: dict[str, Any], status: int = 200) -> web.Response:
+        return self._empty(status, f"{ctx.base}/pools/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
+
+    async def enable_autoscale(self, ctx: Ctx) -> web.StreamResponse:
+        body = models.validate_enable_autoscale(ctx.json())
+        doc = self.service.enable_autoscale(
+            ctx.segments[1], body.get("autoScaleFormula"), body.get("autoScaleEvaluationInterval")
+        )
+        return self._pool_done(ctx, doc)
+
+    async def disable_autoscale(self, ctx: Ctx) -> web.StreamResponse:
+        return self._pool_done(ctx, self.service.disable_autoscale(ctx.segments[1]))
+
+    async def evaluate_autoscale(self, ctx: Ctx) -> web.StreamResponse:
+        body = models.validate_evaluate_autoscale(ctx.json())
+        run = self.service.evaluate_autoscale(ctx.segments[1], body["autoScaleFormula"])
+        doc = self.service.pool(ctx.segments[1])
+        headers = {"DataServiceId": f"{ctx.base}/pools/{quote(doc['id'])}/evaluateautoscale"}
+        resp = self._json(
+            200,
+            {
+                "odata.metadata": f"{ctx.base}/$metadata#{AUTOSCALE_RUN_ENTITY}",
+                **run,
+            },
+            doc["eTag"],
+            doc["lastModified"],
+        )
+        resp.headers.update(headers)
+        return resp
+
+    async def remove_nodes(self, ctx: Ctx) -> web.StreamResponse:
+        body = models.validate_remove_nodes(ctx.json())
+        doc = self.service.remove_nodes(ctx.segments[1], body["nodeList"], body["nodeDeallocationOption"])
+        return self._pool_done(ctx, doc, 202)
+
+    async def stop_resize(self, ctx: Ctx) -> web.StreamResponse:
+        return self._pool_done(ctx, self.service.stop_resize(ctx.segments[1]), 202)
+
+    async def replace_pool_properties(self, ctx: Ctx) -> web.StreamResponse:
+        body = models.validate_replace_pool(ctx.json())
+        return self._pool_done(ctx, self.service.replace_pool_properties(ctx.segments[1], body), 204)
+
+    def _optional_json(self, ctx: Ctx) -> Any:
+        return ctx.json() if ctx.body.strip() else None
+
+    async def restart_node(self, ctx: Ctx) -> web.StreamResponse:
+        kind = ctx.segments[4].lower()
+        key = {"reboot": "nodeRebootOption", "reimage": "nodeReimageOption"}.get(kind, "nodeDeallocateOption")
+        option = models.validate_option(
+            self._optional_json(ctx), key, models.DEALLOCATION_OPTIONS, "requeue", f"node {kind}"
+        )
+        node = self.service.node(ctx.segments[1], ctx.segments[3])
+        self.service.restart_node(ctx.segments[1], node.id, kind, option)
+        return self._node_done(ctx, node, 202)
+
+    async def start_node(self, ctx: Ctx) -> web.StreamResponse:
+        node = self.service.node(ctx.segments[1], ctx.segments[3])
+        self.service.start_node(ctx.segments[1], node.id)
+        return self._node_done(ctx, node, 202)
+
+    async def node_extensions(self, ctx: Ctx) -> web.StreamResponse:
+        """A local node has no VM extensions: an empty list, and 404 for any one of them."""
+        self.service.node(ctx.segments[1], ctx.segments[3])
+        if len(ctx.segments) == 6:
+            raise BatchError(404, "ResourceNotFound", "The specified extension does not exist on the node.")
+        return self._list_indexed(ctx, "nodeextensions", [])
+
+    async def node_scheduling(self, ctx: Ctx) -> web.StreamResponse:
+        enable = ctx.segments[4].lower() == "enablescheduling"
+        option = "requeue"
+        if not enable:
+            option = models.validate_option(
+                self._optional_json(ctx),
+                "nodeDisableSchedulingOption",
+                {"requeue", "terminate", "taskcompletion"},
+                "requeue",
+                "disable scheduling",
+            )
+        node = self.service.node(ctx.segments[1], ctx.segments[3])
+        self.service.set_node_scheduling(ctx.segments[1], node.id, enable, option)
+        return self._node_done(ctx, node, 200)
+
+    def _node_done(self, ctx: Ctx, node: NodeRuntime, status: int) -> web.Response:
+        """A node action's answer: DataServiceId, and an ETag/Last-Modified of the change."""
+        url = f"{ctx.base}/pools/{quote(ctx.segments[1])}/nodes/{node.id}"
+        return self._empty(status, url, new_etag(), models.iso(models.utcnow()))
+
+    async def delete_node_file(self, ctx: Ctx) -> web.StreamResponse:
+        node = self.service.node(ctx.segments[1], ctx.segments[3])
+        await _delete_file(self.service.node_directory(node), unquote("/".join(ctx.raw_segments[5:])), ctx)
+        return self._empty(200)
+
+    # ------------------------------------------------------------------ account
+
+    async def list_supported_images(self, ctx: Ctx) -> web.StreamResponse:
+        return self._list_indexed(ctx, "supportedimages", images.supported_images())
+
+    async def list_node_counts(self, ctx: Ctx) -> web.StreamResponse:
+        return self._list_indexed(ctx, "poolnodecounts", self.service.node_counts())
+
+    async def list_usage_metrics(self, ctx: Ctx) -> web.StreamResponse:
+        # Batch reports usage in aggregated hourly buckets; a local account has none to bill.
+        return self._list_indexed(ctx, "poolusagemetrics", [])
+
+    def _node_view(self, ctx: Ctx, node: NodeRuntime) -> dict[str, Any]:
+        return node.render(ctx.base)
 
     async def list_nodes(self, ctx: Ctx) -> web.StreamResponse:
         docs = [self._node_view(ctx, n) for n in self.service.pool_nodes(ctx.segments[1])]
@@ -388,6 +455,18 @@ class BatchApi:
             body[key] = probe[key]  # validated values, normalized (e.g. "5" -> 5)
         doc = self.service.update_job(ctx.segments[1], body)
         return self._empty(200, f"{ctx.base}/jobs/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
+
+    def _job_done(self, ctx: Ctx, doc: dict[str, Any], status: int) -> web.Response:
+        return self._empty(status, f"{ctx.base}/jobs/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
+
+    async def disable_job(self, ctx: Ctx) -> web.StreamResponse:
+        option = models.validate_option(
+            ctx.json(), "disableTasks", {"requeue", "terminate", "wait"}, None, "job disable"
+        )
+        return self._job_done(ctx, self.service.disable_job(ctx.segments[1], option), 202)
+
+    async def enable_job(self, ctx: Ctx) -> web.StreamResponse:
+        return self._job_done(ctx, self.service.enable_job(ctx.segments[1]), 202)
 
     async def terminate_job(self, ctx: Ctx) -> web.StreamResponse:
         reason = "UserTerminate"
@@ -543,16 +622,7 @@ class BatchApi:
 
     async def delete_task_file(self, ctx: Ctx) -> web.StreamResponse:
         _job, _row, directory = self._task_dir(ctx)
-        rel = unquote("/".join(ctx.raw_segments[5:]))
-        path = _safe_join(directory, rel)
-        if path.is_dir():
-            if ctx.query.get("recursive", "").lower() != "true":
-                raise BatchError(409, "DirectoryNotEmpty", "The directory is not empty; use recursive=true.")
-            await asyncio.to_thread(_rmtree, path)
-        elif path.is_file():
-            path.unlink()
-        else:
-            raise errors.not_found("File")
+        await _delete_file(directory, unquote("/".join(ctx.raw_segments[5:])), ctx)
         return self._empty(200)
 
     # ------------------------------------------------------------------ files
@@ -578,20 +648,25 @@ class BatchApi:
                     "properties": props,
                 }
             )
+        for d in docs:
+            d.pop("id")
+        return self._list_indexed(ctx, "files", docs)
+
+    def _list_indexed(self, ctx: Ctx, entity: str, docs: list[dict[str, Any]]) -> web.Response:
+        """Filter, select and page (by position) a list of rendered entities, in the given order."""
         state = self._list_state(ctx)
         if state.filter:
             pred = odata.predicate(odata.parse_filter(state.filter))
             docs = [d for d in docs if pred(d)]
         start = int(state.after) if isinstance(state.after, int) else 0
-        page = docs[start : start + state.maxresults]
+        select = odata.parse_select(state.select)
+        page = [odata.project(d, select) for d in docs[start : start + state.maxresults]]
         token = None
         if start + state.maxresults < len(docs):
             token = odata.PageState(
                 start + state.maxresults, state.filter, state.select, state.maxresults
             ).encode()
-        for d in page:
-            d.pop("id")
-        return self._page(ctx, "files", page, token)
+        return self._page(ctx, entity, page, token)
 
     async def _serve_file(self, ctx: Ctx, root: Path, rel: str, url: str) -> web.StreamResponse:
         path = _safe_join(root, rel)
@@ -654,6 +729,19 @@ def _safe_join(root: Path, rel: str) -> Path:
     if target != base and not str(target).startswith(str(base) + os.sep):
         raise errors.not_found("File")
     return target
+
+
+async def _delete_file(root: Path, rel: str, ctx: Ctx) -> None:
+    """Delete a file (or, with ``recursive=true``, a directory) under ``root``, never outside it."""
+    path = _safe_join(root, rel)
+    if path.is_dir():
+        if ctx.query.get("recursive", "").lower() != "true":
+            raise BatchError(409, "DirectoryNotEmpty", "The directory is not empty; use recursive=true.")
+        await asyncio.to_thread(_rmtree, path)
+    elif path.is_file():
+        path.unlink()
+    else:
+        raise errors.not_found("File")
 
 
 def _scan(root: Path, recursive: bool) -> list[tuple[str, os.stat_result, bool]]:

@@ -26,14 +26,6 @@ def pool_view(base: str, doc: dict[str, Any], dedicated: int, low_priority: int)
     return out
 
 
-def node_view(base: str, doc: dict[str, Any], running_tasks: int, running_slots: int) -> dict[str, Any]:
-    out = {"odata.metadata": f"{base}/$metadata#nodes/@Element", **public(doc)}
-    out["url"] = f"{base}/pools/{quote(doc['_poolId'])}/nodes/{doc['id']}"
-    out["runningTasksCount"] = running_tasks
-    out["runningTaskSlotsCount"] = running_slots
-    return out
-
-
 def job_view(base: str, doc: dict[str, Any]) -> dict[str, Any]:
     out = {"odata.metadata": f"{base}/$metadata#jobs/@Element", **public(doc)}
     out["url"] = f"{base}/jobs/{quote(doc['id'])}"
