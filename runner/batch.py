@@ -179,7 +179,14 @@ def from_http(exc: HttpResponseError, what: str) -> RunnerError:
 class Batch:
     """Batch data-plane operations the runner needs."""
 
-    def __init__(self, outputs: Outputs, *, credential: TokenCredential | None = None) -> None:
+    def __init__(
+        self,
+        outputs: Outputs,
+        *,
+        credential: TokenCredential | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
+        """``ca_bundle``: the CA file that verifies this endpoint's TLS (the local target's only)."""
         self.endpoint = outputs.batch_account_url.rstrip("/")
         self._host = urlparse(self.endpoint).netloc
         cred: AzureNamedKeyCredential | TokenCredential
@@ -196,6 +203,7 @@ class Batch:
             retry_connect=2,
             retry_backoff_factor=0.4,
             connection_timeout=10,
+            **({"connection_verify": ca_bundle} if ca_bundle else {}),
         )
 
     # -- pools ------------------------------------------------------------------------

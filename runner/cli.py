@@ -499,11 +499,20 @@ def outputs_cmd(
 
 @local_app.command("up")
 @_handle_errors
-def local_up() -> None:
+def local_up(
+    auth: Annotated[
+        AuthMode | None,
+        typer.Option(
+            "--auth",
+            help="sharedkey, or entra: HTTPS with a local CA, Entra ID tokens from a local identity, "
+            "no keys in the outputs (default: the mode it last ran in, else sharedkey).",
+        ),
+    ] = None,
+) -> None:
     """Start Azurite and localbatch (if needed), create containers and the pool, write the outputs."""
     from runner import local
 
-    lt = local.ensure_up()
+    lt = local.ensure_up(auth=auth or (STATE.auth if STATE.auth is AuthMode.ENTRA else None))
     what = ", ".join(lt.started) if lt.started else "nothing (already running)"
     STATE.say(f"local target up; started: {what}; outputs in {local.outputs_path()}")
     _print_local_status()

@@ -44,7 +44,22 @@ LOCALBATCH_KEY_ENV = "LOCALBATCH_ACCOUNT_KEY"
 LOCALBATCH_STORAGE_KEY_ENV = "LOCALBATCH_STORAGE_ACCOUNT_KEY"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_AZURITE_READY = re.compile(r"successfully listens on (http://[0-9.]+:(\d+))")
+_AZURITE_READY = re.compile(r"successfully listens on (https?://[0-9.]+:(\d+))")
+#: Azurite's accounts (name:key), from its environment, never its command line.
+AZURITE_ACCOUNTS_ENV = "AZURITE_ACCOUNTS"
+
+
+@dataclass(frozen=True)
+class AzuriteTls:
+    """Azurite over HTTPS with ``--oauth basic`` (bearer tokens: claims checked, signature not).
+
+    ``account_key`` replaces the well-known development key, so that only
+    tokens and user delegation SAS can reach the data (no client knows it).
+    """
+
+    cert: Path
+    key: Path
+    account_key: str
 
 
 @dataclass
@@ -95,8 +110,13 @@ def azurite_executable() -> Path:
     )
 
 
-def start_azurite(data_dir: Path, *, port: int = 0, timeout: float = 60.0) -> ServiceProcess:
-    """Start Azurite's blob service with data under ``data_dir``; return when it listens."""
+def start_azurite(
+    data_dir: Path, *, port: int = 0, timeout: float = 60.0, tls: AzuriteTls | None = None
+) -> ServiceProcess:
+    """Start Azurite's blob service with data under ``data_dir``; return when it listens.
+
+    With ``tls``: HTTPS and ``--oauth basic``, its account key from the environment.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "azurite.log"
     cmd = [
@@ -112,8 +132,13 @@ def start_azurite(data_dir: Path, *, port: int = 0, timeout: float = 60.0) -> Se
         # No access log: it would record every request URL, SAS signatures included.
         "--silent",
     ]
+    env = None
+    if tls is not None:
+        cmd += ["--oauth", "basic", "--cert", str(tls.cert), "--key", str(tls.key)]
+        env = dict(os.environ)
+        env[AZURITE_ACCOUNTS_ENV] = f"{AZURITE_ACCOUNT_NAME}:{tls.account_key}"
     offset = log_path.stat().st_size if log_path.exists() else 0
-    popen = _spawn(cmd, log_path, env=None)
+    popen = _spawn(cmd, log_path, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = _AZURITE_READY.search(_read_text(log_path)[offset:])
@@ -133,10 +158,10 @@ def start_localbatch(
     data_dir: Path,
     *,
     account_name: str,
-    account_key: str,
+    account_key: str | None,
     storage_blob_endpoint: str,
     storage_account_name: str,
-    storage_account_key: str,
+    storage_account_key: str | None,
     port: int = 0,
     timeout: float = 60.0,
     extra_args: list[str] | None = None,
@@ -166,21 +191,53 @@ def start_localbatch(
         *(extra_args or []),
     ]
     env = dict(os.environ)
-    env[LOCALBATCH_KEY_ENV] = account_key
-    env[LOCALBATCH_STORAGE_KEY_ENV] = storage_account_key
+    env.pop(LOCALBATCH_KEY_ENV, None)
+    env.pop(LOCALBATCH_STORAGE_KEY_ENV, None)
+    if account_key:
+        env[LOCALBATCH_KEY_ENV] = account_key
+    if storage_account_key:
+        env[LOCALBATCH_STORAGE_KEY_ENV] = storage_account_key
     popen = _spawn(cmd, log_path, env=env)
+    return _wait_for_endpoint_file("localbatch", popen, endpoint_file, log_path, timeout)
+
+
+def start_token_endpoint(
+    data_dir: Path, *, secret: str, port: int = 0, lifetime: float | None = None, timeout: float = 30.0
+) -> ServiceProcess:
+    """Start the local identity's token endpoint (:mod:`runner.token_endpoint`); return when it listens.
+
+    ``url`` is the full ``IDENTITY_ENDPOINT``; the secret reaches it through its environment.
+    """
+    from runner.token_endpoint import HEADER_ENV
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    endpoint_file = data_dir / "endpoint"
+    endpoint_file.unlink(missing_ok=True)
+    log_path = data_dir / "token-endpoint.log"
+    cmd = [sys.executable, "-m", "runner.token_endpoint", "--data-dir", str(data_dir), "--port", str(port)]
+    if lifetime is not None:
+        cmd += ["--lifetime", str(lifetime)]
+    env = dict(os.environ)
+    env[HEADER_ENV] = secret
+    popen = _spawn(cmd, log_path, env=env)
+    return _wait_for_endpoint_file("token endpoint", popen, endpoint_file, log_path, timeout)
+
+
+def _wait_for_endpoint_file(
+    name: str, popen: subprocess.Popen[bytes], endpoint_file: Path, log_path: Path, timeout: float
+) -> ServiceProcess:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         url = _read_text(endpoint_file).strip()
         if url:
-            real_port = int(url.rsplit(":", 1)[1])
-            log.info("localbatch listening on %s (pid %d)", url, popen.pid)
-            return ServiceProcess("localbatch", popen.pid, url, real_port, log_path, popen)
+            port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+            log.info("%s listening on %s (pid %d)", name, url, popen.pid)
+            return ServiceProcess(name, popen.pid, url, port, log_path, popen)
         if popen.poll() is not None:
-            raise ServiceError(f"localbatch exited with code {popen.returncode}; see {log_path}")
+            raise ServiceError(f"{name} exited with code {popen.returncode}; see {log_path}")
         time.sleep(0.05)
     stop_pid(popen.pid, popen=popen)
-    raise ServiceError(f"localbatch did not start within {timeout:.0f}s; see {log_path}")
+    raise ServiceError(f"{name} did not start within {timeout:.0f}s; see {log_path}")
 
 
 def pid_alive(pid: int) -> bool:
