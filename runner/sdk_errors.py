@@ -20,7 +20,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from runner.errors import NoIdentityError, RunnerError, TlsError, UnreachableError
+from runner.errors import AuthError, NoIdentityError, RunnerError, TlsError, UnreachableError
 
 FromHttp = Callable[[HttpResponseError, str], RunnerError]
 
@@ -41,6 +41,47 @@ def is_tls_failure(exc: BaseException) -> bool:
         todo += [getattr(item, "inner_exception", None), item.__cause__, item.__context__]
         todo += [getattr(item, "reason", None), *item.args]
     return False
+
+
+def _token_refusal(exc: HttpResponseError) -> bool:
+    """True if the service refused the bearer token itself (not a missing role: that is 403
+    AuthorizationFailure / AuthorizationPermissionMismatch)."""
+    request = getattr(exc.response, "request", None)
+    headers = getattr(request, "headers", None) or {}
+    if not str(headers.get("Authorization", "")).lower().startswith("bearer "):
+        return False
+    code = getattr(exc, "error_code", None)
+    code = getattr(code, "value", code)
+    return exc.status_code == 401 or (exc.status_code == 403 and code == "AuthenticationFailed")
+
+
+def _refusal_detail(exc: HttpResponseError) -> str:
+    """What the service said about a refused token (Batch's AuthenticationErrorDetail, Storage's
+    message), on one line, without control characters; never a header or the token."""
+    text = ""
+    try:
+        body = exc.response.text() if exc.response is not None else ""
+    except (ValueError, UnicodeDecodeError):
+        body = ""
+    match = re.search(r'"key":\s*"AuthenticationErrorDetail",\s*"value":\s*"([^"]{1,300})"', body)
+    if match:
+        text = match.group(1)
+    else:
+        match = re.search(r"<AuthenticationErrorDetail>([^<]{1,300})<", body) or re.search(
+            r"<Message>([^<\n]{1,300})", body
+        )
+        text = match.group(1) if match else ""
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
+def token_refused(service: str, exc: HttpResponseError, what: str) -> AuthError:
+    detail = _refusal_detail(exc)
+    return AuthError(
+        f"{service} refused the Entra ID token while {what} ({exc.status_code}"
+        + (f": {detail})" if detail else ")"),
+        hint="a token for another audience or an expired one: check the identity's clock and tenant, "
+        "and its role assignments",
+    )
 
 
 def credentials_tried(exc: BaseException) -> list[str]:
@@ -76,6 +117,10 @@ def translated(service: str, endpoint: str, what: str, from_http: FromHttp) -> I
                 hint="sign in with `az login`, use a managed identity, or set AZURE_TOKEN_CREDENTIALS "
                 "to the one source to use; for the local target: `runner local up --auth entra`",
             ) from None
+        if _token_refusal(exc):
+            raise token_refused(service, exc, what) from None
         raise from_http(exc, what) from None
     except HttpResponseError as exc:
+        if _token_refusal(exc):
+            raise token_refused(service, exc, what) from None
         raise from_http(exc, what) from None
