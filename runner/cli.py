@@ -28,6 +28,7 @@ from rich.text import Text
 
 from runner import __version__
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
+from runner.home import runner_home
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
 
@@ -43,6 +44,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     no_args_is_help=True,
     add_completion=False,
+    epilog=f"The local target's state is kept in {runner_home()} (set RUNNER_HOME to move it).",
 )
 local_app = typer.Typer(help="The local target: Azurite + localbatch on this machine.", no_args_is_help=True)
 app.add_typer(local_app, name="local")

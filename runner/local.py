@@ -1,12 +1,16 @@
-"""The embedded local target: Azurite + localbatch as background services.
+"""The embedded local target: Azurite + localbatch as background services, one pair per user.
 
-State lives under ``$RUNNER_HOME/local/`` (``RUNNER_HOME`` defaults to
-``./.runner``)::
+State lives under ``$RUNNER_HOME/local/`` (``RUNNER_HOME`` defaults to the
+user data directory, see :mod:`runner.home`)::
 
     azurite/         Azurite's data and log
     localbatch/      localbatch's data (SQLite), node directories and log
-    state.json       pids, ports and data directories of the services we started
-    outputs.json     the outputs contract, mode 0600 (holds the keys)
+    identity/        Entra ID mode: the token endpoint's endpoint file and log
+    tls/             Entra ID mode: the local CA and the server certificate (:mod:`runner.local_ca`)
+    state.json       mode, pids, ports and URLs of the services
+    outputs.json     the outputs contract, mode 0600 (the keys in shared-key mode; none in Entra ID mode)
+    secrets.json     Entra ID mode, 0600: Azurite's account key (no client has it) and the identity header
+    .lock            held while a runner starts or stops the services
 
 Contracts:
 
@@ -15,29 +19,45 @@ Contracts:
   tasks stay valid), on free ports otherwise. The containers and the pool
   (from :class:`runner.pool_spec.PoolSpec`, through the Batch data-plane API)
   are created when missing; the outputs file is rewritten atomically.
-* The localbatch account key is generated once, randomly, and kept only in
-  ``outputs.json`` (0600); it reaches localbatch through its environment.
-* :func:`down` stops only processes it started: a recorded pid is signalled
-  only if that process's command line still names our data directory.
+* One runner at a time starts or stops them (an flock on ``.lock``): two
+  `local up` or two first `submit` at once share one pair.
+* Services are found by what they are (:mod:`runner.local_procs`: the data
+  directory on their command line, their listening port), so a lost or
+  corrupt ``state.json`` never starts a second pair on the same data; a
+  service interrupted while starting (Ctrl-C) is stopped, not orphaned.
+* Shared-key mode: the localbatch account key is generated once, randomly,
+  and kept only in ``outputs.json`` (0600); it reaches localbatch through its
+  environment. Entra ID mode (``auth=AuthMode.ENTRA``): HTTPS with a local CA,
+  Azurite ``--oauth basic`` with an account key no client knows, localbatch
+  Entra-only, and the local token endpoint (:mod:`runner.token_endpoint`);
+  :func:`entra_trust` tells clients which CA and identity to use.
+* :func:`down` stops only this home's services: a recorded pid is signalled
+  only if that process is still the service on our data directory.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
 import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from runner import local_ca, services
+from runner import local_ca, local_procs, services
 from runner.errors import AuthModeMismatch, ServiceError, TargetError
+from runner.home import runner_home
 from runner.outputs import Outputs, load_file, write_file
 from runner.pool_spec import PoolSpec
 from runner.targets import AuthMode
+from runner.token_endpoint import TOKEN_PATH
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +69,7 @@ APPLICATION_CONTAINER = "application"
 SERVICES = ("azurite", "identity", "localbatch")
 #: Lifetime in seconds of the tokens the local identity issues (default 1 h); read by `local up`.
 TOKEN_LIFETIME_ENV = "RUNNER_LOCAL_TOKEN_LIFETIME"
+LOCK_TIMEOUT_SECONDS = 180.0
 
 
 class ServiceState(str, Enum):
@@ -80,10 +101,6 @@ class LocalTarget:
     outputs: Outputs
     started: tuple[str, ...]
     auth: AuthMode = AuthMode.SHAREDKEY
-
-
-def runner_home() -> Path:
-    return Path(os.environ.get("RUNNER_HOME", ".runner")).resolve()
 
 
 def local_dir() -> Path:
@@ -121,25 +138,99 @@ def _write_state(state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _ours(pid: int, data_dir: Path) -> bool:
-    """True if ``pid`` is alive and its command line names ``data_dir`` (so it is ours)."""
-    if not services.pid_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    wanted = os.fsencode(str(data_dir))
-    return any(arg == wanted for arg in cmdline)
-
-
 def _running(state: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The entry of service ``name`` if it runs on our data: the recorded pid if it still is that
+    service, else one found by what it is (:mod:`runner.local_procs`), recorded into ``state``."""
     entry = state.get(name)
-    if not isinstance(entry, dict):
-        return None
-    if _ours(int(entry.get("pid", 0)), _data_dir(name)):
+    if isinstance(entry, dict) and local_procs.is_service(int(entry.get("pid", 0)), name, _data_dir(name)):
         return entry
-    return None
+    found = _discover(name)
+    if found is not None:
+        state[name] = found
+    return found
+
+
+def _discover(name: str) -> dict[str, Any] | None:
+    """A running ``name`` on our data dir with its port and URL; extra or deaf copies are stopped."""
+    data_dir = _data_dir(name)
+    chosen: dict[str, Any] | None = None
+    for pid in local_procs.find(name, data_dir):
+        args = local_procs.cmdline(pid) or []
+        ports = services.listening_ports(pid)
+        if chosen is None and ports:
+            chosen = _entry_from(name, pid, ports, args)
+            log.info("found %s running on %s (pid %d), not in the state file", name, data_dir, pid)
+            continue
+        log.warning("stopping a second %s on %s (pid %d)", name, data_dir, pid)
+        services.stop_pid(pid, timeout=5)
+    return chosen
+
+
+def _entry_from(name: str, pid: int, ports: list[int], args: list[bytes]) -> dict[str, Any]:
+    scheme = "https" if b"--cert" in args else "http"
+    endpoint = _endpoint_file(name)
+    if endpoint and services.url_port(endpoint) in ports:
+        url = endpoint
+    elif name == "azurite":
+        url = f"{scheme}://127.0.0.1:{ports[0]}/{services.AZURITE_ACCOUNT_NAME}"
+    elif name == "identity":
+        url = f"http://127.0.0.1:{ports[0]}{TOKEN_PATH}"
+    else:
+        url = f"{scheme}://127.0.0.1:{ports[0]}"
+    entry: dict[str, Any] = {"pid": pid, "port": services.url_port(url), "url": url}
+    if name == "azurite":
+        entry["oauth"] = b"--oauth" in args
+    if name == "localbatch":
+        storage = local_procs.option(args, b"--storage-blob-endpoint")
+        entry["azurite_url"] = os.fsdecode(storage) if storage else ""
+    return entry
+
+
+def _endpoint_file(name: str) -> str | None:
+    if name == "azurite":
+        return None
+    try:
+        text = (_data_dir(name) / "endpoint").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def _current_state() -> dict[str, Any]:
+    """The state file, completed with the services found running (and their mode)."""
+    state = _read_state()
+    running = {name: _running(state, name) for name in SERVICES}
+    if "auth" not in state and running["azurite"] is not None:
+        entra = bool(running["azurite"].get("oauth")) or running["identity"] is not None
+        state["auth"] = (AuthMode.ENTRA if entra else AuthMode.SHAREDKEY).value
+    return state
+
+
+@contextmanager
+def _locked(timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """One runner at a time starts or stops this home's services (an flock, freed on exit)."""
+    local_dir().mkdir(parents=True, exist_ok=True)
+    fd = os.open(local_dir() / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ServiceError(
+                        f"another runner has been starting or stopping the local target for {timeout:.0f}s",
+                        hint=f"see `runner local status`; the lock is {local_dir() / '.lock'}",
+                    ) from None
+                if not waited:
+                    log.warning("waiting for another runner that is starting or stopping the local target")
+                    waited = True
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def read_outputs() -> Outputs:
@@ -214,7 +305,7 @@ def _secrets() -> dict[str, str]:
 
 def recorded_auth() -> AuthMode | None:
     """The mode the local target was last started in (``None`` if never)."""
-    value = _read_state().get("auth")
+    value = _current_state().get("auth")
     try:
         return AuthMode(value) if value else None
     except ValueError:
@@ -223,7 +314,7 @@ def recorded_auth() -> AuthMode | None:
 
 def entra_trust() -> LocalTrust | None:
     """The CA and identity of the local target when it is in Entra ID mode; ``None`` otherwise."""
-    state = _read_state()
+    state = _current_state()
     if state.get("auth") != AuthMode.ENTRA.value:
         return None
     identity = state.get("identity")
@@ -334,13 +425,33 @@ def ensure_up(spec: PoolSpec | None = None, auth: AuthMode | None = None) -> Loc
     mode: HTTPS with the local CA, Azurite with ``--oauth basic``, localbatch Entra-only, the
     local token endpoint, and an outputs file without keys.
     """
-    spec = spec or PoolSpec()
+    with _locked():
+        try:
+            return _ensure_up(spec or PoolSpec(), auth)
+        except BaseException:  # Ctrl-C included: what this call started and did not record, goes
+            _stop_unrecorded()
+            raise
+
+
+def _stop_unrecorded() -> None:
+    """Stop this home's services that are not in the state file (started, then interrupted)."""
     state = _read_state()
-    mode = auth or recorded_auth() or AuthMode.SHAREDKEY
+    for name in SERVICES:
+        entry = state.get(name)
+        recorded = int(entry.get("pid", 0)) if isinstance(entry, dict) else 0
+        for pid in local_procs.find(name, _data_dir(name)):
+            if pid != recorded:
+                log.warning("stopping %s (pid %d): it was started but never recorded", name, pid)
+                services.stop_pid(pid, timeout=5)
+
+
+def _ensure_up(spec: PoolSpec, auth: AuthMode | None) -> LocalTarget:
+    state = _current_state()
+    recorded = state.get("auth")
+    mode = auth or (AuthMode(recorded) if recorded in {m.value for m in AuthMode} else AuthMode.SHAREDKEY)
     _check_mode(state, mode)
-    if state.get("auth") != mode.value:
-        state["auth"] = mode.value
-        _write_state(state)
+    state["auth"] = mode.value
+    _write_state(state)
     entra = mode is AuthMode.ENTRA
     started: list[str] = []
     azurite = _azurite_entry(state, entra, started)
@@ -380,12 +491,13 @@ def provision(outputs: Outputs, spec: PoolSpec, trust: LocalTrust | None = None)
 
 
 def status() -> LocalStatus:
-    state = _read_state()
+    """The services of this home, found by the state file or by what they are (nothing is changed)."""
+    state = _current_state()
     out = []
     for name in SERVICES:
-        if name == "identity" and state.get("auth") != AuthMode.ENTRA.value and name not in state:
-            continue
         entry = _running(state, name)
+        if name == "identity" and entry is None and state.get("auth") != AuthMode.ENTRA.value:
+            continue
         if entry is None:
             out.append(ServiceStatus(name, ServiceState.STOPPED, None, None))
         else:
@@ -394,8 +506,18 @@ def status() -> LocalStatus:
 
 
 def down() -> list[str]:
-    """Stop the services this target started; returns the names of those stopped."""
-    state = _read_state()
+    """Stop this home's services (recorded or found by what they are); returns the names stopped.
+
+    A recorded pid that is not one of them any more (reused by another process) is left alone.
+    """
+    if not local_dir().exists():
+        return []
+    with _locked():
+        return _down()
+
+
+def _down() -> list[str]:
+    state = _current_state()
     stopped = []
     for name in reversed(SERVICES):
         entry = _running(state, name)

@@ -26,6 +26,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,19 +141,29 @@ def start_azurite(
         env[AZURITE_ACCOUNTS_ENV] = f"{AZURITE_ACCOUNT_NAME}:{tls.account_key}"
     offset = log_path.stat().st_size if log_path.exists() else 0
     popen = _spawn(cmd, log_path, env=env)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = _AZURITE_READY.search(_read_text(log_path)[offset:])
-        if match:
-            base, real_port = match.group(1), int(match.group(2))
-            url = f"{base}/{AZURITE_ACCOUNT_NAME}"
-            log.info("Azurite listening on %s (pid %d)", url, popen.pid)
-            return ServiceProcess("azurite", popen.pid, url, real_port, log_path, popen)
-        if popen.poll() is not None:
-            raise ServiceError(f"Azurite exited with code {popen.returncode}; see {log_path}")
-        time.sleep(0.05)
-    stop_pid(popen.pid, popen=popen)
-    raise ServiceError(f"Azurite did not start within {timeout:.0f}s; see {log_path}")
+    with _stopped_unless_ready(popen):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _AZURITE_READY.search(_read_text(log_path)[offset:])
+            if match:
+                base, real_port = match.group(1), int(match.group(2))
+                url = f"{base}/{AZURITE_ACCOUNT_NAME}"
+                log.info("Azurite listening on %s (pid %d)", url, popen.pid)
+                return ServiceProcess("azurite", popen.pid, url, real_port, log_path, popen)
+            if popen.poll() is not None:
+                raise ServiceError(f"Azurite exited with code {popen.returncode}; see {log_path}")
+            time.sleep(0.05)
+        raise ServiceError(f"Azurite did not start within {timeout:.0f}s; see {log_path}")
+
+
+@contextmanager
+def _stopped_unless_ready(popen: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Stop a service that was spawned but is not ready when anything (Ctrl-C included) interrupts."""
+    try:
+        yield
+    except BaseException:
+        stop_pid(popen.pid, popen=popen, timeout=5)
+        raise
 
 
 def start_localbatch(
@@ -226,18 +238,50 @@ def start_token_endpoint(
 def _wait_for_endpoint_file(
     name: str, popen: subprocess.Popen[bytes], endpoint_file: Path, log_path: Path, timeout: float
 ) -> ServiceProcess:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        url = _read_text(endpoint_file).strip()
-        if url:
-            port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-            log.info("%s listening on %s (pid %d)", name, url, popen.pid)
-            return ServiceProcess(name, popen.pid, url, port, log_path, popen)
-        if popen.poll() is not None:
-            raise ServiceError(f"{name} exited with code {popen.returncode}; see {log_path}")
-        time.sleep(0.05)
-    stop_pid(popen.pid, popen=popen)
-    raise ServiceError(f"{name} did not start within {timeout:.0f}s; see {log_path}")
+    with _stopped_unless_ready(popen):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            url = _read_text(endpoint_file).strip()
+            if url:
+                port = url_port(url)
+                log.info("%s listening on %s (pid %d)", name, url, popen.pid)
+                return ServiceProcess(name, popen.pid, url, port, log_path, popen)
+            if popen.poll() is not None:
+                raise ServiceError(f"{name} exited with code {popen.returncode}; see {log_path}")
+            time.sleep(0.05)
+        raise ServiceError(f"{name} did not start within {timeout:.0f}s; see {log_path}")
+
+
+def url_port(url: str) -> int:
+    """The port of ``scheme://host:port[/path]``."""
+    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports process ``pid`` listens on (Linux /proc; empty elsewhere or when unreadable)."""
+    inodes: set[str] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports: list[int] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(set(ports))
 
 
 def pid_alive(pid: int) -> bool:
