@@ -32,6 +32,7 @@ from runner.errors import AuthModeMismatch
 from runner.outputs import Outputs, load_file
 from runner.token_endpoint import make_token
 from tests.entra.helpers import batch_token
+from tests.entra.recording_proxy import RecordingProxy
 
 PROJECT = Path(__file__).resolve().parents[2]
 SAMPLES = PROJECT / "samples"
@@ -321,3 +322,50 @@ def test_auth_mode_mismatches(entra: EntraHome) -> None:
         targets._check_auth(targets.AuthMode.ENTRA, plain, local_entra=False)
     with pytest.raises(AuthModeMismatch, match="https"):
         targets._check_auth(targets.AuthMode.ENTRA, plain, local_entra=None)
+
+
+def test_every_request_either_service_received_used_a_token_or_a_user_delegation_sas(
+    entra: EntraHome, tmp_path: Path
+) -> None:
+    """A recording proxy in front of each service: the runner, and localbatch fetching the tasks'
+    files, reach them only through it (the SAS URLs name the proxy's address)."""
+    tls = entra.local / "tls"
+    proxies = {
+        name: RecordingProxy(upstream, tls / "server.pem", tls / "server-key.pem", entra.ca_file)
+        for name, upstream in (
+            ("batch", entra.outputs.batch_account_url),
+            ("storage", entra.outputs.storage_blob_endpoint.rsplit("/", 1)[0]),
+        )
+    }
+    try:
+        data = json.loads((entra.local / "outputs.json").read_text())
+        data["batchAccountUrl"] = proxies["batch"].url
+        data["storageBlobEndpoint"] = f"{proxies['storage'].url}/{services.AZURITE_ACCOUNT_NAME}"
+        proxied = tmp_path / "outputs.json"
+        proxied.write_text(json.dumps(data))
+        res = run(
+            entra.home,
+            "--outputs",
+            str(proxied),
+            "--auth",
+            "entra",
+            "submit",
+            str(SAMPLES),
+            "--dest",
+            str(tmp_path / "r"),
+            REQUESTS_CA_BUNDLE=str(entra.ca_file),
+            **entra.identity_env(),
+        )
+        assert res.returncode == 0, res.stderr
+    finally:
+        for proxy in proxies.values():
+            proxy.close()
+    batch, storage = proxies["batch"].seen, proxies["storage"].seen
+    assert batch and all(s.scheme == "Bearer" for s in batch), {s.scheme for s in batch}
+    sas = [s for s in storage if "sig" in s.query]
+    bearer = [s for s in storage if s.scheme == "Bearer"]
+    assert len(sas) >= 8 and bearer  # the tasks' inputs, node code and outputs; the runner's own calls
+    assert all("skoid" in s.query and s.scheme == "" for s in sas), [
+        s.path for s in sas if "skoid" not in s.query
+    ]
+    assert len(sas) + len(bearer) == len(storage), {s.scheme for s in storage}
