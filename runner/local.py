@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import local_ca, local_procs, services
-from runner.errors import AuthModeMismatch, ServiceError, TargetError
+from runner.errors import AuthModeMismatch, ServiceError, TargetError, UsageError
 from runner.home import runner_home
 from runner.outputs import Outputs, load_file, write_file
 from runner.pool_spec import PoolSpec
@@ -348,7 +348,7 @@ def _identity_entry(state: dict[str, Any], started: list[str]) -> dict[str, Any]
     identity = _running(state, "identity")
     if identity is not None:
         return identity
-    lifetime = os.environ.get(TOKEN_LIFETIME_ENV)
+    lifetime = _token_lifetime()
     proc = _start_with_port_fallback(
         "the token endpoint",
         _previous_port(state, "identity"),
@@ -356,7 +356,7 @@ def _identity_entry(state: dict[str, Any], started: list[str]) -> dict[str, Any]
             _data_dir("identity"),
             secret=_secrets()["identityHeader"],
             port=port,
-            lifetime=float(lifetime) if lifetime else None,
+            lifetime=lifetime,
         ),
     )
     entry = {"pid": proc.pid, "port": proc.port, "url": proc.url}
@@ -364,6 +364,20 @@ def _identity_entry(state: dict[str, Any], started: list[str]) -> dict[str, Any]
     _write_state(state)
     started.append("identity")
     return entry
+
+
+def _token_lifetime() -> float | None:
+    """``$RUNNER_LOCAL_TOKEN_LIFETIME`` in seconds (1..86400), or None for the endpoint's default."""
+    raw = os.environ.get(TOKEN_LIFETIME_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 86400:
+        raise UsageError(f"{TOKEN_LIFETIME_ENV}={raw[:20]!r} is not a number of seconds from 1 to 86400")
+    return value
 
 
 def _localbatch_entry(

@@ -98,6 +98,10 @@ def entra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EntraHome]:
         assert down.returncode == 0, down.stderr
 
 
+def _words(corpus_output: str) -> list[str]:
+    return [line for line in corpus_output.splitlines() if re.fullmatch(r"\S+:\t\d+", line)]
+
+
 def _sas_urls(client: BatchClient, job_id: str) -> list[str]:
     urls: list[str] = []
     for task in client.list_tasks(job_id):
@@ -106,12 +110,21 @@ def _sas_urls(client: BatchClient, job_id: str) -> list[str]:
     return urls
 
 
-def test_submit_with_the_aggregate_and_user_delegation_sas_only(entra: EntraHome, tmp_path: Path) -> None:
+def test_submit_with_the_aggregate_and_user_delegation_sas_only(
+    entra: EntraHome, tmp_path: Path, outputs_file: Path
+) -> None:
     res = run(entra.home, "--auth", "entra", "--json", "submit", str(SAMPLES), "--dest", str(tmp_path / "r"))
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     merged = (tmp_path / "r" / "corpus_OUTPUT.txt").read_text()
     assert "the" in merged and len(list((tmp_path / "r" / "files").rglob("*_OUTPUT.txt"))) == 4
+    keys = run(
+        entra.home, "--outputs", str(outputs_file), "submit", str(SAMPLES), "--dest", str(tmp_path / "k")
+    )
+    assert keys.returncode == 0, keys.stderr
+    # The same words and counts as with keys (the footer names the node and the job).
+    assert _words((tmp_path / "k" / "corpus_OUTPUT.txt").read_text()) == _words(merged)
+    assert len(_words(merged)) == 3
     urls = _sas_urls(entra.batch(), doc["jobId"])
     assert len(urls) >= 9  # 4 inputs + node code, the merge's counts files, output containers
     for url in urls:
@@ -308,6 +321,12 @@ def test_refused_tokens_are_one_line_exit_4(entra: EntraHome, kind: str, words: 
     assert res.returncode == 4, res.stderr
     line = _one_error_line(res)
     assert "refused the Entra ID token" in line and words in line, line
+
+
+def test_a_bad_token_lifetime_is_one_line_exit_2(tmp_path: Path) -> None:
+    res = run(tmp_path / "rh", "local", "up", "--auth", "entra", RUNNER_LOCAL_TOKEN_LIFETIME="soon")
+    assert res.returncode == 2 and "RUNNER_LOCAL_TOKEN_LIFETIME" in _one_error_line(res)
+    assert not (tmp_path / "rh" / "local" / "identity").exists()
 
 
 def test_auth_mode_mismatches(entra: EntraHome) -> None:
