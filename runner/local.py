@@ -138,20 +138,22 @@ def _write_state(state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _running(state: dict[str, Any], name: str) -> dict[str, Any] | None:
+def _running(state: dict[str, Any], name: str, repair: bool = False) -> dict[str, Any] | None:
     """The entry of service ``name`` if it runs on our data: the recorded pid if it still is that
-    service, else one found by what it is (:mod:`runner.local_procs`), recorded into ``state``."""
+    service, else one found by what it is (:mod:`runner.local_procs`), recorded into ``state``.
+    ``repair`` (only under :func:`_locked`) also stops extra copies."""
     entry = state.get(name)
     if isinstance(entry, dict) and local_procs.is_service(int(entry.get("pid", 0)), name, _data_dir(name)):
         return entry
-    found = _discover(name)
+    found = _discover(name, repair)
     if found is not None:
         state[name] = found
     return found
 
 
-def _discover(name: str) -> dict[str, Any] | None:
-    """A running ``name`` on our data dir with its port and URL; extra or deaf copies are stopped."""
+def _discover(name: str, repair: bool) -> dict[str, Any] | None:
+    """A running ``name`` on our data dir with its port and URL; with ``repair``, extra or deaf
+    copies are stopped (without it, one may be another runner's, still starting)."""
     data_dir = _data_dir(name)
     chosen: dict[str, Any] | None = None
     for pid in local_procs.find(name, data_dir):
@@ -161,8 +163,9 @@ def _discover(name: str) -> dict[str, Any] | None:
             chosen = _entry_from(name, pid, ports, args)
             log.info("found %s running on %s (pid %d), not in the state file", name, data_dir, pid)
             continue
-        log.warning("stopping a second %s on %s (pid %d)", name, data_dir, pid)
-        services.stop_pid(pid, timeout=5)
+        if repair:
+            log.warning("stopping a second %s on %s (pid %d)", name, data_dir, pid)
+            services.stop_pid(pid, timeout=5)
     return chosen
 
 
@@ -196,10 +199,10 @@ def _endpoint_file(name: str) -> str | None:
     return text or None
 
 
-def _current_state() -> dict[str, Any]:
+def _current_state(repair: bool = False) -> dict[str, Any]:
     """The state file, completed with the services found running (and their mode)."""
     state = _read_state()
-    running = {name: _running(state, name) for name in SERVICES}
+    running = {name: _running(state, name, repair) for name in SERVICES}
     if "auth" not in state and running["azurite"] is not None:
         entra = bool(running["azurite"].get("oauth")) or running["identity"] is not None
         state["auth"] = (AuthMode.ENTRA if entra else AuthMode.SHAREDKEY).value
@@ -460,7 +463,7 @@ def _stop_unrecorded() -> None:
 
 
 def _ensure_up(spec: PoolSpec, auth: AuthMode | None) -> LocalTarget:
-    state = _current_state()
+    state = _current_state(repair=True)
     recorded = state.get("auth")
     mode = auth or (AuthMode(recorded) if recorded in {m.value for m in AuthMode} else AuthMode.SHAREDKEY)
     _check_mode(state, mode)
@@ -531,7 +534,7 @@ def down() -> list[str]:
 
 
 def _down() -> list[str]:
-    state = _current_state()
+    state = _current_state(repair=True)
     stopped = []
     for name in reversed(SERVICES):
         entry = _running(state, name)

@@ -140,3 +140,22 @@ def test_a_corrupt_state_file_never_starts_a_second_pair(home: Path) -> None:
     }
     assert _run(home, "local", "down").returncode == 0
     assert services_of(home) == {"azurite": [], "localbatch": []}
+
+
+def test_two_first_submits_at_once_start_one_pair(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("alpha beta beta\n")
+    procs = [
+        subprocess.Popen(
+            _cmd("submit", str(tmp_path / "in"), "--no-aggregate", "--dest", str(tmp_path / f"r{i}")),
+            env=_env(RUNNER_HOME=str(home)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err.decode()
+    found = services_of(home)
+    assert len(found["azurite"]) == 1 and len(found["localbatch"]) == 1, found
