@@ -78,7 +78,7 @@ class State:
         if target.kind is TargetKind.LOCAL:
             from runner import local
 
-            started = local.ensure_up()
+            started = local.ensure_up(first_auth=self.auth)
             if started.started:
                 self.say(f"local target: started {', '.join(started.started)}")
             return Session(target, started.outputs, self.auth)

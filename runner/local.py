@@ -435,16 +435,19 @@ def _check_mode(state: dict[str, Any], auth: AuthMode) -> None:
     )
 
 
-def ensure_up(spec: PoolSpec | None = None, auth: AuthMode | None = None) -> LocalTarget:
+def ensure_up(
+    spec: PoolSpec | None = None, auth: AuthMode | None = None, first_auth: AuthMode | None = None
+) -> LocalTarget:
     """Start what is not running, create containers and pool, write the outputs; idempotent.
 
-    ``auth`` is the mode to run in (default: the mode it last ran in, else shared keys). Entra ID
+    ``auth`` is the mode to run in (default: the mode it last ran in, else ``first_auth``, else
+    shared keys: a first ``runner --auth entra submit`` starts it in Entra ID mode). Entra ID
     mode: HTTPS with the local CA, Azurite with ``--oauth basic``, localbatch Entra-only, the
     local token endpoint, and an outputs file without keys.
     """
     with _locked():
         try:
-            return _ensure_up(spec or PoolSpec(), auth)
+            return _ensure_up(spec or PoolSpec(), auth, first_auth)
         except BaseException:  # Ctrl-C included: what this call started and did not record, goes
             _stop_unrecorded()
             raise
@@ -462,10 +465,11 @@ def _stop_unrecorded() -> None:
                 services.stop_pid(pid, timeout=5)
 
 
-def _ensure_up(spec: PoolSpec, auth: AuthMode | None) -> LocalTarget:
+def _ensure_up(spec: PoolSpec, auth: AuthMode | None, first_auth: AuthMode | None) -> LocalTarget:
     state = _current_state(repair=True)
     recorded = state.get("auth")
-    mode = auth or (AuthMode(recorded) if recorded in {m.value for m in AuthMode} else AuthMode.SHAREDKEY)
+    known = AuthMode(recorded) if recorded in {m.value for m in AuthMode} else None
+    mode = auth or known or first_auth or AuthMode.SHAREDKEY
     _check_mode(state, mode)
     state["auth"] = mode.value
     _write_state(state)

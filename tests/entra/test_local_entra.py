@@ -388,3 +388,26 @@ def test_every_request_either_service_received_used_a_token_or_a_user_delegation
         s.path for s in sas if "skoid" not in s.query
     ]
     assert len(sas) + len(bearer) == len(storage), {s.scheme for s in storage}
+
+
+def test_a_first_entra_submit_starts_the_target_in_entra_mode_and_logs_no_secret(tmp_path: Path) -> None:
+    home = tmp_path / "rh"
+    try:
+        res = run(
+            home,
+            "-vv",
+            "--auth",
+            "entra",
+            "submit",
+            str(SAMPLES / "alpha.txt"),
+            "--dest",
+            str(tmp_path / "r"),
+        )
+        assert res.returncode == 0, res.stderr
+        data = json.loads((home / "local" / "outputs.json").read_text())
+        assert "batchAccountKey" not in data and data["batchAccountUrl"].startswith("https://")
+        header = json.loads((home / "local" / "secrets.json").read_text())["identityHeader"]
+        printed = res.stdout + res.stderr
+        assert header not in printed and "sig=" not in printed and "eyJ" not in printed
+    finally:
+        assert run(home, "local", "down").returncode == 0
