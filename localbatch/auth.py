@@ -126,8 +126,13 @@ class SharedKeyVerifier:
             raise BatchError(
                 401,
                 "AuthenticationFailed",
-                "Bearer tokens (Microsoft Entra ID) are not supported by localbatch; use SharedKey.",
-                [("AuthenticationErrorDetail", "Only SharedKey authentication is supported locally.")],
+                "Microsoft Entra ID tokens are not supported by this account; use SharedKey.",
+                [
+                    (
+                        "AuthenticationErrorDetail",
+                        "Only SharedKey is allowed (tokens need localbatch --cert/--key --oauth basic).",
+                    )
+                ],
             )
         if scheme != "SharedKey" or ":" not in credential:
             raise _refuse("The Authorization header is not of the form 'SharedKey account:signature'.")
