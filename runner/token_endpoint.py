@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hmac
 import json
 import logging
 import os
@@ -109,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"statusCode": 404, "message": "not found"})
             return
         given = self.headers.get("X-IDENTITY-HEADER", "")
-        if not given or given != self.server.secret:
+        if not given or not hmac.compare_digest(given.encode(), self.server.secret.encode()):
             self._send(401, {"statusCode": 401, "message": "X-IDENTITY-HEADER is missing or wrong"})
             return
         query = parse_qs(parts.query)

@@ -27,7 +27,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
-from runner import services, targets
+from runner import local_procs, services, targets
 from runner.errors import AuthModeMismatch
 from runner.outputs import Outputs, load_file
 from runner.token_endpoint import make_token
@@ -96,6 +96,8 @@ def entra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EntraHome]:
     finally:
         down = run(home, "local", "down")
         assert down.returncode == 0, down.stderr
+        for name in ("azurite", "identity", "localbatch"):
+            assert local_procs.find(name, home.resolve() / "local" / name) == [], name
 
 
 def _words(corpus_output: str) -> list[str]:
@@ -411,3 +413,28 @@ def test_a_first_entra_submit_starts_the_target_in_entra_mode_and_logs_no_secret
         assert header not in printed and "sig=" not in printed and "eyJ" not in printed
     finally:
         assert run(home, "local", "down").returncode == 0
+
+
+def test_the_token_endpoint_wants_its_header_and_serves_two_audiences_only(entra: EntraHome) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = entra.identity_env()["IDENTITY_ENDPOINT"]
+    header = entra.identity_env()["IDENTITY_HEADER"]
+
+    def get(resource: str, secret: str | None) -> tuple[int, dict[str, object]]:
+        req = urllib.request.Request(
+            f"{url}?api-version=2019-08-01&resource={resource}",
+            headers={"X-IDENTITY-HEADER": secret} if secret is not None else {},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    assert get("https://storage.azure.com", None)[0] == 401
+    assert get("https://storage.azure.com", header + "x")[0] == 401
+    assert get("https://vault.azure.net", header)[0] == 400
+    status, body = get("https://batch.core.windows.net/", header)
+    assert status == 200 and body["token_type"] == "Bearer" and int(str(body["expires_on"])) > time.time()
