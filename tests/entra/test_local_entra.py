@@ -438,3 +438,19 @@ def test_the_token_endpoint_wants_its_header_and_serves_two_audiences_only(entra
     assert get("https://vault.azure.net", header)[0] == 400
     status, body = get("https://batch.core.windows.net/", header)
     assert status == 200 and body["token_type"] == "Bearer" and int(str(body["expires_on"])) > time.time()
+
+
+def test_a_corrupt_state_file_finds_the_entra_services_again(entra: EntraHome) -> None:
+    def pids() -> dict[str, list[int]]:
+        return {
+            n: local_procs.find(n, entra.local.resolve() / n) for n in ("azurite", "identity", "localbatch")
+        }
+
+    before = pids()
+    assert all(len(p) == 1 for p in before.values()), before
+    (entra.local / "state.json").write_text("\x00garbage")
+    res = run(entra.home, "--auth", "entra", "jobs")  # its mode too is found again (Azurite's --oauth)
+    assert res.returncode == 0, res.stderr
+    assert pids() == before
+    state = json.loads((entra.local / "state.json").read_text())
+    assert state["auth"] == "entra" and state["identity"]["pid"] == before["identity"][0]
