@@ -467,6 +467,7 @@ def _stop_unrecorded() -> None:
 
 def _ensure_up(spec: PoolSpec, auth: AuthMode | None, first_auth: AuthMode | None) -> LocalTarget:
     state = _current_state(repair=True)
+    _write_state(state)  # services found running are recorded before anything can fail
     recorded = state.get("auth")
     known = AuthMode(recorded) if recorded in {m.value for m in AuthMode} else None
     mode = auth or known or first_auth or AuthMode.SHAREDKEY

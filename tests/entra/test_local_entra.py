@@ -43,7 +43,7 @@ _STEERING = re.compile(r"^(IDENTITY_|AZURE_|MSI_|IMDS_|REQUESTS_CA_BUNDLE$|SSL_C
 
 def runner_env(home: Path, **extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not _STEERING.match(k)}
-    return {**base, "RUNNER_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "100000", **extra}
+    return {**base, "RUNNER_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "400", **extra}
 
 
 def run(home: Path, *args: str, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -448,6 +448,9 @@ def test_a_corrupt_state_file_finds_the_entra_services_again(entra: EntraHome) -
 
     before = pids()
     assert all(len(p) == 1 for p in before.values()), before
+    (entra.local / "state.json").write_text("\x00garbage")
+    switch = run(entra.home, "local", "up", "--auth", "sharedkey")  # refused, and stops nothing
+    assert switch.returncode == 14 and pids() == before, switch.stderr
     (entra.local / "state.json").write_text("\x00garbage")
     res = run(entra.home, "--auth", "entra", "jobs")  # its mode too is found again (Azurite's --oauth)
     assert res.returncode == 0, res.stderr

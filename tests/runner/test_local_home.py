@@ -21,7 +21,7 @@ import pytest
 
 def _env(**extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "XDG_"))}
-    return {**base, "NO_COLOR": "1", "COLUMNS": "100000", **extra}
+    return {**base, "NO_COLOR": "1", "COLUMNS": "400", **extra}
 
 
 def _cmd(*args: str) -> list[str]:
