@@ -347,11 +347,10 @@ def _azurite_entry(state: dict[str, Any], entra: bool, started: list[str]) -> di
     return entry
 
 
-def _identity_entry(state: dict[str, Any], started: list[str]) -> dict[str, Any]:
+def _identity_entry(state: dict[str, Any], started: list[str], lifetime: float | None) -> dict[str, Any]:
     identity = _running(state, "identity")
     if identity is not None:
         return identity
-    lifetime = _token_lifetime()
     proc = _start_with_port_fallback(
         "the token endpoint",
         _previous_port(state, "identity"),
@@ -472,13 +471,14 @@ def _ensure_up(spec: PoolSpec, auth: AuthMode | None, first_auth: AuthMode | Non
     known = AuthMode(recorded) if recorded in {m.value for m in AuthMode} else None
     mode = auth or known or first_auth or AuthMode.SHAREDKEY
     _check_mode(state, mode)
+    lifetime = _token_lifetime() if mode is AuthMode.ENTRA else None  # refused before anything starts
     state["auth"] = mode.value
     _write_state(state)
     entra = mode is AuthMode.ENTRA
     started: list[str] = []
     azurite = _azurite_entry(state, entra, started)
     if entra:
-        _identity_entry(state, started)
+        _identity_entry(state, started, lifetime)
     key = None if entra else (_existing_key() or _new_key())
     localbatch = _localbatch_entry(state, str(azurite["url"]), key, started)
     outputs = Outputs(

@@ -325,10 +325,15 @@ def test_refused_tokens_are_one_line_exit_4(entra: EntraHome, kind: str, words: 
     assert "refused the Entra ID token" in line and words in line, line
 
 
-def test_a_bad_token_lifetime_is_one_line_exit_2(tmp_path: Path) -> None:
-    res = run(tmp_path / "rh", "local", "up", "--auth", "entra", RUNNER_LOCAL_TOKEN_LIFETIME="soon")
-    assert res.returncode == 2 and "RUNNER_LOCAL_TOKEN_LIFETIME" in _one_error_line(res)
-    assert not (tmp_path / "rh" / "local" / "identity").exists()
+def test_a_bad_token_lifetime_is_one_line_exit_2_and_starts_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "rh"
+    try:
+        res = run(home, "local", "up", "--auth", "entra", RUNNER_LOCAL_TOKEN_LIFETIME="soon")
+        assert res.returncode == 2 and "RUNNER_LOCAL_TOKEN_LIFETIME" in _one_error_line(res)
+        for name in ("azurite", "identity", "localbatch"):
+            assert local_procs.find(name, home.resolve() / "local" / name) == [], name
+    finally:
+        run(home, "local", "down")
 
 
 def test_auth_mode_mismatches(entra: EntraHome) -> None:
