@@ -7,6 +7,14 @@ would show them. When the server listens it prints one line
 ``localbatch listening on http://HOST:PORT`` and writes that URL to
 ``DATA_DIR/endpoint`` (atomically). SIGTERM/SIGINT stop it cleanly: task
 processes are ended, state is kept (their tasks are requeued at next start).
+
+TLS and Entra ID: ``--cert``/``--key`` serve HTTPS (the URL is then
+``https://``); ``--oauth basic`` (needs HTTPS, as Azurite's option of the same
+name) also accepts Entra ID bearer tokens, checking their claims but not their
+signature (see :mod:`localbatch.auth`); ``--auth-modes AAD`` makes the account
+Entra-only, as ``allowedAuthenticationModes`` does on Azure (no account key is
+needed then). ``--ca-file`` adds a CA that the service's own downloads and
+uploads trust (e.g. a local Azurite's over HTTPS).
 """
 
 from __future__ import annotations
@@ -21,8 +29,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from localbatch import storage, weather
-from localbatch.auth import SharedKeyVerifier
+from localbatch import storage, tls, weather
+from localbatch.auth import Authenticator, AuthMode, SharedKeyVerifier
 from localbatch.scheduler import Service, ServiceConfig
 from localbatch.server import BatchApi, make_app
 from localbatch.store import Store
@@ -62,7 +70,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--weather-seed", type=int, help="seed of the weather's decisions (else the profile's)")
     s.add_argument("--log-level", default=os.environ.get("LOCALBATCH_LOG_LEVEL", "INFO"))
+    s.add_argument("--cert", type=Path, help="PEM certificate: serve HTTPS (with --key)")
+    s.add_argument("--key", type=Path, help="PEM private key of --cert")
+    s.add_argument(
+        "--oauth",
+        choices=["basic"],
+        help="accept Entra ID bearer tokens (claims checked, signature not); needs --cert/--key",
+    )
+    s.add_argument(
+        "--auth-modes",
+        default=None,
+        help="allowed authentication modes, comma-separated: SharedKey, AAD "
+        "(default SharedKey, or SharedKey,AAD with --oauth; AAD alone: Entra-only)",
+    )
+    s.add_argument("--ca-file", type=Path, help="PEM CA its own transfers trust (besides public CAs)")
     return p
+
+
+def _auth_modes(args: argparse.Namespace) -> frozenset[AuthMode]:
+    """The allowed modes from the options; ValueError with what to change if they contradict."""
+    if args.auth_modes is None:
+        return frozenset({AuthMode.SHARED_KEY, AuthMode.AAD} if args.oauth else {AuthMode.SHARED_KEY})
+    names = {m.value.lower(): m for m in AuthMode}
+    modes: set[AuthMode] = set()
+    for item in args.auth_modes.split(","):
+        mode = names.get(item.strip().lower())
+        if mode is None:
+            raise ValueError(f"--auth-modes: unknown mode {item.strip()!r} (use SharedKey, AAD)")
+        modes.add(mode)
+    if AuthMode.AAD in modes and not args.oauth:
+        raise ValueError("--auth-modes AAD needs --oauth basic")
+    return frozenset(modes)
+
+
+def _check_tls_args(args: argparse.Namespace) -> None:
+    if (args.cert is None) != (args.key is None):
+        raise ValueError("--cert and --key go together")
+    if args.oauth and args.cert is None:
+        raise ValueError("--oauth basic needs HTTPS: give --cert and --key (tokens are never taken in clear)")
 
 
 def _secret(path: Path | None, env: str) -> str | None:
@@ -77,13 +122,22 @@ def _write_endpoint(data_dir: Path, url: str) -> None:
     os.replace(tmp, data_dir / "endpoint")
 
 
-async def serve(args: argparse.Namespace, account_key: str, storage_key: str | None) -> None:
+def _authenticator(args: argparse.Namespace, account_key: str | None) -> Authenticator:
+    modes = _auth_modes(args)
+    shared = SharedKeyVerifier(args.account_name, account_key) if account_key else None
+    return Authenticator(modes, shared)
+
+
+async def serve(args: argparse.Namespace, account_key: str | None, storage_key: str | None) -> None:
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     # The state holds the SAS URLs of tasks' files, as Batch does: keep it private to this user.
     data_dir.chmod(0o700)
     (data_dir / "endpoint").unlink(missing_ok=True)
-    verifier = SharedKeyVerifier(args.account_name, account_key)
+    verifier = _authenticator(args, account_key)
+    ssl_context = tls.server_context(args.cert, args.key) if args.cert else None
+    if args.ca_file is not None:
+        tls.trust_ca(args.ca_file, data_dir)
     auto = None
     if args.storage_blob_endpoint and args.storage_account_name and storage_key:
         auto = storage.AutoStorage(args.storage_blob_endpoint, args.storage_account_name, storage_key)
@@ -107,12 +161,12 @@ async def serve(args: argparse.Namespace, account_key: str, storage_key: str | N
         api = BatchApi(service, verifier)
         runner = web.AppRunner(make_app(api), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
+        site = web.TCPSite(runner, args.host, args.port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         server = site._server  # aiohttp exposes the bound sockets only here
         sockets = getattr(server, "sockets", None) or []
         port = sockets[0].getsockname()[1] if sockets else args.port
-        url = f"http://{args.host}:{port}"
+        url = f"{'https' if ssl_context else 'http'}://{args.host}:{port}"
         service.config = ServiceConfig(
             data_dir,
             args.account_name,
@@ -152,8 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     # urllib3 logs request lines, which would put SAS signatures in the log: never below WARNING.
     for noisy in ("azure", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        _check_tls_args(args)
+        modes = _auth_modes(args)
+    except ValueError as exc:
+        print(f"localbatch: {exc}", file=sys.stderr)
+        return 2
     account_key = _secret(args.account_key_file, ACCOUNT_KEY_ENV)
-    if not account_key:
+    if not account_key and AuthMode.SHARED_KEY in modes:
         print(f"localbatch: no account key (set {ACCOUNT_KEY_ENV} or --account-key-file)", file=sys.stderr)
         return 2
     storage_key = _secret(args.storage_account_key_file, STORAGE_KEY_ENV)

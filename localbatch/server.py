@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, quote, unquote
 from aiohttp import web
 
 from localbatch import api_versions, errors, images, models, odata, routes
-from localbatch.auth import SharedKeyVerifier, SignedRequest
+from localbatch.auth import RequestVerifier, SignedRequest
 from localbatch.errors import BatchError
 from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
 from localbatch.store import TASK_FILTER_COLUMNS
@@ -82,7 +82,7 @@ def _http_date(iso_text: str) -> str:
 class BatchApi:
     """Request boundary and route handlers."""
 
-    def __init__(self, service: Service, verifier: SharedKeyVerifier) -> None:
+    def __init__(self, service: Service, verifier: RequestVerifier) -> None:
         self.service = service
         self.verifier = verifier
         self._requests = itertools.count()
@@ -129,7 +129,8 @@ class BatchApi:
         declared = request.headers.get("Content-Length")
         length = int(declared) if too_large and declared and declared.isdigit() else len(body)
         headers = [(k, v) for k, v in request.headers.items()]
-        self.verifier.verify(SignedRequest(request.method, raw_path, raw_query, headers, length))
+        signed = SignedRequest(request.method, raw_path, raw_query, headers, length, request.secure)
+        self.verifier.verify(signed)
         parsed = parse_qs(raw_query, keep_blank_values=True)
         query = {k: v[0] for k, v in parsed.items()}
         version = api_versions.check(query.get("api-version"))

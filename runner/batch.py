@@ -238,7 +238,14 @@ def from_http(exc: HttpResponseError, what: str) -> RunnerError:
 class Batch:
     """Batch data-plane operations the runner needs."""
 
-    def __init__(self, outputs: Outputs, *, credential: TokenCredential | None = None) -> None:
+    def __init__(
+        self,
+        outputs: Outputs,
+        *,
+        credential: TokenCredential | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
+        """``ca_bundle``: the CA file that verifies this endpoint's TLS (the local target's only)."""
         self.endpoint = outputs.batch_account_url.rstrip("/")
         self._host = urlparse(self.endpoint).netloc
         cred: AzureNamedKeyCredential | TokenCredential
@@ -249,7 +256,14 @@ class Batch:
         else:
             raise AuthError("no Batch key in the outputs", hint="use --auth entra or add batchAccountKey")
         # read_timeout: a service that stops answering mid-request is retried after 60 s, not 300.
-        self._client = BatchClient(self.endpoint, cred, **RETRY, connection_timeout=10, read_timeout=60)
+        self._client = BatchClient(
+            self.endpoint,
+            cred,
+            **RETRY,
+            connection_timeout=10,
+            read_timeout=60,
+            **({"connection_verify": ca_bundle} if ca_bundle else {}),
+        )
 
     # -- pools ------------------------------------------------------------------------
 

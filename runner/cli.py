@@ -28,6 +28,7 @@ from rich.text import Text
 
 from runner import __version__
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
+from runner.home import runner_home
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
 
@@ -43,6 +44,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     no_args_is_help=True,
     add_completion=False,
+    epilog=f"The local target's state is kept in {runner_home()} (set RUNNER_HOME to move it).",
 )
 local_app = typer.Typer(help="The local target: Azurite + localbatch on this machine.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
@@ -76,7 +78,7 @@ class State:
         if target.kind is TargetKind.LOCAL:
             from runner import local
 
-            started = local.ensure_up()
+            started = local.ensure_up(first_auth=self.auth)
             if started.started:
                 self.say(f"local target: started {', '.join(started.started)}")
             return Session(target, started.outputs, self.auth)
@@ -576,11 +578,20 @@ def outputs_cmd(
 
 @local_app.command("up")
 @_handle_errors
-def local_up() -> None:
+def local_up(
+    auth: Annotated[
+        AuthMode | None,
+        typer.Option(
+            "--auth",
+            help="sharedkey, or entra: HTTPS with a local CA, Entra ID tokens from a local identity, "
+            "no keys in the outputs (default: the mode it last ran in, else sharedkey).",
+        ),
+    ] = None,
+) -> None:
     """Start Azurite and localbatch (if needed), create containers and the pool, write the outputs."""
     from runner import local
 
-    lt = local.ensure_up()
+    lt = local.ensure_up(auth=auth or (STATE.auth if STATE.auth is AuthMode.ENTRA else None))
     what = ", ".join(lt.started) if lt.started else "nothing (already running)"
     STATE.say(f"local target up; started: {what}; outputs in {local.outputs_path()}")
     _print_local_status()

@@ -47,6 +47,18 @@ class AuthError(RunnerError):
     exit_code = 4
 
 
+class NoIdentityError(AuthError):
+    """No Entra ID token could be had (no ``az login``, no managed identity, …): nothing was sent."""
+
+    exit_code = 15
+
+
+class AuthModeMismatch(RunnerError):
+    """``--auth`` does not fit the target: entra against a keys-only one, or shared keys without keys."""
+
+    exit_code = 16
+
+
 class NotFoundError(RunnerError):
     """A pool, job, task or blob the command needs does not exist."""
 
@@ -57,6 +69,12 @@ class UnreachableError(RunnerError):
     """An endpoint could not be reached (connection refused, DNS, TLS)."""
 
     exit_code = 6
+
+
+class TlsError(UnreachableError):
+    """The endpoint answered, but its TLS certificate could not be verified (nothing was sent)."""
+
+    exit_code = 14
 
 
 class RemoteError(RunnerError):

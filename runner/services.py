@@ -26,6 +26,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +46,22 @@ LOCALBATCH_KEY_ENV = "LOCALBATCH_ACCOUNT_KEY"
 LOCALBATCH_STORAGE_KEY_ENV = "LOCALBATCH_STORAGE_ACCOUNT_KEY"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_AZURITE_READY = re.compile(r"successfully listens on (http://[0-9.]+:(\d+))")
+_AZURITE_READY = re.compile(r"successfully listens on (https?://[0-9.]+:(\d+))")
+#: Azurite's accounts (name:key), from its environment, never its command line.
+AZURITE_ACCOUNTS_ENV = "AZURITE_ACCOUNTS"
+
+
+@dataclass(frozen=True)
+class AzuriteTls:
+    """Azurite over HTTPS with ``--oauth basic`` (bearer tokens: claims checked, signature not).
+
+    ``account_key`` replaces the well-known development key, so that only
+    tokens and user delegation SAS can reach the data (no client knows it).
+    """
+
+    cert: Path
+    key: Path
+    account_key: str
 
 
 @dataclass
@@ -95,8 +112,13 @@ def azurite_executable() -> Path:
     )
 
 
-def start_azurite(data_dir: Path, *, port: int = 0, timeout: float = 60.0) -> ServiceProcess:
-    """Start Azurite's blob service with data under ``data_dir``; return when it listens."""
+def start_azurite(
+    data_dir: Path, *, port: int = 0, timeout: float = 60.0, tls: AzuriteTls | None = None
+) -> ServiceProcess:
+    """Start Azurite's blob service with data under ``data_dir``; return when it listens.
+
+    With ``tls``: HTTPS and ``--oauth basic``, its account key from the environment.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "azurite.log"
     cmd = [
@@ -112,31 +134,46 @@ def start_azurite(data_dir: Path, *, port: int = 0, timeout: float = 60.0) -> Se
         # No access log: it would record every request URL, SAS signatures included.
         "--silent",
     ]
+    env = None
+    if tls is not None:
+        cmd += ["--oauth", "basic", "--cert", str(tls.cert), "--key", str(tls.key)]
+        env = dict(os.environ)
+        env[AZURITE_ACCOUNTS_ENV] = f"{AZURITE_ACCOUNT_NAME}:{tls.account_key}"
     offset = log_path.stat().st_size if log_path.exists() else 0
-    popen = _spawn(cmd, log_path, env=None)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = _AZURITE_READY.search(_read_text(log_path)[offset:])
-        if match:
-            base, real_port = match.group(1), int(match.group(2))
-            url = f"{base}/{AZURITE_ACCOUNT_NAME}"
-            log.info("Azurite listening on %s (pid %d)", url, popen.pid)
-            return ServiceProcess("azurite", popen.pid, url, real_port, log_path, popen)
-        if popen.poll() is not None:
-            raise ServiceError(f"Azurite exited with code {popen.returncode}; see {log_path}")
-        time.sleep(0.05)
-    stop_pid(popen.pid, popen=popen)
-    raise ServiceError(f"Azurite did not start within {timeout:.0f}s; see {log_path}")
+    popen = _spawn(cmd, log_path, env=env)
+    with _stopped_unless_ready(popen):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _AZURITE_READY.search(_read_text(log_path)[offset:])
+            if match:
+                base, real_port = match.group(1), int(match.group(2))
+                url = f"{base}/{AZURITE_ACCOUNT_NAME}"
+                log.info("Azurite listening on %s (pid %d)", url, popen.pid)
+                return ServiceProcess("azurite", popen.pid, url, real_port, log_path, popen)
+            if popen.poll() is not None:
+                raise ServiceError(f"Azurite exited with code {popen.returncode}; see {log_path}")
+            time.sleep(0.05)
+        raise ServiceError(f"Azurite did not start within {timeout:.0f}s; see {log_path}")
+
+
+@contextmanager
+def _stopped_unless_ready(popen: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Stop a service that was spawned but is not ready when anything (Ctrl-C included) interrupts."""
+    try:
+        yield
+    except BaseException:
+        stop_pid(popen.pid, popen=popen, timeout=5)
+        raise
 
 
 def start_localbatch(
     data_dir: Path,
     *,
     account_name: str,
-    account_key: str,
+    account_key: str | None,
     storage_blob_endpoint: str,
     storage_account_name: str,
-    storage_account_key: str,
+    storage_account_key: str | None,
     port: int = 0,
     timeout: float = 60.0,
     extra_args: list[str] | None = None,
@@ -166,21 +203,85 @@ def start_localbatch(
         *(extra_args or []),
     ]
     env = dict(os.environ)
-    env[LOCALBATCH_KEY_ENV] = account_key
-    env[LOCALBATCH_STORAGE_KEY_ENV] = storage_account_key
+    env.pop(LOCALBATCH_KEY_ENV, None)
+    env.pop(LOCALBATCH_STORAGE_KEY_ENV, None)
+    if account_key:
+        env[LOCALBATCH_KEY_ENV] = account_key
+    if storage_account_key:
+        env[LOCALBATCH_STORAGE_KEY_ENV] = storage_account_key
     popen = _spawn(cmd, log_path, env=env)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        url = _read_text(endpoint_file).strip()
-        if url:
-            real_port = int(url.rsplit(":", 1)[1])
-            log.info("localbatch listening on %s (pid %d)", url, popen.pid)
-            return ServiceProcess("localbatch", popen.pid, url, real_port, log_path, popen)
-        if popen.poll() is not None:
-            raise ServiceError(f"localbatch exited with code {popen.returncode}; see {log_path}")
-        time.sleep(0.05)
-    stop_pid(popen.pid, popen=popen)
-    raise ServiceError(f"localbatch did not start within {timeout:.0f}s; see {log_path}")
+    return _wait_for_endpoint_file("localbatch", popen, endpoint_file, log_path, timeout)
+
+
+def start_token_endpoint(
+    data_dir: Path, *, secret: str, port: int = 0, lifetime: float | None = None, timeout: float = 30.0
+) -> ServiceProcess:
+    """Start the local identity's token endpoint (:mod:`runner.token_endpoint`); return when it listens.
+
+    ``url`` is the full ``IDENTITY_ENDPOINT``; the secret reaches it through its environment.
+    """
+    from runner.token_endpoint import HEADER_ENV
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    endpoint_file = data_dir / "endpoint"
+    endpoint_file.unlink(missing_ok=True)
+    log_path = data_dir / "token-endpoint.log"
+    cmd = [sys.executable, "-m", "runner.token_endpoint", "--data-dir", str(data_dir), "--port", str(port)]
+    if lifetime is not None:
+        cmd += ["--lifetime", str(lifetime)]
+    env = dict(os.environ)
+    env[HEADER_ENV] = secret
+    popen = _spawn(cmd, log_path, env=env)
+    return _wait_for_endpoint_file("token endpoint", popen, endpoint_file, log_path, timeout)
+
+
+def _wait_for_endpoint_file(
+    name: str, popen: subprocess.Popen[bytes], endpoint_file: Path, log_path: Path, timeout: float
+) -> ServiceProcess:
+    with _stopped_unless_ready(popen):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            url = _read_text(endpoint_file).strip()
+            if url:
+                port = url_port(url)
+                log.info("%s listening on %s (pid %d)", name, url, popen.pid)
+                return ServiceProcess(name, popen.pid, url, port, log_path, popen)
+            if popen.poll() is not None:
+                raise ServiceError(f"{name} exited with code {popen.returncode}; see {log_path}")
+            time.sleep(0.05)
+        raise ServiceError(f"{name} did not start within {timeout:.0f}s; see {log_path}")
+
+
+def url_port(url: str) -> int:
+    """The port of ``scheme://host:port[/path]``."""
+    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports process ``pid`` listens on (Linux /proc; empty elsewhere or when unreadable)."""
+    inodes: set[str] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports: list[int] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(set(ports))
 
 
 def pid_alive(pid: int) -> bool:

@@ -146,7 +146,9 @@ class Storage:
         *,
         credential: TokenCredential | None = None,
         max_workers: int = 8,
+        ca_bundle: str | None = None,
     ) -> None:
+        """``ca_bundle``: the CA file that verifies this endpoint's TLS (the local target's only)."""
         self.account_name = outputs.storage_account_name
         self.endpoint = outputs.storage_blob_endpoint.rstrip("/")
         self._host = urlparse(self.endpoint).netloc
@@ -165,6 +167,7 @@ class Storage:
             credential=cred,
             retry_policy=_retry_policy(),
             connection_timeout=10,
+            **_verify_kwargs(ca_bundle),
         )
         self.max_workers = max_workers
         self._delegation_key: UserDelegationKey | None = None
@@ -474,6 +477,10 @@ def _retry_policy() -> ExponentialRetry:
     return _RetryAfterExponentialRetry(
         initial_backoff=1, increment_base=2, retry_total=4, retry_connect=1, random_jitter_range=1
     )
+
+
+def _verify_kwargs(ca_bundle: str | None) -> dict[str, Any]:
+    return {"connection_verify": ca_bundle} if ca_bundle else {}
 
 
 def _start() -> datetime:

@@ -29,13 +29,13 @@ def _run(tmp_path: Path, outputs: dict[str, str], *args: str) -> Result:
 
 def test_missing_keys_in_sharedkey_mode_is_a_clear_error(tmp_path: Path) -> None:
     res = _run(tmp_path, CONTRACT, "jobs")
-    assert res.exit_code == 4
+    assert res.exit_code == 16  # AuthModeMismatch: shared keys against an Entra ID target
     assert "no Batch key in the outputs" in res.stderr
 
 
 def test_entra_refuses_plain_http_endpoints(tmp_path: Path) -> None:
     res = _run(tmp_path, {**CONTRACT, "batchAccountUrl": "http://127.0.0.1:1"}, "--auth", "entra", "jobs")
-    assert res.exit_code == 2
+    assert res.exit_code == 16  # AuthModeMismatch: --auth entra against a keys-only target
     assert "needs https endpoints" in res.stderr
 
 
