@@ -30,6 +30,7 @@ from runner import __version__
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
+from runner.text import EscapeFilter, safe, safe_lines
 
 if TYPE_CHECKING:
     from runner.progress import ConsoleReporter
@@ -83,8 +84,9 @@ class State:
         return Session(target, load_outputs(target), self.auth)
 
     def say(self, message: str) -> None:
+        """One line for people on stderr, escaped (it may name files); nothing when quiet."""
         if not self.quiet:
-            self.console.print(message, highlight=False, markup=False, soft_wrap=True)
+            self.console.print(safe(message), highlight=False, markup=False, soft_wrap=True)
 
     def reporter(self) -> ConsoleReporter:
         from runner.progress import ConsoleReporter
@@ -106,14 +108,14 @@ def _handle_errors(fn: F) -> F:
             _show_task_failures(err)
             raise typer.Exit(err.exit_code) from None
         except StartTaskFailed as err:
-            STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+            _error_line(err)
             for node_id, tail in err.node_errors:
-                STATE.console.print(Text(f"  node {node_id}:", style="red"))
-                for line in tail.splitlines()[-10:]:
+                STATE.console.print(Text(f"  node {safe(node_id)}:", style="red"))
+                for line in safe_lines(tail.rstrip("\n"))[-10:]:
                     STATE.console.print(Text("    " + line, style="dim"))
             raise typer.Exit(err.exit_code) from None
         except RunnerError as err:
-            STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+            _error_line(err)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             STATE.console.print(Text("interrupted", style="yellow"))
@@ -122,7 +124,7 @@ def _handle_errors(fn: F) -> F:
                 if "--job-id" not in args_:
                     args_ = [*args_, "--job-id", STATE.resume_job_id]
                 STATE.console.print(
-                    f"job {STATE.resume_job_id} is resumable: runner {shlex.join(args_)}",
+                    safe(f"job {STATE.resume_job_id} is resumable: runner {shlex.join(args_)}"),
                     highlight=False,
                     markup=False,
                     soft_wrap=True,  # one line, so it can be copied from any terminal or log
@@ -130,6 +132,11 @@ def _handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _error_line(err: RunnerError) -> None:
+    """The one ``error: …`` line (escaped: messages name files and echo service text)."""
+    STATE.console.print(Text(f"error: {safe(err)}", style="bold red"), soft_wrap=True)
 
 
 def _show_task_failures(err: TaskFailures) -> None:
@@ -145,7 +152,7 @@ def _show_task_failures(err: TaskFailures) -> None:
                 report.print_failure(STATE.console, failure)
         if STATE.json:
             typer.echo(report.dumps(result.to_json()))
-    STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+    _error_line(err)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -157,6 +164,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     elif verbose == 1:
         level = logging.INFO
     handler = RichHandler(console=STATE.console, show_time=False, show_path=False, markup=False)
+    handler.addFilter(EscapeFilter())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     # The SDKs log request URLs (SAS) and headers at INFO, and tracebacks of harmless body-less
     # error responses (HEAD) at WARNING: errors reach the user through RunnerError instead.
@@ -352,7 +360,11 @@ def status(
     for t in sorted(tasks, key=lambda t: (not t.id.isdigit(), int(t.id) if t.id.isdigit() else 0, t.id)):
         label = inputs[t.id].input if t.id in inputs else t.display_name
         table.add_row(
-            t.id, Text(label), t.state.value, t.result or "", "" if t.exit_code is None else str(t.exit_code)
+            safe(t.id),
+            Text(safe(label)),
+            t.state.value,
+            t.result or "",
+            "" if t.exit_code is None else str(t.exit_code),
         )
     STATE.console.print(table)
     STATE.say(describe_counts(counts, counts.total))
@@ -427,7 +439,11 @@ def logs(
 
     session = STATE.session()
     data = session.batch.task_file(job, task, STDERR_FILE if stderr else STDOUT_FILE)
-    sys.stdout.buffer.write(data)
+    if sys.stdout.isatty():  # a person reads it: escape; a pipe or a file gets the bytes as written
+        lines = safe_lines(data.decode("utf-8", errors="replace"))
+        sys.stdout.write("\n".join(lines))
+    else:
+        sys.stdout.buffer.write(data)
     sys.stdout.flush()
 
 

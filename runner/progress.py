@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from runner.batch import TaskCounts
+from runner.text import safe
 
 
 class Reporter(Protocol):
@@ -58,8 +59,9 @@ class ConsoleReporter:
         self.live = console.is_terminal and not quiet
 
     def info(self, message: str) -> None:
+        """One line for people (escaped: messages name files and jobs); nothing when quiet."""
         if not self.quiet:
-            self.console.print(message, highlight=False, markup=False, soft_wrap=True)
+            self.console.print(safe(message), highlight=False, markup=False, soft_wrap=True)
 
     @contextmanager
     def transfer(self, label: str, total_bytes: int) -> Iterator[Callable[[int], None]]:

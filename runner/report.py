@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.text import Text
 
 from runner.batch import TaskFailure
 from runner.results import FileResult, JobResults, TaskOutcome
+from runner.text import safe, safe_lines
 
 _STYLE = {
     TaskOutcome.SUCCEEDED: "green",
@@ -21,7 +23,7 @@ _STYLE = {
 
 
 def _top(r: FileResult) -> str:
-    return ", ".join(f"{w.word} ({w.count})" for w in r.top) or "-"
+    return ", ".join(f"{safe(w.word)} ({w.count})" for w in r.top) or "-"
 
 
 def print_summary(console: Console, results: JobResults) -> None:
@@ -34,8 +36,8 @@ def print_summary(console: Console, results: JobResults) -> None:
     table.add_column("top words")
     for r in results.files:
         table.add_row(
-            r.task_id,
-            Text(r.input),
+            safe(r.task_id),
+            Text(safe(r.input)),
             Text(r.outcome.value, style=_STYLE[r.outcome]),
             "" if r.words is None else str(r.words),
             Text(_top(r)) if r.top else Text(_files_note(r), style="dim"),
@@ -53,7 +55,7 @@ def print_summary(console: Console, results: JobResults) -> None:
     console.print(table)
     for failure in results.failures:
         print_failure(console, failure)
-    console.print(f"results in {results.dest}", highlight=False)
+    console.print(Text(f"results in {safe(results.dest)}"))
 
 
 def _files_note(r: FileResult) -> str:
@@ -67,11 +69,18 @@ def _corpus_note(c: FileResult) -> str:
 
 
 def print_failure(console: Console, failure: TaskFailure) -> None:
-    console.print(Text(failure.describe(), style="red"))
-    if failure.stderr_tail:
-        for line in failure.stderr_tail.splitlines():
-            console.print(Text("    " + line, style="dim"))
+    """One line naming the task, its input and why; then its stderr tail, escaped."""
+    console.print(Text(safe(failure.describe()), style="red"))
+    for line in safe_lines(failure.stderr_tail.rstrip("\n")):
+        console.print(Text("    " + line, style="dim"))
+
+
+#: What ``json.dumps(ensure_ascii=False)`` leaves raw and a terminal may act on (it escapes C0).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def dumps(document: dict[str, Any] | list[Any]) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False, default=str)
+    """The JSON document for stdout: readable Unicode, but every control character escaped
+    (``\\u001b``), so it is safe on a terminal and decodes to the exact data."""
+    text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
