@@ -223,10 +223,6 @@ def _global(
     _setup_logging(verbose, quiet)
 
 
-def _seconds(value: float | None) -> timedelta | None:
-    return None if value is None else timedelta(seconds=value)
-
-
 @app.command()
 @_handle_errors
 def submit(
@@ -253,13 +249,17 @@ def submit(
         float,
         typer.Option(
             "--timeout",
-            help="Seconds to wait for the tasks. The SAS URLs the tasks use expire --timeout + 1 h "
-            "after submission: a task must finish by then (its inputs and outputs move with them).",
+            help="Seconds to wait for the tasks (at most 30 days). The SAS URLs the tasks use expire "
+            "--timeout + 1 h after submission: a task must finish by then (its inputs and outputs "
+            "move with them).",
         ),
     ] = 7200.0,
-    retries: Annotated[int, typer.Option("--retries", help="Retries per task (maxTaskRetryCount).")] = 0,
+    retries: Annotated[
+        int, typer.Option("--retries", help="Retries per failed task, 0-100 (Batch's maxTaskRetryCount).")
+    ] = 0,
     max_wall_clock: Annotated[
-        float | None, typer.Option("--max-wall-clock", help="Seconds a task may run (maxWallClockTime).")
+        float | None,
+        typer.Option("--max-wall-clock", help="Seconds a task may run, at most 30 days (maxWallClockTime)."),
     ] = None,
     command: Annotated[
         str | None,
@@ -287,19 +287,21 @@ def submit(
     ] = MERGE_GROUP_SIZE,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
+    from runner import checks, report
     from runner import inputs as inputs_mod
-    from runner import report
     from runner.submit import SubmitOptions, Submitted, check_sas_lifetime, new_job_id, validate_job_id
     from runner.submit import submit as do_submit
 
+    if command is not None:
+        checks.command_words(command)
     opts = SubmitOptions(
         numwords=numwords,
         aggregate=aggregate,
         dest=dest,
         wait=wait,
-        timeout=timedelta(seconds=timeout),
-        retries=retries,
-        max_wall_clock=_seconds(max_wall_clock),
+        timeout=checks.seconds("--timeout", timeout) or timedelta(0),
+        retries=checks.retries(retries),
+        max_wall_clock=checks.seconds("--max-wall-clock", max_wall_clock),
         command=command,
         keep=keep,
         merge_group_size=merge_group_size,
@@ -308,10 +310,11 @@ def submit(
     check_sas_lifetime(opts.timeout, STATE.auth)
     if job_id is not None:
         validate_job_id(job_id)
+    job = job_id or new_job_id()
     STATE.resolved_target()  # say which target first; nothing is started yet
     files = inputs_mod.expand(paths)  # exit 2 before anything is created
+    checks.names(files, job, command_mode=command is not None)
     session = STATE.session()
-    job = job_id or new_job_id()
     STATE.resume_job_id = job
     STATE.say(f"job {job}: {len(files)} input file(s)")
     outcome = do_submit(session, files, opts, job, STATE.reporter())

@@ -15,6 +15,8 @@ Contracts:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import shutil
@@ -77,6 +79,18 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
 def from_mapping(data: dict[str, Any], *, source: str) -> Outputs:
     """Validate a mapping of contract keys; ``source`` names it in error messages."""
     missing: list[str] = []
@@ -94,6 +108,10 @@ def from_mapping(data: dict[str, Any], *, source: str) -> Outputs:
             invalid.append(f"{key} (not a string)")
             continue
         values[f.name] = raw
+    for key in sorted(SECRET_KEYS):  # a key that is not base64 fails deep in request signing
+        secret = values.get(_snake(key))
+        if secret and not _is_base64(secret):
+            invalid.append(f"{key} (not base64: copy the account key as the portal or az shows it)")
     for name in _URL_KEYS:
         url = values.get(name)
         if url and (urlparse(url).scheme not in {"http", "https"} or not urlparse(url).netloc):
