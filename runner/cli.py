@@ -14,6 +14,7 @@ import functools
 import logging
 import shlex
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +29,7 @@ from rich.text import Text
 
 from runner import __version__
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
+from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
 from runner.text import EscapeFilter, safe, safe_lines
@@ -63,6 +65,7 @@ class State:
     quiet: bool = False
     console: Console = field(default_factory=lambda: Console(stderr=True))
     resume_job_id: str | None = None
+    interrupt_reported: bool = False
     _announced: bool = False
 
     def resolved_target(self) -> Target:
@@ -102,41 +105,82 @@ def _handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except TaskFailures as err:
-            _show_task_failures(err)
-            raise typer.Exit(err.exit_code) from None
-        except StartTaskFailed as err:
-            _error_line(err)
-            for node_id, tail in err.node_errors:
-                STATE.console.print(Text(f"  node {safe(node_id)}:", style="red"))
-                for line in safe_lines(tail.rstrip("\n"))[-10:]:
-                    STATE.console.print(Text("    " + line, style="dim"))
-            raise typer.Exit(err.exit_code) from None
-        except RunnerError as err:
-            _error_line(err)
-            raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            STATE.console.print(Text("interrupted", style="yellow"))
-            if STATE.resume_job_id:
-                args_ = sys.argv[1:]
-                if "--job-id" not in args_:
-                    args_ = [*args_, "--job-id", STATE.resume_job_id]
-                STATE.console.print(
-                    safe(f"job {STATE.resume_job_id} is resumable: runner {shlex.join(args_)}"),
-                    highlight=False,
-                    markup=False,
-                    soft_wrap=True,  # one line, so it can be copied from any terminal or log
-                )
-            raise typer.Exit(130) from None
+        with InterruptGuard(_report_interrupt):
+            return _run_mapped(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _run_mapped(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a command; a RunnerError becomes its line and exit code, Ctrl-C exit 130."""
+    try:
+        return fn(*args, **kwargs)
+    except TaskFailures as err:
+        _show_task_failures(err)
+        raise typer.Exit(err.exit_code) from None
+    except StartTaskFailed as err:
+        _error_line(err)
+        for node_id, tail in err.node_errors:
+            STATE.console.print(Text(f"  node {safe(node_id)}:", style="red"))
+            for line in safe_lines(tail.rstrip("\n"))[-10:]:
+                STATE.console.print(Text("    " + line, style="dim"))
+        raise typer.Exit(err.exit_code) from None
+    except RunnerError as err:
+        _error_line(err)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        _report_interrupt()
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+_interrupt_lock = threading.Lock()
+
+
+def _report_interrupt() -> None:
+    """Say "interrupted" and how to resume, once (also when the exit is forced)."""
+    with _interrupt_lock:
+        if STATE.interrupt_reported:
+            return
+        STATE.interrupt_reported = True
+    STATE.console.print(Text("interrupted", style="yellow"))
+    if STATE.resume_job_id:
+        STATE.console.print(
+            safe(f"job {STATE.resume_job_id} is resumable: {resume_command(STATE.resume_job_id)}"),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,  # one line, so it can be copied from any terminal or log
+        )
+
+
+def resume_command(job_id: str, argv: list[str] | None = None) -> str:
+    """The command line that resumes ``job_id``: the program as it was invoked (``.venv/bin/runner``,
+    since ``runner`` may not be on PATH) and its arguments, with ``--job-id`` added if absent."""
+    argv = list(sys.argv if argv is None else argv)
+    program = argv[0] if "/" in argv[0] else "runner"
+    args = argv[1:]
+    if "--job-id" not in args and not any(a.startswith("--job-id=") for a in args):
+        args = [*args, "--job-id", job_id]
+    return shlex.join([program, *args])
 
 
 def _error_line(err: RunnerError) -> None:
     """The one ``error: …`` line (escaped: messages name files and echo service text)."""
     STATE.console.print(Text(f"error: {safe(err)}", style="bold red"), soft_wrap=True)
+
+
+def batch_job_id(session: Session, job: str) -> str:
+    """``job`` as Batch stored it, or as given when there is no such job.
+
+    Batch ids are case-preserving and case-insensitive (``CaseJob`` is ``casejob``);
+    every blob prefix and manifest lookup uses the stored form, so a command typed
+    in another case reaches the same job and all of its blobs.
+    """
+    from runner.errors import NotFoundError
+
+    try:
+        return session.batch.get_job(job).id
+    except NotFoundError:
+        return job
 
 
 def _show_task_failures(err: TaskFailures) -> None:
@@ -219,6 +263,7 @@ def _global(
     STATE.quiet = quiet
     STATE.console = Console(stderr=True)
     STATE.resume_job_id = None
+    STATE.interrupt_reported = False
     STATE._announced = False
     _setup_logging(verbose, quiet)
 
@@ -288,8 +333,16 @@ def submit(
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import checks, report
+    from runner import dest as dest_mod
     from runner import inputs as inputs_mod
-    from runner.submit import SubmitOptions, Submitted, check_sas_lifetime, new_job_id, validate_job_id
+    from runner.submit import (
+        SubmitOptions,
+        Submitted,
+        check_sas_lifetime,
+        default_dest,
+        new_job_id,
+        validate_job_id,
+    )
     from runner.submit import submit as do_submit
 
     if command is not None:
@@ -315,9 +368,15 @@ def submit(
     files = inputs_mod.expand(paths)  # exit 2 before anything is created
     checks.names(files, job, command_mode=command is not None)
     session = STATE.session()
-    STATE.resume_job_id = job
-    STATE.say(f"job {job}: {len(files)} input file(s)")
-    outcome = do_submit(session, files, opts, job, STATE.reporter())
+    if job_id is not None:
+        job = batch_job_id(session, job)
+    claim = dest_mod.claim(dest or default_dest(job), job)
+    try:
+        STATE.resume_job_id = job
+        STATE.say(f"job {job}: {len(files)} input file(s)")
+        outcome = do_submit(session, files, opts, job, STATE.reporter())
+    finally:
+        claim.release()
     if isinstance(outcome, Submitted):
         STATE.say(f"submitted; follow with `runner status {job}`, then `runner results {job}`")
         if STATE.json:
@@ -352,6 +411,7 @@ def status(
     if job is None:
         _print_jobs(session)
         return
+    job = batch_job_id(session, job)
     info = session.batch.get_job(job)
     counts = session.batch.task_counts(job)
     tasks = session.batch.list_tasks(job)
@@ -441,6 +501,7 @@ def logs(
     from runner.batch import STDERR_FILE, STDOUT_FILE
 
     session = STATE.session()
+    job = batch_job_id(session, job)
     data = session.batch.task_file(job, task, STDERR_FILE if stderr else STDOUT_FILE)
     if sys.stdout.isatty():  # a person reads it: escape; a pipe or a file gets the bytes as written
         lines = safe_lines(data.decode("utf-8", errors="replace"))
@@ -459,15 +520,20 @@ def results(
     ] = None,
 ) -> None:
     """Download a job's results (from any machine) and print the summary."""
+    from runner import dest as dest_mod
     from runner import manifest as mf
     from runner import report
     from runner.submit import check_dest, collect, default_dest
 
     check_dest(dest or default_dest(job))
-
     session = STATE.session()
-    man = mf.require(session.storage, session.outputs.input_container, job)
-    outcome = collect(session, man, dest or default_dest(job), STATE.reporter())
+    job = batch_job_id(session, job)
+    claim = dest_mod.claim(dest or default_dest(job), job)
+    try:
+        man = mf.require(session.storage, session.outputs.input_container, job)
+        outcome = collect(session, man, dest or default_dest(job), STATE.reporter())
+    finally:
+        claim.release()
     if not STATE.quiet:
         report.print_summary(STATE.console, outcome)
     if STATE.json:
@@ -479,6 +545,7 @@ def results(
 def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Terminate a job: running tasks are stopped, waiting tasks never start."""
     session = STATE.session()
+    job = batch_job_id(session, job)
     session.batch.terminate_job(job)
     STATE.say(f"job {job} terminated")
 
@@ -491,6 +558,7 @@ def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     from runner.submit import cleanup
 
     session = STATE.session()
+    job = batch_job_id(session, job)
     deleted, blobs = cleanup(session, job)
     STATE.say(f"job {job}: {'deleted' if deleted else 'did not exist'}; {blobs} blob(s) deleted")
     if STATE.json:

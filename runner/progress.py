@@ -86,6 +86,7 @@ class ConsoleReporter:
             return
         done = [0]
         lock = threading.Lock()
+        self.info(f"{label} ({_human(total_bytes)})")
 
         def count(n: int) -> None:
             with lock:

@@ -130,3 +130,54 @@ def test_the_fixture_outputs_are_valid(tmp_path: Path, target_outputs: Outputs) 
     write_file(path, dataclasses.replace(target_outputs))
     res = invoke(path, "jobs")
     assert res.exit_code == 0, res.stderr
+
+
+def test_dest_of_another_jobs_results_is_refused_naming_that_job(
+    tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("first job words")
+    dest = tmp_path / "shared"
+    args = ["submit", str(tmp_path / "in"), "--dest", str(dest)]
+    first = invoke(outputs_file, *args, "--job-id", "rel-care-dest-a")
+    assert first.exit_code == 0, first.stderr
+    before = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
+    job_id = "rel-care-dest-b"
+    res = invoke(outputs_file, *args, "--job-id", job_id)
+    assert_one_clear_error(res, 2, str(dest), "rel-care-dest-a", "another --dest")
+    assert_nothing_created(target_outputs, job_id)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == before
+    # The same job may come back to its own directory; `results` of another job may not.
+    again = invoke(outputs_file, "results", "rel-care-dest-a", "--dest", str(dest))
+    assert again.exit_code == 0, again.stderr
+    (tmp_path / "in" / "b.txt").write_text("second job")
+    second = invoke(outputs_file, "submit", str(tmp_path / "in"), "--job-id", "rel-care-dest-c",
+                    "--dest", str(tmp_path / "c"))  # fmt: skip
+    assert second.exit_code == 0, second.stderr
+    other = invoke(outputs_file, "results", "rel-care-dest-c", "--dest", str(dest))
+    assert_one_clear_error(other, 2, str(dest), "rel-care-dest-a")
+
+
+def test_dest_with_unrecorded_results_is_refused(
+    tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+) -> None:
+    (tmp_path / "a.txt").write_text("words")
+    dest = tmp_path / "old"
+    (dest / "files").mkdir(parents=True)
+    (dest / "corpus_OUTPUT.txt").write_text("from an older run")
+    job_id = "rel-care-dest-old"
+    res = invoke(outputs_file, "submit", str(tmp_path / "a.txt"), "--job-id", job_id, "--dest", str(dest))
+    assert_one_clear_error(res, 2, str(dest), "another run")
+    assert_nothing_created(target_outputs, job_id)
+
+
+def test_a_submit_that_fails_before_any_result_leaves_no_dest_behind(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    path = tmp_path / "outputs.json"
+    write_file(path, dataclasses.replace(target_outputs, pool_id="no-such-pool"))
+    (tmp_path / "a.txt").write_text("words")
+    dest = tmp_path / "r" / "nested"
+    res = invoke(path, "submit", str(tmp_path / "a.txt"), "--job-id", "rel-care-nopool", "--dest", str(dest))
+    assert_one_clear_error(res, 5, "no-such-pool")
+    assert not dest.exists()
