@@ -9,13 +9,15 @@ the hang this guards against lasted until a third Ctrl-C).
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.reliability_runner.conftest import RUNNER, Lines, cmd, run
+from tests.reliability_runner.conftest import RUNNER, Lines, OwnTarget, cmd, run
 
 BOUND = 8.0
 BIG_CMD = "head -c 40000000 /dev/zero > {output_dir}/big; : {input}"
@@ -81,3 +83,31 @@ def test_the_resume_hint_keeps_the_program_as_invoked() -> None:
     assert resume_command("j1", ["runner", "submit", "x", "--job-id", "j1"]) == "runner submit x --job-id j1"
     spaced = resume_command("j1", ["/opt/my runner/runner", "submit", "x"])
     assert spaced.startswith("'/opt/my runner/runner' ")
+
+
+def test_ctrl_c_while_storage_stopped_answering_mid_download_exits_130(
+    tmp_path: Path, own_target: OwnTarget
+) -> None:
+    """Azurite frozen (SIGSTOP) during the download: the download threads block on their
+    sockets, and joining them would hold the process for the SDK's read timeout."""
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        (tmp_path / "in" / f"f{i}.txt").write_text(f"file {i}")
+    job_id = "rel-int-frozen"
+    done = run(own_target.outputs_file, "submit", str(tmp_path / "in"), "--command", BIG_CMD,
+               "--job-id", job_id, "--dest", str(tmp_path / "first"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    proc = Lines(cmd(own_target.outputs_file, "results", job_id, "--dest", str(tmp_path / "r")))
+    proc.wait_for(lambda line: line.startswith("downloading"), timeout=120)
+    os.kill(own_target.azurite.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.5)
+        proc.interrupt()
+        sent = time.monotonic()
+        code, stderr, _ = proc.finish(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        os.kill(own_target.azurite.process.pid, signal.SIGCONT)
+    assert code == 130, stderr
+    assert took < BOUND, (took, stderr)
+    assert "Traceback" not in stderr, stderr
