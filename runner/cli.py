@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -36,6 +37,7 @@ from runner.text import EscapeFilter, safe, safe_lines
 
 if TYPE_CHECKING:
     from runner.progress import ConsoleReporter
+    from runner.results import JobResults
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,13 @@ app.add_typer(local_app, name="local")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class TableMode(str, Enum):
+    """How many rows the end-of-run summary prints."""
+
+    AUTO = "auto"
+    FULL = "full"
+
+
 @dataclass
 class State:
     """Global options and the one console, set by the callback for the command that follows."""
@@ -65,6 +74,7 @@ class State:
     quiet: bool = False
     console: Console = field(default_factory=lambda: Console(stderr=True))
     resume_job_id: str | None = None
+    table: TableMode = TableMode.AUTO
     interrupt_reported: bool = False
     _announced: bool = False
 
@@ -184,19 +194,26 @@ def batch_job_id(session: Session, job: str) -> str:
 
 
 def _show_task_failures(err: TaskFailures) -> None:
-    from runner import report
     from runner.results import JobResults
 
     result = err.result
     if isinstance(result, JobResults):
-        if not STATE.quiet:
-            report.print_summary(STATE.console, result)
-        else:
-            for failure in result.failures:
-                report.print_failure(STATE.console, failure)
-        if STATE.json:
-            typer.echo(report.dumps(result.to_json()))
+        show_results(result)
     _error_line(err)
+
+
+def show_results(outcome: JobResults) -> None:
+    """The results of a job, also with ``--quiet``: ``summary.tsv`` written, the summary on
+    stderr, the JSON document on stdout with ``--json``."""
+    from runner import report
+
+    try:
+        report.write_summary(outcome)
+    except OSError as exc:
+        log.warning("could not write %s: %s", outcome.dest / report.SUMMARY_FILE, exc.strerror or exc)
+    report.print_summary(STATE.console, outcome, full=STATE.table is TableMode.FULL)
+    if STATE.json:
+        typer.echo(report.dumps(outcome.to_json()))
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -250,7 +267,14 @@ def _global(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")
     ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress or notes: only errors and results (the summary, --json on stdout).",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
@@ -330,11 +354,21 @@ def submit(
             f"(2-{MAX_MERGE_GROUP_SIZE}).",
         ),
     ] = MERGE_GROUP_SIZE,
+    table: Annotated[
+        TableMode,
+        typer.Option(
+            "--table",
+            help="auto: above 20 files, only the corpus row and the failures (every row is in "
+            "DEST/summary.tsv); full: every file.",
+        ),
+    ] = TableMode.AUTO,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import checks, report
     from runner import dest as dest_mod
     from runner import inputs as inputs_mod
+
+    STATE.table = table
     from runner.submit import (
         SubmitOptions,
         Submitted,
@@ -391,10 +425,7 @@ def submit(
                 )
             )
         return
-    if not STATE.quiet:
-        report.print_summary(STATE.console, outcome)
-    if STATE.json:
-        typer.echo(report.dumps(outcome.to_json()))
+    show_results(outcome)
 
 
 @app.command()
@@ -518,12 +549,21 @@ def results(
     dest: Annotated[
         Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
     ] = None,
+    table: Annotated[
+        TableMode,
+        typer.Option(
+            "--table",
+            help="auto: above 20 files, only the corpus row and the failures (every row is in "
+            "DEST/summary.tsv); full: every file.",
+        ),
+    ] = TableMode.AUTO,
 ) -> None:
     """Download a job's results (from any machine) and print the summary."""
     from runner import dest as dest_mod
     from runner import manifest as mf
-    from runner import report
     from runner.submit import check_dest, collect, default_dest
+
+    STATE.table = table
 
     check_dest(dest or default_dest(job))
     session = STATE.session()
@@ -534,10 +574,7 @@ def results(
         outcome = collect(session, man, dest or default_dest(job), STATE.reporter())
     finally:
         claim.release()
-    if not STATE.quiet:
-        report.print_summary(STATE.console, outcome)
-    if STATE.json:
-        typer.echo(report.dumps(outcome.to_json()))
+    show_results(outcome)
 
 
 @app.command()
