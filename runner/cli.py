@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner import __version__
+from runner.cli_style import Command, Group
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
 from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 app = typer.Typer(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
     name="runner",
     help="Run per-file work (the Azure Batch word-count tutorial, or any command) on Azure Batch "
     "or on the local target (Azurite + localbatch).",
@@ -49,7 +52,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-local_app = typer.Typer(help="The local target: Azurite + localbatch on this machine.", no_args_is_help=True)
+local_app = typer.Typer(
+    cls=Group, help="The local target: Azurite + localbatch on this machine.", no_args_is_help=True
+)
 app.add_typer(local_app, name="local")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,6 +65,64 @@ class TableMode(str, Enum):
 
     AUTO = "auto"
     FULL = "full"
+
+
+#: What `runner submit` exits with (also in the README).
+EXIT_CODES = (
+    "0 success, 2 bad input or configuration, 3 local service failure, 4 wrong key or credential, "
+    "5 pool/job/task not found, 6 endpoint unreachable, 7 other service error, 8 --timeout reached, "
+    "9 start task failed on the pool, 10 tasks failed, 11 job cancelled before all its tasks ran, "
+    "130 interrupted."
+)
+
+
+def _examples(*lines: str, codes: bool = False) -> str:
+    """A command's help epilog: its examples, one per line (and the exit codes)."""
+    text = "Examples:\n" + "\n".join(f"  {line}" for line in lines)
+    return text + (f"\n\nExit codes: {EXIT_CODES}" if codes else "")
+
+
+_EXAMPLES_SUBMIT = _examples(
+    "runner submit texts/ more/*.txt -n 10",
+    "runner submit texts/ --json > result.json   (global options go anywhere)",
+    "runner submit texts/ --command 'wc -l {input} > {output_dir}/lines.txt'",
+    codes=True,
+)
+
+_EXAMPLES_STATUS = _examples(
+    "runner status            (every job of the target)",
+    "runner status JOB --json",
+)
+
+_EXAMPLES_JOBS = _examples(
+    "runner jobs",
+    "runner jobs --json -q",
+)
+
+_EXAMPLES_LOGS = _examples(
+    "runner logs JOB 3              (stdout of task 3)",
+    "runner logs JOB merge --stderr",
+)
+
+_EXAMPLES_RESULTS = _examples(
+    "runner results JOB",
+    "runner results JOB --dest elsewhere/ --table full",
+)
+
+_EXAMPLES_CANCEL = _examples(
+    "runner cancel JOB",
+    "runner cancel JOB --target dev",
+)
+
+_EXAMPLES_CLEAN = _examples(
+    "runner clean JOB",
+    "runner clean JOB --target dev --json",
+)
+
+_EXAMPLES_OUTPUTS = _examples(
+    "runner outputs",
+    "runner outputs --target dev --json",
+)
 
 
 @dataclass
@@ -292,10 +355,12 @@ def _global(
     _setup_logging(verbose, quiet)
 
 
-@app.command()
+@app.command(cls=Command, epilog=_EXAMPLES_SUBMIT)
 @_handle_errors
 def submit(
-    paths: Annotated[list[str], typer.Argument(help="Files, directories (recursive) and globs.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Files, directories (recursive) and globs.", metavar="PATHS...")
+    ],
     numwords: Annotated[int, typer.Option("--numwords", "-n", help="How many top words to report.")] = 3,
     job_id: Annotated[
         str | None,
@@ -334,8 +399,10 @@ def submit(
         str | None,
         typer.Option(
             "--command",
-            help="Run this per input instead of nodetask; placeholders {input} and {output_dir} "
-            "(node paths, shell-quoted). Everything written to {output_dir} comes back.",
+            help="Run this per input instead of nodetask, under /bin/sh -c in the task's directory; "
+            "placeholders {input} and {output_dir} (node paths, shell-quoted). Everything written "
+            "to {output_dir} comes back to DEST/files/<input>.out/. On the local target tasks run "
+            "as you, with your privileges: run only commands you trust.",
         ),
     ] = None,
     keep: Annotated[
@@ -428,7 +495,7 @@ def submit(
     show_results(outcome)
 
 
-@app.command()
+@app.command(cls=Command, epilog=_EXAMPLES_STATUS)
 @_handle_errors
 def status(
     job: Annotated[str | None, typer.Argument(help="A job id; all jobs when omitted.")] = None,
@@ -514,14 +581,14 @@ def _print_jobs(session: Session) -> None:
         )
 
 
-@app.command()
+@app.command(cls=Command, epilog=_EXAMPLES_JOBS)
 @_handle_errors
 def jobs() -> None:
     """List the jobs of the target."""
     _print_jobs(STATE.session())
 
 
-@app.command()
+@app.command(cls=Command, epilog=_EXAMPLES_LOGS)
 @_handle_errors
 def logs(
     job: Annotated[str, typer.Argument(help="Job id.")],
@@ -542,7 +609,7 @@ def logs(
     sys.stdout.flush()
 
 
-@app.command()
+@app.command(cls=Command, epilog=_EXAMPLES_RESULTS)
 @_handle_errors
 def results(
     job: Annotated[str, typer.Argument(help="Job id.")],
@@ -577,7 +644,7 @@ def results(
     show_results(outcome)
 
 
-@app.command()
+@app.command(cls=Command, epilog=_EXAMPLES_CANCEL)
 @_handle_errors
 def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Terminate a job: running tasks are stopped, waiting tasks never start."""
@@ -587,7 +654,7 @@ def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     STATE.say(f"job {job} terminated")
 
 
-@app.command()
+@app.command(cls=Command, epilog=_EXAMPLES_CLEAN)
 @_handle_errors
 def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Delete a job and all its blobs (inputs, outputs, manifest)."""
@@ -602,7 +669,7 @@ def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
         typer.echo(report.dumps({"jobId": job, "jobDeleted": deleted, "blobsDeleted": blobs}))
 
 
-@app.command("outputs")
+@app.command("outputs", cls=Command, epilog=_EXAMPLES_OUTPUTS)
 @_handle_errors
 def outputs_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="As JSON on stdout.")] = False,
@@ -621,7 +688,7 @@ def outputs_cmd(
         typer.echo(out.render(show_secrets=show_secrets))
 
 
-@local_app.command("up")
+@local_app.command("up", cls=Command)
 @_handle_errors
 def local_up() -> None:
     """Start Azurite and localbatch (if needed), create containers and the pool, write the outputs."""
@@ -633,7 +700,7 @@ def local_up() -> None:
     _print_local_status()
 
 
-@local_app.command("down")
+@local_app.command("down", cls=Command)
 @_handle_errors
 def local_down() -> None:
     """Stop the services `runner local up` started (their data is kept)."""
@@ -643,7 +710,7 @@ def local_down() -> None:
     STATE.say(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
-@local_app.command("status")
+@local_app.command("status", cls=Command)
 @_handle_errors
 def local_status() -> None:
     """Report the local services."""
