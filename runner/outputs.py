@@ -18,15 +18,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from runner.atomic import write_atomic
 from runner.errors import TargetError
 
 SECRET_KEYS = frozenset({"batchAccountKey", "storageAccountKey"})
@@ -194,16 +193,5 @@ def from_pulumi(stack: str | None, *, cwd: Path | None = None) -> Outputs:
 
 def write_file(path: Path, outputs: Outputs) -> None:
     """Write ``outputs`` (with secrets) atomically, mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".outputs-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(outputs.to_dict(show_secrets=True), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(outputs.to_dict(show_secrets=True), indent=2, sort_keys=True) + "\n"
+    write_atomic(path, text, mode=0o600)
