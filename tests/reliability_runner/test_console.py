@@ -141,3 +141,66 @@ def test_plain_progress_is_one_line_per_10_percent_or_30_s_plus_every_failure() 
     assert [ln for ln in lines if "failed" in ln and "so far" in ln] == [
         f"tasks: {n} failed so far ({1 + n}/100 done)" for n in (1, 2, 3)
     ], lines
+
+
+def test_a_60_file_word_count_ends_in_one_80x24_screen_with_the_corpus_row(
+    tmp_path: Path, fast_pool: Path
+) -> None:
+    inputs = tmp_path / "in"
+    for i in range(60):
+        (inputs / f"{LONG}-{i // 10}").mkdir(parents=True, exist_ok=True)
+        (inputs / f"{LONG}-{i // 10}" / f"doc-{i:03d}.txt").write_text("alpha beta alpha " * (i + 1))
+    dest = tmp_path / "r"
+    res = _run80(fast_pool, "submit", str(inputs), "--job-id", "rel-console-wc", "--dest", str(dest))
+    assert res.returncode == 0, res.stderr
+    end = res.stderr[res.stderr.index("Job rel-console-wc") :]
+    assert len(end.splitlines()) <= 24 and all(len(line) <= 80 for line in end.splitlines()), end
+    corpus = next(line for line in end.splitlines() if "all files" in line)
+    assert "alpha (3660)" in corpus and "beta (1830)" in corpus, end
+    assert "60 file(s): 60 succeeded" in end and "60 more rows in " in end
+    rows = (dest / "summary.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 60 + 1 and rows[-1].startswith("merge\t(corpus)\tsucceeded\t5490\t")
+
+
+def _stderr_on_a_terminal(argv: list[str], timeout: float = 240) -> tuple[int, bytes]:
+    """Run ``argv`` with stderr on a pseudo-terminal (what a person sees); stdout discarded."""
+    import os
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    term = {k: v for k, v in env(COLUMNS="100").items() if k != "NO_COLOR"}
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=follower, env={**term, "TERM": "xterm"})
+    os.close(follower)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([leader], [], [], 0.5)[0]:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    return proc.wait(timeout=30), b"".join(chunks)
+
+
+def test_live_progress_on_a_terminal_shows_pace_eta_and_failures_in_red(
+    tmp_path: Path, fast_pool: Path
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(12):
+        (inputs / f"{'bad' if i < 2 else 'ok'}-{i}.txt").write_text("x")
+    argv = cmd(fast_pool, "submit", str(inputs), "--command", "sleep 0.3; " + FAIL_CMD,
+               "--job-id", "rel-console-live", "--dest", str(tmp_path / "r"))  # fmt: skip
+    code, shown = _stderr_on_a_terminal(argv)
+    assert code == 10, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "tasks/min, ETA" in text and "12/12" in text, text
+    assert "\x1b[1;31mfailed 2" in text, text  # bold red once something failed
