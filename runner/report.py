@@ -159,27 +159,41 @@ def group_failures(failures: list[TaskFailure]) -> list[list[TaskFailure]]:
 
 
 def print_failures(console: Console, job_id: str, failures: list[TaskFailure]) -> None:
-    """Each group once: its cause, how many tasks and which, its stderr tail, how to see a log."""
+    """Each group once: its cause, how many tasks and which, its stderr tail, how to see a log.
+
+    Lines never wrap: a long input name loses its middle; on a terminal a long stderr
+    line loses its end (``runner logs … --stderr`` has it whole), in a log it stays whole."""
     for group in group_failures(failures):
         if len(group) == 1:
             print_failure(console, group[0])
             continue
         ids = ", ".join(safe(f.task_id) for f in group[:_GROUP_IDS])
         more = f" and {len(group) - _GROUP_IDS:,} more" if len(group) > _GROUP_IDS else ""
-        console.print(Text(f"{len(group):,} tasks failed: {safe(_why(group[0]))}", style="red"))
-        console.print(Text(f"  tasks {ids}{more}", style="red"))
-        for line in safe_lines(group[0].stderr_tail.rstrip("\n"))[-_GROUP_TAIL:]:
-            console.print(Text("    " + line, style="dim"))
-        console.print(
-            Text(f"  log: runner logs {safe(job_id)} {safe(group[0].task_id)} --stderr", style="dim")
-        )
+        _line(console, f"{len(group):,} tasks failed: {safe(_why(group[0]))}", "red")
+        _line(console, f"  tasks {ids}{more}", "red")
+        _tail(console, group[0], _GROUP_TAIL)
+        _line(console, f"  log: runner logs {safe(job_id)} {safe(group[0].task_id)} --stderr", "dim")
 
 
 def print_failure(console: Console, failure: TaskFailure) -> None:
     """One line naming the task, its input and why; then its stderr tail, escaped."""
-    console.print(Text(safe(failure.describe()), style="red"))
-    for line in safe_lines(failure.stderr_tail.rstrip("\n")):
-        console.print(Text("    " + line, style="dim"))
+    name = shorten_middle(safe(failure.display_name), max(20, console.width // 2))
+    _line(console, f"task {safe(failure.task_id)} ({name}): {safe(_why(failure))}", "red")
+    _tail(console, failure, None)
+
+
+def _tail(console: Console, failure: TaskFailure, last: int | None) -> None:
+    lines = safe_lines(failure.stderr_tail.rstrip("\n"))
+    for line in lines if last is None else lines[-last:]:
+        _line(console, "    " + line, "dim")
+
+
+def _line(console: Console, text: str, style: str) -> None:
+    """One line: cut at the width on a terminal, whole (never wrapped) in a log or a pipe."""
+    if console.is_terminal:
+        console.print(Text(text, style=style), no_wrap=True, overflow="ellipsis", crop=True)
+    else:
+        console.print(Text(text, style=style), soft_wrap=True)
 
 
 def _tsv(value: object) -> str:

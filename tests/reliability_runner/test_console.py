@@ -204,3 +204,31 @@ def test_live_progress_on_a_terminal_shows_pace_eta_and_failures_in_red(
     text = shown.decode(errors="replace")
     assert "tasks/min, ETA" in text and "12/12" in text, text
     assert "\x1b[1;31mfailed 2" in text, text  # bold red once something failed
+
+
+def test_failure_lines_never_wrap_and_keep_the_cause() -> None:
+    from rich.console import Console
+
+    from runner.batch import TaskFailure
+    from runner.report import print_failures
+
+    name = "/".join(["a-very-long-directory-name"] * 8) + "/the-input.txt"
+    failures = [
+        TaskFailure("7", name, 3, "UserError", "FailureExitCode", None, "x" * 300 + "\nshort line\n"),
+        TaskFailure("8", "b.txt", 1, None, "FailureExitCode", None, "same\n"),
+        TaskFailure("9", "c.txt", 1, None, "FailureExitCode", None, "same\n"),
+    ]
+    sink = open("/dev/null", "w")  # noqa: SIM115
+    console = Console(width=80, record=True, file=sink, color_system=None, force_terminal=True)
+    print_failures(console, "job", failures)
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0].startswith("2 tasks failed: exit code 1") and lines[1] == "  tasks 8, 9"
+    task7 = next(line for line in lines if line.startswith("task 7 ("))
+    assert task7.endswith("the-input.txt): exit code 3") and "…" in task7, task7
+    assert "    short line" in lines
+    assert [len(line) for line in lines if "xxx" in line] == [80]  # cut at the width, not wrapped
+    sink.close()
+    log = Console(width=80, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
+    print_failures(log, "job", failures)
+    assert "    " + "x" * 300 in log.export_text().splitlines()  # a log keeps the line whole
