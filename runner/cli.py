@@ -479,7 +479,9 @@ def submit(
     finally:
         claim.release()
     if isinstance(outcome, Submitted):
-        STATE.say(f"submitted; follow with `runner status {job}`, then `runner results {job}`")
+        # The job id is this command's result: shown with --quiet too.
+        follow = f"follow with `runner status {job}`, then `runner results {job}`"
+        STATE.console.print(Text(safe(f"job {job} submitted; {follow}")), soft_wrap=True)
         if STATE.json:
             typer.echo(
                 report.dumps(

@@ -232,3 +232,14 @@ def test_failure_lines_never_wrap_and_keep_the_cause() -> None:
     log = Console(width=80, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
     print_failures(log, "job", failures)
     assert "    " + "x" * 300 in log.export_text().splitlines()  # a log keeps the line whole
+
+
+def test_quiet_no_wait_still_says_which_job_was_submitted(tmp_path: Path, idle_pool: Path) -> None:
+    (tmp_path / "a.txt").write_text("words")
+    args = ["-q", "submit", str(tmp_path / "a.txt"), "--no-wait", "--job-id", "rel-quiet-nowait"]
+    res = _run80(idle_pool, *args)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [
+        "job rel-quiet-nowait submitted; follow with `runner status rel-quiet-nowait`, then "
+        "`runner results rel-quiet-nowait`"
+    ]
