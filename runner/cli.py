@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import shlex
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -29,9 +27,10 @@ from rich.table import Table
 from rich.text import Text
 
 from runner import __version__
+from runner.cli_help import EXAMPLES, TableMode
 from runner.cli_style import Command, Group
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
-from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard
+from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard, resume_command
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
 from runner.text import EscapeFilter, safe, safe_lines
@@ -58,71 +57,6 @@ local_app = typer.Typer(
 app.add_typer(local_app, name="local")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class TableMode(str, Enum):
-    """How many rows the end-of-run summary prints."""
-
-    AUTO = "auto"
-    FULL = "full"
-
-
-#: What `runner submit` exits with (also in the README).
-EXIT_CODES = (
-    "0 success, 2 bad input or configuration, 3 local service failure, 4 wrong key or credential, "
-    "5 pool/job/task not found, 6 endpoint unreachable, 7 other service error, 8 --timeout reached, "
-    "9 start task failed on the pool, 10 tasks failed, 11 job cancelled before all its tasks ran, "
-    "130 interrupted."
-)
-
-
-def _examples(*lines: str, codes: bool = False) -> str:
-    """A command's help epilog: its examples, one per line (and the exit codes)."""
-    text = "Examples:\n" + "\n".join(f"  {line}" for line in lines)
-    return text + (f"\n\nExit codes: {EXIT_CODES}" if codes else "")
-
-
-_EXAMPLES_SUBMIT = _examples(
-    "runner submit texts/ more/*.txt -n 10",
-    "runner submit texts/ --json > result.json   (global options go anywhere)",
-    "runner submit texts/ --command 'wc -l {input} > {output_dir}/lines.txt'",
-    codes=True,
-)
-
-_EXAMPLES_STATUS = _examples(
-    "runner status            (every job of the target)",
-    "runner status JOB --json",
-)
-
-_EXAMPLES_JOBS = _examples(
-    "runner jobs",
-    "runner jobs --json -q",
-)
-
-_EXAMPLES_LOGS = _examples(
-    "runner logs JOB 3              (stdout of task 3)",
-    "runner logs JOB merge --stderr",
-)
-
-_EXAMPLES_RESULTS = _examples(
-    "runner results JOB",
-    "runner results JOB --dest elsewhere/ --table full",
-)
-
-_EXAMPLES_CANCEL = _examples(
-    "runner cancel JOB",
-    "runner cancel JOB --target dev",
-)
-
-_EXAMPLES_CLEAN = _examples(
-    "runner clean JOB",
-    "runner clean JOB --target dev --json",
-)
-
-_EXAMPLES_OUTPUTS = _examples(
-    "runner outputs",
-    "runner outputs --target dev --json",
-)
 
 
 @dataclass
@@ -223,17 +157,6 @@ def _report_interrupt() -> None:
             markup=False,
             soft_wrap=True,  # one line, so it can be copied from any terminal or log
         )
-
-
-def resume_command(job_id: str, argv: list[str] | None = None) -> str:
-    """The command line that resumes ``job_id``: the program as it was invoked (``.venv/bin/runner``,
-    since ``runner`` may not be on PATH) and its arguments, with ``--job-id`` added if absent."""
-    argv = list(sys.argv if argv is None else argv)
-    program = argv[0] if "/" in argv[0] else "runner"
-    args = argv[1:]
-    if "--job-id" not in args and not any(a.startswith("--job-id=") for a in args):
-        args = [*args, "--job-id", job_id]
-    return shlex.join([program, *args])
 
 
 def _error_line(err: RunnerError) -> None:
@@ -355,7 +278,7 @@ def _global(
     _setup_logging(verbose, quiet)
 
 
-@app.command(cls=Command, epilog=_EXAMPLES_SUBMIT)
+@app.command(cls=Command, epilog=EXAMPLES["submit"])
 @_handle_errors
 def submit(
     paths: Annotated[
@@ -497,7 +420,7 @@ def submit(
     show_results(outcome)
 
 
-@app.command(cls=Command, epilog=_EXAMPLES_STATUS)
+@app.command(cls=Command, epilog=EXAMPLES["status"])
 @_handle_errors
 def status(
     job: Annotated[str | None, typer.Argument(help="A job id; all jobs when omitted.")] = None,
@@ -583,14 +506,14 @@ def _print_jobs(session: Session) -> None:
         )
 
 
-@app.command(cls=Command, epilog=_EXAMPLES_JOBS)
+@app.command(cls=Command, epilog=EXAMPLES["jobs"])
 @_handle_errors
 def jobs() -> None:
     """List the jobs of the target."""
     _print_jobs(STATE.session())
 
 
-@app.command(cls=Command, epilog=_EXAMPLES_LOGS)
+@app.command(cls=Command, epilog=EXAMPLES["logs"])
 @_handle_errors
 def logs(
     job: Annotated[str, typer.Argument(help="Job id.")],
@@ -611,7 +534,7 @@ def logs(
     sys.stdout.flush()
 
 
-@app.command(cls=Command, epilog=_EXAMPLES_RESULTS)
+@app.command(cls=Command, epilog=EXAMPLES["results"])
 @_handle_errors
 def results(
     job: Annotated[str, typer.Argument(help="Job id.")],
@@ -646,7 +569,7 @@ def results(
     show_results(outcome)
 
 
-@app.command(cls=Command, epilog=_EXAMPLES_CANCEL)
+@app.command(cls=Command, epilog=EXAMPLES["cancel"])
 @_handle_errors
 def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Terminate a job: running tasks are stopped, waiting tasks never start."""
@@ -656,7 +579,7 @@ def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     STATE.say(f"job {job} terminated")
 
 
-@app.command(cls=Command, epilog=_EXAMPLES_CLEAN)
+@app.command(cls=Command, epilog=EXAMPLES["clean"])
 @_handle_errors
 def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Delete a job and all its blobs (inputs, outputs, manifest)."""
@@ -671,7 +594,7 @@ def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
         typer.echo(report.dumps({"jobId": job, "jobDeleted": deleted, "blobsDeleted": blobs}))
 
 
-@app.command("outputs", cls=Command, epilog=_EXAMPLES_OUTPUTS)
+@app.command("outputs", cls=Command, epilog=EXAMPLES["outputs"])
 @_handle_errors
 def outputs_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="As JSON on stdout.")] = False,

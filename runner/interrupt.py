@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -70,3 +71,14 @@ class InterruptGuard:
                 with contextlib.suppress(OSError, ValueError):
                     stream.flush()
             os._exit(EXIT_INTERRUPTED)
+
+
+def resume_command(job_id: str, argv: list[str] | None = None) -> str:
+    """The command line that resumes ``job_id``: the program as it was invoked (``.venv/bin/runner``,
+    since ``runner`` may not be on PATH) and its arguments, with ``--job-id`` added if absent."""
+    argv = list(sys.argv if argv is None else argv)
+    program = argv[0] if "/" in argv[0] else "runner"
+    args = argv[1:]
+    if "--job-id" not in args and not any(a.startswith("--job-id=") for a in args):
+        args = [*args, "--job-id", job_id]
+    return shlex.join([program, *args])

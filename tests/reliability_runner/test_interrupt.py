@@ -76,7 +76,7 @@ def test_ctrl_c_during_runner_results_exits_130(
 
 
 def test_the_resume_hint_keeps_the_program_as_invoked() -> None:
-    from runner.cli import resume_command
+    from runner.interrupt import resume_command
 
     venv = resume_command("j1", [".venv/bin/runner", "submit", "a b"])
     assert venv == ".venv/bin/runner submit 'a b' --job-id j1"
