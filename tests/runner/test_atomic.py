@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -18,6 +19,9 @@ def test_writes_text_and_bytes_and_replaces(tmp_path: Path) -> None:
     write_atomic(path, b"\x00second")
     assert path.read_bytes() == b"\x00second"
     assert sorted(p.name for p in path.parent.iterdir()) == ["f.txt"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # like open(), not mkstemp's 0600
 
 
 def test_mode_is_set_and_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
