@@ -610,7 +610,7 @@ def outputs_cmd(
     if json_out or STATE.json:
         typer.echo(report.dumps(out.to_dict(show_secrets=show_secrets)))
     else:
-        typer.echo(out.render(show_secrets=show_secrets))
+        typer.echo("\n".join(safe_lines(out.render(show_secrets=show_secrets))))
 
 
 @local_app.command("up", cls=Command)

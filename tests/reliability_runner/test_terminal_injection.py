@@ -23,6 +23,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from runner.cli import app
+from runner.outputs import Outputs
 from runner.text import safe, shorten_middle
 from tests.reliability_runner.conftest import cmd, env, run
 
@@ -141,3 +142,12 @@ def test_log_lines_naming_files_are_escaped() -> None:
     record = logging.LogRecord("runner", logging.WARNING, __file__, 1, "skipping %s", (TITLE,), None)
     assert EscapeFilter().filter(record)
     assert record.getMessage() == "skipping \\x1b]0;PWNED\\x07"
+
+
+def test_runner_outputs_escapes_hostile_values(tmp_path: Path, target_outputs: Outputs) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**target_outputs.to_dict(show_secrets=True), "poolId": f"pool{TITLE}"}))
+    res = CliRunner().invoke(app, ["--outputs", str(path), "outputs"])
+    assert res.exit_code == 0, res.stderr
+    assert not CONTROL.findall(res.stdout + res.stderr), res.stdout
+    assert "pool\\x1b]0;PWNED\\x07" in res.stdout
