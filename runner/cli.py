@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import shlex
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,17 +27,24 @@ from rich.table import Table
 from rich.text import Text
 
 from runner import __version__
+from runner.cli_help import EXAMPLES, TableMode
+from runner.cli_style import Command, Group
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
 from runner.home import runner_home
+from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard, resume_command
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
+from runner.text import EscapeFilter, safe, safe_lines
 
 if TYPE_CHECKING:
     from runner.progress import ConsoleReporter
+    from runner.results import JobResults
 
 log = logging.getLogger(__name__)
 
 app = typer.Typer(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
     name="runner",
     help="Run per-file work (the Azure Batch word-count tutorial, or any command) on Azure Batch "
     "or on the local target (Azurite + localbatch).",
@@ -46,7 +53,9 @@ app = typer.Typer(
     add_completion=False,
     epilog=f"The local target's state is kept in {runner_home()} (set RUNNER_HOME to move it).",
 )
-local_app = typer.Typer(help="The local target: Azurite + localbatch on this machine.", no_args_is_help=True)
+local_app = typer.Typer(
+    cls=Group, help="The local target: Azurite + localbatch on this machine.", no_args_is_help=True
+)
 app.add_typer(local_app, name="local")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +73,8 @@ class State:
     quiet: bool = False
     console: Console = field(default_factory=lambda: Console(stderr=True))
     resume_job_id: str | None = None
+    table: TableMode = TableMode.AUTO
+    interrupt_reported: bool = False
     _announced: bool = False
 
     def resolved_target(self) -> Target:
@@ -85,8 +96,9 @@ class State:
         return Session(target, load_outputs(target), self.auth)
 
     def say(self, message: str) -> None:
+        """One line for people on stderr, escaped (it may name files); nothing when quiet."""
         if not self.quiet:
-            self.console.print(message, highlight=False, markup=False, soft_wrap=True)
+            self.console.print(safe(message), highlight=False, markup=False, soft_wrap=True)
 
     def reporter(self) -> ConsoleReporter:
         from runner.progress import ConsoleReporter
@@ -102,52 +114,94 @@ def _handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except TaskFailures as err:
-            _show_task_failures(err)
-            raise typer.Exit(err.exit_code) from None
-        except StartTaskFailed as err:
-            STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
-            for node_id, tail in err.node_errors:
-                STATE.console.print(Text(f"  node {node_id}:", style="red"))
-                for line in tail.splitlines()[-10:]:
-                    STATE.console.print(Text("    " + line, style="dim"))
-            raise typer.Exit(err.exit_code) from None
-        except RunnerError as err:
-            STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
-            raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            STATE.console.print(Text("interrupted", style="yellow"))
-            if STATE.resume_job_id:
-                args_ = sys.argv[1:]
-                if "--job-id" not in args_:
-                    args_ = [*args_, "--job-id", STATE.resume_job_id]
-                STATE.console.print(
-                    f"job {STATE.resume_job_id} is resumable: runner {shlex.join(args_)}",
-                    highlight=False,
-                    markup=False,
-                    soft_wrap=True,  # one line, so it can be copied from any terminal or log
-                )
-            raise typer.Exit(130) from None
+        with InterruptGuard(_report_interrupt):
+            return _run_mapped(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
+def _run_mapped(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a command; a RunnerError becomes its line and exit code, Ctrl-C exit 130."""
+    try:
+        return fn(*args, **kwargs)
+    except TaskFailures as err:
+        _show_task_failures(err)
+        raise typer.Exit(err.exit_code) from None
+    except StartTaskFailed as err:
+        _error_line(err)
+        for node_id, tail in err.node_errors:
+            STATE.console.print(Text(f"  node {safe(node_id)}:", style="red"))
+            for line in safe_lines(tail.rstrip("\n"))[-10:]:
+                STATE.console.print(Text("    " + line, style="dim"))
+        raise typer.Exit(err.exit_code) from None
+    except RunnerError as err:
+        _error_line(err)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        _report_interrupt()
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+_interrupt_lock = threading.Lock()
+
+
+def _report_interrupt() -> None:
+    """Say "interrupted" and how to resume, once (also when the exit is forced)."""
+    with _interrupt_lock:
+        if STATE.interrupt_reported:
+            return
+        STATE.interrupt_reported = True
+    STATE.console.print(Text("interrupted", style="yellow"))
+    if STATE.resume_job_id:
+        STATE.console.print(
+            safe(f"job {STATE.resume_job_id} is resumable: {resume_command(STATE.resume_job_id)}"),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,  # one line, so it can be copied from any terminal or log
+        )
+
+
+def _error_line(err: RunnerError) -> None:
+    """The one ``error: …`` line (escaped: messages name files and echo service text)."""
+    STATE.console.print(Text(f"error: {safe(err)}", style="bold red"), soft_wrap=True)
+
+
+def batch_job_id(session: Session, job: str) -> str:
+    """``job`` as Batch stored it, or as given when there is no such job.
+
+    Batch ids are case-preserving and case-insensitive (``CaseJob`` is ``casejob``);
+    every blob prefix and manifest lookup uses the stored form, so a command typed
+    in another case reaches the same job and all of its blobs.
+    """
+    from runner.errors import NotFoundError
+
+    try:
+        return session.batch.get_job(job).id
+    except NotFoundError:
+        return job
+
+
 def _show_task_failures(err: TaskFailures) -> None:
-    from runner import report
     from runner.results import JobResults
 
     result = err.result
     if isinstance(result, JobResults):
-        if not STATE.quiet:
-            report.print_summary(STATE.console, result)
-        else:
-            for failure in result.failures:
-                report.print_failure(STATE.console, failure)
-        if STATE.json:
-            typer.echo(report.dumps(result.to_json()))
-    STATE.console.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+        show_results(result)
+    _error_line(err)
+
+
+def show_results(outcome: JobResults) -> None:
+    """The results of a job, also with ``--quiet``: ``summary.tsv`` written, the summary on
+    stderr, the JSON document on stdout with ``--json``."""
+    from runner import report
+
+    try:
+        report.write_summary(outcome)
+    except OSError as exc:
+        log.warning("could not write %s: %s", outcome.dest / report.SUMMARY_FILE, exc.strerror or exc)
+    report.print_summary(STATE.console, outcome, full=STATE.table is TableMode.FULL)
+    if STATE.json:
+        typer.echo(report.dumps(outcome.to_json()))
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -159,6 +213,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     elif verbose == 1:
         level = logging.INFO
     handler = RichHandler(console=STATE.console, show_time=False, show_path=False, markup=False)
+    handler.addFilter(EscapeFilter())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     # The SDKs log request URLs (SAS) and headers at INFO, and tracebacks of harmless body-less
     # error responses (HEAD) at WARNING: errors reach the user through RunnerError instead.
@@ -200,7 +255,14 @@ def _global(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")
     ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress or notes: only errors and results (the summary, --json on stdout).",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
@@ -213,18 +275,17 @@ def _global(
     STATE.quiet = quiet
     STATE.console = Console(stderr=True)
     STATE.resume_job_id = None
+    STATE.interrupt_reported = False
     STATE._announced = False
     _setup_logging(verbose, quiet)
 
 
-def _seconds(value: float | None) -> timedelta | None:
-    return None if value is None else timedelta(seconds=value)
-
-
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["submit"])
 @_handle_errors
 def submit(
-    paths: Annotated[list[str], typer.Argument(help="Files, directories (recursive) and globs.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Files, directories (recursive) and globs.", metavar="PATHS...")
+    ],
     numwords: Annotated[int, typer.Option("--numwords", "-n", help="How many top words to report.")] = 3,
     job_id: Annotated[
         str | None,
@@ -247,20 +308,26 @@ def submit(
         float,
         typer.Option(
             "--timeout",
-            help="Seconds to wait for the tasks. The SAS URLs the tasks use expire --timeout + 1 h "
-            "after submission: a task must finish by then (its inputs and outputs move with them).",
+            help="Seconds to wait for the tasks (at most 30 days). The SAS URLs the tasks use expire "
+            "--timeout + 1 h after submission: a task must finish by then (its inputs and outputs "
+            "move with them).",
         ),
     ] = 7200.0,
-    retries: Annotated[int, typer.Option("--retries", help="Retries per task (maxTaskRetryCount).")] = 0,
+    retries: Annotated[
+        int, typer.Option("--retries", help="Retries per failed task, 0-100 (Batch's maxTaskRetryCount).")
+    ] = 0,
     max_wall_clock: Annotated[
-        float | None, typer.Option("--max-wall-clock", help="Seconds a task may run (maxWallClockTime).")
+        float | None,
+        typer.Option("--max-wall-clock", help="Seconds a task may run, at most 30 days (maxWallClockTime)."),
     ] = None,
     command: Annotated[
         str | None,
         typer.Option(
             "--command",
-            help="Run this per input instead of nodetask; placeholders {input} and {output_dir} "
-            "(node paths, shell-quoted). Everything written to {output_dir} comes back.",
+            help="Run this per input instead of nodetask, under /bin/sh -c in the task's directory; "
+            "placeholders {input} and {output_dir} (node paths, shell-quoted). Everything written "
+            "to {output_dir} comes back to DEST/files/<input>.out/. On the local target tasks run "
+            "as you, with your privileges: run only commands you trust.",
         ),
     ] = None,
     keep: Annotated[
@@ -285,21 +352,41 @@ def submit(
             "--report", help="When the job ends, write its execution report (report.html in the results)."
         ),
     ] = False,
+    table: Annotated[
+        TableMode,
+        typer.Option(
+            "--table",
+            help="auto: above 20 files, only the corpus row and the failures (every row is in "
+            "DEST/summary.tsv); full: every file.",
+        ),
+    ] = TableMode.AUTO,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
+    from runner import checks, report
+    from runner import dest as dest_mod
     from runner import inputs as inputs_mod
-    from runner import report
-    from runner.submit import SubmitOptions, Submitted, check_sas_lifetime, new_job_id, validate_job_id
+
+    STATE.table = table
+    from runner.submit import (
+        SubmitOptions,
+        Submitted,
+        check_sas_lifetime,
+        default_dest,
+        new_job_id,
+        validate_job_id,
+    )
     from runner.submit import submit as do_submit
 
+    if command is not None:
+        checks.command_words(command)
     opts = SubmitOptions(
         numwords=numwords,
         aggregate=aggregate,
         dest=dest,
         wait=wait,
-        timeout=timedelta(seconds=timeout),
-        retries=retries,
-        max_wall_clock=_seconds(max_wall_clock),
+        timeout=checks.seconds("--timeout", timeout) or timedelta(0),
+        retries=checks.retries(retries),
+        max_wall_clock=checks.seconds("--max-wall-clock", max_wall_clock),
         command=command,
         keep=keep,
         merge_group_size=merge_group_size,
@@ -308,22 +395,31 @@ def submit(
     check_sas_lifetime(opts.timeout, STATE.auth)
     if job_id is not None:
         validate_job_id(job_id)
+    job = job_id or new_job_id()
     STATE.resolved_target()  # say which target first; nothing is started yet
     files = inputs_mod.expand(paths)  # exit 2 before anything is created
+    checks.names(files, job, command_mode=command is not None)
     session = STATE.session()
-    job = job_id or new_job_id()
-    STATE.resume_job_id = job
-    STATE.say(f"job {job}: {len(files)} input file(s)")
+    if job_id is not None:
+        job = batch_job_id(session, job)
+    claim = dest_mod.claim(dest or default_dest(job), job)
     try:
-        outcome = do_submit(session, files, opts, job, STATE.reporter())
-    except TaskFailures:
-        if with_report:
-            _write_report(session, job, dest)
-        raise
+        STATE.resume_job_id = job
+        STATE.say(f"job {job}: {len(files)} input file(s)")
+        try:
+            outcome = do_submit(session, files, opts, job, STATE.reporter())
+        except TaskFailures:
+            if with_report:
+                _write_report(session, job, dest)
+            raise
+    finally:
+        claim.release()
     if with_report and not isinstance(outcome, Submitted):
         _write_report(session, job, dest)
     if isinstance(outcome, Submitted):
-        STATE.say(f"submitted; follow with `runner status {job}`, then `runner results {job}`")
+        # The job id is this command's result: shown with --quiet too.
+        follow = f"follow with `runner status {job}`, then `runner results {job}`"
+        STATE.console.print(Text(safe(f"job {job} submitted; {follow}")), soft_wrap=True)
         if STATE.json:
             typer.echo(
                 report.dumps(
@@ -336,10 +432,7 @@ def submit(
                 )
             )
         return
-    if not STATE.quiet:
-        report.print_summary(STATE.console, outcome)
-    if STATE.json:
-        typer.echo(report.dumps(outcome.to_json()))
+    show_results(outcome)
 
 
 def _write_report(session: Session, job: str, dest: Path | None) -> None:
@@ -351,7 +444,7 @@ def _write_report(session: Session, job: str, dest: Path | None) -> None:
     STATE.say(f"report: {made.html}")
 
 
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["report"])
 @_handle_errors
 def report(
     job: Annotated[str, typer.Argument(help="Job id.")],
@@ -372,6 +465,7 @@ def report(
     from runner.report_cmd import make_report
 
     session = STATE.session()
+    job = batch_job_id(session, job)
     made = make_report(session, job, out=output, trace_path=trace_file, price=price)
     STATE.say(f"report: {made.html}" + (f"; trace: {made.trace}" if made.trace else ""))
     if STATE.json:
@@ -380,7 +474,7 @@ def report(
         typer.echo(str(made.html))
 
 
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["status"])
 @_handle_errors
 def status(
     job: Annotated[str | None, typer.Argument(help="A job id; all jobs when omitted.")] = None,
@@ -396,6 +490,7 @@ def status(
     if job is None:
         _print_jobs(session)
         return
+    job = batch_job_id(session, job)
     ex = gather(session, job, stderr_tails=False)
     counts = session.batch.task_counts(job)
     tasks = [t for t in ex.tasks if t.failed] if failed else list(ex.tasks)
@@ -433,14 +528,14 @@ def _print_jobs(session: Session) -> None:
         typer.echo(report_mod.dumps([line.to_json(now) for line in lines]))
 
 
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["jobs"])
 @_handle_errors
 def jobs() -> None:
     """List the jobs of the target."""
     _print_jobs(STATE.session())
 
 
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["logs"])
 @_handle_errors
 def logs(
     job: Annotated[str, typer.Argument(help="Job id.")],
@@ -455,10 +550,15 @@ def logs(
     from runner.batch import STDERR_FILE, STDOUT_FILE
 
     session = STATE.session()
+    job = batch_job_id(session, job)
     name = STDERR_FILE if stderr else STDOUT_FILE
+    to_person = sys.stdout.isatty()  # a person reads it: escape; a pipe or file gets the bytes
 
     def write(data: bytes) -> None:
-        sys.stdout.buffer.write(data)
+        if to_person:
+            sys.stdout.write(safe(data.decode("utf-8", errors="replace")).replace("\\n", "\n"))
+        else:
+            sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
     if follow:
@@ -475,7 +575,7 @@ def logs(
         )
 
 
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["results"])
 @_handle_errors
 def results(
     job: Annotated[str, typer.Argument(help="Job id.")],
@@ -487,26 +587,37 @@ def results(
         typer.Option("--wait/--no-wait", help="Wait for a job still running (else: exit 12)."),
     ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 7200.0,
+    table: Annotated[
+        TableMode,
+        typer.Option(
+            "--table",
+            help="auto: above 20 files, only the corpus row and the failures (every row is in "
+            "DEST/summary.tsv); full: every file.",
+        ),
+    ] = TableMode.AUTO,
 ) -> None:
     """Download a job's results (from any machine) and print the summary."""
+    from runner import dest as dest_mod
     from runner import manifest as mf
-    from runner import report
-    from runner.submit import SubmitOptions
+    from runner.submit import SubmitOptions, check_dest, default_dest
     from runner.submit import results as do_results
 
+    STATE.table = table
     opts = SubmitOptions(dest=dest, wait=wait, timeout=timedelta(seconds=timeout))
     opts.validate()
-
+    check_dest(dest or default_dest(job))
     session = STATE.session()
-    man = mf.require(session.storage, session.outputs.input_container, job)
-    outcome = do_results(session, man, opts, STATE.reporter())
-    if not STATE.quiet:
-        report.print_summary(STATE.console, outcome)
-    if STATE.json:
-        typer.echo(report.dumps(outcome.to_json()))
+    job = batch_job_id(session, job)
+    claim = dest_mod.claim(dest or default_dest(job), job)
+    try:
+        man = mf.require(session.storage, session.outputs.input_container, job)
+        outcome = do_results(session, man, opts, STATE.reporter())
+    finally:
+        claim.release()
+    show_results(outcome)
 
 
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["retry"])
 @_handle_errors
 def retry(
     job: Annotated[str, typer.Argument(help="Job id.")],
@@ -520,30 +631,35 @@ def retry(
     ] = True,
 ) -> None:
     """Run a job's failed tasks again (and the merge they blocked), wait, download the results."""
-    from runner import report
+    from runner import checks
+    from runner import dest as dest_mod
     from runner.retry import retry as do_retry
-    from runner.submit import SubmitOptions
+    from runner.submit import SubmitOptions, default_dest
 
-    opts = SubmitOptions(dest=dest, timeout=timedelta(seconds=timeout), keep=keep)
+    opts = SubmitOptions(dest=dest, timeout=checks.seconds("--timeout", timeout) or timedelta(0), keep=keep)
     opts.validate()
     session = STATE.session()
-    outcome = do_retry(session, job, opts, STATE.reporter())
-    if not STATE.quiet:
-        report.print_summary(STATE.console, outcome)
-    if STATE.json:
-        typer.echo(report.dumps(outcome.to_json()))
+    job = batch_job_id(session, job)
+    STATE.resume_job_id = None
+    claim = dest_mod.claim(dest or default_dest(job), job)
+    try:
+        outcome = do_retry(session, job, opts, STATE.reporter())
+    finally:
+        claim.release()
+    show_results(outcome)
 
 
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["cancel"])
 @_handle_errors
 def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Terminate a job: running tasks are stopped, waiting tasks never start."""
     session = STATE.session()
+    job = batch_job_id(session, job)
     session.batch.terminate_job(job)
     STATE.say(f"job {job} terminated")
 
 
-@app.command()
+@app.command(cls=Command, epilog=EXAMPLES["clean"])
 @_handle_errors
 def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Delete a job and all its blobs (inputs, outputs, manifest)."""
@@ -551,13 +667,14 @@ def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     from runner.submit import cleanup
 
     session = STATE.session()
+    job = batch_job_id(session, job)
     deleted, blobs = cleanup(session, job)
     STATE.say(f"job {job}: {'deleted' if deleted else 'did not exist'}; {blobs} blob(s) deleted")
     if STATE.json:
         typer.echo(report.dumps({"jobId": job, "jobDeleted": deleted, "blobsDeleted": blobs}))
 
 
-@app.command("outputs")
+@app.command("outputs", cls=Command, epilog=EXAMPLES["outputs"])
 @_handle_errors
 def outputs_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="As JSON on stdout.")] = False,
@@ -573,10 +690,10 @@ def outputs_cmd(
     if json_out or STATE.json:
         typer.echo(report.dumps(out.to_dict(show_secrets=show_secrets)))
     else:
-        typer.echo(out.render(show_secrets=show_secrets))
+        typer.echo("\n".join(safe_lines(out.render(show_secrets=show_secrets))))
 
 
-@local_app.command("up")
+@local_app.command("up", cls=Command)
 @_handle_errors
 def local_up(
     auth: Annotated[
@@ -597,7 +714,7 @@ def local_up(
     _print_local_status()
 
 
-@local_app.command("down")
+@local_app.command("down", cls=Command)
 @_handle_errors
 def local_down() -> None:
     """Stop the services `runner local up` started (their data is kept)."""
@@ -607,7 +724,7 @@ def local_down() -> None:
     STATE.say(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
-@local_app.command("status")
+@local_app.command("status", cls=Command)
 @_handle_errors
 def local_status() -> None:
     """Report the local services."""

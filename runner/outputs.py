@@ -15,16 +15,17 @@ Contracts:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from runner.atomic import write_atomic
 from runner.errors import TargetError
 
 SECRET_KEYS = frozenset({"batchAccountKey", "storageAccountKey"})
@@ -77,6 +78,18 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
 def from_mapping(data: dict[str, Any], *, source: str) -> Outputs:
     """Validate a mapping of contract keys; ``source`` names it in error messages."""
     missing: list[str] = []
@@ -94,6 +107,10 @@ def from_mapping(data: dict[str, Any], *, source: str) -> Outputs:
             invalid.append(f"{key} (not a string)")
             continue
         values[f.name] = raw
+    for key in sorted(SECRET_KEYS):  # a key that is not base64 fails deep in request signing
+        secret = values.get(_snake(key))
+        if secret and not _is_base64(secret):
+            invalid.append(f"{key} (not base64: copy the account key as the portal or az shows it)")
     for name in _URL_KEYS:
         url = values.get(name)
         if url and (urlparse(url).scheme not in {"http", "https"} or not urlparse(url).netloc):
@@ -185,16 +202,5 @@ def _pulumi_hint(stderr: str) -> str:
 
 def write_file(path: Path, outputs: Outputs) -> None:
     """Write ``outputs`` (with secrets) atomically, mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".outputs-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(outputs.to_dict(show_secrets=True), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(outputs.to_dict(show_secrets=True), indent=2, sort_keys=True) + "\n"
+    write_atomic(path, text, mode=0o600)

@@ -7,6 +7,7 @@ single ``Console(stderr=True)``. Nothing here writes to stdout.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
@@ -23,6 +24,10 @@ from rich.progress import (
 )
 
 from runner.batch import TaskCounts
+from runner.text import safe
+
+#: A plain (non-terminal) progress line at least this often, in seconds.
+PLAIN_EVERY = 30.0
 
 
 class Reporter(Protocol):
@@ -58,8 +63,9 @@ class ConsoleReporter:
         self.live = console.is_terminal and not quiet
 
     def info(self, message: str) -> None:
+        """One line for people (escaped: messages name files and jobs); nothing when quiet."""
         if not self.quiet:
-            self.console.print(message, highlight=False, markup=False, soft_wrap=True)
+            self.console.print(safe(message), highlight=False, markup=False, soft_wrap=True)
 
     @contextmanager
     def transfer(self, label: str, total_bytes: int) -> Iterator[Callable[[int], None]]:
@@ -84,6 +90,7 @@ class ConsoleReporter:
             return
         done = [0]
         lock = threading.Lock()
+        self.info(f"{label} ({_human(total_bytes)})")
 
         def count(n: int) -> None:
             with lock:
@@ -95,34 +102,101 @@ class ConsoleReporter:
     @contextmanager
     def tasks(self, total: int) -> Iterator[Callable[[TaskCounts], None]]:
         if self.live:
-            with Progress(
-                TextColumn("tasks"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                console=self.console,
-            ) as bar:
-                task = bar.add_task("tasks", total=total, detail="")
-
-                def update(c: TaskCounts) -> None:
-                    waiting = max(0, total - c.completed - c.running)
-                    bar.update(
-                        task,
-                        completed=c.completed,
-                        detail=f"ok {c.succeeded}  failed {c.failed}  running {c.running}  waiting {waiting}",
-                    )
-
+            with self._live_tasks(total) as update:
                 yield update
             return
-        last: list[TaskCounts | None] = [None]
+        yield PlainTaskLog(total, self.info).update
 
-        def log_change(c: TaskCounts) -> None:
-            if c != last[0]:
-                last[0] = c
-                self.info("tasks " + describe_counts(c, total))
+    @contextmanager
+    def _live_tasks(self, total: int) -> Iterator[Callable[[TaskCounts], None]]:
+        """A bar with counts (failures in red), elapsed time, throughput and an ETA."""
+        with Progress(
+            TextColumn("tasks"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[pace]}"),
+            console=self.console,
+        ) as bar:
+            task = bar.add_task("tasks", total=total, detail="", pace="")
+            pace = Pace(total)
 
-        yield log_change
+            def update(c: TaskCounts) -> None:
+                waiting = max(0, total - c.completed - c.running)
+                failed = f"[bold red]failed {c.failed}[/]" if c.failed else "failed 0"
+                detail = f"ok {c.succeeded}  {failed}  running {c.running}  waiting {waiting}"
+                bar.update(task, completed=c.completed, detail=detail, pace=pace.describe(c))
+
+            yield update
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class Pace:
+    """Throughput and ETA of the tasks completed since monitoring began (a resume's earlier
+    tasks do not count)."""
+
+    def __init__(self, total: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.clock = clock
+        self.start = clock()
+        self.first: int | None = None
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def describe(self, c: TaskCounts) -> str:
+        """``12.0 tasks/min, ETA 3m20s`` (``ETA ?`` until a task completed)."""
+        if self.first is None:
+            self.first = c.completed
+        elapsed = self.elapsed()
+        done = c.completed - self.first
+        if done <= 0 or elapsed <= 0:
+            return "ETA ?"
+        rate = done / elapsed
+        left = max(0, self.total - c.completed)
+        per_min = rate * 60
+        shown = f"{per_min:,.0f}" if per_min >= 10 else f"{per_min:.1f}"
+        return f"{shown} tasks/min, ETA {_duration(left / rate)}"
+
+
+class PlainTaskLog:
+    """Task progress for a log or a pipe: a line at the start, at every 10 % and at least
+    every :data:`PLAIN_EVERY` seconds, plus one line whenever more tasks have failed."""
+
+    def __init__(
+        self, total: int, emit: Callable[[str], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.total = total
+        self.emit = emit
+        self.clock = clock
+        self.pace = Pace(total, clock)
+        self.last_line: float | None = None
+        self.last_decile = -1
+        self.failed = 0
+
+    def update(self, c: TaskCounts) -> None:
+        if c.failed > self.failed:
+            self.failed = c.failed
+            self.emit(f"tasks: {c.failed} failed so far ({c.completed}/{self.total} done)")
+        decile = c.completed * 10 // self.total if self.total else 10
+        now = self.clock()
+        pace = self.pace.describe(c)
+        due = self.last_line is None or now - self.last_line >= PLAIN_EVERY
+        if decile > self.last_decile or due:
+            self.last_decile = max(decile, self.last_decile)
+            self.last_line = now
+            elapsed = _duration(self.pace.elapsed())
+            done = f"{c.completed}/{self.total} done ({c.succeeded} ok, {c.failed} failed)"
+            self.emit(f"tasks {done}, {c.running} running; {elapsed}, {pace}")
 
 
 class NullReporter:

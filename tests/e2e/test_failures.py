@@ -214,7 +214,7 @@ def test_ctrl_c_exits_130_and_the_printed_command_resumes(tmp_path: Path, output
     proc.send_signal(signal.SIGINT)
     rest = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, "".join(seen) + rest
-    assert f"job {job_id} is resumable: runner " in rest
+    assert f"job {job_id} is resumable: {RUNNER} " in rest
 
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0, again.stderr

@@ -193,8 +193,14 @@ def task_ids(out: Outputs, job_id: str) -> list[str]:
     return sorted(t.id for t in Batch(out).list_tasks(job_id))
 
 
+#: What the runner itself writes at the top of a results directory (runner/dest.py, runner/report.py).
+RUNNER_RECORDS = frozenset({".runner-job", "summary.tsv"})
+
+
 def files_under(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    """The result files under ``root``, without the runner's own records."""
+    found = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return sorted(p for p in found if p not in RUNNER_RECORDS)
 
 
 def secrets_of(out: Outputs) -> list[str]:

@@ -25,6 +25,7 @@ from runner.outputs import Outputs, load_file
 from runner.storage import Storage
 from tests.conftest import start_azurite
 from tests.reliability_runner.conftest import (
+    RUNNER,
     Lines,
     OwnTarget,
     blob_names,
@@ -126,9 +127,11 @@ def test_twenty_jobs_at_once_complete_without_cross_talk(tmp_path: Path, fast_po
 def _resume_command(stderr: str) -> list[str]:
     """The printed resume command. The runs here have a very wide console (``env``), so
     BUG R1 (wrapping at the console width) does not hide the rest of the contract."""
-    match = re.search(r"is resumable: runner (.+)$", stderr, re.MULTILINE)
+    match = re.search(r"is resumable: (.+)$", stderr, re.MULTILINE)
     assert match, stderr
-    return shlex.split(match.group(1))
+    program, *args = shlex.split(match.group(1))
+    assert program == str(RUNNER), program  # the program as invoked: `runner` may not be on PATH
+    return args
 
 
 def test_resume_command_is_printed_on_one_line(tmp_path: Path, fast_pool: Path) -> None:
@@ -141,8 +144,8 @@ def test_resume_command_is_printed_on_one_line(tmp_path: Path, fast_pool: Path) 
     proc.interrupt()
     code, stderr, _ = proc.finish()
     assert code == 130, stderr
-    line = next(line for line in stderr.splitlines() if "is resumable: runner " in line)
-    printed = shlex.split(line.split("is resumable: runner ", 1)[1])
+    line = next(line for line in stderr.splitlines() if "is resumable: " in line)
+    printed = shlex.split(line.split("is resumable: ", 1)[1])[1:]
     assert printed[-2:] == ["--job-id", job_id] and str(dest) in printed
 
 
