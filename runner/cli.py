@@ -187,7 +187,10 @@ def _show_task_failures(err: TaskFailures) -> None:
     result = err.result
     if isinstance(result, JobResults):
         show_results(result)
-    _error_line(err)
+    # After a summary that fits the screen, the hint goes below the error, wrapped to the width.
+    STATE.console.print(Text(f"error: {safe(err.message)}", style="bold red"), soft_wrap=True)
+    if err.hint:
+        STATE.console.print(Text(safe(err.hint), style="red"), highlight=False)
 
 
 def show_results(outcome: JobResults) -> None:
