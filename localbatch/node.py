@@ -198,17 +198,20 @@ class Execution:
         return outcome
 
     async def _download(self, wd: Path) -> None:
-        jobs, modes = await self._in_pool(
-            functools.partial(transfer.plan_downloads, self.spec.resource_files, wd, self.auto_storage)
-        )
+        files = self.spec.resource_files
+        plan = functools.partial(transfer.plan_downloads, files, wd, self.auto_storage)
+        # Planning lists containers (network): on a worker then; for httpUrl files only a few
+        # path checks, done here to save two thread hops per task.
+        jobs, modes = await self._in_pool(plan) if transfer.lists_containers(files) else plan()
         await self._run_jobs(jobs)
-        await self._in_pool(functools.partial(transfer.apply_modes, modes))
+        if any(mode is not None for _, mode in modes):
+            await self._in_pool(functools.partial(transfer.apply_modes, modes))
 
     async def _upload(self, succeeded: bool, wd: Path) -> None:
-        plan = functools.partial(
-            transfer.plan_uploads, self.spec.output_files, succeeded, wd, self.directory, self._cancel
-        )
-        await self._run_jobs(await self._in_pool(plan))
+        outputs = self.spec.output_files
+        plan = functools.partial(transfer.plan_uploads, outputs, succeeded, wd, self.directory, self._cancel)
+        # Wildcards walk the task directory (unbounded): on a worker; static paths are a few lstat calls.
+        await self._run_jobs(await self._in_pool(plan) if transfer.walks(outputs) else plan())
 
     async def _run_jobs(self, jobs: list[transfer.Job]) -> None:
         """Run transfer jobs concurrently on the shared pool; raise the first failure (or :class:`_Ended`)."""

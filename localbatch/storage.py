@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import urllib3
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 # server's start-up time, and many servers (tests, `runner local up`) never touch a blob.
 
 HTTP_TIMEOUT_SECONDS = 60.0
+SINGLE_PUT_BYTES = 64 * 2**20
+PUT_BLOB_API_VERSION = "2023-11-03"
 _CACHE_SIZE = 64
 
 
@@ -204,16 +206,45 @@ def download_blob(container: ContainerClient, name: str, dest: Path) -> None:
         ) from None
 
 
-def upload_file(container: ContainerClient, blob_name: str, path: Path) -> None:
-    """Upload the regular file ``path`` as ``blob_name`` (overwriting); never through a final symlink."""
+def upload_file(container_url: str, blob_name: str, path: Path) -> None:
+    """Upload the regular file ``path`` as ``blob_name`` into the container at ``container_url`` (a SAS
+    URL), overwriting; never through a final symlink.
+
+    Files up to :data:`SINGLE_PUT_BYTES` go as one Put Blob request on the shared urllib3 pool (what
+    the storage SDK would send, without its per-request pipeline); larger ones through the SDK
+    (blocks in parallel). Connection errors and 5xx are retried 3 times.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise StorageFailure(f"cannot read {path.name} to upload it: {exc.strerror}") from None
     with open(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise StorageFailure(f"{path.name} is not a regular file: not uploaded")
-        _upload_stream(container, blob_name, fh)
+        if st.st_size <= SINGLE_PUT_BYTES:
+            _put_blob(container_url, blob_name, fh, st.st_size)
+        else:
+            _upload_stream(container_from_url(container_url), blob_name, fh)
+
+
+def _put_blob(container_url: str, blob_name: str, fh: BinaryIO, size: int) -> None:
+    parts = urlsplit(container_url)
+    url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/{quote(blob_name)}?{parts.query}"
+    where = f"{blob_name} to container {public_url(container_url)}"
+    headers = {
+        "x-ms-blob-type": "BlockBlob",
+        "x-ms-version": PUT_BLOB_API_VERSION,
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(size),
+    }
+    retries = urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), redirect=0)
+    try:
+        resp = _http_pool().request("PUT", url, body=fh, headers=headers, retries=retries)
+    except (urllib3.exceptions.HTTPError, ValueError) as exc:
+        raise StorageFailure(f"could not upload {where}: {type(exc).__name__}") from None
+    if resp.status >= 300:
+        raise StorageFailure(f"could not upload {where}: HTTP status {resp.status}", resp.status)
 
 
 def _upload_stream(container: ContainerClient, blob_name: str, fh: Any) -> None:

@@ -158,6 +158,11 @@ def plan_downloads(
     return jobs, modes
 
 
+def lists_containers(files: tuple[ResourceFile, ...]) -> bool:
+    """Whether planning these downloads makes network calls (container listings)."""
+    return any(not rf.http_url for rf in files)
+
+
 def _container(rf: ResourceFile, auto_storage: storage.AutoStorage | None) -> Any:
     if rf.storage_container_url:
         try:
@@ -296,6 +301,11 @@ def _walk(
     return matches
 
 
+def walks(outputs: tuple[OutputFile, ...]) -> bool:
+    """Whether matching these patterns walks directories (a wildcard in some pattern)."""
+    return any(_has_magic(out.file_pattern) for out in outputs)
+
+
 def _blob_name(out: OutputFile, rel: str, wildcard: bool) -> str:
     if wildcard:
         return f"{out.path.rstrip('/')}/{rel}" if out.path else rel
@@ -321,9 +331,10 @@ def plan_uploads(
             continue
         wildcard = any(_has_magic(p) for p in PurePosixPath(out.file_pattern).parts)
         try:
-            container = storage.container_from_url(out.container_url)
+            storage.container_from_url(out.container_url)  # validates the URL (the client is cached)
         except ValueError:
             raise TransferError("FileUploadMiscError", "invalid output container URL") from None
         for path, rel in files:
-            jobs.append(_job(True, storage.upload_file, container, _blob_name(out, rel, wildcard), path))
+            name = _blob_name(out, rel, wildcard)
+            jobs.append(_job(True, storage.upload_file, out.container_url, name, path))
     return jobs

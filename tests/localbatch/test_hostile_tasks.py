@@ -252,3 +252,28 @@ def test_no_secret_in_the_log_while_azurite_is_down(tmp_path: Path) -> None:
         assert secret.replace("/", "%2F").replace("+", "%2B").replace("=", "%3D") not in log_text
     assert "sig=" not in log_text.replace("sig=REDACTED", "")
     assert "AccountKey=" not in log_text.replace("AccountKey=REDACTED", "")
+
+
+def test_outputs_small_and_above_the_single_put_limit(
+    client: BatchClient, shared_pool: str, azurite: Azurite, blobs: BlobServiceClient
+) -> None:
+    """Small files go as one Put Blob, a file above 64 MiB through the SDK's block upload: same result."""
+    from localbatch.storage import SINGLE_PUT_BYTES
+
+    container = unique("sizes")
+    blobs.create_container(container)
+    url = container_sas_url(azurite, container, write=True, create=True)
+    job_id = new_job(client, shared_pool)
+    big = SINGLE_PUT_BYTES + 1
+    client.create_task(
+        job_id,
+        bm.BatchTaskCreateOptions(
+            id="sizes",
+            command_line=f"/bin/sh -c 'head -c {big} /dev/zero > big.bin; printf small > \"a b+c.txt\"'",
+            output_files=[_output(url, "*.bin", "x"), _output(url, "a b+c.txt")],
+        ),
+    )
+    task = wait_task_completed(client, job_id, "sizes", timeout=120)
+    assert task.execution_info.result == "success", task.execution_info.failure_info
+    props = {b.name: b.size for b in blobs.get_container_client(container).list_blobs()}
+    assert props == {"x/big.bin": big, "a b+c.txt": 5}
