@@ -33,6 +33,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import manifest as mf
+from runner import polling
 from runner.batch import PoolHealth, TaskCounts, TaskFailure, TaskState
 from runner.errors import JobEnded, NotFoundError, StartTaskFailed, TaskFailures, UsageError, WaitTimeout
 from runner.inputs import InputFile
@@ -57,7 +58,6 @@ log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SAS_MARGIN = timedelta(hours=1)
-_MAX_POLL = 5.0
 
 
 @dataclass(frozen=True)
@@ -309,7 +309,8 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
     """Poll task counts until every task completed (or the merge is blocked); return the last counts."""
     total = len(manifest.task_ids)
     deadline = time.monotonic() + opts.timeout.total_seconds()
-    interval = opts.poll_interval
+    policy = polling.policy_for(session.outputs.batch_account_url, opts.poll_interval)
+    interval = policy.first
     last: TaskCounts | None = None
     with reporter.tasks(total) as update:
         while True:
@@ -328,7 +329,7 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
                     hint=f"it keeps running: `runner status {manifest.job_id}`, "
                     f"then `runner results {manifest.job_id}`",
                 )
-            interval = opts.poll_interval if counts != last else min(_MAX_POLL, interval * 1.5)
+            interval = policy.next(interval, changed=counts != last)
             last = counts
             time.sleep(interval)
 
