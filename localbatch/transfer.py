@@ -330,10 +330,8 @@ def plan_uploads(
         if not files:
             continue
         wildcard = any(_has_magic(p) for p in PurePosixPath(out.file_pattern).parts)
-        try:
-            storage.container_from_url(out.container_url)  # validates the URL (the client is cached)
-        except ValueError:
-            raise TransferError("FileUploadMiscError", "invalid output container URL") from None
+        if not storage.is_container_url(out.container_url):
+            raise TransferError("FileUploadMiscError", "invalid output container URL")
         for path, rel in files:
             name = _blob_name(out, rel, wildcard)
             jobs.append(_job(True, storage.upload_file, out.container_url, name, path))
