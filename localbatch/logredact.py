@@ -20,7 +20,8 @@ import threading
 from typing import Any
 
 _SECRET = re.compile(
-    r"(?P<key>(?:sig|AccountKey|SharedAccessSignature|skoid|sktid)(?:=|%3D))(?P<value>[^&;\s'\"<>)\]}]+)",
+    r"(?<![A-Za-z0-9_])(?P<key>(?:sig|AccountKey|SharedAccessSignature)(?:=|%3D))"
+    r"(?P<value>[^&;\s'\"<>)\]}]+)",
     re.IGNORECASE,
 )
 REDACTED = "REDACTED"
