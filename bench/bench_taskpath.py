@@ -12,7 +12,9 @@ localbatch's DEBUG line ``<task>: succeeded in X ms (download ..., process
 * queued -> started: ``startTime`` minus the later of ``creationTime`` and
   the moment the task before it on the same node was recorded completed (the
   time a free slot waits for its next task);
-* resource files, process, output files: localbatch's phase timings;
+* task directory (made, or emptied for a requeued task), resource files,
+  process (from opening stdout/stderr to the exit), output files:
+  localbatch's phase timings (0 where a version does not time a phase);
 * completion recorded: ``stateTransitionTime`` (completed) minus ``endTime``;
 * slot time: ``stateTransitionTime`` minus ``startTime`` (what the task costs
   its slot). The file overhead is the median slot time with files minus
@@ -66,7 +68,14 @@ from runner.pool_spec import PoolSpec  # noqa: E402
 E2E_FILES = 60
 E2E_GOAL = 1.3
 OVERHEAD_GOAL_MS = 60.0
-PHASES = ("queued -> started", "resource files", "process", "output files", "completion recorded")
+PHASES = (
+    "queued -> started",
+    "task directory",
+    "resource files",
+    "process",
+    "output files",
+    "completion recorded",
+)
 COMMAND = "/bin/sh -c 'echo a > a.txt; echo b > b.json'"
 _PHASE_LINE = re.compile(r"localbatch\.node: (?P<task>\S+): \w+ in [\d.]+ ms \((?P<phases>[^)]*)\)")
 
@@ -191,6 +200,7 @@ def _per_task(tasks: list[bm.BatchTask], log_phases: dict[str, dict[str, float]]
             )
             out["slot time"].append((t.state_transition_time - info.start_time).total_seconds() * 1000)
             ph = log_phases.get(t.id, {})
+            out["task directory"].append(ph.get("prepare", 0.0))
             out["resource files"].append(ph.get("download", 0.0))
             out["process"].append(ph.get("process", 0.0))
             out["output files"].append(ph.get("upload", 0.0))

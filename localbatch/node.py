@@ -139,7 +139,8 @@ class Execution:
         wd = self.directory / "wd"
         try:
             # File system calls cost milliseconds on a busy disk: off the loop, which serves every node.
-            await self._in_pool(functools.partial(_prepare_directory, self.directory, wd, self.fresh))
+            with self._phase("prepare"):
+                await self._in_pool(functools.partial(_prepare_directory, self.directory, wd, self.fresh))
         except _Ended:
             return self._ended(start, None)
         env = {**self.env, "AZ_BATCH_TASK_WORKING_DIR": str(wd), "AZ_BATCH_TASK_DIR": str(self.directory)}
