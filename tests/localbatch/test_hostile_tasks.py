@@ -142,12 +142,25 @@ def test_terminate_ends_a_task_while_its_outputs_upload(
                 output_files=[_output(black_hole.container_url(), "out.txt")],
             ),
         )
-    # Both uploads reached the black hole: the tasks are past their process, uploading.
-    wait_for(lambda: black_hole.accepted >= 2, timeout=30)
+    hole_file = f"http://127.0.0.1:{black_hole.port}/devstoreaccount1/hole/in.txt?sv=x&sig=bh"
+    client.create_task(
+        job_id,
+        bm.BatchTaskCreateOptions(
+            id="in-download",
+            command_line="/bin/true",
+            resource_files=[bm.ResourceFile(http_url=hole_file, file_path="in.txt")],
+        ),
+    )
+    # All three reached the black hole: two tasks past their process, uploading; one downloading.
+    wait_for(lambda: black_hole.accepted >= 3, timeout=30)
     client.terminate_task(job_id, "by-task")
+    client.terminate_task(job_id, "in-download")
     ended = wait_task_completed(client, job_id, "by-task", timeout=10)
     assert ended.execution_info.failure_info.code == "TaskEnded"
     assert ended.execution_info.exit_code == 0  # the process itself succeeded
+    never_ran = wait_task_completed(client, job_id, "in-download", timeout=10)
+    assert never_ran.execution_info.failure_info.code == "TaskEnded"
+    assert never_ran.execution_info.exit_code is None
     # The job's terminate polls until the job completed, which needs its uploading task ended.
     poller = client.begin_terminate_job(
         job_id, BatchJobTerminateOptions(termination_reason="UserTerminate"), polling_interval=0.1
