@@ -131,7 +131,9 @@ def run_floor(files: list[Path], work: Path) -> tuple[float, float, Path]:
     return time.perf_counter() - t0, children_cpu() - cpu0, merged / "corpus_counts.json"
 
 
-def run_runner(srv: Servers, inputs: Path, outputs_file: Path, work: Path) -> tuple[float, float, Path]:
+def run_runner(
+    srv: Servers, inputs: Path, outputs_file: Path, work: Path, *, job_id: str = "e2e"
+) -> tuple[float, float, Path]:
     """``runner submit`` in a subprocess; returns (seconds, CPU seconds, corpus counts JSON).
 
     The CPU time is the runner's, its servers' and the tasks' (localbatch's waited-for children).
@@ -149,7 +151,7 @@ def run_runner(srv: Servers, inputs: Path, outputs_file: Path, work: Path) -> tu
         "--dest",
         str(dest),
         "--job-id",
-        "e2e",
+        job_id,
     ]
     servers_cpu = cpu_seconds(srv.localbatch.pid) + cpu_seconds(srv.azurite.pid)
     cpu0 = children_cpu()

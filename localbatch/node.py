@@ -10,29 +10,38 @@ The command line is split with :func:`shlex.split` and executed without a
 shell, in its own process group (so ending it ends its children), with the
 ``AZ_BATCH_*`` variables, the task's environment settings and only
 PATH/HOME/LANG-like variables of the server (never ``LOCALBATCH_*``).
+
+An execution can be ended at any point (:meth:`Execution.end`): its process
+group is killed, and file staging in progress is abandoned at once (files not
+started are never transferred, a walk of the task directory stops, a transfer
+already on the wire finishes in its daemon worker thread, bounded by the
+storage timeouts, without holding the task or the service).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shlex
 import shutil
 import signal
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
-from localbatch import storage
+from localbatch import storage, transfer
 from localbatch.models import TaskSpec, utcnow
-from localbatch.transfer import TransferError, fetch_resource_files, upload_output_files
+from localbatch.transfer import TransferCancelled, TransferError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_TIMER_SECONDS = 10 * 365 * 24 * 3600.0
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
@@ -58,6 +67,15 @@ def failure_info(code: str, message: str, category: str = "usererror") -> dict[s
         "message": message,
         "details": [{"name": "Message", "value": message}],
     }
+
+
+class _Ended(Exception):
+    """The execution was ended while it staged files."""
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 @dataclass
@@ -89,11 +107,15 @@ class Execution:
     on_spawn: Callable[[int], None] | None = None
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _phases: dict[str, float] = field(default_factory=dict, repr=False)
+    _end_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def end(self, reason: str) -> None:
-        """End the execution (idempotent); ``reason`` is recorded in the outcome."""
+        """End the execution (idempotent); ``reason`` is recorded in the outcome. Loop thread only."""
         if self.ended_by is None:
             self.ended_by = reason
+        self._cancel.set()
+        self._end_event.set()
         proc = self._proc
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -114,21 +136,24 @@ class Execution:
 
     async def _run(self) -> Outcome:
         start = utcnow()
-        if self.fresh:
-            await asyncio.to_thread(shutil.rmtree, self.directory, True)
         wd = self.directory / "wd"
-        wd.mkdir(parents=True, exist_ok=True)
+        try:
+            # File system calls cost milliseconds on a busy disk: off the loop, which serves every node.
+            with self._phase("prepare"):
+                await self._in_pool(functools.partial(_prepare_directory, self.directory, wd, self.fresh))
+        except _Ended:
+            return self._ended(start, None)
         env = {**self.env, "AZ_BATCH_TASK_WORKING_DIR": str(wd), "AZ_BATCH_TASK_DIR": str(self.directory)}
         for name, value in self.spec.environment:
             env[name] = value
         if self.spec.resource_files:
             try:
                 with self._phase("download"):
-                    await asyncio.to_thread(
-                        fetch_resource_files, self.spec.resource_files, wd, self.auto_storage
-                    )
+                    await self._download(wd)
             except TransferError as exc:
                 return Outcome(start, utcnow(), None, failure_info(exc.code, exc.message))
+            except _Ended:
+                return self._ended(start, None)
         if self.ended_by:
             return self._ended(start, None)
         try:
@@ -167,13 +192,63 @@ class Execution:
         if self.spec.output_files:
             try:
                 with self._phase("upload"):
-                    await asyncio.to_thread(
-                        upload_output_files, self.spec.output_files, outcome.succeeded, wd, self.directory
-                    )
+                    await self._upload(outcome.succeeded, wd)
             except TransferError as exc:
                 outcome = Outcome(start, utcnow(), exit_code, failure_info(exc.code, exc.message))
+            except _Ended:
+                return self._ended(start, exit_code)
         outcome.end_time = utcnow()
         return outcome
+
+    async def _download(self, wd: Path) -> None:
+        files = self.spec.resource_files
+        plan = functools.partial(transfer.plan_downloads, files, wd, self.auto_storage)
+        # Planning lists containers (network): on a worker then; for httpUrl files only a few
+        # path checks, done here to save two thread hops per task.
+        jobs, modes = await self._in_pool(plan) if transfer.lists_containers(files) else plan()
+        await self._run_jobs(jobs)
+        if any(mode is not None for _, mode in modes):
+            await self._in_pool(functools.partial(transfer.apply_modes, modes))
+
+    async def _upload(self, succeeded: bool, wd: Path) -> None:
+        outputs = self.spec.output_files
+        plan = functools.partial(transfer.plan_uploads, outputs, succeeded, wd, self.directory, self._cancel)
+        # Wildcards walk the task directory (unbounded): on a worker; static paths are a few lstat calls.
+        await self._run_jobs(await self._in_pool(plan) if transfer.walks(outputs) else plan())
+
+    async def _run_jobs(self, jobs: list[transfer.Job]) -> None:
+        """Run transfer jobs concurrently on the shared pool; raise the first failure (or :class:`_Ended`)."""
+        if not jobs:
+            return
+        futures = [transfer.POOL.submit(job) for job in jobs]
+        try:
+            await self._unless_ended(asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+        finally:
+            for fut in futures:
+                fut.cancel()  # those not started yet never run
+
+    async def _in_pool(self, fn: Callable[[], T]) -> T:
+        try:
+            return await self._unless_ended(asyncio.wrap_future(transfer.POOL.submit(fn)))
+        except TransferCancelled:
+            raise _Ended() from None
+
+    async def _unless_ended(self, work: Awaitable[T]) -> T:
+        """Await ``work``; raise :class:`_Ended` as soon as the execution is ended (``work`` is abandoned)."""
+        fut = asyncio.ensure_future(work)
+        ended = asyncio.ensure_future(self._end_event.wait())
+        try:
+            await asyncio.wait({fut, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not fut.done():
+                fut.cancel()
+                self._cancel.set()
+                # An abandoned gather would log its children's late errors: consume them.
+                fut.add_done_callback(_consume)
+        if not fut.done() or fut.cancelled():
+            raise _Ended()
+        return fut.result()
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -195,10 +270,11 @@ class Execution:
 
     async def _spawn_and_wait(self, argv: list[str], wd: Path, env: dict[str, str]) -> int | Outcome:
         start = utcnow()
-        with (
-            open(self.directory / "stdout.txt", "wb") as out,
-            open(self.directory / "stderr.txt", "wb") as err,
-        ):
+        try:
+            out, err = await self._in_pool(functools.partial(_open_logs, self.directory))
+        except _Ended:
+            return self._ended(start, None)
+        with out, err:
             try:
                 self._proc = await asyncio.create_subprocess_exec(
                     *argv,
@@ -237,6 +313,21 @@ class Execution:
         code = proc.returncode if proc.returncode is not None else -1
         # A process killed by a signal reports 128 + signal, as a shell would.
         return 128 - code if code < 0 else code
+
+
+def _prepare_directory(directory: Path, wd: Path, fresh: bool) -> None:
+    if fresh:
+        shutil.rmtree(directory, ignore_errors=True)
+    wd.mkdir(parents=True, exist_ok=True)
+
+
+def _open_logs(directory: Path) -> tuple[BinaryIO, BinaryIO]:
+    out = open(directory / "stdout.txt", "wb")  # noqa: SIM115 - closed by the caller
+    try:
+        return out, open(directory / "stderr.txt", "wb")
+    except OSError:
+        out.close()
+        raise
 
 
 def kill_orphaned_group(pgid: int, task_env_marker: str) -> bool:

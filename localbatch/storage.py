@@ -5,22 +5,30 @@ thread-safe). Connections are reused: container clients are cached per
 container URL (bounded), plain HTTP downloads share one urllib3 pool, so a
 task's files cost a request each, not a connection each. Errors come out as
 :class:`StorageFailure` whose message names the container/blob but never a
-SAS token or key.
+SAS token or key; log redaction (:mod:`localbatch.logredact`) is installed
+before the first connection is made. The storage SDK retries 3 times with a
+short back-off (about 8 s in all, not its default of about a minute), so a task
+whose storage is down fails in seconds. Uploads never follow a symlink in the
+last component of the path (``O_NOFOLLOW``) and only send regular files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote, urlsplit
 
 import urllib3
+
+from localbatch import logredact
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -29,6 +37,8 @@ if TYPE_CHECKING:
 # server's start-up time, and many servers (tests, `runner local up`) never touch a blob.
 
 HTTP_TIMEOUT_SECONDS = 60.0
+SINGLE_PUT_BYTES = 64 * 2**20
+PUT_BLOB_API_VERSION = "2023-11-03"
 _CACHE_SIZE = 64
 
 
@@ -68,7 +78,31 @@ class _ClientCache:
 
 
 _cache = _ClientCache()
-_http = urllib3.PoolManager(num_pools=16, maxsize=8, timeout=urllib3.Timeout(total=HTTP_TIMEOUT_SECONDS))
+_http_lock = threading.Lock()
+_http: urllib3.PoolManager | None = None
+# Storage SDK retries: ExponentialRetry(initial_backoff, increment_base, retry_total).
+RETRY_INITIAL_BACKOFF = 0.5
+RETRY_INCREMENT_BASE = 2
+RETRY_TOTAL = 3
+
+
+def _http_pool() -> urllib3.PoolManager:
+    """The one urllib3 pool of plain HTTP downloads (made on first use, after log redaction)."""
+    global _http
+    with _http_lock:
+        if _http is None:
+            logredact.install()
+            _http = urllib3.PoolManager(
+                num_pools=16, maxsize=8, timeout=urllib3.Timeout(total=HTTP_TIMEOUT_SECONDS)
+            )
+        return _http
+
+
+def _client_options() -> dict[str, Any]:
+    policy = _blob().ExponentialRetry(
+        initial_backoff=RETRY_INITIAL_BACKOFF, increment_base=RETRY_INCREMENT_BASE, retry_total=RETRY_TOTAL
+    )
+    return {"retry_policy": policy}
 
 
 @dataclass(frozen=True)
@@ -86,16 +120,28 @@ class AutoStorage:
                 self.blob_endpoint,
                 name,
                 credential={"account_name": self.account_name, "account_key": self.account_key},
+                **_client_options(),
             ),
         )
 
 
+def is_container_url(url: str) -> bool:
+    """Whether ``url`` looks like a container URL (http(s), a host, a container in the path),
+    checked without the storage SDK (its import takes a third of a second)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.path.strip("/") != ""
+
+
 def container_from_url(url: str) -> ContainerClient:
     """A (cached) client for a container URL, usually with a SAS; ValueError if it is not one."""
-    return _cache.get(url, lambda: _blob().ContainerClient.from_container_url(url))
+    return _cache.get(url, lambda: _blob().ContainerClient.from_container_url(url, **_client_options()))
 
 
 def _blob() -> Any:
+    logredact.install()
     import azure.storage.blob
 
     return azure.storage.blob
@@ -112,10 +158,25 @@ def _status(exc: Exception) -> int | None:
     return status if isinstance(status, int) else None
 
 
+@contextlib.contextmanager
+def _replacing(target: Path) -> Iterator[BinaryIO]:
+    """Write a new file that replaces ``target`` when complete (a symlink there is replaced, not followed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        with open(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def download_url(url: str, target: Path) -> None:
     """GET ``url`` (e.g. a blob SAS URL) into ``target``."""
     try:
-        resp = _http.request("GET", url, preload_content=False, retries=urllib3.Retry(2, redirect=3))
+        resp = _http_pool().request("GET", url, preload_content=False, retries=urllib3.Retry(2, redirect=3))
     except (urllib3.exceptions.HTTPError, ValueError) as exc:
         raise StorageFailure(f"downloading {public_url(url)} failed: {type(exc).__name__}") from None
     try:
@@ -123,8 +184,7 @@ def download_url(url: str, target: Path) -> None:
             raise StorageFailure(
                 f"downloading {public_url(url)} failed with HTTP status {resp.status}", resp.status
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as fh:
+        with _replacing(target) as fh:
             shutil.copyfileobj(resp, fh, 1 << 20)
     except urllib3.exceptions.HTTPError as exc:
         raise StorageFailure(f"downloading {public_url(url)} failed: {type(exc).__name__}") from None
@@ -146,9 +206,8 @@ def download_blob(container: ContainerClient, name: str, dest: Path) -> None:
     target = (dest / name).resolve()
     if not str(target).startswith(str(dest.resolve()) + os.sep):
         raise StorageFailure(f"blob name escapes the target directory: {name}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(target, "wb") as fh:
+        with _replacing(target) as fh:
             container.download_blob(name).readinto(fh)
     except _azure_error() as exc:
         raise StorageFailure(
@@ -157,11 +216,50 @@ def download_blob(container: ContainerClient, name: str, dest: Path) -> None:
         ) from None
 
 
-def upload_file(container: ContainerClient, blob_name: str, path: Path) -> None:
-    """Upload ``path`` as ``blob_name`` (overwriting)."""
+def upload_file(container_url: str, blob_name: str, path: Path) -> None:
+    """Upload the regular file ``path`` as ``blob_name`` into the container at ``container_url`` (a SAS
+    URL), overwriting; never through a final symlink.
+
+    Files up to :data:`SINGLE_PUT_BYTES` go as one Put Blob request on the shared urllib3 pool (what
+    the storage SDK would send, without its per-request pipeline); larger ones through the SDK
+    (blocks in parallel). Connection errors and 5xx are retried 3 times.
+    """
     try:
-        with open(path, "rb") as fh:
-            container.upload_blob(blob_name, fh, overwrite=True)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise StorageFailure(f"cannot read {path.name} to upload it: {exc.strerror}") from None
+    with open(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StorageFailure(f"{path.name} is not a regular file: not uploaded")
+        if st.st_size <= SINGLE_PUT_BYTES:
+            _put_blob(container_url, blob_name, fh, st.st_size)
+        else:
+            _upload_stream(container_from_url(container_url), blob_name, fh)
+
+
+def _put_blob(container_url: str, blob_name: str, fh: BinaryIO, size: int) -> None:
+    parts = urlsplit(container_url)
+    url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/{quote(blob_name)}?{parts.query}"
+    where = f"{blob_name} to container {public_url(container_url)}"
+    headers = {
+        "x-ms-blob-type": "BlockBlob",
+        "x-ms-version": PUT_BLOB_API_VERSION,
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(size),
+    }
+    retries = urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), redirect=0)
+    try:
+        resp = _http_pool().request("PUT", url, body=fh, headers=headers, retries=retries)
+    except (urllib3.exceptions.HTTPError, ValueError) as exc:
+        raise StorageFailure(f"could not upload {where}: {type(exc).__name__}") from None
+    if resp.status >= 300:
+        raise StorageFailure(f"could not upload {where}: HTTP status {resp.status}", resp.status)
+
+
+def _upload_stream(container: ContainerClient, blob_name: str, fh: Any) -> None:
+    try:
+        container.upload_blob(blob_name, fh, overwrite=True)
     except _azure_error() as exc:
         raise StorageFailure(
             f"could not upload {blob_name} to container {public_url(container.url)}: {type(exc).__name__}",

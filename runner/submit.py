@@ -38,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import manifest as mf
+from runner import polling
 from runner.batch import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
     JobEnded,
@@ -72,7 +73,6 @@ log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SAS_MARGIN = timedelta(hours=1)
-_MAX_POLL = 5.0
 
 
 @dataclass(frozen=True)
@@ -415,7 +415,8 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
     """
     total = len(manifest.task_ids)
     deadline = time.monotonic() + opts.timeout.total_seconds()
-    interval = opts.poll_interval
+    policy = polling.policy_for(session.outputs.batch_account_url, opts.poll_interval)
+    interval = policy.first
     last: TaskCounts | None = None
     pool = PoolWatcher(session, reporter)
     host = session.outputs.batch_account_url
@@ -445,7 +446,7 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
                     hint=f"it keeps running: `runner status {manifest.job_id}`, "
                     f"then `runner results {manifest.job_id}`",
                 )
-            interval = opts.poll_interval if counts != last else min(_MAX_POLL, interval * 1.5)
+            interval = policy.next(interval, changed=counts != last)
             last = counts
             time.sleep(interval)
 
