@@ -168,6 +168,11 @@ class Execution:
             return exit_code
         end_reason = self.ended_by
         if end_reason == "MaxWallClockTimeExpiry":
+            # Ended by its own constraint, not by a request: its outputs still go up (Batch
+            # uploads taskFailure/taskCompletion files); a terminate from now on ends that too.
+            self.ended_by = None
+            self._cancel.clear()
+            self._end_event.clear()
             outcome = Outcome(
                 start,
                 utcnow(),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import stat
 import threading
@@ -160,10 +161,14 @@ def _status(exc: Exception) -> int | None:
 
 @contextlib.contextmanager
 def _replacing(target: Path) -> Iterator[BinaryIO]:
-    """Write a new file that replaces ``target`` when complete (a symlink there is replaced, not followed)."""
+    """Write a new file that replaces ``target`` when complete (a symlink there is replaced, not followed).
+
+    The temporary name is short and fixed in length, so any ``target`` name a file system
+    accepts can be written (a name near 255 bytes plus a suffix would not be).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    tmp = target.with_name(f".lb-{secrets.token_hex(8)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with open(fd, "wb") as fh:
             yield fh

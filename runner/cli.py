@@ -497,7 +497,8 @@ def status(
     ex = gather(session, job, stderr_tails=False)
     counts = session.batch.task_counts(job)
     tasks = [t for t in ex.tasks if t.failed] if failed else list(ex.tasks)
-    STATE.say(job_views.pool_line(ex.pool, ex.nodes))
+    for line in job_views.pool_line(ex.pool, ex.nodes).splitlines():
+        STATE.say(line)
     title = f"job {job} ({ex.job.state})" + (f": {len(tasks)} failed task(s)" if failed else "")
     STATE.console.print(job_views.task_table(title, tasks, STATE.console.width))
     STATE.say(job_views.times_note(tasks))

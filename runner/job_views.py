@@ -228,7 +228,7 @@ def jobs_table(lines: list[JobLine], now: datetime) -> Table:
 
 #: Printed under the jobs table when some job has failures.
 RETRY_NOTE = (
-    "retry: failed tasks of an active job can be retried; a completed job takes no new tasks "
+    "retry: `runner retry JOB` reruns the failed tasks of an active job; a completed job takes no new tasks "
     "(submit again under a new --job-id)"
 )
 
