@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-nodes", type=int, default=64, help="largest node count a pool may ask for")
     s.add_argument("--autoscale-nodes", type=int, default=1, help="nodes given to an autoscale pool")
     s.add_argument("--log-level", default=os.environ.get("LOCALBATCH_LOG_LEVEL", "INFO"))
+    s.add_argument(
+        "--check-contract",
+        type=Path,
+        metavar="FILE",
+        help="check every response against the Batch contract; append violations to FILE (JSON lines)",
+    )
     return p
 
 
@@ -87,7 +93,12 @@ async def serve(args: argparse.Namespace, account_key: str, storage_key: str | N
         config = ServiceConfig(data_dir, args.account_name, "", auto, args.max_nodes, args.autoscale_nodes)
         service = Service(store, config)
         api = BatchApi(service, verifier)
-        runner = web.AppRunner(make_app(api), access_log=None, handle_signals=False)
+        app = make_app(api)
+        if args.check_contract is not None:
+            from localbatch.contract import middleware  # imported only when asked: zero cost when off
+
+            middleware.install(app, args.check_contract.resolve())
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
         await site.start()

@@ -8,6 +8,7 @@ restart servers start their own with the same helpers instead of using these.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from runner import services
+from tests import contract_allowlist
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,38 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     server.process.stop()
 
 
+def contract_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session localbatch appends its contract violations (JSON lines)."""
+    return tmp_path_factory.getbasetemp() / "contract-violations.jsonl"
+
+
 @pytest.fixture(scope="session")
 def localbatch(tmp_path_factory: pytest.TempPathFactory, azurite: Azurite) -> Iterator[LocalBatch]:
-    server = start_localbatch(tmp_path_factory.mktemp("localbatch"), azurite)
+    check = ["--check-contract", str(contract_log(tmp_path_factory))]
+    server = start_localbatch(tmp_path_factory.mktemp("localbatch"), azurite, extra_args=check)
     yield server
     server.process.stop()
+
+
+@pytest.fixture(autouse=True)
+def batch_contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the test whose requests got a response from the session localbatch outside the contract.
+
+    Violations listed in tests/contract_allowlist.py are tolerated (each with its reason).
+    """
+    path = contract_log(tmp_path_factory)
+    start = path.stat().st_size if path.exists() else 0
+    yield
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        f.seek(start)
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    found = [json.loads(line) for line in lines if line.strip()]
+    bad = [v for v in found if not contract_allowlist.allowed(v)]
+    if bad:
+        listed = "\n".join(
+            f"  {v['operation']} {v['method']} {v['path']} -> {v['status']}: {v['problem']}" for v in bad[:50]
+        )
+        more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
+        pytest.fail(f"localbatch answered outside the Batch contract:\n{listed}{more}", pytrace=False)
