@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from multidict import CIMultiDict
 from localbatch.contract import middleware
 from localbatch.contract.check import Exchange, check_response
 from localbatch.contract.spec import Contract, load
+from tests import contract_allowlist
 from tests.localbatch.conftest import new_job, unique, wait_task_completed
 
 
@@ -223,3 +226,23 @@ def test_middleware_logs_violations_without_header_values(tmp_path: Path) -> Non
     assert "$.state: 'melting' is not a value of enum BatchPoolState" in found
     assert "header request-id is missing" in found and "header Last-Modified is missing" in found
     assert secret not in log_file.read_text(encoding="utf-8")
+
+
+def test_allowlist_tolerates_only_listed_violations() -> None:
+    listed = {
+        "operation": "list_nodes",
+        "problem": "$.value[0].ipv6Address: required property of BatchNode is missing",
+    }
+    other = {
+        "operation": "list_nodes",
+        "problem": "$.value[0].state: 'melting' is not a value of enum BatchNodeState",
+    }
+    assert contract_allowlist.allowed(listed)
+    assert not contract_allowlist.allowed(other)
+    assert not contract_allowlist.allowed({**listed, "operation": "list_pools"})
+
+
+def test_check_is_not_loaded_when_off() -> None:
+    """Zero cost when off: serving without --check-contract never imports the checker."""
+    code = "import sys, localbatch.cli, localbatch.server; sys.exit('localbatch.contract' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
