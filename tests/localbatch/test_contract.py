@@ -246,3 +246,37 @@ def test_check_is_not_loaded_when_off() -> None:
     """Zero cost when off: serving without --check-contract never imports the checker."""
     code = "import sys, localbatch.cli, localbatch.server; sys.exit('localbatch.contract' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_checker_failure_is_a_violation_not_a_changed_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the checker itself breaks, the client still gets the handler's answer, and the log says so."""
+    log_file = tmp_path / "violations.jsonl"
+
+    def broken(*_args: object) -> list[object]:
+        raise KeyError("a checker bug")
+
+    monkeypatch.setattr(middleware, "check_response", broken)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"id": "p1"})
+
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        app = web.Application()
+        app.router.add_get("/pools/{pool}", ok)
+        middleware.install(app, log_file)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/pools/p1"
+        try:
+            async with ClientSession() as session, session.get(url) as resp:
+                return resp.status, await resp.json()
+        finally:
+            await runner.cleanup()
+
+    status, body = asyncio.run(scenario())
+    assert (status, body) == (200, {"id": "p1"})
+    [line] = [json.loads(x) for x in log_file.read_text(encoding="utf-8").splitlines()]
+    assert line["problem"].startswith("the contract checker failed (KeyError)")
