@@ -280,3 +280,10 @@ def test_checker_failure_is_a_violation_not_a_changed_answer(
     assert (status, body) == (200, {"id": "p1"})
     [line] = [json.loads(x) for x in log_file.read_text(encoding="utf-8").splitlines()]
     assert line["problem"].startswith("the contract checker failed (KeyError)")
+
+
+def test_violation_escapes_control_characters_in_the_path(contract: Contract) -> None:
+    ex = Exchange("GET", "/pools/a\nFAKE LOG LINE\x1b[31m", CIMultiDict(), 200, CIMultiDict(), b"")
+    violations = check_response(contract, ex)
+    assert "header request-id is missing" in [v.problem for v in violations]
+    assert {v.path for v in violations} == {"/pools/a\\x0aFAKE LOG LINE\\x1b[31m"}
