@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         "(default SharedKey, or SharedKey,AAD with --oauth; AAD alone: Entra-only)",
     )
     s.add_argument("--ca-file", type=Path, help="PEM CA its own transfers trust (besides public CAs)")
+    s.add_argument(
+        "--check-contract",
+        type=Path,
+        metavar="FILE",
+        help="check every response against the Batch contract; append violations to FILE (JSON lines)",
+    )
     return p
 
 
@@ -159,7 +165,12 @@ async def serve(args: argparse.Namespace, account_key: str | None, storage_key: 
         )
         service = Service(store, config)
         api = BatchApi(service, verifier)
-        runner = web.AppRunner(make_app(api), access_log=None, handle_signals=False)
+        app = make_app(api)
+        if args.check_contract is not None:
+            from localbatch.contract import middleware  # imported only when asked: zero cost when off
+
+            middleware.install(app, args.check_contract.resolve())
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, args.host, args.port, reuse_address=True, ssl_context=ssl_context)
         await site.start()

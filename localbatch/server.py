@@ -217,6 +217,8 @@ class BatchApi:
             body["odata.nextLink"] = (
                 f"{ctx.base}{path}?api-version={quote(ctx.api_version)}&$skiptoken={next_token}"
             )
+            if ctx.query.get("$select"):  # as the service does: the projection stays visible on every page
+                body["odata.nextLink"] += f"&$select={quote(ctx.query['$select'])}"
         return self._json(200, body)
 
     def _list_state(self, ctx: Ctx) -> odata.PageState:
@@ -296,7 +298,8 @@ class BatchApi:
         self.service.resize_pool(
             ctx.segments[1], body.get("targetDedicatedNodes"), body.get("targetLowPriorityNodes")
         )
-        return self._empty(202)
+        doc = self.service.pool(ctx.segments[1])
+        return self._empty(202, f"{ctx.base}/pools/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
 
     def _pool_done(self, ctx: Ctx, doc: dict[str, Any], status: int = 200) -> web.Response:
         return self._empty(status, f"{ctx.base}/pools/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
@@ -411,8 +414,11 @@ class BatchApi:
 
     async def get_node(self, ctx: Ctx) -> web.StreamResponse:
         node = self.service.node(ctx.segments[1], ctx.segments[3])
-        view = odata.project(self._node_view(ctx, node), odata.parse_select(ctx.query.get("$select")))
-        return self._json(200, view)
+        full = self._node_view(ctx, node)
+        view = odata.project(full, odata.parse_select(ctx.query.get("$select")))
+        # A node has no stored ETag: one from its rendering changes whenever the node does.
+        etag = "0x" + hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:15].upper()
+        return self._json(200, view, etag, full.get("stateTransitionTime") or models.iso(models.utcnow()))
 
     async def list_node_files(self, ctx: Ctx) -> web.StreamResponse:
         node = self.service.node(ctx.segments[1], ctx.segments[3])
@@ -481,8 +487,12 @@ class BatchApi:
 
     async def task_counts(self, ctx: Ctx) -> web.StreamResponse:
         counts = self.service.task_counts(ctx.segments[1])
+        job = self.service.job(ctx.segments[1])
         return self._json(
-            200, {"odata.metadata": f"{ctx.base}/$metadata#taskcountsresult/@Element", **counts}
+            200,
+            {"odata.metadata": f"{ctx.base}/$metadata#taskcountsresult/@Element", **counts},
+            job["eTag"],
+            job["lastModified"],
         )
 
     # ------------------------------------------------------------------ tasks
@@ -554,7 +564,8 @@ class BatchApi:
                 }
             else:
                 results[i] = _task_result_error(task["id"], errors.exists("Task"))
-        return self._json(200, {"odata.metadata": f"{ctx.base}/$metadata#taskaddresult", "value": results})
+        body = {"odata.metadata": f"{ctx.base}/$metadata#taskaddresult", "value": results}
+        return self._json(200, body, job["eTag"], job["lastModified"])
 
     async def list_tasks(self, ctx: Ctx) -> web.StreamResponse:
         job = self.service.job(ctx.segments[1])
@@ -579,7 +590,9 @@ class BatchApi:
         job, row = self.service.task(ctx.segments[1], ctx.segments[3])
         view = task_view(ctx.base, row, job, self.service.pool_of_job(job))
         view = odata.project(view, odata.parse_select(ctx.query.get("$select")))
-        return self._json(200, view, row.etag, row.last_modified)
+        response = self._json(200, view, row.etag, row.last_modified)
+        response.headers["DataServiceId"] = task_url(ctx.base, job["id"], row.task_id)
+        return response
 
     async def delete_task(self, ctx: Ctx) -> web.StreamResponse:
         self.service.delete_task(ctx.segments[1], ctx.segments[3])
@@ -600,11 +613,16 @@ class BatchApi:
 
     async def terminate_task(self, ctx: Ctx) -> web.StreamResponse:
         self.service.terminate_task(ctx.segments[1], ctx.segments[3])
-        return self._empty(204)
+        return self._task_headers(ctx, 204)
 
     async def reactivate_task(self, ctx: Ctx) -> web.StreamResponse:
         self.service.reactivate_task(ctx.segments[1], ctx.segments[3])
-        return self._empty(204)
+        return self._task_headers(ctx, 204)
+
+    def _task_headers(self, ctx: Ctx, status: int) -> web.Response:
+        """An empty answer with the task's DataServiceId, ETag and Last-Modified, as the spec declares."""
+        job, row = self.service.task(ctx.segments[1], ctx.segments[3])
+        return self._empty(status, task_url(ctx.base, job["id"], row.task_id), row.etag, row.last_modified)
 
     def _task_dir(self, ctx: Ctx) -> tuple[dict[str, Any], TaskRow, Path]:
         job, row = self.service.task(ctx.segments[1], ctx.segments[3])
@@ -636,7 +654,7 @@ class BatchApi:
             props: dict[str, Any] = {
                 "creationTime": models.iso(datetime.fromtimestamp(st.st_ctime, timezone.utc)),
                 "lastModified": models.iso(datetime.fromtimestamp(st.st_mtime, timezone.utc)),
-                "contentLength": 0 if is_dir else st.st_size,
+                "contentLength": str(0 if is_dir else st.st_size),  # the spec: int64 as a string
                 "contentType": "application/octet-stream",
                 "fileMode": f"0{st.st_mode & 0o777:o}",
             }
@@ -687,6 +705,7 @@ class BatchApi:
             "ocp-batch-file-isdirectory": "true" if is_dir else "false",
             "ocp-batch-file-url": url,
             "ocp-batch-file-mode": f"0{st.st_mode & 0o777:o}",
+            "ETag": f"0x{st.st_mtime_ns:X}",
             "Last-Modified": format_datetime(datetime.fromtimestamp(st.st_mtime, timezone.utc), usegmt=True),
         }
         if ctx.method == "HEAD":

@@ -38,7 +38,8 @@ def test_status_shows_pool_then_per_task_node_and_times(word_job: Job) -> None:
     assert "UTC" in err and (" s " in err or " ms " in err)  # times with their zone, durations in words
     assert "13/13 done" in err
     lines = res.stderr.splitlines()
-    assert all(len(ln) <= 80 for ln in lines), [ln for ln in lines if len(ln) > 80]  # CliRunner's console: 80 columns
+    # CliRunner's console: 80 columns
+    assert all(len(ln) <= 80 for ln in lines), [ln for ln in lines if len(ln) > 80]
     assert "rt/rq" in res.stderr and "requeues" not in res.stderr
 
 
