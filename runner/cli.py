@@ -417,8 +417,6 @@ def submit(
             raise
     finally:
         claim.release()
-    if with_report and not isinstance(outcome, Submitted):
-        _write_report(session, job, dest)
     if isinstance(outcome, Submitted):
         # The job id is this command's result: shown with --quiet too.
         follow = f"follow with `runner status {job}`, then `runner results {job}`"
@@ -436,6 +434,8 @@ def submit(
             )
         return
     show_results(outcome)
+    if with_report:
+        _write_report(session, job, dest)  # last: its path is the run's final line
 
 
 def _write_report(session: Session, job: str, dest: Path | None) -> None:

@@ -86,7 +86,12 @@ class Contract:
     operations: tuple[Operation, ...]
 
     def match(self, method: str, raw_path: str) -> Operation | None:
-        """The operation answering ``method raw_path`` (path without query), or None."""
+        """The operation answering ``method raw_path`` (path without query), or None.
+
+        Empty segments are dropped first, as localbatch's router does (``files//`` is the
+        file listing), so the check judges the operation that was actually served.
+        """
+        raw_path = "/" + "/".join(s for s in raw_path.split("/") if s)
         best: Operation | None = None
         for op in self.operations:
             fits = op.method == method and op.pattern.fullmatch(raw_path) is not None

@@ -95,6 +95,9 @@ def test_contract_is_derived_from_the_installed_sdk(contract: Contract) -> None:
     files = contract.match("HEAD", "/jobs/j/tasks/t/files/wd/a%2Fb.txt")
     assert files is not None and files.name == "get_task_file_properties"
     assert contract.match("POST", "/jobs/j/tasks/t/terminate").name == "terminate_task"  # type: ignore[union-attr]
+    # Empty segments are dropped, as localbatch's router drops them: `files//` is the listing.
+    listing = contract.match("GET", "/pools/p/nodes/n/files//")
+    assert listing is not None and listing.name == "list_node_files"
 
 
 def test_real_responses_pass(
