@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,22 @@ def _input_width(console: Console, results: JobResults, command_mode: bool) -> i
     return max(12, (console.width - fixed) * 3 // 5)
 
 
+def _detail_width(
+    console: Console, results: JobResults, shown: Sequence[FileResult], input_width: int, command_mode: bool
+) -> int:
+    """Columns left for the details (top words, files) once the other columns have their
+    content's width: the details lose their end, so rich never squeezes the other columns."""
+    rows = [*shown, *([results.corpus] if results.corpus is not None else [])]
+    ids = max([len(r.task_id) for r in rows] + [4])
+    inputs = min(input_width, max([len(r.input) for r in shown] + [len("all files"), 5]))
+    status = max([len(r.outcome.value) for r in rows] + [6])
+    cols = [ids, inputs, status]
+    if not command_mode:
+        cols.append(max([len(f"{r.words:,}") for r in rows if r.words is not None] + [5]))
+    borders = 3 * (len(cols) + 1) + 1  # "│ " before each column and " │" at the end
+    return max(10, console.width - sum(cols) - borders)
+
+
 def print_summary(console: Console, results: JobResults, *, full: bool = False) -> None:
     """The end-of-run summary, one screen whatever the job's size.
 
@@ -93,12 +110,16 @@ def print_summary(console: Console, results: JobResults, *, full: bool = False) 
     table = _table(results, command_mode)
     width = _input_width(console, results, command_mode)
     compact = not full and len(results.files) > COMPACT_ABOVE
-    for r in [] if compact else results.files:
+    shown = [] if compact else results.files
+    detail_width = _detail_width(console, results, shown, width, command_mode)
+    for r in shown:
         row: list[str | Text] = [safe(r.task_id), Text(shorten_middle(safe(r.input), width))]
         row.append(Text(r.outcome.value, style=_STYLE[r.outcome]))
         if not command_mode:
             row.append("" if r.words is None else f"{r.words:,}")
-        row.append(_detail(r, results.dest, command_mode))
+        detail = _detail(r, results.dest, command_mode)
+        detail.truncate(detail_width, overflow="ellipsis")
+        row.append(detail)
         table.add_row(*row)
     if results.corpus is not None:
         c = results.corpus
@@ -109,7 +130,7 @@ def print_summary(console: Console, results: JobResults, *, full: bool = False) 
             Text("all files", style="bold"),
             Text(c.outcome.value, style=_STYLE[c.outcome]),
             "" if c.words is None else f"{c.words:,}",
-            Text(_top(c), style="bold") if c.top else Text(_corpus_note(c), style="dim"),
+            _cut(Text(_top(c), style="bold") if c.top else Text(_corpus_note(c), style="dim"), detail_width),
         )
     if table.row_count:
         console.print(table)
@@ -122,6 +143,11 @@ def print_summary(console: Console, results: JobResults, *, full: bool = False) 
         where = _fit(safe(results.dest / SUMMARY_FILE), console.width - len(more) - 15)
         console.print(Text(f"{more}{where} (--table full)"), soft_wrap=True)
     console.print(Text(f"results in {_fit(safe(results.dest), console.width - 11)}"), soft_wrap=True)
+
+
+def _cut(text: Text, width: int) -> Text:
+    text.truncate(width, overflow="ellipsis")
+    return text
 
 
 def _fit(path: str, width: int) -> str:

@@ -221,7 +221,9 @@ def submit(
     if opts.command is None:
         code = ensure_node_code(storage, out.application_container)
         code_url = storage.blob_read_url(out.application_container, code.blob_name, expiry)
-        reporter.info(f"node code: {code.blob_name} ({'uploaded' if code.uploaded else 'already there'})")
+        # The blob is named by its content hash; 12 hex digits identify it and fit 80 columns.
+        short = code.blob_name.rsplit("/", 1)[-1][:12]
+        reporter.info(f"node code: nodetask {short} ({'uploaded' if code.uploaded else 'already there'})")
 
     # 4. manifest, job
     mf.save(storage, out.input_container, manifest)

@@ -243,3 +243,23 @@ def test_quiet_no_wait_still_says_which_job_was_submitted(tmp_path: Path, idle_p
         "job rel-quiet-nowait submitted; follow with `runner status rel-quiet-nowait`, then "
         "`runner results rel-quiet-nowait`"
     ]
+
+
+def test_a_small_job_at_80_columns_keeps_every_column_and_cuts_only_the_words(
+    tmp_path: Path, fast_pool: Path
+) -> None:
+    """Up to 20 files every row is shown: long top words must not squeeze task, status and
+    words to nothing (they did: rich shrinks every no-wrap column alike)."""
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(5):
+        words = " ".join(f"averyveryverylongword{i}{j}" for j in range(5))
+        (root / f"licence-{i}.txt").write_text(f"{words} {words}\n")
+    res = _run80(fast_pool, "submit", str(root), "--job-id", "rel-narrow", "--dest", str(tmp_path / "r"))
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert all(len(ln) <= 80 for ln in lines), [ln for ln in lines if len(ln) > 80]
+    header = next(ln for ln in lines if "input" in ln and "top words" in ln)
+    assert [c.strip() for c in header.split("┃")[1:6]] == ["task", "input", "status", "words", "top words"]
+    rows = [ln for ln in lines if "licence-" in ln]
+    assert len(rows) == 5 and all("succeeded" in ln and " 10 " in ln and "…" in ln for ln in rows), rows
