@@ -525,9 +525,9 @@ def _print_jobs(session: Session) -> None:
             counts = None
         lines.append(job_views.JobLine(j, counts))
     now = datetime.now(timezone.utc)
-    STATE.console.print(job_views.jobs_table(lines, now))
-    if any(line.retryable != "-" for line in lines):
-        STATE.say(job_views.RETRY_NOTE)
+    STATE.console.print(job_views.jobs_table(lines, now, STATE.console.width))
+    if any(line.retryable != "-" for line in lines) and not STATE.quiet:
+        STATE.console.print(Text(job_views.RETRY_NOTE), highlight=False)  # prose: wrapped to the width
     if STATE.json:
         typer.echo(report_mod.dumps([line.to_json(now) for line in lines]))
 

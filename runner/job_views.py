@@ -28,6 +28,8 @@ from runner.batch import Batch, JobInfo, NodeInfo, PoolInfo, TaskCounts, TaskSta
 from runner.exec_summary import status_word
 from runner.execution import Execution, TaskRecord
 from runner.report_html import human, short_node
+from runner.text import safe as escape
+from runner.text import shorten_middle
 from runner.trace import iso, row
 
 _STATUS_STYLE = {"done": "green", "failed": "bold red", "running": "cyan", "waiting": "dim"}
@@ -38,9 +40,8 @@ def local_time(t: datetime | None) -> str:
 
 
 def safe(text: str) -> Text:
-    """Data as plain text, control characters escaped (a file name may hold ESC sequences)."""
-    escaped = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-    return Text(escaped)
+    """Data as plain text, control characters escaped (the one helper, :func:`runner.text.safe`)."""
+    return Text(escape(text))
 
 
 def pool_line(pool: PoolInfo | None, nodes: tuple[NodeInfo, ...]) -> str:
@@ -201,29 +202,40 @@ class JobLine:
 _VERDICT_STYLE = {"failed": "bold red", "cancelled": "yellow", "done": "green", "running": "cyan"}
 
 
-def jobs_table(lines: list[JobLine], now: datetime) -> Table:
-    table = Table(title="jobs", title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True)
-    table.add_column("job", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    for col in ("done", "failed", "run", "wait"):
-        table.add_column(col, justify="right")
+def jobs_table(lines: list[JobLine], now: datetime, width: int = 200) -> Table:
+    """The jobs, one row each, within ``width`` columns: every column keeps its content's
+    width and long job ids lose their middle (rich would squeeze the counts to "…")."""
     zone = datetime.now().astimezone().strftime("%Z")
-    for col in (f"created ({zone})", "took", "retry"):
-        table.add_column(col, no_wrap=True)
-    for line in lines:
-        c = line.counts
-        table.add_row(
-            safe(line.job.id),
-            Text(line.verdict, style=_VERDICT_STYLE.get(line.verdict, "")),
-            str(c.succeeded) if c else "?",
-            Text(str(c.failed), style="bold red" if c.failed else "") if c else "?",
-            str(c.running) if c else "?",
-            str(c.active) if c else "?",
-            line.job.creation_time.astimezone().strftime("%m-%d %H:%M") if line.job.creation_time else "",
-            line.duration(now),
-            line.retryable,
-        )
+    heads = ["job", "status", "done", "failed", "run", "wait", f"created ({zone})", "took", "retry"]
+    rows = [_job_cells(line, now) for line in lines]
+    widths = [max([len(h)] + [len(r[i].plain) for r in rows]) for i, h in enumerate(heads)]
+    room = width - sum(widths[1:]) - 2 * len(heads)  # one space each side of a column
+    id_width = max(8, min(widths[0], room))
+    table = Table(title="jobs", title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True)
+    for i, head in enumerate(heads):
+        right = head in ("done", "failed", "run", "wait")
+        table.add_column(head, justify="right" if right else "left", no_wrap=True, min_width=widths[i])
+    table.columns[0].min_width = id_width
+    for cells in rows:
+        cells[0] = Text(shorten_middle(cells[0].plain, id_width))
+        table.add_row(*cells)
     return table
+
+
+def _job_cells(line: JobLine, now: datetime) -> list[Text]:
+    c = line.counts
+    created = line.job.creation_time.astimezone().strftime("%m-%d %H:%M") if line.job.creation_time else ""
+    return [
+        safe(line.job.id),
+        Text(line.verdict, style=_VERDICT_STYLE.get(line.verdict, "")),
+        Text(str(c.succeeded) if c else "?"),
+        Text(str(c.failed) if c else "?", style="bold red" if c and c.failed else ""),
+        Text(str(c.running) if c else "?"),
+        Text(str(c.active) if c else "?"),
+        Text(created),
+        Text(line.duration(now)),
+        Text(line.retryable),
+    ]
 
 
 #: Printed under the jobs table when some job has failures.

@@ -129,3 +129,15 @@ def test_logs_follow_streams_a_running_task_until_it_ends(tmp_path: Path, output
         proc.kill()
     assert rest == "line 2\nline 3\n"
     assert batch.get_task("report-follow", "1").state is TaskState.COMPLETED
+
+
+def test_jobs_at_80_columns_keeps_the_counts(word_job: Job, failing_job: Job) -> None:
+    """Long job ids lose their middle; the counts are never squeezed to "…"."""
+    res = CliRunner().invoke(app, ["--outputs", str(word_job.outputs_file), "jobs"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert all(len(ln) <= 80 for ln in lines), [ln for ln in lines if len(ln) > 80]
+    header = next(ln for ln in lines if "status" in ln and "retry" in ln).split()
+    assert header[:6] == ["job", "status", "done", "failed", "run", "wait"], header
+    words_row = next(ln for ln in lines if ln.split() and ln.split()[0] == word_job.id).split()
+    assert words_row[1:4] == ["done", "13", "0"], words_row
