@@ -110,9 +110,10 @@ class ConsoleReporter:
     @contextmanager
     def _live_tasks(self, total: int) -> Iterator[Callable[[TaskCounts], None]]:
         """A bar with counts (failures in red), elapsed time, throughput and an ETA."""
+        narrow = self.console.width < 100  # 80 columns: a short bar and short words, nothing cut
         with Progress(
             TextColumn("tasks"),
-            BarColumn(),
+            BarColumn(bar_width=6 if narrow else 40),
             MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
@@ -124,9 +125,15 @@ class ConsoleReporter:
 
             def update(c: TaskCounts) -> None:
                 waiting = max(0, total - c.completed - c.running)
-                failed = f"[bold red]failed {c.failed}[/]" if c.failed else "failed 0"
-                detail = f"ok {c.succeeded}  {failed}  running {c.running}  waiting {waiting}"
-                bar.update(task, completed=c.completed, detail=detail, pace=pace.describe(c))
+                if narrow:
+                    failed = f"[bold red]fail {c.failed}[/]" if c.failed else "fail 0"
+                    detail = f"ok {c.succeeded} {failed} run {c.running} wait {waiting}"
+                    now = pace.describe(c).replace(" tasks/min,", "/min")
+                else:
+                    failed = f"[bold red]failed {c.failed}[/]" if c.failed else "failed 0"
+                    detail = f"ok {c.succeeded}  {failed}  running {c.running}  waiting {waiting}"
+                    now = pace.describe(c)
+                bar.update(task, completed=c.completed, detail=detail, pace=now)
 
             yield update
 

@@ -162,7 +162,7 @@ def test_a_60_file_word_count_ends_in_one_80x24_screen_with_the_corpus_row(
     assert len(rows) == 1 + 60 + 1 and rows[-1].startswith("merge\t(corpus)\tsucceeded\t5490\t")
 
 
-def _stderr_on_a_terminal(argv: list[str], timeout: float = 240) -> tuple[int, bytes]:
+def _stderr_on_a_terminal(argv: list[str], timeout: float = 240, columns: int = 100) -> tuple[int, bytes]:
     """Run ``argv`` with stderr on a pseudo-terminal (what a person sees); stdout discarded."""
     import os
     import pty
@@ -170,7 +170,7 @@ def _stderr_on_a_terminal(argv: list[str], timeout: float = 240) -> tuple[int, b
     import time
 
     leader, follower = pty.openpty()
-    term = {k: v for k, v in env(COLUMNS="100").items() if k != "NO_COLOR"}
+    term = {k: v for k, v in env(COLUMNS=str(columns)).items() if k != "NO_COLOR"}
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=follower, env={**term, "TERM": "xterm"})
     os.close(follower)
     chunks = []
@@ -204,6 +204,23 @@ def test_live_progress_on_a_terminal_shows_pace_eta_and_failures_in_red(
     text = shown.decode(errors="replace")
     assert "tasks/min, ETA" in text and "12/12" in text, text
     assert "\x1b[1;31mfailed 2" in text, text  # bold red once something failed
+
+
+def test_live_progress_at_80_columns_cuts_nothing(tmp_path: Path, fast_pool: Path) -> None:
+    """At 80 columns the bar is short and the words are short: counts, elapsed, pace, ETA whole."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(12):
+        (inputs / f"{'bad' if i < 2 else 'ok'}-{i}.txt").write_text("x")
+    argv = cmd(fast_pool, "submit", str(inputs), "--command", "sleep 0.3; " + FAIL_CMD,
+               "--job-id", "rel-console-live80", "--dest", str(tmp_path / "r"))  # fmt: skip
+    code, shown = _stderr_on_a_terminal(argv, columns=80)
+    assert code == 10, shown.decode(errors="replace")
+    lines = [ln for ln in shown.decode(errors="replace").replace("\r", "\n").split("\n") if "tasks" in ln]
+    bars = [ln for ln in lines if "/min ETA" in ln]
+    assert bars and any("12/12" in ln for ln in bars), lines
+    assert not any("…" in ln for ln in bars), bars
+    assert any("\x1b[1;31mfail 2" in ln for ln in bars), bars
 
 
 def test_failure_lines_never_wrap_and_keep_the_cause() -> None:
