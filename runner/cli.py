@@ -109,6 +109,17 @@ class State:
 STATE = State()
 
 
+#: ``--table`` of ``submit`` and ``results``.
+TableOption = Annotated[
+    TableMode,
+    typer.Option(
+        "--table",
+        help="auto: above 20 files, only the corpus row and the failures (every row is in "
+        "DEST/summary.tsv); full: every file.",
+    ),
+]
+
+
 def _handle_errors(fn: F) -> F:
     """The one place that maps errors to exit codes."""
 
@@ -355,14 +366,7 @@ def submit(
             "--report", help="When the job ends, write its execution report (report.html in the results)."
         ),
     ] = False,
-    table: Annotated[
-        TableMode,
-        typer.Option(
-            "--table",
-            help="auto: above 20 files, only the corpus row and the failures (every row is in "
-            "DEST/summary.tsv); full: every file.",
-        ),
-    ] = TableMode.AUTO,
+    table: TableOption = TableMode.AUTO,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import checks, report
@@ -591,14 +595,7 @@ def results(
         typer.Option("--wait/--no-wait", help="Wait for a job still running (else: exit 12)."),
     ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 7200.0,
-    table: Annotated[
-        TableMode,
-        typer.Option(
-            "--table",
-            help="auto: above 20 files, only the corpus row and the failures (every row is in "
-            "DEST/summary.tsv); full: every file.",
-        ),
-    ] = TableMode.AUTO,
+    table: TableOption = TableMode.AUTO,
 ) -> None:
     """Download a job's results (from any machine) and print the summary."""
     from runner import dest as dest_mod
