@@ -136,6 +136,16 @@ class JobInfo:
 
 
 @dataclass(frozen=True)
+class ImageSupport:
+    """The pool's image as Batch's supported-images list knows it (``listed`` False: not there)."""
+
+    image: str  # publisher:offer:sku
+    node_agent_sku_id: str
+    listed: bool
+    end_of_life: datetime | None = None
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     id: str
     state: str
@@ -357,6 +367,25 @@ class Batch:
                 )
         failed = [n for n in nodes if n.state.lower() in _BAD_NODE_STATES]
         return PoolHealth(tuple(nodes), tuple(failed))
+
+    def image_support(self, pool_id: str) -> ImageSupport | None:
+        """Whether Batch still supports the pool's image and node agent SKU, and until when
+        (``GET /supportedimages`` filtered by the SKU); ``None`` for a pool without a VM image."""
+        with translate_errors(f"getting pool {pool_id}", self._host):
+            vmc = self._client.get_pool(
+                pool_id, select=["virtualMachineConfiguration"]
+            ).virtual_machine_configuration
+        if vmc is None or vmc.image_reference is None:
+            return None
+        ref, sku = vmc.image_reference, vmc.node_agent_sku_id
+        key = tuple((v or "").lower() for v in (ref.publisher, ref.offer, ref.sku))
+        label = ":".join(v or "" for v in (ref.publisher, ref.offer, ref.sku))
+        with translate_errors("listing Batch's supported images", self._host):
+            for img in self._client.list_supported_images(filter=f"nodeAgentSKUId eq '{sku}'"):
+                r = img.image_reference
+                if tuple((v or "").lower() for v in (r.publisher, r.offer, r.sku)) == key:
+                    return ImageSupport(label, sku, True, img.batch_support_end_of_life)
+        return ImageSupport(label, sku, False)
 
     def get_pool(self, pool_id: str) -> PoolInfo:
         """The pool's state, VM size, slots per node and node counts now."""

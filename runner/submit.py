@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from runner import image_eol, polling
 from runner import manifest as mf
-from runner import polling
 from runner.batch import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
     JobEnded,
@@ -230,6 +230,8 @@ def submit(
     uses_deps = opts.aggregate and opts.command is None
     created = batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=uses_deps)
     reporter.info(f"job {job_id}: {'created' if created else 'exists, resuming'} on pool {out.pool_id}")
+    if created and (eol := image_eol.check(batch, out.pool_id, datetime.now(timezone.utc))):
+        log.warning("%s", eol)
 
     # 5. tasks
     plan_opts = PlanOptions(
