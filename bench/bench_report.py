@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import Row
 from runner import report_html, report_page
-from runner.batch import JobInfo, PoolInfo
+from runner.batch_types import JobInfo, PoolInfo
 from runner.execution import Execution, TaskRecord, assign_slots
 from tests.report.browser import chromium_path, file_url, open_page
 

@@ -555,7 +555,7 @@ def logs(
 ) -> None:
     """Print a task's stdout (or stderr) to stdout."""
     from runner import job_views
-    from runner.batch import STDERR_FILE, STDOUT_FILE
+    from runner.batch_types import STDERR_FILE, STDOUT_FILE
 
     session = STATE.session()
     job = batch_job_id(session, job)

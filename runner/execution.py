@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from runner import manifest as mf
-from runner.batch import STDERR_FILE, JobInfo, NodeInfo, PoolInfo, TaskInfo
+from runner.batch_types import STDERR_FILE, JobInfo, NodeInfo, PoolInfo, TaskInfo
 from runner.errors import NotFoundError
 from runner.targets import Session
 from runner.tasks import MERGE_TASK_ID

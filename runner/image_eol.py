@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from runner.batch import Batch, ImageSupport
+from runner.batch_types import ImageSupport
 from runner.errors import RunnerError
+
+if TYPE_CHECKING:  # the SDK edge; only its type is needed here
+    from runner.batch import Batch
 
 log = logging.getLogger(__name__)
 

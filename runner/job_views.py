@@ -18,19 +18,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from runner.batch import Batch, JobInfo, NodeInfo, PoolInfo, TaskCounts, TaskState
+from runner.batch_types import JobInfo, NodeInfo, PoolInfo, TaskCounts, TaskState
 from runner.exec_summary import status_word
 from runner.execution import Execution, TaskRecord
 from runner.report_html import human, short_node
 from runner.text import safe as escape
 from runner.text import shorten_middle
 from runner.trace import iso, row
+
+if TYPE_CHECKING:  # the SDK edge; only its type is needed here
+    from runner.batch import Batch
 
 _STATUS_STYLE = {"done": "green", "failed": "bold red", "running": "cyan", "waiting": "dim"}
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-from runner.batch import PoolHealth, PoolStatus
+from runner.batch_types import PoolHealth, PoolStatus
 from runner.errors import PoolCannotGrow, StartTaskFailed
 from runner.progress import Reporter
 from runner.targets import Session

@@ -23,7 +23,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from runner.batch import TaskCounts
+from runner.batch_types import TaskCounts
 from runner.text import safe
 
 #: A plain (non-terminal) progress line at least this often, in seconds.

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.atomic import write_atomic
-from runner.batch import TaskFailure
+from runner.batch_types import TaskFailure
 from runner.results import FileResult, JobResults, TaskOutcome
 from runner.text import safe, safe_lines, shorten_middle
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.results import COUNTS_SUFFIX
-from runner.batch import TaskFailure, TaskInfo, TaskState
+from runner.batch_types import TaskFailure, TaskInfo, TaskState
 from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
 from runner.progress import Reporter

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from runner import image_eol, polling
 from runner import manifest as mf
-from runner.batch import TaskCounts, TaskFailure, TaskState
+from runner.batch_types import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
     JobEnded,
     JobStillRunning,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.batch import TaskCounts
+from runner.batch_types import TaskCounts
 from runner.progress import PlainTaskLog
 from tests.reliability_runner.conftest import cmd, env
 
@@ -226,7 +226,7 @@ def test_live_progress_at_80_columns_cuts_nothing(tmp_path: Path, fast_pool: Pat
 def test_failure_lines_never_wrap_and_keep_the_cause() -> None:
     from rich.console import Console
 
-    from runner.batch import TaskFailure
+    from runner.batch_types import TaskFailure
     from runner.report import print_failures
 
     name = "/".join(["a-very-long-directory-name"] * 8) + "/the-input.txt"

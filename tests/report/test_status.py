@@ -11,7 +11,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from runner.batch import Batch, TaskState
+from runner.batch import Batch
+from runner.batch_types import TaskState
 from runner.cli import app
 from runner.outputs import load_file
 from tests.report.conftest import Job, invoke

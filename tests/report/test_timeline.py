@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from runner.batch import JobInfo, PoolInfo
+from runner.batch_types import JobInfo, PoolInfo
 from runner.exec_summary import summarize
 from runner.execution import Execution, TaskRecord, assign_slots
 from runner.report_html import BINS, chart_data, figures

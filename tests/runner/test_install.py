@@ -46,3 +46,17 @@ def test_submit_runs_without_pulumi_installed(tmp_path: Path, outputs_file: Path
     doc = json.loads(proc.stdout)
     assert doc["corpus"]["words"] == 8
     assert "blocked by the test" not in proc.stderr
+
+
+def test_only_the_sdk_edge_imports_azure_batch() -> None:
+    """Progress, results, reports and views read Batch's state from runner.batch_types:
+    importing them loads no Batch SDK (only runner/batch.py imports it)."""
+    probe = (
+        "import sys\n"
+        "import runner.progress, runner.report, runner.results, runner.job_views, runner.execution\n"
+        "import runner.pool_watch, runner.image_eol, runner.exec_summary, runner.trace, runner.report_html\n"
+        "print('azure.batch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from runner.batch import NodeInfo, PoolHealth, PoolStatus, ResizeError
+from runner.batch_types import NodeInfo, PoolHealth, PoolStatus, ResizeError
 from runner.pool_watch import _cannot_grow, describe
 
 
