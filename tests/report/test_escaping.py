@@ -21,7 +21,7 @@ def _task(name: str) -> TaskRecord:
 
 
 def test_control_characters_are_escaped_in_tables() -> None:
-    assert str(safe(EVIL)) == "a\\x09b\\x0ac\\x1b[31mred\\x07.txt"
+    assert str(safe(EVIL)) == "a\\tb\\nc\\x1b[31mred\\x07.txt"  # runner.text.safe's contract
     out = io.StringIO()
     Console(file=out, width=200, color_system=None).print(task_table("t", [_task(EVIL)]))
     assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
