@@ -9,14 +9,16 @@ server and reads the violation log it writes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from aiohttp import ClientSession, web
@@ -198,7 +200,7 @@ def test_error_body_must_be_batch_error(contract: Contract, client: BatchClient)
 
 def test_middleware_logs_violations_without_header_values(tmp_path: Path) -> None:
     """A real aiohttp server with the middleware: a bad response yields JSON lines, no secret in them."""
-    secret = "sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D"
+    secret = "sig=" + quote(base64.b64encode(os.urandom(24)).decode())  # made here: none is committed
     log_file = tmp_path / "violations.jsonl"
 
     async def bad_pool(request: web.Request) -> web.Response:
