@@ -156,7 +156,8 @@ def open_page(
     binary = chromium_path()
     if binary is None:
         raise RuntimeError("chromium is not installed (apt-get install chromium)")
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    # chromium may still be writing its profile as it exits: a leftover file is no failure
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         args = [
             binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
