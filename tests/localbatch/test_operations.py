@@ -53,6 +53,12 @@ def _running(client: BatchClient, job_id: str, task_id: str) -> bm.BatchTask:
     return wait_for(lambda: t if (t := _state(client, job_id, task_id)).state == "running" else None)
 
 
+def _booted(client: BatchClient, pool_id: str, node_id: str) -> bm.BatchNode | None:
+    """The node once its start task has run again (idle, or running the requeued task)."""
+    node = client.get_node(pool_id, node_id)
+    return node if node.state in ("idle", "running") else None
+
+
 def _code(err: pytest.ExceptionInfo[HttpResponseError]) -> tuple[int | None, str | None]:
     return err.value.status_code, err.value.error.code if err.value.error else None
 
@@ -188,8 +194,12 @@ def test_node_reboot_requeues_and_reimage_wipes_task_files(client: BatchClient) 
         # The SDK cannot send these requests without a body; its option models are not exported.
         reboot = bm._models.BatchNodeRebootOptions(node_reboot_kind="requeue")
         client.begin_reboot_node(pool_id, node.id, reboot, polling_interval=0.1).result()
+        # The reboot ends when the node is back; its start task then runs again (with
+        # waitForSuccess the node waits for it), so the node may not be idle yet.
         after = client.get_node(pool_id, node.id)
-        assert after.state in ("idle", "running") and after.start_task_info is not None
+        assert after.state in ("starting", "waitingforstarttask", "idle", "running")
+        after = wait_for(lambda: _booted(client, pool_id, node.id), 30.0)
+        assert after.start_task_info is not None
         assert after.last_boot_time is not None and node.last_boot_time is not None
         assert after.last_boot_time > node.last_boot_time
         long = _state(client, job_id, "long")
