@@ -242,8 +242,16 @@ def _validate_resource_files(body: dict[str, Any], prefix: str) -> None:
         mode = _opt_str(item, "fileMode", p)
         if mode is not None and not re.fullmatch(r"0?[0-7]{3,4}", mode):
             raise invalid_property(p + "fileMode", mode, "must be an octal mode such as 0755")
-        if item.get("identityReference") is not None:
-            raise invalid_property(p + "identityReference", "...", "managed identities are not supported")
+        _validate_identity_reference(item, p)
+
+
+def _validate_identity_reference(item: dict[str, Any], prefix: str) -> None:
+    """``identityReference``: ``{"resourceId": ARM id}``; whether the pool has it is checked on the node."""
+    ref = item.get("identityReference")
+    if ref is None:
+        return
+    ref = _obj(ref, prefix + "identityReference")
+    _req_str(ref, "resourceId", prefix + "identityReference.", 1024)
 
 
 def _validate_output_files(body: dict[str, Any], prefix: str) -> None:
@@ -262,6 +270,7 @@ def _validate_output_files(body: dict[str, Any], prefix: str) -> None:
         if not url.lower().startswith(("http://", "https://")):
             raise invalid_property(p + "destination.container.containerUrl", "...", "must be an http(s) URL")
         _opt_str(container, "path", p + "destination.container.")
+        _validate_identity_reference(container, p + "destination.container.")
         opts = item.get("uploadOptions")
         if opts is None:
             raise missing_property(p + "uploadOptions")
@@ -525,6 +534,7 @@ class ResourceFile:
     blob_prefix: str | None
     file_path: str | None
     file_mode: str | None
+    identity: str | None = None  # identityReference.resourceId: a pool identity instead of a SAS
 
 
 @dataclass(frozen=True)
@@ -533,6 +543,7 @@ class OutputFile:
     container_url: str
     path: str | None
     condition: UploadCondition
+    identity: str | None = None  # destination.container.identityReference.resourceId
 
 
 @dataclass(frozen=True)
@@ -583,6 +594,11 @@ def _env_pairs(items: list[Any] | None) -> tuple[tuple[str, str], ...]:
     return tuple((str(e["name"]), str(e.get("value") or "")) for e in items or [])
 
 
+def _identity_id(item: dict[str, Any]) -> str | None:
+    ref = item.get("identityReference")
+    return str(ref["resourceId"]) if isinstance(ref, dict) and ref.get("resourceId") else None
+
+
 def _resource_files(items: list[Any] | None) -> tuple[ResourceFile, ...]:
     return tuple(
         ResourceFile(
@@ -592,6 +608,7 @@ def _resource_files(items: list[Any] | None) -> tuple[ResourceFile, ...]:
             blob_prefix=r.get("blobPrefix"),
             file_path=r.get("filePath"),
             file_mode=r.get("fileMode"),
+            identity=_identity_id(r),
         )
         for r in items or []
     )
@@ -612,6 +629,7 @@ def task_spec_from_json(task: dict[str, Any], job: dict[str, Any]) -> TaskSpec:
             container_url=o["destination"]["container"]["containerUrl"],
             path=o["destination"]["container"].get("path"),
             condition=UploadCondition(o["uploadOptions"]["uploadCondition"].lower()),
+            identity=_identity_id(o["destination"]["container"]),
         )
         for o in task.get("outputFiles") or []
     )

@@ -574,6 +574,10 @@ def _slices(specs: list[TaskSpec], max_tasks: int, max_files: int) -> Iterator[l
         yield part
 
 
+def _identity_reference(identity_id: str | None) -> bm.BatchNodeIdentityReference | None:
+    return bm.BatchNodeIdentityReference(resource_id=identity_id) if identity_id else None
+
+
 def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
     resources = [
         bm.ResourceFile(
@@ -581,6 +585,7 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
             http_url=r.http_url,
             storage_container_url=r.container_url,
             blob_prefix=r.blob_prefix,
+            identity_reference=_identity_reference(r.identity_id),
         )
         for r in spec.resource_files
     ]
@@ -588,7 +593,11 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
         bm.OutputFile(
             file_pattern=o.pattern,
             destination=bm.OutputFileDestination(
-                container=bm.OutputFileBlobContainerDestination(container_url=o.container_url, path=o.path)
+                container=bm.OutputFileBlobContainerDestination(
+                    container_url=o.container_url,
+                    path=o.path,
+                    identity_reference=_identity_reference(o.identity_id),
+                )
             ),
             upload_options=bm.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
         )

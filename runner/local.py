@@ -57,7 +57,7 @@ from runner.home import runner_home
 from runner.outputs import Outputs, load_file, write_file
 from runner.pool_spec import PoolSpec
 from runner.targets import AuthMode
-from runner.token_endpoint import TOKEN_PATH
+from runner.token_endpoint import POOL_IDENTITY_RESOURCE_ID, TOKEN_PATH
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ SERVICES = ("azurite", "identity", "localbatch")
 #: Lifetime in seconds of the tokens the local identity issues (default 1 h); read by `local up`.
 TOKEN_LIFETIME_ENV = "RUNNER_LOCAL_TOKEN_LIFETIME"
 LOCK_TIMEOUT_SECONDS = 180.0
+#: localbatch's variable for the identity header (localbatch.node_identity.HEADER_ENV; not imported here).
+LOCALBATCH_IDENTITY_HEADER_ENV = "LOCALBATCH_IDENTITY_HEADER"
 
 
 class ServiceState(str, Enum):
@@ -186,6 +188,9 @@ def _entry_from(name: str, pid: int, ports: list[int], args: list[bytes]) -> dic
     if name == "localbatch":
         storage = local_procs.option(args, b"--storage-blob-endpoint")
         entry["azurite_url"] = os.fsdecode(storage) if storage else ""
+        identity = local_procs.option(args, b"--identity-endpoint")
+        if identity:
+            entry["identity_url"] = os.fsdecode(identity)
     return entry
 
 
@@ -386,17 +391,24 @@ def _localbatch_entry(
     state: dict[str, Any], azurite_url: str, key: str | None, started: list[str]
 ) -> dict[str, Any]:
     localbatch = _running(state, "localbatch")
-    if localbatch is not None and localbatch.get("azurite_url") != azurite_url:
-        # Azurite moved to another port: localbatch must be told where Storage is now.
+    identity_url = str((state.get("identity") or {}).get("url", "")) if key is None else ""
+    if localbatch is not None and (
+        localbatch.get("azurite_url") != azurite_url or localbatch.get("identity_url", "") != identity_url
+    ):
+        # Azurite (or the token endpoint) moved to another port: localbatch must be told where it is now.
         services.stop_pid(int(localbatch["pid"]))
         localbatch = None
     if localbatch is not None:
         return localbatch
     extra: list[str] = []
+    env: dict[str, str] = {}
     if key is None:
         tls = local_ca.paths(_data_dir("tls"))
         extra = ["--cert", str(tls.server_cert), "--key", str(tls.server_key), "--oauth", "basic"]
         extra += ["--auth-modes", "AAD", "--ca-file", str(tls.ca_cert)]
+        # The pool's identity: its nodes fetch the tasks' files with its tokens, not with SAS.
+        extra += ["--pool-identity", POOL_IDENTITY_RESOURCE_ID, "--identity-endpoint", identity_url]
+        env[LOCALBATCH_IDENTITY_HEADER_ENV] = _secrets()["identityHeader"]
 
     def start_lb(port: int) -> services.ServiceProcess:
         return services.start_localbatch(
@@ -408,10 +420,13 @@ def _localbatch_entry(
             storage_account_key=services.AZURITE_ACCOUNT_KEY if key else None,
             port=port,
             extra_args=extra,
+            extra_env=env,
         )
 
     proc = _start_with_port_fallback("localbatch", _previous_port(state, "localbatch"), start_lb)
     entry = {"pid": proc.pid, "port": proc.port, "url": proc.url, "azurite_url": azurite_url}
+    if identity_url:
+        entry["identity_url"] = identity_url
     state["localbatch"] = entry
     _write_state(state)
     started.append("localbatch")
@@ -492,6 +507,7 @@ def _ensure_up(spec: PoolSpec, auth: AuthMode | None, first_auth: AuthMode | Non
         input_container=INPUT_CONTAINER,
         output_container=OUTPUT_CONTAINER,
         application_container=APPLICATION_CONTAINER,
+        pool_identity_resource_id=POOL_IDENTITY_RESOURCE_ID if entra else None,
     )
     write_file(outputs_path(), outputs)
     provision(outputs, spec, entra_trust() if entra else None)

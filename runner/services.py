@@ -177,8 +177,11 @@ def start_localbatch(
     port: int = 0,
     timeout: float = 60.0,
     extra_args: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ServiceProcess:
-    """Start ``python -m localbatch serve``; return when it has written ``data_dir/endpoint``."""
+    """Start ``python -m localbatch serve``; return when it has written ``data_dir/endpoint``.
+
+    ``extra_env`` carries secrets it needs besides the keys (never on its command line)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     endpoint_file = data_dir / "endpoint"
     endpoint_file.unlink(missing_ok=True)
@@ -209,6 +212,7 @@ def start_localbatch(
         env[LOCALBATCH_KEY_ENV] = account_key
     if storage_account_key:
         env[LOCALBATCH_STORAGE_KEY_ENV] = storage_account_key
+    env.update(extra_env or {})
     popen = _spawn(cmd, log_path, env=env)
     return _wait_for_endpoint_file("localbatch", popen, endpoint_file, log_path, timeout)
 

@@ -398,6 +398,14 @@ class Storage:
         # plans with 100,000 inputs sign 100,000 URLs.
         return f"{self._container_base_url(container)}/{quote(name, safe='~/')}?{sas}"
 
+    def blob_url(self, container: str, name: str) -> str:
+        """URL of one blob without any SAS (for a reader with its own identity)."""
+        return f"{self._container_base_url(container)}/{quote(name, safe='~/')}"
+
+    def container_url(self, container: str) -> str:
+        """Container URL without any SAS (for a writer with its own identity)."""
+        return self._container_base_url(container)
+
     def _container_base_url(self, container: str) -> str:
         url = self._container_urls.get(container)
         if url is None:

@@ -57,6 +57,7 @@ from runner.progress import Reporter
 from runner.results import JobResults, download
 from runner.storage import UploadItem
 from runner.targets import AuthMode, Session
+from runner.task_access import task_access
 from runner.tasks import (
     MAX_MERGE_GROUP_SIZE,
     MERGE_GROUP_SIZE,
@@ -153,7 +154,7 @@ def _counts_urls(session: Session, manifest: mf.Manifest, expiry: datetime) -> d
     for step in manifest.merge_steps:
         for tid in step.sources:
             blob = counts_blob(manifest.job_id, tid, node_names.get(tid))
-            urls[tid] = session.storage.blob_read_url(out.output_container, blob, expiry)
+            urls[tid] = task_access(session).read_url(out.output_container, blob, expiry)
     return urls
 
 
@@ -216,11 +217,12 @@ def submit(
     reporter.info(f"inputs: {summary.uploaded} uploaded, {summary.skipped} unchanged")
 
     # 3. node code
+    access = task_access(session)  # SAS URLs, or plain ones and the pool identity
     code_url = ""
     expiry = datetime.now(timezone.utc) + opts.timeout + SAS_MARGIN
     if opts.command is None:
         code = ensure_node_code(storage, out.application_container)
-        code_url = storage.blob_read_url(out.application_container, code.blob_name, expiry)
+        code_url = access.read_url(out.application_container, code.blob_name, expiry)
         # The blob is named by its content hash; 12 hex digits identify it and fit 80 columns.
         short = code.blob_name.rsplit("/", 1)[-1][:12]
         reporter.info(f"node code: nodetask {short} ({'uploaded' if code.uploaded else 'already there'})")
@@ -240,11 +242,12 @@ def submit(
         retries=opts.retries,
         max_wall_clock=opts.max_wall_clock,
         code_url=code_url,
-        output_container_url=storage.container_write_url(out.output_container, expiry),
+        output_container_url=access.write_url(out.output_container, expiry),
         command_template=opts.command,
+        identity_id=access.identity_id,
     )
     planned = [
-        PlannedInput(t.task_id, t.input, storage.blob_read_url(out.input_container, t.blob, expiry))
+        PlannedInput(t.task_id, t.input, access.read_url(out.input_container, t.blob, expiry))
         for t in manifest.tasks
     ]
     counts = _counts_urls(session, manifest, expiry) if uses_deps else None

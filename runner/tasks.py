@@ -18,6 +18,10 @@ Contracts:
   and the original name is restored on download.
 * No secret is on any command line: SAS URLs live only in resource files and
   output file destinations.
+* With a pool identity (``PlanOptions.identity_id``: ``--auth entra`` and the
+  outputs' ``poolIdentityResourceId``) every URL is a plain one, without SAS, and
+  every resource file and output destination names that identity
+  (``identityReference``): no SAS exists in the job at all (:func:`through_identity`).
 * The aggregate task ``merge`` depends on ``1..N`` and reads exactly their
   counts files, each through a read-only SAS scoped to that blob. Above
   :data:`MERGE_GROUP_SIZE` files (Batch's 1 MB limit on a task), partial
@@ -39,7 +43,7 @@ import re
 import shlex
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import PurePosixPath
 
@@ -64,6 +68,7 @@ class ResourceFileSpec:
     http_url: str | None = None
     container_url: str | None = None
     blob_prefix: str | None = None
+    identity_id: str | None = None  # the pool identity that reads it (then the URL has no SAS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,7 @@ class OutputFileSpec:
     pattern: str
     container_url: str
     path: str
+    identity_id: str | None = None  # the pool identity that writes them (then the URL has no SAS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ class PlanOptions:
     code_url: str
     output_container_url: str
     command_template: str | None = None
+    identity_id: str | None = None
 
 
 def safe_node_name(relpath: str) -> str:
@@ -302,4 +309,20 @@ def plan(
         if counts_urls is None:
             raise ValueError("the aggregate needs a read URL of every counts blob it merges")
         specs += [merge_task(step, opts, counts_urls) for step in merge_steps(len(inputs), merge_group_size)]
+    if opts.identity_id is not None:
+        specs = [through_identity(spec, opts.identity_id) for spec in specs]
     return specs
+
+
+def through_identity(spec: TaskSpec, identity_id: str) -> TaskSpec:
+    """``spec`` with every resource file and output destination reached as the pool identity
+    ``identity_id``; its URLs must be plain ones (a SAS in one is a programming error)."""
+    urls = [r.http_url or r.container_url or "" for r in spec.resource_files]
+    urls += [o.container_url for o in spec.output_files]
+    if any("sig=" in url for url in urls):
+        raise ValueError(f"task {spec.id}: a URL carries a SAS although the pool identity reaches it")
+    return replace(
+        spec,
+        resource_files=tuple(replace(r, identity_id=identity_id) for r in spec.resource_files),
+        output_files=tuple(replace(o, identity_id=identity_id) for o in spec.output_files),
+    )
