@@ -257,6 +257,13 @@ class Batch:
                     return ImageSupport(label, sku, True, img.batch_support_end_of_life)
         return ImageSupport(label, sku, False)
 
+    def pool_identities(self, pool_id: str) -> tuple[str, ...]:
+        """The resource ids of the pool's user-assigned identities (``identity``, set on Azure by ARM)."""
+        with translate_errors(f"getting pool {pool_id}", self._host):
+            pool = self._client.get_pool(pool_id, select=["id", "identity"])
+        identities = pool.identity.user_assigned_identities if pool.identity is not None else None
+        return tuple(i.resource_id for i in identities or [] if i.resource_id)
+
     def get_pool(self, pool_id: str) -> PoolInfo:
         """The pool's state, VM size, slots per node and node counts now."""
         with translate_errors(f"getting pool {pool_id}", self._host):

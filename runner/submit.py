@@ -57,7 +57,7 @@ from runner.progress import Reporter
 from runner.results import JobResults, download
 from runner.storage import UploadItem
 from runner.targets import AuthMode, Session
-from runner.task_access import task_access
+from runner.task_access import TaskAccess, task_access
 from runner.tasks import (
     MAX_MERGE_GROUP_SIZE,
     MERGE_GROUP_SIZE,
@@ -146,15 +146,18 @@ def validate_job_id(job_id: str) -> None:
         )
 
 
-def _counts_urls(session: Session, manifest: mf.Manifest, expiry: datetime) -> dict[str, str]:
-    """Read-only SAS URL of each counts blob the merges read (names are deterministic), by task id."""
+def _counts_urls(
+    session: Session, access: TaskAccess, manifest: mf.Manifest, expiry: datetime
+) -> dict[str, str]:
+    """The URL (read-only SAS, or plain with the pool identity) of each counts blob the merges read
+    (names are deterministic), by task id."""
     out = session.outputs
     node_names = {t.task_id: t.node_name for t in manifest.tasks}
     urls = {}
     for step in manifest.merge_steps:
         for tid in step.sources:
             blob = counts_blob(manifest.job_id, tid, node_names.get(tid))
-            urls[tid] = task_access(session).read_url(out.output_container, blob, expiry)
+            urls[tid] = access.read_url(out.output_container, blob, expiry)
     return urls
 
 
@@ -250,7 +253,7 @@ def submit(
         PlannedInput(t.task_id, t.input, access.read_url(out.input_container, t.blob, expiry))
         for t in manifest.tasks
     ]
-    counts = _counts_urls(session, manifest, expiry) if uses_deps else None
+    counts = _counts_urls(session, access, manifest, expiry) if uses_deps else None
     specs = plan(
         planned,
         plan_opts,

@@ -9,10 +9,13 @@ Contracts:
   made, so none exists in the job.
 * Otherwise (shared keys, or no pool identity) URLs carry SAS scoped to what a
   task needs: read-only per blob, create+write only on the output container.
+* :func:`task_access` looks at the pool once: an identity the pool does not have
+  is warned about (its tasks will fail to reach their files, as Batch fails them).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -22,6 +25,8 @@ from runner.targets import AuthMode
 if TYPE_CHECKING:
     from runner.storage import Storage
     from runner.targets import Session
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,4 +52,14 @@ class TaskAccess:
 def task_access(session: Session) -> TaskAccess:
     """The access of ``session``'s tasks: through the pool identity when Entra ID mode has one."""
     identity = session.outputs.pool_identity_resource_id if session.auth is AuthMode.ENTRA else None
+    if identity is not None:
+        pool_id = session.outputs.pool_id
+        if identity.lower() not in {i.lower() for i in session.batch.pool_identities(pool_id)}:
+            log.warning(
+                "pool %s does not have the identity %s (poolIdentityResourceId in the outputs): its tasks "
+                "will fail to read their files; give the pool that identity (poolIdentity: true, then "
+                "`pulumi up`) or fix the outputs",
+                pool_id,
+                identity,
+            )
     return TaskAccess(session.storage, identity)

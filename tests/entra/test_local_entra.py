@@ -150,7 +150,7 @@ def test_submit_through_the_pool_identity_has_no_sas_anywhere(
     for url, identity in files:
         assert identity == POOL_IDENTITY_RESOURCE_ID and urlsplit(url).query == "", urlsplit(url).path
     assert _pool_identity_tokens(entra) > tokens_before  # the node really used the identity's tokens
-    assert "sig=" not in res.stdout + res.stderr
+    assert "sig=" not in res.stdout + res.stderr and "does not have the identity" not in res.stderr
     for log in entra.local.rglob("*.log"):
         assert "sig=" not in log.read_text(errors="replace"), log
 
@@ -175,6 +175,7 @@ def test_an_identity_the_pool_lacks_fails_the_tasks_with_the_resource_file_failu
     said = " ".join((res.stdout + res.stderr).split())
     assert "ResourceContainerAccessDenied" in said and "pool-identity-removed" in said, said
     assert "identity.userAssignedIdentities" in said and "Traceback" not in said, said
+    assert f"pool {entra.outputs.pool_id} does not have the identity {gone}" in said, said  # warned first
 
 
 def test_no_shared_key_reaches_either_service(entra: EntraHome) -> None:
