@@ -31,7 +31,7 @@ from runner import local_procs, services, targets
 from runner.errors import AuthModeMismatch
 from runner.outputs import Outputs, load_file
 from runner.token_endpoint import POOL_IDENTITY_RESOURCE_ID, POOL_OBJECT_ID, make_token
-from tests.entra.helpers import batch_token
+from tests.entra.helpers import StaticToken, batch_token
 from tests.entra.recording_proxy import RecordingProxy
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -540,3 +540,53 @@ def test_a_corrupt_state_file_finds_the_entra_services_again(entra: EntraHome) -
     assert pids() == before
     state = json.loads((entra.local / "state.json").read_text())
     assert state["auth"] == "entra" and state["identity"]["pid"] == before["identity"][0]
+
+
+def test_a_container_resource_file_and_an_output_through_the_pool_identity(entra: EntraHome) -> None:
+    """The other resource file form, ``storageContainerUrl`` + ``blobPrefix``, with identityReference:
+    localbatch lists and downloads as the pool identity, and uploads the output the same way."""
+    from azure.batch import models as bm
+
+    storage_token = StaticToken(*make_token("https://storage.azure.com", 600))
+    blobs = BlobServiceClient(
+        entra.outputs.storage_blob_endpoint, credential=storage_token, connection_verify=str(entra.ca_file)
+    )
+    prefix = f"identity-{os.getpid()}"
+    inputs, outputs = blobs.get_container_client("input"), blobs.get_container_client("output")
+    for name, text in (("a.txt", b"alpha "), ("b.txt", b"bravo")):
+        inputs.upload_blob(f"{prefix}/{name}", text, overwrite=True)
+    ref = bm.BatchNodeIdentityReference(resource_id=POOL_IDENTITY_RESOURCE_ID)
+    task = bm.BatchTaskCreateOptions(
+        id="t",
+        command_line=f"/bin/sh -c 'cat {prefix}/a.txt {prefix}/b.txt > both.txt'",
+        resource_files=[
+            bm.ResourceFile(
+                storage_container_url=inputs.url, blob_prefix=f"{prefix}/", identity_reference=ref
+            )
+        ],
+        output_files=[
+            bm.OutputFile(
+                file_pattern="both.txt",
+                destination=bm.OutputFileDestination(
+                    container=bm.OutputFileBlobContainerDestination(
+                        container_url=outputs.url, path=f"{prefix}/both.txt", identity_reference=ref
+                    )
+                ),
+                upload_options=bm.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
+            )
+        ],
+    )
+    client = entra.batch()
+    job_id = f"{prefix}-job"
+    pool = bm.BatchPoolInfo(pool_id=entra.outputs.pool_id)
+    client.create_job(bm.BatchJobCreateOptions(id=job_id, pool_info=pool))
+    try:
+        client.create_task(job_id, task)
+        deadline = time.monotonic() + 60
+        while (got := client.get_task(job_id, "t")).state != "completed":
+            assert time.monotonic() < deadline, got.state
+            time.sleep(0.2)
+        assert got.execution_info.failure_info is None and got.execution_info.exit_code == 0
+        assert outputs.download_blob(f"{prefix}/both.txt").readall() == b"alpha bravo"
+    finally:
+        client.begin_delete_job(job_id)
