@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from localbatch import autoscaling, errors, storage, weather
+from localbatch import autoscaling, errors, jobschedules, storage, weather
 from localbatch.errors import BatchError
 from localbatch.etags import new_etag
 from localbatch.models import (
@@ -84,6 +84,7 @@ class ServiceConfig:
     autoscale_nodes: int = 1  # unused: autoscale formulas are evaluated (kept for `serve --autoscale-nodes`)
     weather: weather.Weather = weather.CALM
     autoscale_min_interval: float = 300.0  # Batch's minimum autoScaleEvaluationInterval; lower for tests
+    schedule_min_interval: float = 60.0  # Batch's minimum recurrenceInterval and startWindow; lower for tests
 
 
 @dataclass
@@ -131,6 +132,7 @@ class Service(PoolsAndNodes):
         self._background: set[asyncio.Task[Any]] = set()
         self._counts_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self.autoscaler = autoscaling.Autoscaler(self)
+        self.schedules = jobschedules.JobSchedules(self)
         # Tasks picked by the scheduler, waiting out the weather's task latency: seq -> (job, node, slots).
         self._dispatching: dict[int, tuple[str, NodeRuntime, int]] = {}
         self._stopping = False
@@ -190,6 +192,7 @@ class Service(PoolsAndNodes):
         for pool in self.pools.values():
             if pool.get("enableAutoScale") and pool["state"] == "active":
                 self.autoscaler.start(pool)
+        self.schedules.load()
         self._loop_task = asyncio.create_task(self._schedule_loop())
         self.ready.set()
         self.wake()
@@ -201,6 +204,7 @@ class Service(PoolsAndNodes):
     async def stop(self) -> None:
         """End every process (state stays: running tasks are requeued at next start)."""
         self._stopping = True
+        self.schedules.stop()
         for rt in list(self.running.values()):
             rt.execution.end("ServiceShutdown")
         for node in self.nodes.values():
@@ -345,6 +349,11 @@ class Service(PoolsAndNodes):
             return
         self._set_job_state(job, JobState.COMPLETED)
         self.store.put_job(job)
+        self._job_ended(job)
+
+    def _job_ended(self, job: dict[str, Any]) -> None:
+        """A job completed or is gone: what depends on its end (job schedules) moves on."""
+        self.schedules.job_ended(job)
 
     def disable_job(self, job_id: str, option: str) -> dict[str, Any]:
         """Disable a job: no new task starts; running ones are requeued, terminated or waited for."""
@@ -405,6 +414,7 @@ class Service(PoolsAndNodes):
         if job is None:
             return
         self.store.delete_job(job["id"])
+        self._job_ended(job)
         roots = [node_root(self.config.data_dir, n.id) / "workitems" / job["id"] for n in self.nodes.values()]
         for root in roots:
             await asyncio.to_thread(shutil.rmtree, root, True)
