@@ -164,8 +164,9 @@ def test_do_not_run_until_and_after_terminate_and_errors(client: BatchClient) ->
     assert exc.value.status_code == 409 and exc.value.error.code == "JobScheduleExists"
     too_short = bm.BatchJobScheduleConfiguration(recurrence_interval=timedelta(seconds=0.1))
     with pytest.raises(HttpResponseError) as exc:
+        short = unique("short")
         client.create_job_schedule(
-            bm.BatchJobScheduleCreateOptions(id=unique("short"), schedule=too_short, job_specification=_spec())
+            bm.BatchJobScheduleCreateOptions(id=short, schedule=too_short, job_specification=_spec())
         )
     assert exc.value.status_code == 400 and exc.value.error.code == "InvalidPropertyValue"
     named = {d.code: d.message for d in exc.value.error.details}
