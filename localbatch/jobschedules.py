@@ -344,6 +344,7 @@ class JobSchedules:
             if not self.jobs_of(doc):
                 self.docs.pop(key, None)
                 self.service.store.delete_job_schedule(key)
+                self.service.autopools.schedule_ended(doc)
             return
         if state == ScheduleState.COMPLETED.value:
             return
@@ -405,6 +406,7 @@ class JobSchedules:
         doc["_due"] = None
         doc["_endTime"] = iso(utcnow())
         self._set_state(doc, ScheduleState.COMPLETED)
+        self.service.autopools.schedule_ended(doc)
 
     def _set_state(self, doc: dict[str, Any], state: ScheduleState) -> None:
         if doc["state"] == state.value:

@@ -60,6 +60,7 @@ ROUTES: tuple[tuple[str, dict[str, str]], ...] = (
     ("jobs/{jobId}/disable", {"POST": "disable_job"}),
     ("jobs/{jobId}/enable", {"POST": "enable_job"}),
     ("jobs/{jobId}/taskcounts", {"GET": "task_counts"}),
+    ("jobs/{jobId}/jobpreparationandreleasetaskstatus", {"GET": "list_job_prep_release_status"}),
     ("jobs/{jobId}/addtaskcollection", {"POST": "add_task_collection"}),
     ("jobs/{jobId}/tasks", {"GET": "list_tasks", "POST": "add_task"}),
     ("jobs/{jobId}/tasks/{taskId}", {"GET": "get_task", "DELETE": "delete_task", "PUT": "update_task"}),

@@ -495,6 +495,11 @@ class BatchApi:
             job["lastModified"],
         )
 
+    async def list_job_prep_release_status(self, ctx: Ctx) -> web.StreamResponse:
+        job = self.service.job(ctx.segments[1])
+        entries = self.service.jobtasks.status(ctx.base, job)
+        return self._list_indexed(ctx, "jobpreparationandreleasetaskstatuslist", entries)
+
     # ------------------------------------------------------------------ job schedules
 
     def _schedule_done(self, ctx: Ctx, doc: dict[str, Any], status: int) -> web.Response:
