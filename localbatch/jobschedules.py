@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_KEYS = ("doNotRunUntil", "doNotRunAfter", "startWindow", "recurrenceInterval")
+ZERO = timedelta(0)
+MAX_WINDOW = timedelta(days=3650)
 
 
 class ScheduleState(str, Enum):
@@ -66,11 +67,11 @@ def _duration(value: Any, name: str, minimum: float) -> timedelta:
         raise errors.invalid_property(name, value, "expected an ISO 8601 duration")
     try:
         parsed = isodate.parse_duration(value)
-    except (isodate.ISO8601Error, ValueError, OverflowError):
+    except (isodate.ISO8601Error, ValueError, ArithmeticError, TypeError):
         raise errors.invalid_property(name, value, "not an ISO 8601 duration") from None
     if not isinstance(parsed, timedelta):  # years or months: not a fixed length
         raise errors.invalid_property(name, value, "use days, hours, minutes and seconds")
-    if parsed.total_seconds() < minimum:
+    if parsed.total_seconds() <= 0 or parsed.total_seconds() < minimum:
         raise errors.invalid_property(name, value, f"must be at least {minimum:g} seconds")
     return parsed
 
@@ -80,9 +81,11 @@ def _time(value: Any, name: str) -> datetime:
         raise errors.invalid_property(name, value, "expected an RFC 3339 date-time")
     try:
         parsed = isodate.parse_datetime(value)
-    except (isodate.ISO8601Error, ValueError):
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed.astimezone(timezone.utc)
+    except (isodate.ISO8601Error, ValueError, ArithmeticError, TypeError, AttributeError):
         raise errors.invalid_property(name, value, "expected an RFC 3339 date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed
 
 
 def validate_configuration(value: Any, minimum: float) -> dict[str, Any]:
@@ -320,10 +323,15 @@ class JobSchedules:
 
     def _next_due(self, doc: dict[str, Any], last: datetime) -> str | None:
         every = _interval(doc, "recurrenceInterval")
-        return None if every is None else self._within_deadline(doc, last + every)
+        return None if every is None else self._within_deadline(doc, last, every)
 
     @staticmethod
-    def _within_deadline(doc: dict[str, Any], due: datetime) -> str | None:
+    def _within_deadline(doc: dict[str, Any], start: datetime, delta: timedelta = ZERO) -> str | None:
+        """``start + delta`` if it is not after ``doNotRunAfter`` (None then, or past year 9999)."""
+        try:
+            due = start + delta
+        except OverflowError:
+            return None
         after = doc["schedule"].get("doNotRunAfter")
         return None if after and due > _parse(after) else iso(due)
 
@@ -365,6 +373,8 @@ class JobSchedules:
             self._arm(key, (due - now).total_seconds())
             return
         window = _interval(doc, "startWindow")
+        if window is not None and window > MAX_WINDOW:
+            window = None  # longer than any wait: the same as none (and no datetime overflow)
         if window is not None and now > due + window:
             doc["_due"] = self._skip_lost(doc, due, window, now)
             self._save(doc)
@@ -387,7 +397,7 @@ class JobSchedules:
             return None
         lost = math.floor((now - window - due) / every) + 1
         doc["_lastDue"] = iso(due + every * (lost - 1))
-        return self._within_deadline(doc, due + every * lost)
+        return self._within_deadline(doc, due, every * lost)
 
     def _make_job(self, doc: dict[str, Any], due: datetime) -> None:
         number = int(doc.get("_jobCount", 0)) + 1
