@@ -177,3 +177,26 @@ def test_do_not_run_until_and_after_terminate_and_errors(client: BatchClient) ->
     with pytest.raises(ResourceNotFoundError) as missing:
         client.get_job_schedule(unique("nosuch"))
     assert missing.value.error.code == "JobScheduleNotFound"
+
+
+def test_a_due_time_whose_start_window_closed_is_lost(client: BatchClient) -> None:
+    sid = unique("window")
+    client.create_job_schedule(
+        bm.BatchJobScheduleCreateOptions(
+            id=sid,
+            schedule=bm.BatchJobScheduleConfiguration(
+                recurrence_interval=SECOND, start_window=timedelta(seconds=0.5)
+            ),
+            job_specification=_spec(),
+        )
+    )
+    first = wait_for(lambda: _recent(client, sid, f"{sid}:job-1"))
+    _wait_past(first.execution_info.next_run_time, margin=2.0)  # job-1 outlives two due times
+    ended = datetime.now(timezone.utc)
+    _end_job(client, f"{sid}:job-1")
+    after = wait_for(lambda: _recent(client, sid, f"{sid}:job-2"))
+    # The due times missed while job-1 ran are lost: job-2 is made at a later recurrence, so the
+    # next one is still ahead (made from a stale due time, it would already be in the past).
+    assert after.execution_info.next_run_time > ended
+    assert _jobs(client, sid) == [f"{sid}:job-1", f"{sid}:job-2"]
+    client.begin_delete_job_schedule(sid, polling_interval=0.05).result(timeout=10)
