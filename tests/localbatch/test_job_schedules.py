@@ -200,3 +200,43 @@ def test_a_due_time_whose_start_window_closed_is_lost(client: BatchClient) -> No
     assert after.execution_info.next_run_time > ended
     assert _jobs(client, sid) == [f"{sid}:job-1", f"{sid}:job-2"]
     client.begin_delete_job_schedule(sid, polling_interval=0.05).result(timeout=10)
+
+
+def test_schedules_survive_a_crash_and_resume(
+    fast: LocalBatch, client: BatchClient, azurite: Azurite
+) -> None:
+    """Runs last in this module: it SIGKILLs the module's localbatch and restarts it on its port."""
+    running, waiting = unique("kept"), unique("due")
+    client.create_job_schedule(
+        bm.BatchJobScheduleCreateOptions(
+            id=running,
+            schedule=bm.BatchJobScheduleConfiguration(recurrence_interval=SECOND),
+            job_specification=_spec(),
+        )
+    )
+    wait_for(lambda: _recent(client, running, f"{running}:job-1"))
+    until = datetime.now(timezone.utc) + timedelta(seconds=3)
+    client.create_job_schedule(
+        bm.BatchJobScheduleCreateOptions(
+            id=waiting,
+            schedule=bm.BatchJobScheduleConfiguration(do_not_run_until=until),
+            job_specification=_spec(),
+        )
+    )
+    fast.process.kill()
+    again = start_localbatch(
+        fast.data_dir,
+        azurite,
+        account_key=fast.account_key,
+        port=fast.process.port,
+        extra_args=["--job-schedule-min-interval", "0.5"],
+    )
+    try:
+        kept = client.get_job_schedule(running)
+        assert kept.state == "active" and kept.execution_info.recent_job.id == f"{running}:job-1"
+        _end_job(client, f"{running}:job-1")
+        wait_for(lambda: _recent(client, running, f"{running}:job-2"))  # numbering goes on
+        wait_for(lambda: _recent(client, waiting, f"{waiting}:job-1"), timeout=15)  # its timer too
+        assert datetime.now(timezone.utc) >= until
+    finally:
+        again.process.stop()
