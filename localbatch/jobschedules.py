@@ -269,7 +269,7 @@ class JobSchedules:
         self._set_state(doc, ScheduleState.TERMINATING)
         job = self._active_job(doc)
         if job is not None:
-            self.service.terminate_job(job["id"], "UserTerminate")
+            self.service.terminate_job(job["id"], "TerminateJobSchedule")  # Batch's reason for it
         self._advance(doc["id"].lower())
         return doc
 

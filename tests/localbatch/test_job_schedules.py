@@ -138,7 +138,8 @@ def test_do_not_run_until_and_after_terminate_and_errors(client: BatchClient) ->
     # Terminate: its active job is terminated and the schedule completes.
     client.begin_terminate_job_schedule(later, polling_interval=0.05).result(timeout=10)
     assert client.get_job_schedule(later).state == "completed"
-    assert client.get_job(f"{later}:job-1").state in ("terminating", "completed")
+    ended = client.get_job(f"{later}:job-1")
+    assert ended.state == "completed" and ended.execution_info.termination_reason == "TerminateJobSchedule"
     listed = {s.id for s in client.list_job_schedules(filter="state eq 'completed'")}
     assert later in listed
 
