@@ -269,7 +269,8 @@ class JobSchedules:
         self._set_state(doc, ScheduleState.TERMINATING)
         job = self._active_job(doc)
         if job is not None:
-            self.service.terminate_job(job["id"], "TerminateJobSchedule")  # Batch's reason for it
+            # Batch's reason; a job already terminating is left to end as it does (no 409).
+            self.service._terminate(job["id"].lower(), "TerminateJobSchedule")
         self._advance(doc["id"].lower())
         return doc
 

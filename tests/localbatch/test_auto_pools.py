@@ -30,7 +30,7 @@ def _gone(client: BatchClient, pool_id: str) -> bool:
 
 
 def test_job_lifetime_pool_runs_the_tasks_and_goes_with_the_job_unless_kept(client: BatchClient) -> None:
-    jobs = {}
+    jobs, pools = {}, {}
     for keep in (False, True):
         job_id = unique("autojob")
         client.create_job(
@@ -38,19 +38,17 @@ def test_job_lifetime_pool_runs_the_tasks_and_goes_with_the_job_unless_kept(clie
                 id=job_id, pool_info=_auto("job", keep_alive=keep), all_tasks_complete_mode="terminatejob"
             )
         )
-        client.create_task(job_id, bm.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
-        jobs[keep] = job_id
-    pools = {}
-    for keep, job_id in jobs.items():
         job = client.get_job(job_id)
         pool_id = job.execution_info.pool_id
         assert pool_id.startswith("ap_") and len(pool_id) == len("ap_") + 36
         assert job.pool_info.pool_id is None  # poolInfo stays as given
         assert job.pool_info.auto_pool_specification.pool_lifetime_option == "job"
-        assert client.get_pool(pool_id).vm_size == "standard_d2s_v5"
+        assert client.get_pool(pool_id).vm_size == "standard_d2s_v5"  # made with the job
+        client.create_task(job_id, bm.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
+        jobs[keep], pools[keep] = job_id, pool_id
+    for keep, job_id in jobs.items():
         task = wait_task_completed(client, job_id, "t")
-        assert task.execution_info.result == "success" and task.node_info.pool_id == pool_id
-        pools[keep] = pool_id
+        assert task.execution_info.result == "success" and task.node_info.pool_id == pools[keep]
     wait_for(lambda: all(client.get_job(j).state == "completed" for j in jobs.values()))
     wait_for(lambda: _gone(client, pools[False]))
     assert client.get_pool(pools[True]).state == "active"  # keepAlive
