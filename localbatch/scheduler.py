@@ -19,7 +19,9 @@ are not retried; ``onTaskFailure=performexitoptionsjobaction`` and
 that goes away (pool delete/resize, server restart, reboot, preemption, an
 unusable node) or of a job disabled with ``requeue`` are requeued
 (``requeueCount`` + 1). Pools and nodes live in :mod:`localbatch.pools`,
-autoscale in :mod:`localbatch.autoscaling`, the weather in
+autoscale in :mod:`localbatch.autoscaling`, job schedules in :mod:`localbatch.jobschedules`, job
+manager/preparation/release tasks in :mod:`localbatch.jobtasks`, auto pools in
+:mod:`localbatch.autopools`, the weather in
 :mod:`localbatch.weather` (under it a picked task may wait ``task_latency``
 before it runs, and task counts may lag).
 """
@@ -359,7 +361,7 @@ class Service(PoolsAndNodes):
         self._job_ended(job)
 
     def _job_ended(self, job: dict[str, Any]) -> None:
-        """A job completed or is gone: what depends on its end (job schedules) moves on."""
+        """A job completed or is gone: what depends on its end (its auto pool, its schedule) moves on."""
         self.autopools.job_ended(job)
         self.schedules.job_ended(job)
 
