@@ -7,8 +7,11 @@ minute), so schedules recur every second; every wait polls for a condition with 
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from azure.batch import BatchClient
@@ -20,6 +23,8 @@ from tests.conftest import Azurite, LocalBatch, start_localbatch
 from tests.localbatch.conftest import batch_client, unique, wait_for
 
 SECOND = timedelta(seconds=1)
+OLD_PYTHON = os.environ.get("OLD_AZURE_BATCH_PYTHON")
+SAMPLE = Path(__file__).parent / "clients" / "job_scheduler_azure_batch_14.py"
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +211,7 @@ def test_a_due_time_whose_start_window_closed_is_lost(client: BatchClient) -> No
 def test_schedules_survive_a_crash_and_resume(
     fast: LocalBatch, client: BatchClient, azurite: Azurite
 ) -> None:
-    """Runs last in this module: it SIGKILLs the module's localbatch and restarts it on its port."""
+    """The last test on the module's localbatch: it SIGKILLs it and restarts it on its port."""
     running, waiting = unique("kept"), unique("due")
     client.create_job_schedule(
         bm.BatchJobScheduleCreateOptions(
@@ -241,3 +246,25 @@ def test_schedules_survive_a_crash_and_resume(
         assert datetime.now(timezone.utc) >= until
     finally:
         again.process.stop()
+
+
+@pytest.mark.skipif(not OLD_PYTHON, reason="set OLD_AZURE_BATCH_PYTHON to a python with azure-batch==14.2.0")
+def test_job_scheduler_sample_on_azure_batch_14(localbatch: LocalBatch) -> None:
+    """azure-batch-samples' sample4_job_scheduler flow, on the previous SDK generation."""
+    sid = unique("JobScheduler")
+    run = subprocess.run(
+        [str(OLD_PYTHON), str(SAMPLE), localbatch.url, localbatch.account_name, sid],
+        env={**os.environ, "BATCH_ACCOUNT_KEY": localbatch.account_key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [line.split("\t") for line in run.stdout.splitlines()]
+    job_id = f"{sid}:job-1"
+    assert ["job", job_id] in lines
+    [pool] = [line for line in lines if line[0] == "pool"]
+    assert pool[1].startswith("JobScheduler_") and pool[2] == "JMComplete"
+    assert ["task", "JobManagerTask", "completed", "0"] in lines
+    assert ["schedule", "active", "True"] in lines  # the next run, 10 minutes on
+    assert ["deleted", sid] in lines
