@@ -4,12 +4,20 @@ semantics, the release task at the job's end, and the per-node status list."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
 
-from tests.localbatch.conftest import new_job, wait_for
+from tests.conftest import LocalBatch
+from tests.localbatch.conftest import new_job, unique, wait_for
+
+OLD_PYTHON = os.environ.get("OLD_AZURE_BATCH_PYTHON")
+SAMPLE = Path(__file__).parent / "clients" / "jobprep_release_azure_batch_14.py"
 
 
 def _stdout(client: BatchClient, job_id: str, task_id: str) -> str:
@@ -99,3 +107,23 @@ def test_failed_preparation_keeps_tasks_off_its_nodes_unless_not_waited_for(
     assert exc.value.status_code == 400
     assert {d.code: d.message for d in exc.value.error.details}["PropertyName"] == "jobReleaseTask"
     client.begin_delete_job(plain, polling_interval=0.05).result(timeout=10)
+
+
+@pytest.mark.skipif(not OLD_PYTHON, reason="set OLD_AZURE_BATCH_PYTHON to a python with azure-batch==14.2.0")
+def test_jobprep_and_release_sample_on_azure_batch_14(localbatch: LocalBatch) -> None:
+    """azure-batch-samples' sample1_jobprep_and_release flow, on the previous SDK generation."""
+    job_id = unique("JobPrepRelease")
+    run = subprocess.run(
+        [str(OLD_PYTHON), str(SAMPLE), localbatch.url, localbatch.account_name, job_id],
+        env={**os.environ, "BATCH_ACCOUNT_KEY": localbatch.account_key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [line.split("\t") for line in run.stdout.splitlines()]
+    assert lines == [
+        ["task", "JobPrepAndRelease", "0", "Hello world"],
+        ["prep", "True", "completed", "0"],
+        ["deleted", job_id],
+    ]
