@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         default=300.0,
         help="shortest autoScaleEvaluationInterval accepted, in seconds (Batch: 300; lower for tests)",
     )
+    s.add_argument(
+        "--job-schedule-min-interval",
+        type=float,
+        default=60.0,
+        help="shortest recurrenceInterval/startWindow of a job schedule, in seconds (Batch: 60; for tests)",
+    )
     s.add_argument("--weather-seed", type=int, help="seed of the weather's decisions (else the profile's)")
     s.add_argument("--log-level", default=os.environ.get("LOCALBATCH_LOG_LEVEL", "INFO"))
     s.add_argument("--cert", type=Path, help="PEM certificate: serve HTTPS (with --key)")
@@ -186,6 +192,7 @@ async def serve(args: argparse.Namespace, account_key: str | None, storage_key: 
             args.autoscale_nodes,
             sky,
             args.autoscale_min_interval,
+            args.job_schedule_min_interval,
         )
         service = Service(store, config)
         api = BatchApi(service, verifier)
@@ -211,6 +218,7 @@ async def serve(args: argparse.Namespace, account_key: str | None, storage_key: 
             args.autoscale_nodes,
             sky,
             args.autoscale_min_interval,
+            args.job_schedule_min_interval,
         )
         await service.start()
         stop = asyncio.Event()

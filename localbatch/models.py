@@ -504,8 +504,9 @@ def validate_job(body: Any) -> dict[str, Any]:
         raise missing_property("poolInfo")
     pool_info = _obj(pool_info, "poolInfo")
     if pool_info.get("autoPoolSpecification") is not None:
-        raise invalid_property("poolInfo.autoPoolSpecification", "...", "auto pools are not supported")
-    _req_str(pool_info, "poolId", "poolInfo.", 64)
+        _validate_auto_pool(pool_info)
+    else:
+        _req_str(pool_info, "poolId", "poolInfo.", 64)
     _opt_enum(body, "onAllTasksComplete", "", {"noaction", "terminatejob"})
     _opt_enum(body, "onTaskFailure", "", {"noaction", "performexitoptionsjobaction"})
     _opt_bool(body, "usesTaskDependencies", "")
@@ -513,8 +514,74 @@ def validate_job(body: Any) -> dict[str, Any]:
     _validate_constraints(body, "", with_retention=False)
     _validate_env(body, "commonEnvironmentSettings", "")
     _opt_list(body, "metadata", "")
-    _unsupported(body, ("jobManagerTask", "jobPreparationTask", "jobReleaseTask", "networkConfiguration"), "")
+    _unsupported(body, ("networkConfiguration",), "")
+    _validate_job_tasks(body)
     return body
+
+
+def _validate_auto_pool(pool_info: dict[str, Any]) -> None:
+    """``poolInfo.autoPoolSpecification`` (exclusive with ``poolId``); its pool is checked as a pool."""
+    p = "poolInfo.autoPoolSpecification."
+    if pool_info.get("poolId") is not None:
+        raise invalid_property("poolInfo", "...", "give either poolId or autoPoolSpecification, not both")
+    spec = _obj(pool_info["autoPoolSpecification"], p[:-1])
+    prefix = _opt_str(spec, "autoPoolIdPrefix", p, 20)
+    if prefix is not None and not ID_RE.match(prefix):
+        raise invalid_property(p + "autoPoolIdPrefix", prefix, "letters, digits, - and _ only")
+    if _opt_enum(spec, "poolLifetimeOption", p, {"job", "jobschedule"}) is None:
+        raise missing_property(p + "poolLifetimeOption")
+    _opt_bool(spec, "keepAlive", p)
+    if spec.get("pool") is None:
+        raise missing_property(p + "pool")
+    try:
+        validate_pool({**_obj(spec["pool"], p + "pool"), "id": "autopool"}, 2**31 - 1)
+    except BatchError as exc:
+        exc.values = [(k, f"{p}pool.{v}" if k == "PropertyName" else v) for k, v in exc.values]
+        raise
+
+
+def _validate_job_task(body: dict[str, Any], key: str, id_required: bool) -> dict[str, Any] | None:
+    """The parts a job manager, preparation or release task shares with a task."""
+    if body.get(key) is None:
+        return None
+    t = _obj(body[key], key)
+    p = key + "."
+    if id_required or t.get("id") is not None:
+        check_id(t.get("id"), p + "id")
+    _req_str(t, "commandLine", p, 8000)
+    _validate_env(t, "environmentSettings", p)
+    _validate_resource_files(t, p)
+    _unsupported(t, ("containerSettings", "applicationPackageReferences"), p)
+    if t.get("userIdentity") is not None:
+        _obj(t["userIdentity"], p + "userIdentity")
+    return t
+
+
+def _validate_job_tasks(body: dict[str, Any]) -> None:
+    """``jobManagerTask``, ``jobPreparationTask`` and ``jobReleaseTask`` (release needs preparation)."""
+    jm = _validate_job_task(body, "jobManagerTask", id_required=True)
+    if jm is not None:
+        _opt_str(jm, "displayName", "jobManagerTask.", 1024)
+        _validate_constraints(jm, "jobManagerTask.", with_retention=True)
+        _validate_output_files(jm, "jobManagerTask.")
+        _opt_int(jm, "requiredSlots", "jobManagerTask.", 1, 256)
+        for flag in ("killJobOnCompletion", "runExclusive", "allowLowPriorityNode"):
+            _opt_bool(jm, flag, "jobManagerTask.")
+    prep = _validate_job_task(body, "jobPreparationTask", id_required=False)
+    if prep is not None:
+        _validate_constraints(prep, "jobPreparationTask.", with_retention=True)
+        _opt_bool(prep, "waitForSuccess", "jobPreparationTask.")
+        _opt_bool(prep, "rerunOnNodeRebootAfterSuccess", "jobPreparationTask.")
+    release = _validate_job_task(body, "jobReleaseTask", id_required=False)
+    if release is not None:
+        _opt_duration(release, "maxWallClockTime", "jobReleaseTask.")
+        _opt_duration(release, "retentionTime", "jobReleaseTask.")
+        if prep is None:
+            raise invalid_property(
+                "jobReleaseTask",
+                "...",
+                "a job release task needs a job preparation task (jobPreparationTask)",
+            )
 
 
 def require_body_object(body: Any, what: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
-from localbatch import api_versions, errors, images, models, odata, routes
+from localbatch import api_versions, errors, images, jobschedules, models, odata, routes
 from localbatch.auth import RequestVerifier, SignedRequest
 from localbatch.errors import BatchError
 from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
@@ -494,6 +494,67 @@ class BatchApi:
             job["eTag"],
             job["lastModified"],
         )
+
+    async def list_job_prep_release_status(self, ctx: Ctx) -> web.StreamResponse:
+        job = self.service.job(ctx.segments[1])
+        entries = self.service.jobtasks.status(ctx.base, job)
+        return self._list_indexed(ctx, "jobpreparationandreleasetaskstatuslist", entries)
+
+    # ------------------------------------------------------------------ job schedules
+
+    def _schedule_done(self, ctx: Ctx, doc: dict[str, Any], status: int) -> web.Response:
+        url = f"{ctx.base}/jobschedules/{quote(doc['id'])}"
+        return self._empty(status, url, doc["eTag"], doc["lastModified"])
+
+    async def create_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        minimum = self.service.config.schedule_min_interval
+        body = jobschedules.validate_schedule(ctx.json(), minimum, create=True)
+        return self._schedule_done(ctx, self.service.schedules.create(body), 201)
+
+    async def list_job_schedules(self, ctx: Ctx) -> web.StreamResponse:
+        docs = [jobschedules.schedule_view(ctx.base, d) for d in self.service.schedules.docs.values()]
+        return self._list_docs(ctx, "jobschedules", docs)
+
+    async def get_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        doc = self.service.schedules.get(ctx.segments[1])
+        view = jobschedules.schedule_view(ctx.base, doc)
+        view = odata.project(view, odata.parse_select(ctx.query.get("$select")))
+        return self._json(200, view, doc["eTag"], doc["lastModified"])
+
+    async def job_schedule_exists(self, ctx: Ctx) -> web.StreamResponse:
+        doc = self.service.schedules.docs.get(ctx.segments[1].lower())
+        if doc is None:
+            return web.Response(status=404)
+        return self._empty(200, None, doc["eTag"], doc["lastModified"])
+
+    async def delete_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        self.service.schedules.delete(ctx.segments[1])
+        return self._empty(202)
+
+    async def update_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        body = jobschedules.validate_patch(ctx.json(), self.service.config.schedule_min_interval)
+        doc = self.service.schedules.update(ctx.segments[1], body, replace=False)
+        return self._schedule_done(ctx, doc, 200)
+
+    async def replace_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        minimum = self.service.config.schedule_min_interval
+        body = jobschedules.validate_schedule(ctx.json(), minimum, create=False)
+        doc = self.service.schedules.update(ctx.segments[1], body, replace=True)
+        return self._schedule_done(ctx, doc, 200)
+
+    async def disable_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        return self._schedule_done(ctx, self.service.schedules.disable(ctx.segments[1]), 204)
+
+    async def enable_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        return self._schedule_done(ctx, self.service.schedules.enable(ctx.segments[1]), 204)
+
+    async def terminate_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        return self._schedule_done(ctx, self.service.schedules.terminate(ctx.segments[1]), 202)
+
+    async def list_jobs_from_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        doc = self.service.schedules.get(ctx.segments[1])
+        docs = [job_view(ctx.base, j) for j in self.service.schedules.jobs_of(doc)]
+        return self._list_docs(ctx, "jobs", docs)
 
     # ------------------------------------------------------------------ tasks
 
