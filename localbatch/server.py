@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
-from localbatch import api_versions, errors, images, models, odata, routes
+from localbatch import api_versions, bodies, errors, images, models, odata, routes
 from localbatch.auth import RequestVerifier, SignedRequest
 from localbatch.errors import BatchError
 from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
@@ -63,12 +63,16 @@ class Ctx:
     request_id: str
 
     def json(self) -> Any:
+        """The parsed body; an object loses its OData annotations (``odata.type``: never stored)."""
         if not self.body:
             raise errors.invalid_body("the request body is empty")
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise errors.invalid_body(f"the body is not valid JSON ({type(exc).__name__})") from None
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if not k.startswith("odata.")}
+        return value
 
 
 Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
@@ -179,6 +183,7 @@ class BatchApi:
                 405, "UnsupportedHttpVerb", f"The resource doesn't support the HTTP verb {ctx.method[:16]}."
             )
         handler: Handler = getattr(self, name)
+        bodies.check_request(name, ctx.method, ctx.body)
         return await handler(ctx)
 
     # ------------------------------------------------------------------ response helpers

@@ -1,0 +1,116 @@
+"""Request bodies hold only the properties Batch defines: anything else is refused, as the service does.
+
+The Batch service parses bodies with OData against closed entity types, so a
+property the type does not define (at any depth) fails the request with 400
+``InvalidRequestBody`` and the reason "The property 'X' does not exist on type
+'Microsoft.Azure.Batch.Protocol.Entities.T'. Make sure to only use property
+names that are defined by the type." (Batch's documented answer, e.g. for
+``lengthOfTime`` on a software entitlement renewal). It never stores or echoes
+such a property.
+
+The defined properties come from the installed SDK's models (generated from
+the REST spec; read with :func:`localbatch.contract.spec.load_models`, never
+imported), so the check follows the spec localbatch implements. OData
+annotations (``odata.type``, ...) are allowed, and the retired properties of
+:data:`localbatch.models.RETIRED` pass through to be refused with their own
+reason.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from localbatch.errors import invalid_body
+from localbatch.models import RETIRED
+
+if TYPE_CHECKING:
+    from localbatch.contract.spec import Prop, TypeRef
+
+# Handler name (localbatch.server.BatchApi) -> (SDK model of its body, the service's entity name).
+BODY_MODELS: dict[str, tuple[str, str]] = {
+    "create_pool": ("BatchPoolCreateOptions", "PoolAddParameter"),
+    "patch_pool": ("BatchPoolUpdateOptions", "PoolPatchParameter"),
+    "replace_pool_properties": ("BatchPoolReplaceOptions", "PoolUpdatePropertiesParameter"),
+    "resize_pool": ("BatchPoolResizeOptions", "PoolResizeParameter"),
+    "remove_nodes": ("BatchNodeRemoveOptions", "NodeRemoveParameter"),
+    "enable_autoscale": ("BatchPoolEnableAutoScaleOptions", "PoolEnableAutoScaleParameter"),
+    "evaluate_autoscale": ("BatchPoolEvaluateAutoScaleOptions", "PoolEvaluateAutoScaleParameter"),
+    "create_job": ("BatchJobCreateOptions", "JobAddParameter"),
+    "PATCH patch_job": ("BatchJobUpdateOptions", "JobPatchParameter"),
+    "PUT patch_job": ("BatchJob", "JobUpdateParameter"),
+    "disable_job": ("BatchJobDisableOptions", "JobDisableParameter"),
+    "terminate_job": ("BatchJobTerminateOptions", "JobTerminateParameter"),
+    "add_task": ("BatchTaskCreateOptions", "TaskAddParameter"),
+    "add_task_collection": ("BatchTaskGroup", "TaskAddCollectionParameter"),
+    "update_task": ("BatchTask", "TaskUpdateParameter"),
+    "add_node_user": ("BatchNodeUserCreateOptions", "ComputeNodeUser"),
+    "update_node_user": ("BatchNodeUserReplaceOptions", "NodeUpdateUserParameter"),
+    "upload_node_logs": ("UploadBatchServiceLogsOptions", "UploadBatchServiceLogsConfiguration"),
+}
+
+ENTITY_PREFIX = "Microsoft.Azure.Batch.Protocol.Entities."
+
+
+def check_request(handler: str, method: str, body: bytes) -> None:
+    """Refuse (400 ``InvalidRequestBody``) a body with a property its operation's type does not define.
+
+    ``handler`` is the route's handler name. A handler without a listed body, an
+    empty body or one that is not JSON passes: the handler reports those itself.
+    """
+    entry = BODY_MODELS.get(f"{method} {handler}") or BODY_MODELS.get(handler)
+    if entry is None or not body.strip():
+        return
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return
+    model, entity = entry
+    _check_object(value, model, entity, top=True)
+
+
+def _models() -> dict[str, dict[str, Prop]]:
+    # Imported here: serving without --check-contract loads the SDK's model table, never the checker.
+    from localbatch.contract.spec import load_models
+
+    return load_models()
+
+
+def check_value(value: Any, type_ref: TypeRef) -> None:
+    """Walk ``value`` as the SDK type ``type_ref``; raise on the first property no model defines.
+
+    Values of the wrong JSON type are left to the handlers' validation.
+    """
+    if type_ref.kind == "model" and isinstance(value, dict):
+        _check_object(value, type_ref.name, _entity_name(type_ref.name))
+    elif type_ref.kind == "list" and isinstance(value, list) and type_ref.item is not None:
+        for item in value:
+            check_value(item, type_ref.item)
+    elif type_ref.kind == "dict" and isinstance(value, dict) and type_ref.item is not None:
+        for item in value.values():
+            check_value(item, type_ref.item)
+
+
+def _check_object(value: Any, model: str, entity: str, top: bool = False) -> None:
+    props = _models().get(model)
+    if props is None or not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        prop = props.get(key)
+        if prop is not None:
+            check_value(item, prop.type)
+        elif not (key.startswith("odata.") or (top and key in RETIRED)):
+            raise _unknown(key, entity)
+
+
+def _entity_name(model: str) -> str:
+    """The service's name of a nested type: the SDK's name without its ``Batch`` prefix."""
+    return {"BatchTaskCreateOptions": "TaskAddParameter"}.get(model, model.removeprefix("Batch"))
+
+
+def _unknown(key: str, entity: str) -> Exception:
+    shown = key[:128].encode("unicode_escape").decode("ascii")
+    return invalid_body(
+        f"The property '{shown}' does not exist on type '{ENTITY_PREFIX}{entity}'. "
+        "Make sure to only use property names that are defined by the type."
+    )
