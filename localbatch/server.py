@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
-from localbatch import api_versions, bodies, errors, images, models, odata, routes
+from localbatch import api_versions, bodies, conditions, errors, images, models, odata, routes, updates
 from localbatch.auth import RequestVerifier, SignedRequest
 from localbatch.errors import BatchError
 from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
@@ -46,6 +46,8 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_TASKS_PER_COLLECTION = 100
 JSON_TYPE = "application/json;odata=minimalmetadata"
 AUTOSCALE_RUN_ENTITY = "Microsoft.Azure.Batch.Protocol.Entities.AutoScaleRun"
+# The first URL segment of a conditional resource -> the Service attribute holding its documents.
+RESOURCE_DOCUMENTS = {"pools": "pools", "jobs": "jobs", "jobschedules": "job_schedules"}
 
 
 @dataclass
@@ -79,8 +81,11 @@ Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 
 def _http_date(iso_text: str) -> str:
-    dt = datetime.strptime(iso_text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    return format_datetime(dt, usegmt=True)
+    return format_datetime(_parse_iso(iso_text), usegmt=True)
+
+
+def _parse_iso(iso_text: str) -> datetime:
+    return datetime.strptime(iso_text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
 class BatchApi:
@@ -119,6 +124,8 @@ class BatchApi:
 
     @staticmethod
     def _error(base: str, exc: BatchError, request_id: str) -> web.Response:
+        if exc.status == 304:  # Not Modified: never a body
+            return web.Response(status=304, headers=exc.headers)
         body = errors.error_body(base, exc, request_id, models.iso(models.utcnow()))
         return web.Response(
             status=exc.status,
@@ -183,8 +190,28 @@ class BatchApi:
                 405, "UnsupportedHttpVerb", f"The resource doesn't support the HTTP verb {ctx.method[:16]}."
             )
         handler: Handler = getattr(self, name)
+        if name in conditions.CONDITIONAL_HANDLERS and conditions.asked(ctx.request.headers):
+            current = self._version(ctx)
+            if current is not None:  # a missing resource: the handler answers its 404
+                conditions.check(ctx.request.headers, ctx.method, current)
         bodies.check_request(name, ctx.method, ctx.body)
         return await handler(ctx)
+
+    def _version(self, ctx: Ctx) -> conditions.Version | None:
+        """The ETag and last change of the resource a conditional request names (None: no such one)."""
+        seg = ctx.segments
+        if len(seg) >= 4 and seg[0].lower() == "jobs" and seg[2].lower() == "tasks":
+            try:
+                _job, row = self.service.task(seg[1], seg[3])
+            except BatchError:
+                return None
+            return conditions.Version(row.etag, _parse_iso(row.last_modified))
+        # Every other conditional resource is a document in a dict of the service, by lower-case id.
+        docs = getattr(self.service, RESOURCE_DOCUMENTS.get(seg[0].lower(), ""), None)
+        doc = docs.get(seg[1].lower()) if isinstance(docs, dict) and len(seg) >= 2 else None
+        if doc is None:
+            return None
+        return conditions.Version(doc["eTag"], _parse_iso(doc["lastModified"]))
 
     # ------------------------------------------------------------------ response helpers
 
@@ -460,6 +487,8 @@ class BatchApi:
 
     async def patch_job(self, ctx: Ctx) -> web.StreamResponse:
         body = models.require_body_object(ctx.json(), "job update")
+        if ctx.method == "PUT":  # replace: an updatable property left out is reset to its default
+            body = updates.replacement(body, updates.JOB_DEFAULTS)
         probe = {"id": "x", "poolInfo": {"poolId": "x"}}
         probe.update({k: v for k, v in body.items() if k not in ("id", "poolInfo")})
         models.validate_job(probe)
@@ -699,6 +728,11 @@ class BatchApi:
         except OSError:
             raise errors.not_found("File") from None
         is_dir = os.path.isdir(path)
+        if conditions.asked(ctx.request.headers):
+            mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+            conditions.check(
+                ctx.request.headers, ctx.method, conditions.Version(f"0x{st.st_mtime_ns:X}", mtime)
+            )
         if is_dir and ctx.method == "GET":
             raise BatchError(400, "InvalidFilePath", "The specified path is a directory, not a file.")
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
