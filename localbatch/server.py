@@ -34,8 +34,10 @@ from urllib.parse import parse_qs, quote, unquote
 from aiohttp import web
 
 from localbatch import api_versions, bodies, conditions, errors, images, models, odata, routes, updates
+from localbatch.applications import ApplicationOperations
 from localbatch.auth import RequestVerifier, SignedRequest
 from localbatch.errors import BatchError
+from localbatch.nodeops import NodeOperations
 from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
 from localbatch.store import TASK_FILTER_COLUMNS
 from localbatch.views import job_view, pool_view, task_url, task_view
@@ -88,8 +90,8 @@ def _parse_iso(iso_text: str) -> datetime:
     return datetime.strptime(iso_text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
-class BatchApi:
-    """Request boundary and route handlers."""
+class BatchApi(NodeOperations, ApplicationOperations):
+    """Request boundary and route handlers (node users, logs, extensions, applications: the mixins)."""
 
     def __init__(self, service: Service, verifier: RequestVerifier) -> None:
         self.service = service
@@ -392,13 +394,6 @@ class BatchApi:
         node = self.service.node(ctx.segments[1], ctx.segments[3])
         self.service.start_node(ctx.segments[1], node.id)
         return self._node_done(ctx, node, 202)
-
-    async def node_extensions(self, ctx: Ctx) -> web.StreamResponse:
-        """A local node has no VM extensions: an empty list, and 404 for any one of them."""
-        self.service.node(ctx.segments[1], ctx.segments[3])
-        if len(ctx.segments) == 6:
-            raise BatchError(404, "ResourceNotFound", "The specified extension does not exist on the node.")
-        return self._list_indexed(ctx, "nodeextensions", [])
 
     async def node_scheduling(self, ctx: Ctx) -> web.StreamResponse:
         enable = ctx.segments[4].lower() == "enablescheduling"
