@@ -319,10 +319,8 @@ class BatchApi(NodeOperations, ApplicationOperations):
     async def patch_pool(self, ctx: Ctx) -> web.StreamResponse:
         doc = self.service.pool(ctx.segments[1])
         body = models.require_body_object(ctx.json(), "pool update")
-        if body.get("startTask") is not None:
-            doc["startTask"] = models.validate_start_task(body["startTask"], "startTask.")
-        if body.get("metadata") is not None:
-            doc["metadata"] = body["metadata"]
+        empty = not self.service.pool_nodes(doc["id"])
+        updates.merge_pool(doc, body, empty, self.service.config.max_nodes_per_pool)
         doc.update(eTag=new_etag(), lastModified=models.iso(models.utcnow()))
         self.service.store.put_pool(doc)
         return self._empty(200, f"{ctx.base}/pools/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])

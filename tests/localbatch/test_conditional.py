@@ -53,6 +53,12 @@ def test_pool_conditions(client: BatchClient, raw: RawBatch) -> None:
     client.update_pool(pool_id, patch, etag=etag, match_condition=MatchConditions.IfNotModified)
     changed = client.get_pool(pool_id)
     assert changed.etag != etag and [m.name for m in changed.metadata or []] == ["k"]
+    # PATCH merges: what it gives replaces (on an empty pool, even its size), the rest stays.
+    client.update_pool(pool_id, bm.BatchPoolUpdateOptions(display_name="renamed", task_slots_per_node=3))
+    merged = client.get_pool(pool_id)
+    assert (merged.display_name, merged.task_slots_per_node) == ("renamed", 3)
+    assert [m.name for m in merged.metadata or []] == ["k"]
+    changed = merged
     # The old ETag no longer matches: a read with it is served, a delete with it is refused.
     assert (
         client.get_pool(pool_id, etag=etag, match_condition=MatchConditions.IfModified).etag == changed.etag
@@ -79,6 +85,11 @@ def test_job_task_and_file_conditions_and_put_replaces(client: BatchClient, shar
         allow_task_preemption=True,
         constraints=bm.BatchJobConstraints(max_task_retry_count=3, max_wall_clock_time=dt.timedelta(hours=5)),
     )
+    # A pool with nodes keeps what only an empty pool may change.
+    with pytest.raises(HttpResponseError) as caught:
+        client.update_pool(shared_pool, bm.BatchPoolUpdateOptions(vm_size="standard_e64s_v5"))
+    assert caught.value.error is not None and caught.value.error.code == "PropertyCannotBeUpdated"
+    assert client.get_pool(shared_pool).vm_size == "standard_d2s_v5"
     # PATCH merges: what it leaves out stays.
     client.update_job(job_id, bm.BatchJobUpdateOptions(metadata=[bm.BatchMetadataItem(name="a", value="1")]))
     job = client.get_job(job_id)
