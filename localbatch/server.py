@@ -633,6 +633,8 @@ class BatchApi(NodeOperations, ApplicationOperations):
         models.validate_task(probe)
         if body.get("constraints") is not None:
             spec["constraints"] = body["constraints"]
+        else:  # PUT replaces: "if omitted, the Task is given the default constraints"
+            spec.pop("constraints", None)
         now = models.iso(models.utcnow())
         etag = new_etag()
         self.service.store.update_task(row.seq, spec=json.dumps(spec), etag=etag, last_modified=now)

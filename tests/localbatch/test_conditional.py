@@ -109,8 +109,16 @@ def test_job_task_and_file_conditions_and_put_replaces(client: BatchClient, shar
     )
     _not_modified(lambda: client.get_job(job_id, etag=job.etag, match_condition=MatchConditions.IfModified))
     # Tasks: a read with If-Unmodified-Since in the past is 412; delete with a stale ETag keeps the task.
-    client.create_task(job_id, bm.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'echo hi'"))
+    limited = bm.BatchTaskConstraints(max_task_retry_count=4)
+    client.create_task(
+        job_id, bm.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'echo hi'", constraints=limited)
+    )
     task = wait_task_completed(client, job_id, "t")
+    # PUT task replaces: constraints left out are the defaults again (the job's retry count: 0).
+    assert task.constraints is not None and task.constraints.max_task_retry_count == 4
+    client.replace_task(job_id, "t", bm.BatchTask())
+    task = client.get_task(job_id, "t")
+    assert task.constraints is not None and task.constraints.max_task_retry_count == 0
     with pytest.raises(HttpResponseError) as caught:
         client.get_task(job_id, "t", if_unmodified_since=task.last_modified - HOUR)
     _condition_not_met(caught)
