@@ -27,38 +27,47 @@ from localbatch.models import RETIRED
 if TYPE_CHECKING:
     from localbatch.contract.spec import Prop, TypeRef
 
-# Handler name (localbatch.server.BatchApi) -> (SDK model of its body, the service's entity name).
-BODY_MODELS: dict[str, tuple[str, str]] = {
-    "create_pool": ("BatchPoolCreateOptions", "PoolAddParameter"),
-    "patch_pool": ("BatchPoolUpdateOptions", "PoolPatchParameter"),
-    "replace_pool_properties": ("BatchPoolReplaceOptions", "PoolUpdatePropertiesParameter"),
-    "resize_pool": ("BatchPoolResizeOptions", "PoolResizeParameter"),
-    "remove_nodes": ("BatchNodeRemoveOptions", "NodeRemoveParameter"),
-    "enable_autoscale": ("BatchPoolEnableAutoScaleOptions", "PoolEnableAutoScaleParameter"),
-    "evaluate_autoscale": ("BatchPoolEvaluateAutoScaleOptions", "PoolEvaluateAutoScaleParameter"),
-    "create_job": ("BatchJobCreateOptions", "JobAddParameter"),
-    "PATCH patch_job": ("BatchJobUpdateOptions", "JobPatchParameter"),
-    "PUT patch_job": ("BatchJob", "JobUpdateParameter"),
-    "disable_job": ("BatchJobDisableOptions", "JobDisableParameter"),
-    "terminate_job": ("BatchJobTerminateOptions", "JobTerminateParameter"),
-    "add_task": ("BatchTaskCreateOptions", "TaskAddParameter"),
-    "add_task_collection": ("BatchTaskGroup", "TaskAddCollectionParameter"),
-    "update_task": ("BatchTask", "TaskUpdateParameter"),
-    "add_node_user": ("BatchNodeUserCreateOptions", "ComputeNodeUser"),
-    "update_node_user": ("BatchNodeUserReplaceOptions", "NodeUpdateUserParameter"),
-    "upload_node_logs": ("UploadBatchServiceLogsOptions", "UploadBatchServiceLogsConfiguration"),
+# (method, route shape as routes.shape_of writes it) -> (SDK model of the body, the service's entity name).
+BODY_MODELS: dict[tuple[str, str], tuple[str, str]] = {
+    ("POST", "pools"): ("BatchPoolCreateOptions", "PoolAddParameter"),
+    ("PATCH", "pools/{}"): ("BatchPoolUpdateOptions", "PoolPatchParameter"),
+    ("POST", "pools/{}/updateproperties"): ("BatchPoolReplaceOptions", "PoolUpdatePropertiesParameter"),
+    ("POST", "pools/{}/resize"): ("BatchPoolResizeOptions", "PoolResizeParameter"),
+    ("POST", "pools/{}/removenodes"): ("BatchNodeRemoveOptions", "NodeRemoveParameter"),
+    ("POST", "pools/{}/enableautoscale"): ("BatchPoolEnableAutoScaleOptions", "PoolEnableAutoScaleParameter"),
+    ("POST", "pools/{}/evaluateautoscale"): (
+        "BatchPoolEvaluateAutoScaleOptions",
+        "PoolEvaluateAutoScaleParameter",
+    ),
+    ("POST", "pools/{}/nodes/{}/users"): ("BatchNodeUserCreateOptions", "ComputeNodeUser"),
+    ("PUT", "pools/{}/nodes/{}/users/{}"): ("BatchNodeUserReplaceOptions", "NodeUpdateUserParameter"),
+    ("POST", "pools/{}/nodes/{}/uploadbatchservicelogs"): (
+        "UploadBatchServiceLogsOptions",
+        "UploadBatchServiceLogsConfiguration",
+    ),
+    ("POST", "jobs"): ("BatchJobCreateOptions", "JobAddParameter"),
+    ("PATCH", "jobs/{}"): ("BatchJobUpdateOptions", "JobPatchParameter"),
+    ("PUT", "jobs/{}"): ("BatchJob", "JobUpdateParameter"),
+    ("POST", "jobs/{}/disable"): ("BatchJobDisableOptions", "JobDisableParameter"),
+    ("POST", "jobs/{}/terminate"): ("BatchJobTerminateOptions", "JobTerminateParameter"),
+    ("POST", "jobs/{}/tasks"): ("BatchTaskCreateOptions", "TaskAddParameter"),
+    ("POST", "jobs/{}/addtaskcollection"): ("BatchTaskGroup", "TaskAddCollectionParameter"),
+    ("PUT", "jobs/{}/tasks/{}"): ("BatchTask", "TaskUpdateParameter"),
+    ("POST", "jobschedules"): ("BatchJobScheduleCreateOptions", "JobScheduleAddParameter"),
+    ("PATCH", "jobschedules/{}"): ("BatchJobScheduleUpdateOptions", "JobSchedulePatchParameter"),
+    ("PUT", "jobschedules/{}"): ("BatchJobSchedule", "JobScheduleUpdateParameter"),
 }
 
 ENTITY_PREFIX = "Microsoft.Azure.Batch.Protocol.Entities."
 
 
-def check_request(handler: str, method: str, body: bytes) -> None:
+def check_request(method: str, shape: str | None, body: bytes) -> None:
     """Refuse (400 ``InvalidRequestBody``) a body with a property its operation's type does not define.
 
-    ``handler`` is the route's handler name. A handler without a listed body, an
-    empty body or one that is not JSON passes: the handler reports those itself.
+    ``shape`` is the route's (:func:`localbatch.routes.shape_of`). An operation without a
+    listed body, an empty body or one that is not JSON passes: the handler reports those itself.
     """
-    entry = BODY_MODELS.get(f"{method} {handler}") or BODY_MODELS.get(handler)
+    entry = BODY_MODELS.get((method, shape or ""))
     if entry is None or not body.strip():
         return
     try:

@@ -12,8 +12,8 @@ read operation, 412 for a write operation). ``If-Match``/``If-None-Match`` take
 compare by value); dates are HTTP dates compared at one-second precision; a
 date that does not parse is 400 ``InvalidHeaderValue``.
 
-Only the operations the spec declares conditional check them
-(:data:`CONDITIONAL_HANDLERS`, by handler name); the others ignore the headers.
+Only the operations the spec declares conditional check them (:data:`CONDITIONAL`);
+the others ignore the headers (files check them against the file, in the handler).
 """
 
 from __future__ import annotations
@@ -27,39 +27,27 @@ from localbatch.errors import BatchError
 
 HEADERS = ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
 
-# Handlers of localbatch.server.BatchApi whose operation declares the four headers (2025-06-01).
-# Job schedules' handlers are listed by the names their routes give them.
-CONDITIONAL_HANDLERS = frozenset(
-    {
-        "get_pool",
-        "pool_exists",
-        "delete_pool",
-        "patch_pool",
-        "enable_autoscale",
-        "resize_pool",
-        "stop_resize",
-        "remove_nodes",
-        "get_job",
-        "delete_job",
-        "patch_job",
-        "disable_job",
-        "enable_job",
-        "terminate_job",
-        "get_task",
-        "delete_task",
-        "update_task",
-        "terminate_task",
-        "reactivate_task",
-        "get_job_schedule",
-        "job_schedule_exists",
-        "delete_job_schedule",
-        "patch_job_schedule",
-        "replace_job_schedule",
-        "disable_job_schedule",
-        "enable_job_schedule",
-        "terminate_job_schedule",
-    }
-)
+# The operations that declare the four headers (2025-06-01), as (method, route shape as
+# localbatch.routes.shape_of writes it): whatever their handlers are named.
+_RESOURCE_ACTIONS = {
+    "pools/{}": ("GET", "HEAD", "DELETE", "PATCH"),
+    "pools/{}/enableautoscale": ("POST",),
+    "pools/{}/resize": ("POST",),
+    "pools/{}/stopresize": ("POST",),
+    "pools/{}/removenodes": ("POST",),
+    "jobs/{}": ("GET", "DELETE", "PATCH", "PUT"),
+    "jobs/{}/disable": ("POST",),
+    "jobs/{}/enable": ("POST",),
+    "jobs/{}/terminate": ("POST",),
+    "jobschedules/{}": ("GET", "HEAD", "DELETE", "PATCH", "PUT"),
+    "jobschedules/{}/disable": ("POST",),
+    "jobschedules/{}/enable": ("POST",),
+    "jobschedules/{}/terminate": ("POST",),
+    "jobs/{}/tasks/{}": ("GET", "DELETE", "PUT"),
+    "jobs/{}/tasks/{}/terminate": ("POST",),
+    "jobs/{}/tasks/{}/reactivate": ("POST",),
+}
+CONDITIONAL = frozenset((m, shape) for shape, methods in _RESOURCE_ACTIONS.items() for m in methods)
 
 
 @dataclass(frozen=True)

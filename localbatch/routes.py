@@ -89,3 +89,12 @@ def match(segments: list[str]) -> dict[str, str] | None:
         if _fits(parts, rest, segments):
             return methods
     return None
+
+
+def shape_of(segments: list[str]) -> str | None:
+    """The template of the first route that fits ``segments``, its placeholders written ``{}``
+    (``jobs/{}/tasks/{}``): what request checks key on, whatever the handlers are named."""
+    for parts, rest, _methods in _COMPILED:
+        if _fits(parts, rest, segments):
+            return "/".join("{}" if p.startswith("{") else p for p in parts)
+    return None

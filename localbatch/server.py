@@ -192,11 +192,12 @@ class BatchApi(NodeOperations, ApplicationOperations):
                 405, "UnsupportedHttpVerb", f"The resource doesn't support the HTTP verb {ctx.method[:16]}."
             )
         handler: Handler = getattr(self, name)
-        if name in conditions.CONDITIONAL_HANDLERS and conditions.asked(ctx.request.headers):
+        shape = routes.shape_of(ctx.segments)
+        if (ctx.method, shape) in conditions.CONDITIONAL and conditions.asked(ctx.request.headers):
             current = self._version(ctx)
             if current is not None:  # a missing resource: the handler answers its 404
                 conditions.check(ctx.request.headers, ctx.method, current)
-        bodies.check_request(name, ctx.method, ctx.body)
+        bodies.check_request(ctx.method, shape, ctx.body)
         return await handler(ctx)
 
     def _version(self, ctx: Ctx) -> conditions.Version | None:

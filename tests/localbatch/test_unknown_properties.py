@@ -9,6 +9,7 @@ and raw REST for the shapes the SDK cannot make.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from azure.batch import BatchClient
@@ -91,3 +92,19 @@ def test_unknown_properties_are_refused_at_any_depth(
     assert (status, (err or {}).get("code")) == (400, "InvalidPropertyValue")
     _, task, _ = raw.send("GET", f"/jobs/{job_id}/tasks/t5")
     assert task is not None and task["id"] == "t5" and "odata.type" not in task
+
+
+def test_body_models_and_conditional_operations_follow_the_sdk() -> None:
+    """No server: every listed body model is one of the SDK's (a typo would switch the check
+    off), and every operation the SDK sends conditional headers to (but files) is conditional."""
+    from localbatch import bodies, conditions
+    from localbatch.contract import spec
+
+    contract = spec.load()
+    assert all(model in contract.models for model, _entity in bodies.BODY_MODELS.values())
+    declared = {
+        (op.method, re.sub(r"\{[^}]+\}", "{}", op.template.strip("/")))
+        for op in contract.operations
+        if op.conditional and "/files/" not in op.template
+    }
+    assert declared == conditions.CONDITIONAL
