@@ -18,6 +18,7 @@ reason.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from localbatch.errors import invalid_body
 from localbatch.models import RETIRED
 
 if TYPE_CHECKING:
-    from localbatch.contract.spec import Prop, TypeRef
+    from localbatch.contract.spec import TypeRef
 
 # (method, route shape as routes.shape_of writes it) -> (SDK model of the body, the service's entity name).
 BODY_MODELS: dict[tuple[str, str], tuple[str, str]] = {
@@ -78,11 +79,23 @@ def check_request(method: str, shape: str | None, body: bytes) -> None:
     _check_object(value, model, entity, top=True)
 
 
-def _models() -> dict[str, dict[str, Prop]]:
+@functools.cache
+def _shape(model: str) -> tuple[frozenset[str], tuple[tuple[str, TypeRef], ...]] | None:
+    """A model's property names, and those whose values hold models (the only ones walked)."""
     # Imported here: serving without --check-contract loads the SDK's model table, never the checker.
     from localbatch.contract.spec import load_models
 
-    return load_models()
+    props = load_models().get(model)
+    if props is None:
+        return None
+    nested = tuple((name, p.type) for name, p in props.items() if _holds_model(p.type))
+    return frozenset(props), nested
+
+
+def _holds_model(type_ref: TypeRef | None) -> bool:
+    while type_ref is not None and type_ref.kind in ("list", "dict"):
+        type_ref = type_ref.item
+    return type_ref is not None and type_ref.kind == "model"
 
 
 def check_value(value: Any, type_ref: TypeRef) -> None:
@@ -90,26 +103,33 @@ def check_value(value: Any, type_ref: TypeRef) -> None:
 
     Values of the wrong JSON type are left to the handlers' validation.
     """
-    if type_ref.kind == "model" and isinstance(value, dict):
-        _check_object(value, type_ref.name, _entity_name(type_ref.name))
+    if type_ref.kind == "model":
+        _check_object(value, type_ref.name, None)
     elif type_ref.kind == "list" and isinstance(value, list) and type_ref.item is not None:
-        for item in value:
-            check_value(item, type_ref.item)
+        item_type = type_ref.item
+        if item_type.kind == "model":  # the common case (tasks, resource files, settings): no hop
+            for item in value:
+                _check_object(item, item_type.name, None)
+        else:
+            for item in value:
+                check_value(item, item_type)
     elif type_ref.kind == "dict" and isinstance(value, dict) and type_ref.item is not None:
         for item in value.values():
             check_value(item, type_ref.item)
 
 
-def _check_object(value: Any, model: str, entity: str, top: bool = False) -> None:
-    props = _models().get(model)
-    if props is None or not isinstance(value, dict):
+def _check_object(value: Any, model: str, entity: str | None, top: bool = False) -> None:
+    """``entity``: the service's name of the type (None: derived from the SDK's)."""
+    shape = _shape(model)
+    if shape is None or not isinstance(value, dict):
         return
-    for key, item in value.items():
-        prop = props.get(key)
-        if prop is not None:
-            check_value(item, prop.type)
-        elif not (key.startswith("odata.") or (top and key in RETIRED)):
-            raise _unknown(key, entity)
+    names, nested = shape
+    for key in value.keys() - names:
+        if not (isinstance(key, str) and (key.startswith("odata.") or (top and key in RETIRED))):
+            raise _unknown(key, entity or _entity_name(model))
+    for key, child in nested:
+        if key in value:
+            check_value(value[key], child)
 
 
 def _entity_name(model: str) -> str:
