@@ -59,13 +59,26 @@ BODY_MODELS: dict[tuple[str, str], tuple[str, str]] = {
     ("PUT", "jobschedules/{}"): ("BatchJobSchedule", "JobScheduleUpdateParameter"),
 }
 
+# Properties earlier api-versions define that 2025-06-01 (the SDK's) dropped: accepted from a
+# client that sends an earlier api-version, as the service accepts them (the azure-batch 14 SDK,
+# api-version 2024-02-01.19.0, has all but maxTasksPerNode, renamed taskSlotsPerNode in 2020-09-01).
+LEGACY_PROPERTIES: dict[str, frozenset[str]] = {
+    "BatchPoolCreateOptions": frozenset(
+        {"applicationLicenses", "resourceTags", "targetNodeCommunicationMode", "maxTasksPerNode"}
+    ),
+    "BatchPoolUpdateOptions": frozenset({"targetNodeCommunicationMode"}),
+    "BatchTaskCreateOptions": frozenset({"authenticationTokenSettings"}),
+    "BatchJobManagerTask": frozenset({"authenticationTokenSettings"}),
+}
+
 ENTITY_PREFIX = "Microsoft.Azure.Batch.Protocol.Entities."
 
 
-def check_request(method: str, shape: str | None, body: bytes) -> None:
+def check_request(method: str, shape: str | None, body: bytes, legacy: bool = False) -> None:
     """Refuse (400 ``InvalidRequestBody``) a body with a property its operation's type does not define.
 
-    ``shape`` is the route's (:func:`localbatch.routes.shape_of`). An operation without a
+    ``shape`` is the route's (:func:`localbatch.routes.shape_of`); ``legacy``: the request's
+    api-version is an earlier one (:data:`LEGACY_PROPERTIES` are defined). An operation without a
     listed body, an empty body or one that is not JSON passes: the handler reports those itself.
     """
     entry = BODY_MODELS.get((method, shape or ""))
@@ -76,7 +89,7 @@ def check_request(method: str, shape: str | None, body: bytes) -> None:
     except (ValueError, UnicodeDecodeError, RecursionError):
         return
     model, entity = entry
-    _check_object(value, model, entity, top=True)
+    _check_object(value, model, entity, legacy, top=True)
 
 
 @functools.cache
@@ -98,38 +111,41 @@ def _holds_model(type_ref: TypeRef | None) -> bool:
     return type_ref is not None and type_ref.kind == "model"
 
 
-def check_value(value: Any, type_ref: TypeRef) -> None:
+def check_value(value: Any, type_ref: TypeRef, legacy: bool = False) -> None:
     """Walk ``value`` as the SDK type ``type_ref``; raise on the first property no model defines.
 
     Values of the wrong JSON type are left to the handlers' validation.
     """
     if type_ref.kind == "model":
-        _check_object(value, type_ref.name, None)
+        _check_object(value, type_ref.name, None, legacy)
     elif type_ref.kind == "list" and isinstance(value, list) and type_ref.item is not None:
         item_type = type_ref.item
         if item_type.kind == "model":  # the common case (tasks, resource files, settings): no hop
             for item in value:
-                _check_object(item, item_type.name, None)
+                _check_object(item, item_type.name, None, legacy)
         else:
             for item in value:
-                check_value(item, item_type)
+                check_value(item, item_type, legacy)
     elif type_ref.kind == "dict" and isinstance(value, dict) and type_ref.item is not None:
         for item in value.values():
-            check_value(item, type_ref.item)
+            check_value(item, type_ref.item, legacy)
 
 
-def _check_object(value: Any, model: str, entity: str | None, top: bool = False) -> None:
+def _check_object(value: Any, model: str, entity: str | None, legacy: bool, top: bool = False) -> None:
     """``entity``: the service's name of the type (None: derived from the SDK's)."""
     shape = _shape(model)
     if shape is None or not isinstance(value, dict):
         return
     names, nested = shape
-    for key in value.keys() - names:
+    unknown = value.keys() - names
+    if unknown and legacy:
+        unknown -= LEGACY_PROPERTIES.get(model, frozenset())
+    for key in unknown:
         if not (isinstance(key, str) and (key.startswith("odata.") or (top and key in RETIRED))):
             raise _unknown(key, entity or _entity_name(model))
     for key, child in nested:
         if key in value:
-            check_value(value[key], child)
+            check_value(value[key], child, legacy)
 
 
 def _entity_name(model: str) -> str:

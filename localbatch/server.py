@@ -197,7 +197,7 @@ class BatchApi(NodeOperations, ApplicationOperations):
             current = self._version(ctx)
             if current is not None:  # a missing resource: the handler answers its 404
                 conditions.check(ctx.request.headers, ctx.method, current)
-        bodies.check_request(ctx.method, shape, ctx.body)
+        bodies.check_request(ctx.method, shape, ctx.body, ctx.api_version != api_versions.CURRENT)
         return await handler(ctx)
 
     def _version(self, ctx: Ctx) -> conditions.Version | None:

@@ -90,6 +90,14 @@ def test_unknown_properties_are_refused_at_any_depth(
     retired = {"id": pool_id, "vmSize": "x", "cloudServiceConfiguration": {"osFamily": "6"}}
     status, err, _ = raw.send("POST", "/pools", json.dumps(retired).encode())
     assert (status, (err or {}).get("code")) == (400, "InvalidPropertyValue")
+    # A property an earlier api-version defines (2025-06-01 dropped it) is accepted from a client
+    # that sends that api-version (azure-batch 14's), and only then.
+    tagged = {"id": pool_id, "vmSize": "x", "targetNodeCommunicationMode": "default"}
+    status, err, _ = raw.send("POST", "/pools", json.dumps(tagged).encode())
+    assert status == 400 and "'targetNodeCommunicationMode' does not exist" in _reason(err)
+    older = RawBatch(raw.server, api_version="2024-02-01.19.0")
+    assert older.send("POST", "/pools", json.dumps(tagged).encode())[0] == 201
+    client.begin_delete_pool(pool_id, polling_interval=0.1).result()
     _, task, _ = raw.send("GET", f"/jobs/{job_id}/tasks/t5")
     assert task is not None and task["id"] == "t5" and "odata.type" not in task
 
