@@ -67,6 +67,17 @@ LEGACY_PROPERTIES: dict[str, frozenset[str]] = {
         {"applicationLicenses", "resourceTags", "targetNodeCommunicationMode", "maxTasksPerNode"}
     ),
     "BatchPoolUpdateOptions": frozenset({"targetNodeCommunicationMode"}),
+    "BatchPoolReplaceOptions": frozenset({"targetNodeCommunicationMode"}),
+    "BatchPoolSpecification": frozenset(
+        {
+            "applicationLicenses",
+            "resourceTags",
+            "targetNodeCommunicationMode",
+            "maxTasksPerNode",
+            *RETIRED,  # an auto pool's: refused by its own check, with the retirement named
+        }
+    ),
+    "DataDisk": frozenset({"storageAccountType"}),
     "BatchTaskCreateOptions": frozenset({"authenticationTokenSettings"}),
     "BatchJobManagerTask": frozenset({"authenticationTokenSettings"}),
 }
