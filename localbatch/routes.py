@@ -35,6 +35,16 @@ ROUTES: tuple[tuple[str, dict[str, str]], ...] = (
     ("pools/{poolId}/nodes/{nodeId}/extensions", {"GET": "node_extensions"}),
     ("pools/{poolId}/nodes/{nodeId}/extensions/{extensionName}", {"GET": "node_extensions"}),
     ("pools/{poolId}/nodes/{nodeId}/files", {"GET": "list_node_files"}),
+    ("pools/{poolId}/nodes/{nodeId}/users", {"POST": "add_node_user"}),
+    (
+        "pools/{poolId}/nodes/{nodeId}/users/{userName}",
+        {"PUT": "update_node_user", "DELETE": "delete_node_user"},
+    ),
+    ("pools/{poolId}/nodes/{nodeId}/remoteloginsettings", {"GET": "remote_login_settings"}),
+    ("pools/{poolId}/nodes/{nodeId}/uploadbatchservicelogs", {"POST": "upload_node_logs"}),
+    ("applications", {"GET": "list_applications"}),
+    ("applications/{applicationId}", {"GET": "get_application"}),
+    ("jobs/{jobId}/tasks/{taskId}/subtasksinfo", {"GET": "list_subtasks"}),
     (
         "pools/{poolId}/nodes/{nodeId}/files/{filePath+}",
         {"GET": "get_node_file", "HEAD": "get_node_file", "DELETE": "delete_node_file"},
@@ -94,4 +104,13 @@ def match(segments: list[str]) -> dict[str, str] | None:
     for parts, rest, methods in _COMPILED:
         if _fits(parts, rest, segments):
             return methods
+    return None
+
+
+def shape_of(segments: list[str]) -> str | None:
+    """The template of the first route that fits ``segments``, its placeholders written ``{}``
+    (``jobs/{}/tasks/{}``): what request checks key on, whatever the handlers are named."""
+    for parts, rest, _methods in _COMPILED:
+        if _fits(parts, rest, segments):
+            return "/".join("{}" if p.startswith("{") else p for p in parts)
     return None

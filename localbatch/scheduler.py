@@ -308,7 +308,14 @@ class Service(PoolsAndNodes):
     def update_job(self, job_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         job = self.job(job_id)
         self._check_job_writable(job)
-        for key in ("priority", "maxParallelTasks", "onAllTasksComplete", "onTaskFailure", "metadata"):
+        for key in (
+            "priority",
+            "maxParallelTasks",
+            "onAllTasksComplete",
+            "onTaskFailure",
+            "metadata",
+            "allowTaskPreemption",
+        ):
             if key in patch and patch[key] is not None:
                 job[key] = patch[key]
         if patch.get("constraints"):

@@ -705,11 +705,25 @@ def local_up(
             "no keys in the outputs (default: the mode it last ran in, else sharedkey).",
         ),
     ] = None,
+    weather: Annotated[
+        str | None,
+        typer.Option(
+            "--weather",
+            help="make localbatch behave like Azure on a bad day: azure-like, or a .json/.toml profile "
+            "(see localbatch/README.md); localbatch is restarted if it runs with other weather.",
+        ),
+    ] = None,
+    weather_seed: Annotated[
+        int | None, typer.Option("--weather-seed", help="seed of the weather's decisions (replays a run)")
+    ] = None,
 ) -> None:
     """Start Azurite and localbatch (if needed), create containers and the pool, write the outputs."""
     from runner import local
 
-    lt = local.ensure_up(auth=auth or (STATE.auth if STATE.auth is AuthMode.ENTRA else None))
+    lt = local.ensure_up(
+        auth=auth or (STATE.auth if STATE.auth is AuthMode.ENTRA else None),
+        weather=local.weather_args(weather, weather_seed),
+    )
     what = ", ".join(lt.started) if lt.started else "nothing (already running)"
     STATE.say(f"local target up; started: {what}; outputs in {local.outputs_path()}")
     _print_local_status()
