@@ -136,3 +136,28 @@ def test_job_task_and_file_conditions_and_put_replaces(client: BatchClient, shar
     )
     client.delete_task(job_id, "t", etag=task.etag, match_condition=MatchConditions.IfNotModified)
     assert not list(client.list_tasks(job_id))
+
+
+def test_job_schedule_conditions(client: BatchClient) -> None:
+    sid = unique("condsched")
+    never = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    client.create_job_schedule(
+        bm.BatchJobScheduleCreateOptions(
+            id=sid,
+            schedule=bm.BatchJobScheduleConfiguration(do_not_run_until=never),
+            job_specification=bm.BatchJobSpecification(pool_info=bm.BatchPoolInfo(pool_id="nopool")),
+        )
+    )
+    schedule = client.get_job_schedule(sid)
+    etag = schedule.etag
+    _not_modified(lambda: client.get_job_schedule(sid, etag=etag, match_condition=MatchConditions.IfModified))
+    patch = bm.BatchJobScheduleUpdateOptions(metadata=[bm.BatchMetadataItem(name="k", value="v")])
+    with pytest.raises(ResourceModifiedError) as caught:
+        client.update_job_schedule(
+            sid, patch, etag="0x8D0000000000000", match_condition=MatchConditions.IfNotModified
+        )
+    _condition_not_met(caught)
+    assert client.get_job_schedule(sid).etag == etag
+    client.update_job_schedule(sid, patch, etag=etag, match_condition=MatchConditions.IfNotModified)
+    assert client.get_job_schedule(sid).etag != etag
+    client.begin_delete_job_schedule(sid, polling_interval=0.05).result(timeout=10)
