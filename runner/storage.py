@@ -427,32 +427,32 @@ class Storage:
 
     def copy_blobs(
         self, container: str, items: list[CopyItem], *, if_missing: bool = False, wait: float = 120.0
-    ) -> set[str]:
+    ) -> dict[str, str]:
         """Copy blobs server-side (Copy Blob, in parallel), each source read through a read-only SAS
         of a few minutes; wait (at most ``wait`` seconds each) for copies Storage runs in the
         background. Properties, Content-MD5 included, come with the copy; ``metadata`` replaces the
-        source's. With ``if_missing`` an existing destination is left alone (not an error):
-        the returned set names those destinations. A failed copy is a :class:`RemoteError`."""
+        source's. Returns ``{dest: outcome}`` for every copy that did not succeed: ``exists``
+        (``if_missing`` and the destination exists: left alone), ``missing`` (no source blob),
+        or Storage's copy status (``failed``, ``aborted``, ``pending`` after ``wait``). Other
+        refusals (credentials, a busy service after retries) raise a :class:`RunnerError`."""
         expiry = datetime.now(timezone.utc) + timedelta(minutes=15)
-        existed: set[str] = set()
+        outcomes: dict[str, str] = {}
         lock = threading.Lock()
 
         def one(item: CopyItem) -> None:
             with translate_errors(f"copying {item.source} to {item.dest}", self._host):
                 status = self._copy_one(container, item, expiry, if_missing, wait)
-            if status == "exists":
+            if status != "success":
                 with lock:
-                    existed.add(item.dest)
-            elif status != "success":
-                raise RemoteError(f"Storage did not copy {item.source} to {item.dest} ({status})")
+                    outcomes[item.dest] = status
 
         self._run_parallel(one, items)
-        return existed
+        return outcomes
 
     def _copy_one(
         self, container: str, item: CopyItem, expiry: datetime, if_missing: bool, wait: float
     ) -> str:
-        """One Copy Blob, waited for: its final status, or ``"exists"`` (``if_missing``)."""
+        """One Copy Blob, waited for: its final status, ``"exists"`` (``if_missing``) or ``"missing"``."""
         source = self.blob_read_url(container, item.source, expiry)
         dest = self._client.get_blob_client(container, item.dest)
         cond: dict[str, Any] = {}
@@ -460,6 +460,8 @@ class Storage:
             cond = {"match_condition": MatchConditions.IfMissing}
         try:
             started = dest.start_copy_from_url(source, metadata=item.metadata, **cond)
+        except ResourceNotFoundError:
+            return "missing"
         except ResourceExistsError:
             return "exists"
         except HttpResponseError as exc:
