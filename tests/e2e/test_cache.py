@@ -20,7 +20,7 @@ import pytest
 from runner import cache
 from runner.batch import Batch
 from runner.outputs import Outputs, write_file
-from runner.storage import Storage
+from runner.storage import CopyItem, Storage
 from tests.e2e.test_submit import invoke, make_text, reference_counts, top
 from tests.weather.faultproxy import FaultProxy, via
 
@@ -56,7 +56,19 @@ def _submit(
     outputs_file: Path, corpus: Path, job: str, dest: Path, *extra: str
 ) -> tuple[dict[str, object], str]:
     res = invoke(
-        outputs_file, "--json", "submit", str(corpus), "-n", "4", "--job-id", job, "--dest", str(dest), *extra
+        outputs_file,
+        "--json",
+        "submit",
+        str(corpus),
+        "-n",
+        "4",
+        "--job-id",
+        job,
+        "--dest",
+        str(dest),
+        "--timeout",
+        "120",
+        *extra,
     )
     assert res.exit_code == 0, res.stderr
     return json.loads(res.stdout), res.stderr
@@ -155,11 +167,15 @@ def test_changed_input_and_corrupt_entries_run_again(
     container = target_outputs.output_container
     ids = {f["input"]: f["taskId"] for f in first.doc["files"]}  # type: ignore[attr-defined]
     entries = _entries_by_counts_md5(storage, container)
-    # b.md: one blob rewritten with other bytes of the same size; c d.txt: one blob deleted.
+    # b.md: one blob rewritten with other bytes of the same size, its metadata kept (only the
+    # MD5 can tell); c d.txt: one blob deleted.
     rewritten = entries[_md5(first.dest / "files" / "b_counts.json")]
     blob = next(n for n in rewritten if n.endswith("_OUTPUT.md"))
+    listed = next(b for b in storage.list_entries(container, blob) if b.name == blob)
     old = storage.download_bytes(container, blob)
-    storage.upload_bytes(container, blob, old[::-1] if old[::-1] != old else b"x" * len(old))
+    storage.upload_bytes(container, "scratch/corrupt", old[::-1] if old[::-1] != old else b"x" * len(old))
+    assert storage.copy_blobs(container, [CopyItem("scratch/corrupt", blob, listed.metadata)]) == {}
+    storage.delete_names(container, ["scratch/corrupt"])
     gone = entries[_md5(first.dest / "files" / "sub" / "deep" / "c d_counts.json")]
     storage.delete_names(container, [gone[0]])
     # a.txt: same name, new content.
