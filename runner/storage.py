@@ -15,6 +15,8 @@ Contracts:
   files the merge tasks read; create+write only for the output container
   (Batch ``outputFiles``). Nothing gets a read or list SAS on a whole
   container. Expiry is given by the caller.
+* Copies (the result cache's, :mod:`runner.cache`) are server-side Copy Blob requests
+  inside one container, in parallel; listings for it carry metadata and copy state.
 * Every SDK error leaves this module as a :class:`~runner.errors.RunnerError`
   chosen by status code; messages never include a URL, a header or a token.
 """

@@ -225,6 +225,34 @@ def test_no_cache_runs_every_file(
     assert _tree(tmp_path / "fourth", runs=True) == _tree(first.dest, runs=True)  # computed again: same
 
 
+def test_command_results_are_keyed_by_the_template(
+    first: FirstRun, tmp_path: Path, outputs_file: Path
+) -> None:
+    """--command: the template is in the key; a job whose every file is cached has no task at all."""
+    corpus = tmp_path / "two"
+    for name in ("x.txt", "y.txt"):
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / name).write_text(f"{first.texts['a.txt']}\n{name}\n", encoding="utf-8")
+    words = "wc -w < {input} > {output_dir}/n.txt"
+    runs = {}
+    for job, template in (
+        ("cache-cmd1", words),
+        ("cache-cmd2", words),
+        ("cache-cmd3", "wc -l < {input} > {output_dir}/n.txt"),
+    ):
+        res = invoke(
+            outputs_file, "submit", str(corpus), "--command", template, "--job-id", job,
+            "--dest", str(tmp_path / job), "--timeout", "120", "--cache",
+        )  # fmt: skip
+        assert res.exit_code == 0, res.stderr
+        runs[job] = res.stderr
+    assert "0 of 2 files from cache, 2 to run" in runs["cache-cmd1"]
+    assert "2 of 2 files from cache, 0 to run" in runs["cache-cmd2"]
+    assert "0 of 2 files from cache, 2 to run" in runs["cache-cmd3"]  # another template: another key
+    got = {job: (tmp_path / job / "files" / "x.txt.out" / "n.txt").read_text() for job in runs}
+    assert got["cache-cmd1"] == got["cache-cmd2"] != got["cache-cmd3"]
+
+
 def test_clean_keeps_entries_stats_and_prune(
     first: FirstRun, outputs_file: Path, target_outputs: Outputs
 ) -> None:
