@@ -291,3 +291,27 @@ def test_bad_durations_name_the_option(text: str) -> None:
     with pytest.raises(UsageError, match="--older-than") as err:
         cache.parse_duration(text)
     assert err.value.exit_code == 2
+
+
+def test_plan_of_the_misses_reads_every_file_and_depends_only_on_tasks() -> None:
+    """Two merge levels (group size 3, 7 files), files 1-3 and 5 cached: the group of 1-3 has no
+    dependency at all, the others depend on their tasks only, every merge reads every source."""
+    from runner.tasks import PlannedInput, PlanOptions, plan
+
+    opts = PlanOptions("j", 3, 0, None, "https://code", "https://out")
+    ran = [PlannedInput(str(i), f"f{i}.txt", f"https://in/{i}") for i in (4, 6, 7)]
+    urls = {tid: f"https://counts/{tid}" for tid in [*map(str, range(1, 8)), "merge-1", "merge-2", "merge-3"]}
+    specs = {
+        s.id: s for s in plan(ran, opts, aggregate=True, counts_urls=urls, merge_group_size=3, n_files=7)
+    }
+
+    assert set(specs) == {"4", "6", "7", "merge-1", "merge-2", "merge-3", "merge"}
+    deps = {tid: (specs[tid].depends_on_range, specs[tid].depends_on_ids) for tid in specs if "merge" in tid}
+    assert deps == {
+        "merge-1": (None, ()),
+        "merge-2": (None, ("4", "6")),
+        "merge-3": ((7, 7), ()),
+        "merge": (None, ("merge-1", "merge-2", "merge-3")),
+    }
+    reads = {tid: len(specs[tid].resource_files) - 1 for tid in deps}  # minus the node code
+    assert reads == {"merge-1": 3, "merge-2": 3, "merge-3": 1, "merge": 3}
