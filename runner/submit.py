@@ -30,6 +30,7 @@ changed and a :class:`UsageError` says why.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -597,6 +598,9 @@ def collect(
         reporter=reporter,
     )
     _say_reruns(results, reporter)
+    if manifest.cached:  # --json says how many files came from the result cache
+        cache_doc = {"files": len(manifest.tasks), "fromCache": len(manifest.cached)}
+        results = dataclasses.replace(results, extra={**results.extra, "cache": cache_doc})
     if on_results is not None:
         on_results(results)
     if failures:

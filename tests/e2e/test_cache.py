@@ -135,6 +135,7 @@ def test_second_job_runs_no_per_file_task_and_gives_identical_results(
 
     assert f"{len(FILES)} of {len(FILES)} files from cache, 0 to run" in stderr
     assert _task_ids(target_outputs, "cache-second") == {"merge"}  # the merge still reads every file
+    assert doc["cache"] == {"files": len(FILES), "fromCache": len(FILES)}
     assert [f["status"] for f in doc["files"]] == ["succeeded"] * len(FILES)  # type: ignore[attr-defined]
     corpus, was = doc["corpus"], first.doc["corpus"]
     assert (corpus["status"], corpus["top"], corpus["words"]) == (was["status"], was["top"], was["words"])  # type: ignore[index]
