@@ -382,6 +382,7 @@ def before_tasks(
     files = [CacheFile(t.task_id, i.path, t.node_name) for t, i in zip(manifest.tasks, inputs, strict=True)]
     keys = keys_for(files, shape)
     if not lookup:
+        _refuse_stale(storage, container, manifest, keys)
         return manifest, JobCache(keys, frozenset(manifest.cached))
     found = reuse(storage, container, manifest.job_id, keys)
     say(f"{len(found.hits):,} of {len(keys):,} files from cache, {len(found.misses):,} to run")
@@ -389,6 +390,31 @@ def before_tasks(
         say(f"{found.corrupt:,} cache entries did not check out (corrupt or incomplete): recomputed")
     cached = tuple(sorted(found.hits, key=_numeric))
     return replace(manifest, cached=cached), JobCache(keys, frozenset(cached))
+
+
+def _refuse_stale(storage: Storage, container: str, manifest: Manifest, keys: Mapping[str, str]) -> None:
+    """On resume: every file the job took from the cache must still have that result, i.e. a
+    valid entry for its key *now* holding what is under ``<job-id>/<file-id>/``. Otherwise
+    its input changed since (or the entry was pruned): a :class:`UsageError` naming them."""
+    if not manifest.cached:
+        return
+    index = read_index(storage, container)
+    there: dict[str, dict[str, bytes | None]] = {}
+    for blob in storage.list_entries(container, f"{manifest.job_id}/"):
+        parts = blob.name.split("/", 2)
+        if len(parts) == 3:
+            there.setdefault(parts[1], {})[parts[2]] = blob.md5
+    stale = []
+    for fid in manifest.cached:
+        entry = index.get(keys.get(fid, ""))
+        if entry is None or not entry.valid or {b.name: b.md5 for b in entry.blobs} != there.get(fid):
+            stale.append(manifest.by_task[fid].input if fid in manifest.by_task else fid)
+    if stale:
+        names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise UsageError(
+            f"{len(stale)} input(s) changed since job {manifest.job_id} took them from the cache: {names}",
+            hint="their results are of the old content: submit the changed files under a new --job-id",
+        )
 
 
 def _numeric(file_id: str) -> tuple[int, str]:

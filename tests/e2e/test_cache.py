@@ -226,6 +226,24 @@ def test_no_cache_runs_every_file(
     assert _tree(tmp_path / "fourth", runs=True) == _tree(first.dest, runs=True)  # computed again: same
 
 
+def test_resume_refuses_a_file_changed_since_it_came_from_the_cache(
+    first: FirstRun, tmp_path: Path, outputs_file: Path
+) -> None:
+    _submit(outputs_file, first.corpus, "cache-resume", tmp_path / "r1", "--cache")
+    again, stderr = _submit(outputs_file, first.corpus, "cache-resume", tmp_path / "r2", "--cache")
+    assert "exists, resuming" in stderr and again["cache"] == {"files": len(FILES), "fromCache": len(FILES)}
+    changed = first.corpus / "b.md"
+    changed.write_text("other words now", encoding="utf-8")
+    try:
+        res = invoke(
+            outputs_file, "submit", str(first.corpus), "-n", "4", "--job-id", "cache-resume", "--cache"
+        )
+    finally:
+        changed.write_text(first.texts["b.md"], encoding="utf-8")
+    assert res.exit_code == 2
+    assert "1 input(s) changed since job cache-resume took them from the cache: b.md" in res.stderr
+
+
 def test_command_results_are_keyed_by_the_template(
     first: FirstRun, tmp_path: Path, outputs_file: Path
 ) -> None:
