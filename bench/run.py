@@ -34,6 +34,7 @@ BENCHMARKS = [
     "bench_submission",
     "bench_monitoring",
     "bench_e2e",
+    "bench_cache",
     "bench_taskpath",
     "bench_latency",
     "bench_scale",

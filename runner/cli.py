@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner import __version__
+from runner.cache_cmd import make_cache_app
 from runner.cli_help import EXAMPLES, TableMode
 from runner.cli_style import Command, Group
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
@@ -367,6 +368,16 @@ def submit(
         ),
     ] = False,
     table: TableOption = TableMode.AUTO,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            envvar="RUNNER_CACHE",
+            help="Reuse the results of unchanged files from earlier jobs on this target, and keep "
+            "this run's for later ones (key: content, node code or --command, --numwords). "
+            "--no-cache runs every file and neither reads nor writes the cache.",
+        ),
+    ] = True,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import checks, report
@@ -397,6 +408,7 @@ def submit(
         command=command,
         keep=keep,
         merge_group_size=merge_group_size,
+        cache=cache,
     )
     opts.validate()
     check_sas_lifetime(opts.timeout, STATE.auth)
@@ -769,6 +781,9 @@ def _print_local_status() -> None:
                 }
             )
         )
+
+
+app.add_typer(make_cache_app(_handle_errors, lambda: STATE), name="cache")
 
 
 def main() -> None:

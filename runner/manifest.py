@@ -50,6 +50,9 @@ class Manifest:
     merge_group_size: int = MERGE_GROUP_SIZE
     #: ``--max-wall-clock`` in seconds (``None``: no limit); recorded so a resume can check it.
     max_wall_clock: float | None = None
+    #: Ids of the files whose results came from the result cache (:mod:`runner.cache`): they
+    #: have no Batch task; their results were put at ``<job-id>/<file-id>/`` before the job ran.
+    cached: tuple[str, ...] = ()
 
     @property
     def by_task(self) -> dict[str, ManifestTask]:
@@ -57,7 +60,10 @@ class Manifest:
 
     @property
     def task_ids(self) -> list[str]:
-        return [t.task_id for t in self.tasks] + [m.task_id for m in self.merge_steps]
+        """The job's Batch tasks: per-file ones (not the cached files), then the merges."""
+        cached = set(self.cached)
+        per_file = [t.task_id for t in self.tasks if t.task_id not in cached]
+        return per_file + [m.task_id for m in self.merge_steps]
 
     @property
     def merge_steps(self) -> list[MergeStep]:
@@ -77,6 +83,7 @@ class Manifest:
                 "mergeGroupSize": self.merge_group_size,
                 "maxWallClockSeconds": self.max_wall_clock,
             },
+            "cached": list(self.cached),
             "tasks": [
                 {"id": t.task_id, "input": t.input, "blob": t.blob, "nodeName": t.node_name, "size": t.size}
                 for t in self.tasks
@@ -105,6 +112,7 @@ class Manifest:
                 )
                 for t in data["tasks"]
             ),
+            cached=tuple(str(c) for c in data.get("cached", [])),
         )
 
 

@@ -15,6 +15,8 @@ Contracts:
   files the merge tasks read; create+write only for the output container
   (Batch ``outputFiles``). Nothing gets a read or list SAS on a whole
   container. Expiry is given by the caller.
+* Copies (the result cache's, :mod:`runner.cache`) are server-side Copy Blob requests
+  inside one container, in parallel; listings for it carry metadata and copy state.
 * Every SDK error leaves this module as a :class:`~runner.errors.RunnerError`
   chosen by status code; messages never include a URL, a header or a token.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     HttpResponseError,
@@ -82,6 +86,28 @@ class UploadSummary:
 class BlobInfo:
     name: str
     size: int
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    """A listed blob with what :mod:`runner.cache` verifies: size, Content-MD5, metadata, copy state."""
+
+    name: str
+    size: int
+    md5: bytes | None
+    metadata: dict[str, str]
+    last_modified: datetime | None
+    #: ``None`` when the blob was not made by a copy, else Storage's copy status (``success``, ...).
+    copy_status: str | None = None
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    """A server-side copy inside one container: ``source`` blob to ``dest`` blob (with ``metadata``)."""
+
+    source: str
+    dest: str
+    metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -380,6 +406,105 @@ class Storage:
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+
+    # -- server-side copies and listings with metadata (runner.cache) -------------------
+
+    def list_entries(self, container: str, prefix: str) -> list[BlobEntry]:
+        """Every blob under ``prefix`` with its metadata and copy state: one listing (one request
+        per 5,000 blobs)."""
+        with translate_errors(f"listing {container}/{prefix}", self._host):
+            return [
+                BlobEntry(
+                    b.name,
+                    int(b.size or 0),
+                    bytes(b.content_settings.content_md5) if b.content_settings.content_md5 else None,
+                    dict(b.metadata or {}),
+                    b.last_modified,
+                    b.copy.status if b.copy is not None and b.copy.id else None,
+                )
+                for b in self._client.get_container_client(container).list_blobs(
+                    name_starts_with=prefix, include=["metadata", "copy"]
+                )
+            ]
+
+    def copy_blobs(
+        self, container: str, items: list[CopyItem], *, if_missing: bool = False, wait: float = 120.0
+    ) -> dict[str, str]:
+        """Copy blobs server-side (Copy Blob, in parallel; sources: :meth:`_copy_source_url`).
+
+        Copies Storage runs in the background are waited for (at most ``wait`` seconds
+        each). Properties, Content-MD5 included, come with the copy; ``metadata`` replaces
+        the source's. Returns ``{dest: outcome}`` for every copy that did not succeed:
+        ``exists`` (``if_missing`` and the destination exists: left alone), ``missing``
+        (no source blob), or Storage's copy status (``failed``, ``aborted``, ``pending``
+        after ``wait``). Other refusals (credentials, a busy service after retries) raise
+        a :class:`RunnerError`.
+        """
+        expiry = datetime.now(timezone.utc) + timedelta(minutes=15)
+        outcomes: dict[str, str] = {}
+        lock = threading.Lock()
+
+        def one(item: CopyItem) -> None:
+            with translate_errors(f"copying {item.source} to {item.dest}", self._host):
+                status = self._copy_one(container, item, expiry, if_missing, wait)
+            if status != "success":
+                with lock:
+                    outcomes[item.dest] = status
+
+        self._run_parallel(one, items)
+        return outcomes
+
+    def _copy_one(
+        self, container: str, item: CopyItem, expiry: datetime, if_missing: bool, wait: float
+    ) -> str:
+        """One Copy Blob, waited for: its final status, ``"exists"`` (``if_missing``) or ``"missing"``."""
+        source = self._copy_source_url(container, item.source, expiry)
+        dest = self._client.get_blob_client(container, item.dest)
+        cond: dict[str, Any] = {}
+        if if_missing:
+            cond = {"match_condition": MatchConditions.IfMissing}
+        try:
+            started = dest.start_copy_from_url(source, metadata=item.metadata, **cond)
+        except ResourceNotFoundError:
+            return "missing"
+        except ResourceExistsError:
+            return "exists"
+        except HttpResponseError as exc:
+            if if_missing and exc.status_code == 412:
+                return "exists"
+            raise
+        status = str(started.get("copy_status") or "success")
+        deadline = time.monotonic() + wait
+        pause = 0.05
+        while status == "pending" and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            status = str(dest.get_blob_properties().copy.status or "success")
+        return status
+
+    def _copy_source_url(self, container: str, name: str, expiry: datetime) -> str:
+        """The source of a copy inside this account: with a shared key, the plain URL (Storage
+        authorizes a same-account source with the copy request's own signature, and copies
+        it internally: Azurite fetches a SAS URL over HTTP, twice as slow); with Entra ID, a
+        read-only SAS of that blob (user delegation)."""
+        if self._token_credential is None:
+            return f"{self._container_base_url(container)}/{quote(name, safe='~/')}"
+        return self.blob_read_url(container, name, expiry)
+
+    def delete_names(self, container: str, names: list[str]) -> int:
+        """Delete these blobs with Blob Batch requests of :data:`DELETE_BATCH`; a blob already gone
+        is fine; returns how many were asked for. Any other refusal is a :class:`RemoteError`."""
+        client = self._client.get_container_client(container)
+        failed = 0
+        with translate_errors(f"deleting {len(names)} blob(s) in {container}", self._host):
+            for start in range(0, len(names), DELETE_BATCH):
+                part = names[start : start + DELETE_BATCH]
+                for resp in client.delete_blobs(*part, raise_on_any_failure=False):
+                    if resp.status_code not in (200, 202, 404):
+                        failed += 1
+        if failed:
+            raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) in {container}")
+        return len(names)
 
     # -- SAS --------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ and "Job life cycle".
 The caller (the CLI) has already validated the inputs (:func:`runner.inputs.expand`)
 and resolved the target (step 1). Then:
 
-2. inputs are uploaded in parallel to ``<job-id>/inputs/<relative path>``;
+2. with the result cache (:mod:`runner.cache`), the files whose results a valid entry
+   holds get them copied to ``<job-id>/<file-id>/`` and verified, and do not run; the
+   other inputs are uploaded in parallel to ``<job-id>/inputs/<relative path>``;
    unchanged blobs (same MD5) are skipped;
 3. the node code is uploaded under its content hash (unless ``--command``);
 4. the manifest ``<job-id>/manifest.json`` is written, then the job is
@@ -28,15 +30,18 @@ changed and a :class:`UsageError` says why.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from runner import cache as result_cache
 from runner import image_eol, polling
 from runner import manifest as mf
 from runner.batch_types import TaskCounts, TaskFailure, TaskState
@@ -91,6 +96,8 @@ class SubmitOptions:
     merge_group_size: int = MERGE_GROUP_SIZE
     #: A poll taking longer than this is warned about (the service stopped answering).
     unresponsive_after: float = 30.0
+    #: Read and write the result cache (:mod:`runner.cache`); the CLI's default is on.
+    cache: bool = False
 
     def validate(self) -> None:
         if self.numwords < 1:
@@ -144,6 +151,8 @@ def validate_job_id(job_id: str) -> None:
             f"invalid job id {job_id!r}",
             hint="1-64 characters: letters, digits, hyphens and underscores",
         )
+    if result_cache.is_reserved_job_id(job_id):
+        raise UsageError(f"job id {job_id!r} is reserved (the result cache's blobs are under cache/)")
 
 
 def _counts_urls(
@@ -209,12 +218,26 @@ def submit(
             hint="run `pulumi up` (Azure) or `runner local up` (local)",
         )
     manifest, resuming = _manifest_for(session, inputs, opts, job_id)
+    code = ensure_node_code(storage, out.application_container) if opts.command is None else None
+    job_cache = None
+    if opts.cache:  # the files whose results are reused do not run (runner.cache)
+        shape = result_cache.ResultShape.of(
+            code_sha256=code.sha256 if code else None, command=opts.command, numwords=opts.numwords
+        )
+        manifest, job_cache = result_cache.before_tasks(
+            storage, out.output_container, manifest, inputs, shape, reporter.info, lookup=not resuming
+        )
+    cached = set(manifest.cached)
 
     # 2. inputs
-    items = [UploadItem(i.path, mf.input_blob(job_id, i.relpath)) for i in inputs]
+    items = [
+        UploadItem(i.path, t.blob)
+        for t, i in zip(manifest.tasks, inputs, strict=True)
+        if t.task_id not in cached
+    ]
     if resuming:
         _refuse_changed_inputs(session, manifest, items)
-    total_bytes = sum(i.size for i in inputs)
+    total_bytes = sum(i.size for t, i in zip(manifest.tasks, inputs, strict=True) if t.task_id not in cached)
     with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
         summary = storage.upload_files(out.input_container, items, advance)
     reporter.info(f"inputs: {summary.uploaded} uploaded, {summary.skipped} unchanged")
@@ -223,8 +246,7 @@ def submit(
     access = task_access(session)  # SAS URLs, or plain ones and the pool identity
     code_url = ""
     expiry = datetime.now(timezone.utc) + opts.timeout + SAS_MARGIN
-    if opts.command is None:
-        code = ensure_node_code(storage, out.application_container)
+    if code is not None:
         code_url = access.read_url(out.application_container, code.blob_name, expiry)
         # The blob is named by its content hash; 12 hex digits identify it and fit 80 columns.
         short = code.blob_name.rsplit("/", 1)[-1][:12]
@@ -252,6 +274,7 @@ def submit(
     planned = [
         PlannedInput(t.task_id, t.input, access.read_url(out.input_container, t.blob, expiry))
         for t in manifest.tasks
+        if t.task_id not in cached
     ]
     counts = _counts_urls(session, access, manifest, expiry) if uses_deps else None
     specs = plan(
@@ -260,6 +283,7 @@ def submit(
         aggregate=uses_deps,
         counts_urls=counts,
         merge_group_size=manifest.merge_group_size,
+        n_files=len(manifest.tasks),
     )
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
@@ -270,10 +294,38 @@ def submit(
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)
-    return watch(session, manifest, opts, reporter)
+    publish = None if job_cache is None else _publisher(session, job_cache, reporter)
+    return watch(session, manifest, opts, reporter, on_results=publish)
 
 
-def watch(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
+def _publisher(
+    session: Session, job_cache: result_cache.JobCache, reporter: Reporter
+) -> Callable[[JobResults], None]:
+    """What :func:`collect` calls with the results (before any cleanup): cache the files that
+    ran and succeeded. A refusal is said, not raised: the results are there all the same."""
+
+    def publish(results: JobResults) -> None:
+        try:
+            done = result_cache.after_collect(
+                session.storage, session.outputs.output_container, results.job_id, job_cache, results
+            )
+        except RunnerError as err:
+            reporter.info(f"results not cached: {err}")
+            return
+        if done.written:
+            reporter.info(f"cache: {done.written:,} file result(s) stored for later jobs")
+
+    return publish
+
+
+def watch(
+    session: Session,
+    manifest: mf.Manifest,
+    opts: SubmitOptions,
+    reporter: Reporter,
+    *,
+    on_results: Callable[[JobResults], None] | None = None,
+) -> JobResults:
     """Steps 6-8: monitor, then collect. When monitoring ends otherwise (Ctrl-C, timeout,
     a pool that cannot run tasks, an unreachable service), the job is left to complete by
     itself with its last task: nobody watches it any more."""
@@ -284,7 +336,8 @@ def watch(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter
     except (KeyboardInterrupt, RunnerError):
         _let_complete(session, manifest.job_id)
         raise
-    return collect(session, manifest, opts.dest or default_dest(manifest.job_id), reporter, keep=opts.keep)
+    dest = opts.dest or default_dest(manifest.job_id)
+    return collect(session, manifest, dest, reporter, keep=opts.keep, on_results=on_results)
 
 
 def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
@@ -482,7 +535,8 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
     depends on a task that failed or is itself blocked (Batch's default: it never runs).
     """
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
-    per_file = [states.get(t.task_id) for t in manifest.tasks]
+    cached = set(manifest.cached)
+    per_file = [states.get(t.task_id) for t in manifest.tasks if t.task_id not in cached]
     if any(t is None or t.state is not TaskState.COMPLETED for t in per_file):
         return False
     stuck = {tid for tid, t in states.items() if t.state is TaskState.COMPLETED and t.result == "failure"}
@@ -527,10 +581,13 @@ def collect(
     reporter: Reporter,
     *,
     keep: bool = True,
+    on_results: Callable[[JobResults], None] | None = None,
 ) -> JobResults:
-    """Download results, gather failures; raise :class:`TaskFailures` if any task failed."""
+    """Download results, gather failures; raise :class:`TaskFailures` if any task failed.
+    ``on_results`` sees the results first (before ``--cleanup`` deletes the job's blobs)."""
     out = session.outputs
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
+    states.update(result_cache.cached_states(manifest))
     failures: list[TaskFailure] = (
         session.batch.failed_tasks(manifest.job_id)
         if any(s.result == "failure" for s in states.values())
@@ -547,6 +604,11 @@ def collect(
         reporter=reporter,
     )
     _say_reruns(results, reporter)
+    if manifest.cached:  # --json says how many files came from the result cache
+        cache_doc = {"files": len(manifest.tasks), "fromCache": len(manifest.cached)}
+        results = dataclasses.replace(results, extra={**results.extra, "cache": cache_doc})
+    if on_results is not None:
+        on_results(results)
     if failures:
         raise TaskFailures(
             f"{len(failures)} task(s) of job {manifest.job_id} failed",
@@ -584,7 +646,10 @@ def _after_failures(session: Session, job_id: str) -> str:
 
 
 def cleanup(session: Session, job_id: str) -> tuple[bool, int]:
-    """Delete the job and every blob under ``<job-id>/`` in the input and output containers."""
+    """Delete the job and every blob under ``<job-id>/`` in the input and output containers
+    (never the result cache's ``cache/``: a job id that would reach it is refused)."""
+    if result_cache.is_reserved_job_id(job_id):
+        raise UsageError(f"{job_id!r} is not a job id: the result cache's blobs are under cache/")
     out = session.outputs
     deleted_job = session.batch.delete_job(job_id)
     blobs = session.storage.delete_prefix(out.output_container, f"{job_id}/")

@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 import shlex
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import PurePosixPath
@@ -244,13 +244,21 @@ def counts_blob(job_id: str, task_id: str, node_name: str | None = None) -> str:
     return f"{task_output_prefix(job_id, task_id)}{name}"
 
 
-def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str]) -> TaskSpec:
+def merge_task(
+    step: MergeStep,
+    opts: PlanOptions,
+    counts_urls: Mapping[str, str],
+    running: Collection[str] | None = None,
+) -> TaskSpec:
     """A merge: reads its sources' ``*_counts.json`` (one read-only URL per blob), writes their sum.
 
     Each source lands flat in ``counts/<task id>_counts.json``, and nodetask's
     merge reads that directory: no shell, no listing, and the SAS reaches only
     this job's counts files. The result (``corpus_OUTPUT.txt``, ``corpus_counts.json``
     with the full counts) is what the next level reads, or the corpus result.
+
+    ``running``: the per-file task ids that exist (``None``: all). The merge still reads
+    every source's counts but depends only on sources that are tasks (merges always are).
     """
     missing = [tid for tid in step.sources if tid not in counts_urls]
     if missing:
@@ -258,6 +266,11 @@ def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str
     argv = ["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
     argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
     final = step.is_final
+    depends_range, depends_ids = step.source_range, () if step.source_range is not None else step.sources
+    if running is not None:
+        ran = tuple(s for s in step.sources if s in running or s.startswith(_GROUP_PREFIX))
+        if len(ran) < len(step.sources):
+            depends_range, depends_ids = None, ran
     return TaskSpec(
         id=step.task_id,
         display_name="corpus-wide top words" if final else f"partial merge of tasks {_span(step)}",
@@ -274,8 +287,8 @@ def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str
         output_files=(_outputs(opts, step.task_id),),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
-        depends_on_range=step.source_range,
-        depends_on_ids=() if step.source_range is not None else step.sources,
+        depends_on_range=depends_range,
+        depends_on_ids=depends_ids,
     )
 
 
@@ -298,17 +311,25 @@ def plan(
     aggregate: bool,
     counts_urls: Mapping[str, str] | None,
     merge_group_size: int = MERGE_GROUP_SIZE,
+    n_files: int | None = None,
 ) -> list[TaskSpec]:
-    """All tasks of a job: one per input, plus the merge tasks when ``aggregate``.
+    """The tasks to add: one per input in ``inputs``, plus the merge tasks when ``aggregate``.
 
+    ``inputs`` are the files that run; ``n_files`` (default ``len(inputs)``) is how many
+    files the job has. When some do not run (their results are already in place, from
+    the result cache), ``inputs`` keep their ids (not contiguous then) and the merges
+    still read every file's counts but depend only on the tasks in ``inputs``.
     ``counts_urls`` maps every task id a merge reads (see :func:`merge_steps`) to a
     read-only URL of its counts blob (:func:`counts_blob`).
     """
+    total = len(inputs) if n_files is None else n_files
+    running = None if total == len(inputs) else {item.task_id for item in inputs}
     specs = [file_task(item, opts) for item in inputs]
     if aggregate and opts.command_template is None:
         if counts_urls is None:
             raise ValueError("the aggregate needs a read URL of every counts blob it merges")
-        specs += [merge_task(step, opts, counts_urls) for step in merge_steps(len(inputs), merge_group_size)]
+        steps = merge_steps(total, merge_group_size)
+        specs += [merge_task(step, opts, counts_urls, running) for step in steps]
     if opts.identity_id is not None:
         specs = [through_identity(spec, opts.identity_id) for spec in specs]
     return specs
