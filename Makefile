@@ -49,7 +49,9 @@ $(NODE_STAMP): package.json package-lock.json
 demo: $(RUN_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/runner submit --report samples/
 
-test: setup $(OLD_SDK_STAMP) $(AZ_CLI_STAMP)
+# The four installs (two venvs of clients, ours, npm) are independent: run them at once.
+test:
+	$(MAKE) --no-print-directory -j4 $(STAMP) $(NODE_STAMP) $(OLD_SDK_STAMP) $(AZ_CLI_STAMP)
 	OLD_AZURE_BATCH_PYTHON=$(CURDIR)/$(OLD_SDK_VENV)/bin/python AZ_CLI=$(CURDIR)/$(AZ_CLI_VENV)/bin/az \
 		$(PY) -m pytest
 
