@@ -369,7 +369,7 @@ def submit(
     table: TableOption = TableMode.AUTO,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
-    from runner import checks, report
+    from runner import checks, report, submit_lock
     from runner import dest as dest_mod
     from runner import inputs as inputs_mod
 
@@ -409,18 +409,19 @@ def submit(
     session = STATE.session()
     if job_id is not None:
         job = batch_job_id(session, job)
-    claim = dest_mod.claim(dest or default_dest(job), job)
-    try:
-        STATE.resume_job_id = job
-        STATE.say(f"job {job}: {len(files)} input file(s)")
+    with submit_lock.hold(session.storage, session.outputs.input_container, job, "submit"):
+        claim = dest_mod.claim(dest or default_dest(job), job)
         try:
-            outcome = do_submit(session, files, opts, job, STATE.reporter())
-        except TaskFailures:
-            if with_report:
-                _write_report(session, job, dest)
-            raise
-    finally:
-        claim.release()
+            STATE.resume_job_id = job
+            STATE.say(f"job {job}: {len(files)} input file(s)")
+            try:
+                outcome = do_submit(session, files, opts, job, STATE.reporter())
+            except TaskFailures:
+                if with_report:
+                    _write_report(session, job, dest)
+                raise
+        finally:
+            claim.release()
     if isinstance(outcome, Submitted):
         # The job id is this command's result: shown with --quiet too.
         follow = f"follow with `runner status {job}`, then `runner results {job}`"
@@ -632,7 +633,7 @@ def retry(
     ] = True,
 ) -> None:
     """Run a job's failed tasks again (and the merge they blocked), wait, download the results."""
-    from runner import checks
+    from runner import checks, submit_lock
     from runner import dest as dest_mod
     from runner.retry import retry as do_retry
     from runner.submit import SubmitOptions, default_dest
@@ -642,11 +643,12 @@ def retry(
     session = STATE.session()
     job = batch_job_id(session, job)
     STATE.resume_job_id = None
-    claim = dest_mod.claim(dest or default_dest(job), job)
-    try:
-        outcome = do_retry(session, job, opts, STATE.reporter())
-    finally:
-        claim.release()
+    with submit_lock.hold(session.storage, session.outputs.input_container, job, "retry"):
+        claim = dest_mod.claim(dest or default_dest(job), job)
+        try:
+            outcome = do_retry(session, job, opts, STATE.reporter())
+        finally:
+            claim.release()
     show_results(outcome)
 
 
