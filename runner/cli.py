@@ -309,7 +309,8 @@ def submit(
         bool,
         typer.Option(
             "--aggregate/--no-aggregate",
-            help="Also compute the corpus-wide top words (skipped, and reported so, if a file fails).",
+            help="Also compute the corpus-wide top words (skipped, and reported so, if a file fails; "
+            "see --allow-failures).",
         ),
     ] = True,
     dest: Annotated[
@@ -367,6 +368,14 @@ def submit(
         ),
     ] = False,
     table: TableOption = TableMode.AUTO,
+    allow_failures: Annotated[
+        bool,
+        typer.Option(
+            "--allow-failures",
+            help="Merge the corpus from the files that succeeded (the summary names those missing "
+            "and why); the exit code still says that tasks failed. Kept on resume.",
+        ),
+    ] = False,
 ) -> None:
     """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
     from runner import checks, report, submit_lock
@@ -397,6 +406,7 @@ def submit(
         command=command,
         keep=keep,
         merge_group_size=merge_group_size,
+        allow_failures=allow_failures,
     )
     opts.validate()
     check_sas_lifetime(opts.timeout, STATE.auth)

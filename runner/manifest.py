@@ -50,6 +50,8 @@ class Manifest:
     merge_group_size: int = MERGE_GROUP_SIZE
     #: ``--max-wall-clock`` in seconds (``None``: no limit); recorded so a resume can check it.
     max_wall_clock: float | None = None
+    #: ``--allow-failures``: the merges run on the files that succeeded.
+    allow_failures: bool = False
 
     @property
     def by_task(self) -> dict[str, ManifestTask]:
@@ -76,6 +78,7 @@ class Manifest:
                 "retries": self.retries,
                 "mergeGroupSize": self.merge_group_size,
                 "maxWallClockSeconds": self.max_wall_clock,
+                "allowFailures": self.allow_failures,
             },
             "tasks": [
                 {"id": t.task_id, "input": t.input, "blob": t.blob, "nodeName": t.node_name, "size": t.size}
@@ -99,6 +102,7 @@ class Manifest:
             max_wall_clock=None
             if opts.get("maxWallClockSeconds") is None
             else float(opts["maxWallClockSeconds"]),
+            allow_failures=bool(opts.get("allowFailures", False)),
             tasks=tuple(
                 ManifestTask(
                     str(t["id"]), str(t["input"]), str(t["blob"]), str(t["nodeName"]), int(t["size"])

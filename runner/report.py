@@ -127,7 +127,7 @@ def print_summary(console: Console, results: JobResults, *, full: bool = False) 
             table.add_section()
         table.add_row(
             c.task_id,
-            Text("all files", style="bold"),
+            Text(f"all but {len(results.missing)}" if results.missing else "all files", style="bold"),
             Text(c.outcome.value, style=_STYLE[c.outcome]),
             "" if c.words is None else f"{c.words:,}",
             _cut(Text(_top(c), style="bold") if c.top else Text(_corpus_note(c), style="dim"), detail_width),
@@ -137,6 +137,7 @@ def print_summary(console: Console, results: JobResults, *, full: bool = False) 
     else:
         console.print(Text(str(table.title), style="bold"))
     console.print(Text(_tally(results)))
+    print_missing(console, results)
     print_failures(console, results.job_id, list(results.failures))
     if compact:
         more = f"{len(results.files):,} more rows in "
@@ -162,6 +163,20 @@ def _tally(results: JobResults) -> str:
 
 def _files_note(r: FileResult) -> str:
     return f"{len(r.files)} file(s)" if r.files else "-"
+
+
+def print_missing(console: Console, results: JobResults, limit: int = 10) -> None:
+    """``--allow-failures``: which inputs the corpus result lacks, and why (at most ``limit``)."""
+    if not results.missing:
+        return
+    n, total = len(results.missing), len(results.files)
+    _line(console, f"the corpus is merged without {n:,} of {total:,} file(s) (--allow-failures):", "yellow")
+    name_width = max(20, console.width // 2)
+    for m in results.missing[:limit]:
+        name = shorten_middle(safe(m.input), name_width)
+        _line(console, f"  missing: task {safe(m.task_id)} ({name}): {safe(m.why)}", "yellow")
+    if n > limit:
+        _line(console, f"  and {n - limit:,} more (every one in {SUMMARY_FILE} and --json)", "yellow")
 
 
 def _corpus_note(c: FileResult) -> str:
@@ -231,7 +246,9 @@ def write_summary(results: JobResults) -> Path:
 
     Columns: task, input, status, words, then ``top`` (``word:count`` joined by
     spaces) or, for ``--command`` jobs, ``files`` (names relative to the task's
-    output directory, joined by spaces). Control characters are escaped.
+    output directory, joined by spaces). With ``--allow-failures``, a row per input
+    the corpus lacks follows (status ``missing from corpus``, why in the last column).
+    Control characters are escaped.
     """
     command_mode = _command_mode(results)
     head = ["task", "input", "status", "words", "files" if command_mode else "top"]
@@ -248,6 +265,8 @@ def write_summary(results: JobResults) -> Path:
             " ".join(detail),
         ]
         rows.append("\t".join(_tsv(f) for f in fields))
+    for m in results.missing:  # --allow-failures: what the corpus row lacks, and why
+        rows.append("\t".join(_tsv(f) for f in (m.task_id, m.input, "missing from corpus", "", m.why)))
     path = results.dest / SUMMARY_FILE
     write_atomic(path, "\n".join(rows) + "\n")
     return path

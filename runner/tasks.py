@@ -23,7 +23,13 @@ Contracts:
   :data:`MERGE_GROUP_SIZE` files (Batch's 1 MB limit on a task), partial
   merges ``merge-1..merge-K`` each take a group of consecutive tasks and
   ``merge`` depends on (and reads) theirs: see :func:`merge_steps`.
-* Batch's default applies when a task fails: the dependency is not satisfied
+* ``--allow-failures``: every task a merge reads has ``exitConditions`` whose
+  ``dependencyAction`` is ``satisfy`` for every way of failing, and the runner
+  writes a *placeholder* in place of each counts blob before the tasks are added
+  (:func:`placeholder`; a task that succeeds overwrites it), so a merge always
+  finds its resource files and ``nodetask merge --allow-missing`` sums what is
+  there and lists what is not.
+* Otherwise Batch's default applies when a task fails: the dependency is not satisfied
   and the merges after it stay blocked. The runner detects that state (every
   merge either completed or waiting on a failed or blocked task) and reports
   the aggregate as *skipped* rather than waiting: a corpus-wide result
@@ -35,6 +41,7 @@ Contracts:
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import string
@@ -88,6 +95,9 @@ class TaskSpec:
     max_wall_clock_time: timedelta | None = None
     depends_on_range: tuple[int, int] | None = None
     depends_on_ids: tuple[str, ...] = ()
+    #: ``--allow-failures``: whatever way this task fails, its dependents still run (Batch's
+    #: ``exitConditions`` with ``dependencyAction: satisfy``).
+    satisfies_dependents_on_failure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,8 @@ class PlanOptions:
     code_url: str
     output_container_url: str
     command_template: str | None = None
+    #: ``--allow-failures``: the merges run on the files that succeeded.
+    allow_failures: bool = False
 
 
 def safe_node_name(relpath: str) -> str:
@@ -178,6 +190,7 @@ def file_task(item: PlannedInput, opts: PlanOptions) -> TaskSpec:
         output_files=(_outputs(opts, item.task_id),),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
+        satisfies_dependents_on_failure=opts.allow_failures and opts.command_template is None,
     )
 
 
@@ -250,6 +263,7 @@ def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str
         raise ValueError(f"no counts URL for task(s) {', '.join(missing[:5])}")
     argv = ["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
     argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
+    argv += ["--allow-missing"] if opts.allow_failures else []
     final = step.is_final
     return TaskSpec(
         id=step.task_id,
@@ -269,6 +283,7 @@ def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str
         max_wall_clock_time=opts.max_wall_clock,
         depends_on_range=step.source_range,
         depends_on_ids=() if step.source_range is not None else step.sources,
+        satisfies_dependents_on_failure=opts.allow_failures and not final,
     )
 
 
@@ -303,3 +318,9 @@ def plan(
             raise ValueError("the aggregate needs a read URL of every counts blob it merges")
         specs += [merge_task(step, opts, counts_urls) for step in merge_steps(len(inputs), merge_group_size)]
     return specs
+
+
+def placeholder(missing: list[tuple[str, str]]) -> bytes:
+    """What stands in for a counts blob until its task writes it (``--allow-failures``): the
+    ``(task id, input)`` pairs it would have held, read by ``nodetask merge --allow-missing``."""
+    return json.dumps({"missing": [{"task": t, "input": i} for t, i in missing]}).encode()
