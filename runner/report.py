@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +17,9 @@ from runner.atomic import write_atomic
 from runner.batch_types import TaskFailure
 from runner.results import FileResult, JobResults, TaskOutcome
 from runner.text import safe, safe_lines, shorten_middle
+
+if TYPE_CHECKING:
+    from runner.local import LocalStatus
 
 _STYLE = {
     TaskOutcome.SUCCEEDED: "green",
@@ -281,3 +284,27 @@ def dumps(document: dict[str, Any] | list[Any]) -> str:
     (``\\u001b``), so it is safe on a terminal and decodes to the exact data."""
     text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+# -- the other JSON documents of the CLI (one place builds them all) ---------------------
+
+
+def submitted_json(job_id: str, target: str, tasks_added: int) -> dict[str, Any]:
+    """``runner --json submit --no-wait``."""
+    return {"jobId": job_id, "target": target, "status": "submitted", "tasksAdded": tasks_added}
+
+
+def clean_json(job_id: str, job_deleted: bool, blobs_deleted: int) -> dict[str, Any]:
+    """``runner --json clean JOB``."""
+    return {"jobId": job_id, "jobDeleted": job_deleted, "blobsDeleted": blobs_deleted}
+
+
+def local_status_json(st: LocalStatus) -> dict[str, Any]:
+    """``runner --json local status`` (and ``local up``)."""
+    return {
+        "home": str(st.home),
+        "running": st.running,
+        "services": [
+            {"name": s.name, "state": s.state.value, "pid": s.pid, "url": s.url} for s in st.services
+        ],
+    }
