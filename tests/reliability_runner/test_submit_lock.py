@@ -13,10 +13,12 @@ import signal
 import socket
 from pathlib import Path
 
+import pytest
+
 from runner.errors import JobBusy
-from runner.outputs import load_file
+from runner.outputs import Outputs, load_file
 from runner.storage import Storage
-from runner.submit_lock import lock_blob
+from runner.submit_lock import LEASE_SECONDS, Holder, hold, lock_blob
 from tests.reliability_runner.conftest import Lines, cmd, run, task_ids
 
 
@@ -70,3 +72,22 @@ def test_a_second_submit_of_a_job_is_refused_and_the_lock_goes_with_its_holder(
     )
     assert again.returncode == 0, again.stderr
     assert run(idle_pool, "clean", job_id).returncode == 0
+
+
+def test_a_lock_held_from_another_host_is_not_broken_and_names_that_host(storage_outputs: Outputs) -> None:
+    """Only a holder on this host can be seen dead; elsewhere its lease must expire by itself."""
+    storage, container = Storage(storage_outputs), storage_outputs.input_container
+    job_id = "rel-lock-elsewhere"
+    other = Holder(pid=2**22 + 7, host="build-agent-7", command="retry", since="2026-12-01 09:00:00 UTC")
+    lease = storage.try_lease(container, lock_blob(job_id), LEASE_SECONDS, other.to_bytes())
+    assert lease is not None
+    try:
+        with pytest.raises(JobBusy) as busy:
+            hold(storage, container, job_id.upper())  # Batch ids are case-insensitive
+        assert f"job {job_id.upper()} is being retried" in str(busy.value)
+        assert "pid 4194311 on build-agent-7" in str(busy.value)
+    finally:
+        storage.end_lease(container, lock_blob(job_id), lease)
+    with hold(storage, container, job_id):  # released: free again
+        assert storage.blob_exists(container, lock_blob(job_id))
+    assert not storage.blob_exists(container, lock_blob(job_id))
