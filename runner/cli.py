@@ -63,7 +63,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class State:
-    """Global options and the one console, set by the callback for the command that follows."""
+    """Global options and the one console of one invocation: Typer's context object
+    (``ctx.obj``), made by the callback; commands read it with :func:`_state`."""
 
     target: str | None = None
     outputs: Path | None = None
