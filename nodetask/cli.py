@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from nodetask.counting import DEFAULT_CHUNK_SIZE, DEFAULT_MIN_PARALLEL_BYTES, count_file
 from nodetask.errors import EXIT_BAD_INPUT, InputError, NodeTaskError
-from nodetask.merge import CORPUS_NAME, merge_paths
+from nodetask.merge import CORPUS_NAME, merge_paths, merge_tolerant
 from nodetask.results import COUNTS_SUFFIX, CountsDocument, output_names, write_outputs
 
 log = logging.getLogger("nodetask")
@@ -61,6 +61,11 @@ def _merge_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR", help="Counts files or directories.")
     p.add_argument("--numwords", required=True, type=_int, help="How many words to report (N >= 1).")
     p.add_argument("--output-dir", type=Path, default=Path("."), help="Where to write results (default: .).")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="Merge what is there: skip placeholders and unreadable counts files, list them as missing.",
+    )
     return p
 
 
@@ -88,10 +93,15 @@ def run_count(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def run_merge(args: argparse.Namespace) -> tuple[Path, Path]:
     _check_numwords(args.numwords)
-    doc = merge_paths(args.inputs)
+    extra = None
+    if args.allow_missing:
+        partial = merge_tolerant(args.inputs)
+        doc, extra = partial.doc, {"missing": list(partial.missing)}
+    else:
+        doc = merge_paths(args.inputs)
     report_name = f"{CORPUS_NAME}_OUTPUT.txt"
     json_name = CORPUS_NAME + COUNTS_SUFFIX
-    return write_outputs(doc, args.numwords, args.output_dir, os.environ, report_name, json_name)
+    return write_outputs(doc, args.numwords, args.output_dir, os.environ, report_name, json_name, extra=extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

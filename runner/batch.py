@@ -625,7 +625,15 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
         output_files=outputs,
         constraints=_constraints(spec.max_task_retry_count, spec.max_wall_clock_time),
         depends_on=depends,
+        exit_conditions=_SATISFY_ON_FAILURE if spec.satisfies_dependents_on_failure else None,
     )
+
+
+_SATISFY = bm.ExitOptions(dependency_action=bm.DependencyAction.SATISFY)
+#: ``--allow-failures``: every way a task can fail still satisfies the tasks that depend on it.
+_SATISFY_ON_FAILURE = bm.ExitConditions(
+    default=_SATISFY, pre_processing_error=_SATISFY, file_upload_error=_SATISFY
+)
 
 
 @functools.lru_cache(maxsize=64)

@@ -35,8 +35,10 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def make_cache_app(handle_errors: Callable[[Handler], Handler], state: Callable[[], State]) -> typer.Typer:
-    """The ``cache`` sub-app; ``handle_errors`` maps errors to exit codes, ``state()`` is the CLI's state."""
+def make_cache_app(
+    handle_errors: Callable[[Handler], Handler], state: Callable[[typer.Context], State]
+) -> typer.Typer:
+    """The ``cache`` sub-app; ``handle_errors`` maps errors to exit codes, ``state(ctx)`` the CLI's state."""
     cache_app = typer.Typer(
         cls=Group,
         help="The result cache: per-file results reused across jobs on the same target "
@@ -46,11 +48,11 @@ def make_cache_app(handle_errors: Callable[[Handler], Handler], state: Callable[
 
     @cache_app.command("stats", cls=Command, epilog=_STATS_EXAMPLES)
     @handle_errors
-    def stats() -> None:
+    def stats(ctx: typer.Context) -> None:
         """How many entries the cache holds, their size and the oldest (one listing)."""
         from runner import cache, report
 
-        st = state()
+        st = state(ctx)
         session = st.session()
         found = cache.stats(session.storage, session.outputs.output_container)
         oldest = found.oldest.isoformat(timespec="seconds") if found.oldest else None
@@ -75,6 +77,7 @@ def make_cache_app(handle_errors: Callable[[Handler], Handler], state: Callable[
     @cache_app.command("prune", cls=Command, epilog=_PRUNE_EXAMPLES)
     @handle_errors
     def prune(
+        ctx: typer.Context,
         older_than: Annotated[
             str,
             typer.Option(
@@ -88,7 +91,7 @@ def make_cache_app(handle_errors: Callable[[Handler], Handler], state: Callable[
         from runner import cache, report
 
         age = cache.parse_duration(older_than, "--older-than")  # exit 2 before anything is reached
-        st = state()
+        st = state(ctx)
         session = st.session()
         now = datetime.now(timezone.utc)
         done = cache.prune(session.storage, session.outputs.output_container, age, now)

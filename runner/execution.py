@@ -27,8 +27,9 @@ from datetime import datetime, timedelta, timezone
 from runner import manifest as mf
 from runner.batch_types import STDERR_FILE, JobInfo, NodeInfo, PoolInfo, TaskInfo
 from runner.errors import NotFoundError
+from runner.partial_merge import MissingInput, missing_in
 from runner.targets import Session
-from runner.tasks import MERGE_TASK_ID
+from runner.tasks import MERGE_TASK_ID, counts_blob
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class Execution:
     tasks: tuple[TaskRecord, ...]
     gathered_at: datetime
     notes: tuple[str, ...] = field(default=())
+    #: ``--allow-failures``: the inputs the corpus result was merged without, and why.
+    missing_from_corpus: tuple[MissingInput, ...] = field(default=())
 
     @property
     def slots_per_node(self) -> int:
@@ -137,7 +140,17 @@ def gather(session: Session, job_id: str, *, stderr_tails: bool = True) -> Execu
         "(from their allocation time) and those that ran a task (from their first task)"
     )
     notes.append("slots are inferred (Batch reports the node of a task, not its slot)")
-    return Execution(job, pool, nodes, tuple(records), datetime.now(timezone.utc), tuple(notes))
+    missing = _missing(session, job_id, records) if man is not None and man.allow_failures else ()
+    return Execution(job, pool, nodes, tuple(records), datetime.now(timezone.utc), tuple(notes), missing)
+
+
+def _missing(session: Session, job_id: str, records: list[TaskRecord]) -> tuple[MissingInput, ...]:
+    """What the corpus result lacks (its counts document's ``missing`` list), with each task's failure."""
+    raw = session.storage.try_download_bytes(
+        session.outputs.output_container, counts_blob(job_id, MERGE_TASK_ID)
+    )
+    why = {r.id: r.failure or f"exit code {r.exit_code}" for r in records if r.result == "failure"}
+    return missing_in(raw, why)
 
 
 def _output_bytes(session: Session, job_id: str) -> dict[str, int]:

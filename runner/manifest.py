@@ -53,6 +53,8 @@ class Manifest:
     #: Ids of the files whose results came from the result cache (:mod:`runner.cache`): they
     #: have no Batch task; their results were put at ``<job-id>/<file-id>/`` before the job ran.
     cached: tuple[str, ...] = ()
+    #: ``--allow-failures``: the merges run on the files that succeeded.
+    allow_failures: bool = False
 
     @property
     def by_task(self) -> dict[str, ManifestTask]:
@@ -82,6 +84,7 @@ class Manifest:
                 "retries": self.retries,
                 "mergeGroupSize": self.merge_group_size,
                 "maxWallClockSeconds": self.max_wall_clock,
+                "allowFailures": self.allow_failures,
             },
             "cached": list(self.cached),
             "tasks": [
@@ -106,6 +109,7 @@ class Manifest:
             max_wall_clock=None
             if opts.get("maxWallClockSeconds") is None
             else float(opts["maxWallClockSeconds"]),
+            allow_failures=bool(opts.get("allowFailures", False)),
             tasks=tuple(
                 ManifestTask(
                     str(t["id"]), str(t["input"]), str(t["blob"]), str(t["nodeName"]), int(t["size"])

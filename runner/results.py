@@ -30,6 +30,7 @@ from nodetask.results import COUNTS_SUFFIX
 from runner.batch_types import TaskFailure, TaskInfo, TaskState
 from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
+from runner.partial_merge import MissingInput, missing_from
 from runner.progress import Reporter
 from runner.storage import DownloadItem, Storage
 from runner.tasks import MERGE_TASK_ID, report_names
@@ -87,6 +88,8 @@ class JobResults:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Outcomes of the partial merges ``merge-1..K`` (two-level jobs only); counted as tasks.
     partial_merges: tuple[TaskOutcome, ...] = ()
+    #: ``--allow-failures``: the inputs the corpus result was merged without, and why.
+    missing: tuple[MissingInput, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         def one(r: FileResult) -> dict[str, Any]:
@@ -117,6 +120,7 @@ class JobResults:
             },
             "files": [one(r) for r in self.files],
             "corpus": one(self.corpus) if self.corpus else None,
+            "missingFromCorpus": [m.to_json() for m in self.missing],
             "failures": [
                 {
                     "taskId": f.task_id,
@@ -246,12 +250,15 @@ def download(
         )
     corpus = None
     partial: tuple[TaskOutcome, ...] = ()
+    missing: tuple[MissingInput, ...] = ()
     if manifest.aggregate and not command_mode:
         corpus = _summarise(MERGE_TASK_ID, "(corpus)", states, local_files, dest, None, False)
         partial = tuple(_outcome(states.get(m.task_id)) for m in manifest.merge_steps if not m.is_final)
         failed = any(r.outcome is TaskOutcome.FAILED for r in results) or TaskOutcome.FAILED in partial
         if corpus.outcome is TaskOutcome.PENDING and failed:
             corpus = FileResult(MERGE_TASK_ID, "(corpus)", TaskOutcome.SKIPPED)
+        if manifest.allow_failures and corpus.counts is not None:
+            missing = missing_from(corpus.counts, failures)
     return JobResults(
         job_id=manifest.job_id,
         target=target,
@@ -261,6 +268,7 @@ def download(
         corpus=corpus,
         failures=tuple(failures),
         partial_merges=partial,
+        missing=missing,
     )
 
 

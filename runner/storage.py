@@ -23,6 +23,7 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -45,6 +46,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import (
+    BlobLeaseClient,
     BlobSasPermissions,
     BlobServiceClient,
     ContainerSasPermissions,
@@ -261,6 +263,55 @@ class Storage:
         if failed:
             raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) under {prefix}")
         return len(names)
+
+    # -- leases (runner/submit_lock.py) --------------------------------------------------
+
+    def try_lease(self, container: str, name: str, seconds: int, body: bytes) -> str | None:
+        """Take a ``seconds`` lease on blob ``name`` (created when missing) and write ``body``
+        under it; the lease id, or ``None`` when someone else holds the blob's lease."""
+        blob = self._client.get_blob_client(container, name)
+        with translate_errors(f"leasing {name}", self._host):
+            for _ in range(3):
+                try:
+                    lease = blob.acquire_lease(lease_duration=seconds)
+                except ResourceNotFoundError:
+                    with contextlib.suppress(ResourceExistsError):  # a concurrent taker made it
+                        blob.upload_blob(b"", overwrite=False)
+                    continue
+                except HttpResponseError as exc:
+                    if exc.status_code in (409, 412):  # LeaseAlreadyPresent, or written under a lease
+                        return None
+                    raise
+                blob.upload_blob(body, overwrite=True, lease=lease)
+                return str(lease.id)
+        return None
+
+    def renew_lease(self, container: str, name: str, lease_id: str) -> bool:
+        """Renew our lease; ``False`` when it was lost (broken, or taken after it expired)."""
+        lease = BlobLeaseClient(self._client.get_blob_client(container, name), lease_id=lease_id)
+        with translate_errors(f"renewing the lease of {name}", self._host):
+            try:
+                lease.renew()
+            except (ResourceNotFoundError, ResourceExistsError):
+                return False
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    return False
+                raise
+        return True
+
+    def break_lease(self, container: str, name: str) -> None:
+        """Break the blob's lease at once, whoever holds it (a holder known to be dead)."""
+        lease = BlobLeaseClient(self._client.get_blob_client(container, name))
+        gone = contextlib.suppress(ResourceNotFoundError, ResourceExistsError)  # or no lease any more
+        with translate_errors(f"breaking the lease of {name}", self._host), gone:
+            lease.break_lease(lease_break_period=0)
+
+    def end_lease(self, container: str, name: str, lease_id: str) -> None:
+        """Delete the blob we hold the lease of (one request, no retry: also used on Ctrl-C)."""
+        lost = contextlib.suppress(ResourceNotFoundError, ResourceExistsError)  # it expires by itself
+        with translate_errors(f"deleting {name}", self._host), lost:
+            self._client.get_blob_client(container, name).delete_blob(lease=lease_id, retry_total=0)
 
     # -- parallel transfers -----------------------------------------------------------
 

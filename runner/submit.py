@@ -42,7 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import cache as result_cache
-from runner import image_eol, polling
+from runner import image_eol, partial_merge, polling
 from runner import manifest as mf
 from runner.batch_types import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
@@ -98,6 +98,8 @@ class SubmitOptions:
     unresponsive_after: float = 30.0
     #: Read and write the result cache (:mod:`runner.cache`); the CLI's default is on.
     cache: bool = False
+    #: ``--allow-failures``: the corpus merge runs on the files that succeeded.
+    allow_failures: bool = False
 
     def validate(self) -> None:
         if self.numwords < 1:
@@ -112,6 +114,11 @@ class SubmitOptions:
             raise UsageError(f"--merge-group-size must be between 2 and {MAX_MERGE_GROUP_SIZE}")
         if self.command is not None:
             validate_command_template(self.command)
+        if self.allow_failures and (self.command is not None or not self.aggregate):
+            raise UsageError(
+                "--allow-failures lets the corpus merge run without the files that failed",
+                hint="it has no merge to apply to with --command or --no-aggregate: drop one of them",
+            )
         check_dest(self.dest if self.dest is not None else default_dest("x").parent, "--dest")
 
 
@@ -254,6 +261,8 @@ def submit(
 
     # 4. manifest, job
     mf.save(storage, out.input_container, manifest)
+    if manifest.allow_failures:
+        partial_merge.write_placeholders(session, manifest)
     uses_deps = opts.aggregate and opts.command is None
     created = batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=uses_deps)
     reporter.info(f"job {job_id}: {'created' if created else 'exists, resuming'} on pool {out.pool_id}")
@@ -270,6 +279,7 @@ def submit(
         output_container_url=access.write_url(out.output_container, expiry),
         command_template=opts.command,
         identity_id=access.identity_id,
+        allow_failures=manifest.allow_failures,
     )
     planned = [
         PlannedInput(t.task_id, t.input, access.read_url(out.input_container, t.blob, expiry))
@@ -414,6 +424,7 @@ def _manifest_for(
         tasks=tasks,
         merge_group_size=opts.merge_group_size,
         max_wall_clock=opts.max_wall_clock.total_seconds() if opts.max_wall_clock else None,
+        allow_failures=opts.allow_failures,
     )
     existing = mf.load(session.storage, out.input_container, job_id)
     if existing is None:
@@ -444,6 +455,7 @@ def _refuse_changed_options(existing: mf.Manifest, fresh: mf.Manifest) -> None:
             ("--retries", existing.retries, fresh.retries),
             ("--max-wall-clock", existing.max_wall_clock, fresh.max_wall_clock),
             ("--merge-group-size", existing.merge_group_size, fresh.merge_group_size),
+            ("--allow-failures", existing.allow_failures, fresh.allow_failures),
         )
         if a != b
     ]
@@ -464,7 +476,13 @@ def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
     """Nothing runs, something failed, and only merge tasks can still be waiting: worth a look
     (:func:`_confirmed`) whether they wait on a failure and can never run."""
     merges = len(manifest.merge_steps)
-    return merges > 0 and c.failed > 0 and c.running == 0 and 1 <= c.active <= merges
+    return (
+        merges > 0
+        and not manifest.allow_failures
+        and c.failed > 0
+        and c.running == 0
+        and 1 <= c.active <= merges
+    )
 
 
 def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> TaskCounts:
@@ -539,7 +557,7 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
     per_file = [states.get(t.task_id) for t in manifest.tasks if t.task_id not in cached]
     if any(t is None or t.state is not TaskState.COMPLETED for t in per_file):
         return False
-    stuck = {tid for tid, t in states.items() if t.state is TaskState.COMPLETED and t.result == "failure"}
+    stuck = partial_merge.blocking_failures(manifest, states)
     for step in manifest.merge_steps:
         merge = states.get(step.task_id)
         if merge is not None and merge.state is TaskState.COMPLETED:

@@ -27,7 +27,13 @@ Contracts:
   :data:`MERGE_GROUP_SIZE` files (Batch's 1 MB limit on a task), partial
   merges ``merge-1..merge-K`` each take a group of consecutive tasks and
   ``merge`` depends on (and reads) theirs: see :func:`merge_steps`.
-* Batch's default applies when a task fails: the dependency is not satisfied
+* ``--allow-failures``: every task a merge reads has ``exitConditions`` whose
+  ``dependencyAction`` is ``satisfy`` for every way of failing, and the runner
+  writes a *placeholder* in place of each counts blob before the tasks are added
+  (:func:`placeholder`; a task that succeeds overwrites it), so a merge always
+  finds its resource files and ``nodetask merge --allow-missing`` sums what is
+  there and lists what is not.
+* Otherwise Batch's default applies when a task fails: the dependency is not satisfied
   and the merges after it stay blocked. The runner detects that state (every
   merge either completed or waiting on a failed or blocked task) and reports
   the aggregate as *skipped* rather than waiting: a corpus-wide result
@@ -39,6 +45,7 @@ Contracts:
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import string
@@ -94,6 +101,9 @@ class TaskSpec:
     max_wall_clock_time: timedelta | None = None
     depends_on_range: tuple[int, int] | None = None
     depends_on_ids: tuple[str, ...] = ()
+    #: ``--allow-failures``: whatever way this task fails, its dependents still run (Batch's
+    #: ``exitConditions`` with ``dependencyAction: satisfy``).
+    satisfies_dependents_on_failure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +125,8 @@ class PlanOptions:
     output_container_url: str
     command_template: str | None = None
     identity_id: str | None = None
+    #: ``--allow-failures``: the merges run on the files that succeeded.
+    allow_failures: bool = False
 
 
 def safe_node_name(relpath: str) -> str:
@@ -185,6 +197,7 @@ def file_task(item: PlannedInput, opts: PlanOptions) -> TaskSpec:
         output_files=(_outputs(opts, item.task_id),),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
+        satisfies_dependents_on_failure=opts.allow_failures and opts.command_template is None,
     )
 
 
@@ -265,6 +278,7 @@ def merge_task(
         raise ValueError(f"no counts URL for task(s) {', '.join(missing[:5])}")
     argv = ["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
     argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
+    argv += ["--allow-missing"] if opts.allow_failures else []
     final = step.is_final
     depends_range, depends_ids = step.source_range, () if step.source_range is not None else step.sources
     if running is not None:
@@ -289,6 +303,7 @@ def merge_task(
         max_wall_clock_time=opts.max_wall_clock,
         depends_on_range=depends_range,
         depends_on_ids=depends_ids,
+        satisfies_dependents_on_failure=opts.allow_failures and not final,
     )
 
 
@@ -347,3 +362,9 @@ def through_identity(spec: TaskSpec, identity_id: str) -> TaskSpec:
         resource_files=tuple(replace(r, identity_id=identity_id) for r in spec.resource_files),
         output_files=tuple(replace(o, identity_id=identity_id) for o in spec.output_files),
     )
+
+
+def placeholder(missing: list[tuple[str, str]]) -> bytes:
+    """What stands in for a counts blob until its task writes it (``--allow-failures``): the
+    ``(task id, input)`` pairs it would have held, read by ``nodetask merge --allow-missing``."""
+    return json.dumps({"missing": [{"task": t, "input": i} for t, i in missing]}).encode()
