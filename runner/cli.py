@@ -32,6 +32,7 @@ from runner.cli_style import Command, Group
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
 from runner.home import runner_home
 from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard, resume_command
+from runner.packing import pack_help
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
 from runner.text import EscapeFilter, safe, safe_lines
@@ -360,6 +361,7 @@ def submit(
             f"(2-{MAX_MERGE_GROUP_SIZE}).",
         ),
     ] = MERGE_GROUP_SIZE,
+    pack: Annotated[str | None, typer.Option("--pack", help=pack_help(), metavar="auto|none|N")] = None,
     with_report: Annotated[
         bool,
         typer.Option(
@@ -397,6 +399,7 @@ def submit(
         command=command,
         keep=keep,
         merge_group_size=merge_group_size,
+        pack=pack,
     )
     opts.validate()
     check_sas_lifetime(opts.timeout, STATE.auth)

@@ -52,6 +52,7 @@ from runner.errors import (
 )
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
+from runner.packing import FileToRun, PackPolicy, PlannedTask, group, parse_pack
 from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
 from runner.results import JobResults, download
@@ -88,6 +89,8 @@ class SubmitOptions:
     keep: bool = True
     poll_interval: float = 0.5
     merge_group_size: int = MERGE_GROUP_SIZE
+    #: ``--pack`` as given; ``None`` (not given): ``auto``, or ``none`` with ``--command``.
+    pack: str | None = None
     #: A poll taking longer than this is warned about (the service stopped answering).
     unresponsive_after: float = 30.0
 
@@ -104,7 +107,14 @@ class SubmitOptions:
             raise UsageError(f"--merge-group-size must be between 2 and {MAX_MERGE_GROUP_SIZE}")
         if self.command is not None:
             validate_command_template(self.command)
+        self.pack_policy()
         check_dest(self.dest if self.dest is not None else default_dest("x").parent, "--dest")
+
+    def pack_policy(self) -> PackPolicy:
+        """The packing in force: ``--pack`` when given, else ``auto`` (``none`` with ``--command``)."""
+        if self.pack is None:
+            return PackPolicy("none" if self.command is not None else "auto")
+        return parse_pack(self.pack)
 
 
 #: A user delegation key (which signs the SAS URLs with --auth entra) lasts at most 7 days.
@@ -218,7 +228,7 @@ def submit(
     # 3. node code
     code_url = ""
     expiry = datetime.now(timezone.utc) + opts.timeout + SAS_MARGIN
-    if opts.command is None:
+    if opts.command is None or manifest.packs:
         code = ensure_node_code(storage, out.application_container)
         code_url = storage.blob_read_url(out.application_container, code.blob_name, expiry)
         # The blob is named by its content hash; 12 hex digits identify it and fit 80 columns.
@@ -254,6 +264,7 @@ def submit(
         aggregate=uses_deps,
         counts_urls=counts,
         merge_group_size=manifest.merge_group_size,
+        tasks=_planned_tasks(manifest),
     )
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
@@ -320,13 +331,20 @@ def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[
         if session.batch.job_exists(manifest.job_id)
         else set()
     )
-    stale = [task_of[i.blob_name].input for i in changed if task_of[i.blob_name].task_id in existing]
+    runs = manifest.task_of
+    stale = [task_of[i.blob_name].input for i in changed if runs[task_of[i.blob_name].task_id] in existing]
     if stale:
         names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise UsageError(
             f"{len(stale)} input(s) changed since job {manifest.job_id} ran them: {names}",
             hint="their results are of the old content: submit the changed files under a new --job-id",
         )
+
+
+def _planned_tasks(manifest: mf.Manifest) -> list[PlannedTask]:
+    """The manifest's per-file Batch tasks (packs and single files), in file order."""
+    packs = {p.task_id: p.file_ids for p in manifest.packs}
+    return [PlannedTask(tid, packs.get(tid, (tid,))) for tid in manifest.file_task_ids]
 
 
 def _manifest_for(
@@ -345,6 +363,8 @@ def _manifest_for(
         )
         for n, i in enumerate(inputs, start=1)
     )
+    policy = opts.pack_policy()
+    grouped = group([FileToRun(t.task_id, t.input, t.size) for t in tasks], policy)
     fresh = mf.Manifest(
         job_id=job_id,
         created=mf.now_iso(),
@@ -355,6 +375,8 @@ def _manifest_for(
         tasks=tasks,
         merge_group_size=opts.merge_group_size,
         max_wall_clock=opts.max_wall_clock.total_seconds() if opts.max_wall_clock else None,
+        pack=policy.mode,
+        packs=tuple(mf.ManifestPack(t.task_id, t.file_ids) for t in grouped if t.file_ids != (t.task_id,)),
     )
     existing = mf.load(session.storage, out.input_container, job_id)
     if existing is None:
@@ -385,6 +407,7 @@ def _refuse_changed_options(existing: mf.Manifest, fresh: mf.Manifest) -> None:
             ("--retries", existing.retries, fresh.retries),
             ("--max-wall-clock", existing.max_wall_clock, fresh.max_wall_clock),
             ("--merge-group-size", existing.merge_group_size, fresh.merge_group_size),
+            ("--pack", existing.pack, fresh.pack),
         )
         if a != b
     ]
@@ -476,7 +499,7 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
     depends on a task that failed or is itself blocked (Batch's default: it never runs).
     """
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
-    per_file = [states.get(t.task_id) for t in manifest.tasks]
+    per_file = [states.get(tid) for tid in manifest.file_task_ids]
     if any(t is None or t.state is not TaskState.COMPLETED for t in per_file):
         return False
     stuck = {tid for tid, t in states.items() if t.state is TaskState.COMPLETED and t.result == "failure"}
@@ -484,7 +507,7 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
         merge = states.get(step.task_id)
         if merge is not None and merge.state is TaskState.COMPLETED:
             continue
-        if not any(tid in stuck for tid in step.sources):
+        if not any(tid in stuck for tid in step.dependencies):
             return False  # it can still run
         stuck.add(step.task_id)
     final = states.get(MERGE_TASK_ID)

@@ -31,6 +31,13 @@ Contracts:
 * ``--command TEMPLATE``: ``{input}`` and ``{output_dir}`` are replaced by the
   shlex-quoted node paths; there is no aggregate; everything the command
   writes under the output directory comes back.
+* Packed tasks (:mod:`runner.packing`): a task ``p<k>`` carrying several files
+  reads each as ``in/<file id>/<safe name>`` and runs ``nodetask pack`` (the
+  command line does not grow with the pack); one ``outputFiles`` entry sends
+  ``out/<file id>/...`` to ``<job-id>/<file id>/...``, so every file's results
+  are where an unpacked task puts them. A merge depends on the tasks that
+  carry its files (``taskIdRanges`` when they are the plain ``1..N``,
+  ``taskIds`` otherwise) and still reads every file's counts blob.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from pathlib import PurePosixPath
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.results import COUNTS_SUFFIX, output_names
 from runner.errors import UsageError
+from runner.packing import PlannedTask
 
 MERGE_TASK_ID = "merge"
 NODE_CODE_FILE = "nodetask.pyz"
@@ -200,10 +208,16 @@ class MergeStep:
     task_id: str
     sources: tuple[str, ...]
     source_range: tuple[int, int] | None = None
+    #: The Batch tasks it waits for when they are not its sources (packed files).
+    depends_on: tuple[str, ...] | None = None
 
     @property
     def is_final(self) -> bool:
         return self.task_id == MERGE_TASK_ID
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        return self.sources if self.depends_on is None else self.depends_on
 
 
 def merge_steps(n_files: int, group_size: int = MERGE_GROUP_SIZE) -> list[MergeStep]:
@@ -268,8 +282,53 @@ def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
         depends_on_range=step.source_range,
-        depends_on_ids=() if step.source_range is not None else step.sources,
+        depends_on_ids=() if step.source_range is not None else step.dependencies,
     )
+
+
+def pack_task(task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOptions) -> TaskSpec:
+    """A packed task: ``nodetask pack`` over its files, each file's results at its own prefix."""
+    files = [items[fid] for fid in task.file_ids]
+    resources = [ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url)]
+    resources += [
+        ResourceFileSpec(
+            file_path=f"{NODE_INPUT_DIR}/{f.task_id}/{safe_node_name(f.relpath)}", http_url=f.blob_url
+        )
+        for f in files
+    ]
+    argv = ["python3", NODE_CODE_FILE, "pack", "--in-dir", NODE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
+    if opts.command_template is not None:
+        argv += ["--command", opts.command_template]
+    else:
+        argv += ["--numwords", str(opts.numwords)]
+    first = files[0].relpath
+    return TaskSpec(
+        id=task.task_id,
+        display_name=f"{len(files)} files: {first} ..."[:_MAX_DISPLAY_NAME],
+        command_line=shlex.join(argv),
+        resource_files=tuple(resources),
+        output_files=(
+            OutputFileSpec(
+                pattern=f"{NODE_OUTPUT_DIR}/**/*", container_url=opts.output_container_url, path=opts.job_id
+            ),
+        ),
+        max_task_retry_count=opts.retries,
+        max_wall_clock_time=opts.max_wall_clock,
+    )
+
+
+def merge_dependencies(step: MergeStep, task_of: Mapping[str, str] | None) -> MergeStep:
+    """``step`` with its dependencies on the Batch tasks that carry its source files.
+
+    ``task_of`` maps file id -> Batch task id (``None``: one task per file, as the
+    step already says). Files with no task (nothing to run) add no dependency.
+    """
+    if task_of is None or step.source_range is None:
+        return step
+    deps = list(dict.fromkeys(task_of[fid] for fid in step.sources if fid in task_of))
+    if deps == list(step.sources):
+        return step
+    return MergeStep(step.task_id, step.sources, None, tuple(deps))
 
 
 def _span(step: MergeStep) -> str:
@@ -291,15 +350,26 @@ def plan(
     aggregate: bool,
     counts_urls: Mapping[str, str] | None,
     merge_group_size: int = MERGE_GROUP_SIZE,
+    tasks: list[PlannedTask] | None = None,
 ) -> list[TaskSpec]:
-    """All tasks of a job: one per input, plus the merge tasks when ``aggregate``.
+    """All tasks of a job: the per-file work, plus the merge tasks when ``aggregate``.
 
-    ``counts_urls`` maps every task id a merge reads (see :func:`merge_steps`) to a
-    read-only URL of its counts blob (:func:`counts_blob`).
+    ``tasks`` (:func:`runner.packing.group`) says which Batch task carries which
+    file ids; ``None`` is one task per input. ``counts_urls`` maps every file id a
+    merge reads (see :func:`merge_steps`) to a read-only URL of its counts blob
+    (:func:`counts_blob`).
     """
-    specs = [file_task(item, opts) for item in inputs]
+    items = {i.task_id: i for i in inputs}
+    if tasks is None:
+        tasks = [PlannedTask(i.task_id, (i.task_id,)) for i in inputs]
+    specs = [
+        file_task(items[t.file_ids[0]], opts) if t.file_ids == (t.task_id,) else pack_task(t, items, opts)
+        for t in tasks
+    ]
     if aggregate and opts.command_template is None:
         if counts_urls is None:
             raise ValueError("the aggregate needs a read URL of every counts blob it merges")
-        specs += [merge_task(step, opts, counts_urls) for step in merge_steps(len(inputs), merge_group_size)]
+        task_of = {fid: t.task_id for t in tasks for fid in t.file_ids}
+        steps = [merge_dependencies(s, task_of) for s in merge_steps(len(inputs), merge_group_size)]
+        specs += [merge_task(step, opts, counts_urls) for step in steps]
     return specs
