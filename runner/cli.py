@@ -508,6 +508,9 @@ def status(
         STATE.say(line)
     title = f"job {job} ({ex.job.state})" + (f": {len(tasks)} failed task(s)" if failed else "")
     STATE.console.print(job_views.task_table(title, tasks, STATE.console.width))
+    if ex.packed:
+        files = [f for f in ex.files if f.status == "failed" or not failed]
+        STATE.console.print(job_views.file_table(f"files of job {job}", files))
     STATE.say(job_views.times_note(tasks))
     STATE.say(describe_counts(counts, counts.total))
     if STATE.json:

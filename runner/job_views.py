@@ -26,7 +26,7 @@ from rich.text import Text
 
 from runner.batch_types import JobInfo, NodeInfo, PoolInfo, TaskCounts, TaskState
 from runner.exec_summary import status_word
-from runner.execution import Execution, TaskRecord
+from runner.execution import Execution, FileStatus, TaskRecord
 from runner.report_html import human, short_node
 from runner.text import safe as escape
 from runner.text import shorten_middle
@@ -115,6 +115,20 @@ def task_table(title: str, tasks: list[TaskRecord], width: int = 200) -> Table:
     return table
 
 
+def file_table(title: str, files: list[FileStatus]) -> Table:
+    """Per input file (jobs with packed tasks): file id, input, status, the task that runs it."""
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
+    )
+    table.add_column("file", justify="right", no_wrap=True)
+    table.add_column("input", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    for f in files:
+        table.add_row(f.file_id, safe(f.input), Text(f.status, style=_STATUS_STYLE[f.status]), f.task_id)
+    return table
+
+
 def status_json(ex: Execution, counts: TaskCounts, tasks: list[TaskRecord]) -> dict[str, Any]:
     pool = ex.pool
     return {
@@ -141,6 +155,9 @@ def status_json(ex: Execution, counts: TaskCounts, tasks: list[TaskRecord]) -> d
             "failed": counts.failed,
         },
         "tasks": [row(t) for t in tasks],
+        "files": [
+            {"fileId": f.file_id, "input": f.input, "status": f.status, "taskId": f.task_id} for f in ex.files
+        ],
     }
 
 

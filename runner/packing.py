@@ -13,10 +13,13 @@ small file is the slowest and most expensive way to process many of them.
   bytes or its file cap (:data:`AUTO_MAX_FILES` for ``auto``, N for
   ``--pack N``). A pack of two or more files is the task ``p<k>``
   (``p1..pK`` in order); a pack left with one file is that file's own task.
-* Batch's limits hold whatever the cap: a task's resource files (one per
-  file plus the node code, each up to about 800 bytes with a SAS URL) stay
-  under :data:`MAX_PACK_FILES` (about 0.4 MB, well inside the 1 MB limit on
-  a task and on an add-collection request, which the SDK splits); the
+* Batch's limits hold whatever the cap: a pack is also closed before its
+  resource files (one per file plus the node code: a SAS URL, which percent-
+  encodes the relative path, and a node path) could pass
+  :data:`MAX_RESOURCE_BYTES` (half of Batch's 1 MB limit on a task and on an
+  add-collection request, which the SDK splits), estimated from each path's
+  length (:func:`resource_bytes`); ``--pack N`` stops at
+  :data:`MAX_PACK_FILES`; the
   command line does not grow with the pack (the node finds the files in
   ``in/<file id>/``, see :mod:`nodetask.packed`); one ``outputFiles`` entry
   per task (``out/<file id>/...`` lands at ``<job-id>/<file id>/...``).
@@ -44,6 +47,8 @@ TARGET_BYTES = 16 * 1024 * 1024
 AUTO_MAX_FILES = 200
 #: The largest ``--pack N``: the resource files of one task stay below about 0.4 MB.
 MAX_PACK_FILES = 500
+#: A pack's resource files stay under this many bytes (estimated, :func:`resource_bytes`).
+MAX_RESOURCE_BYTES = 512 * 1024
 #: Files this large run one per task (nodetask counts them with every CPU of the node).
 LARGE_FILE = 8 * 1024 * 1024
 PACK_PREFIX = "p"
@@ -95,24 +100,37 @@ def parse_pack(text: str) -> PackPolicy:
     return PackPolicy(str(int(value)))
 
 
+def resource_bytes(relpath: str) -> int:
+    """An upper estimate of one file's resource-file entry in a task's JSON: its SAS URL
+    (host, container, ``<job-id>/inputs/``, the path percent-encoded: at most 3 bytes per
+    UTF-8 byte, a user-delegation SAS) and its node path (``in/<id>/<name>``, at most 255)."""
+    return 3 * len(relpath.encode("utf-8")) + 1024
+
+
 def _chunks(files: Iterable[FileToRun], policy: PackPolicy) -> Iterable[list[FileToRun]]:
     current: list[FileToRun] = []
-    size = 0
+    size = resources = 0
     for f in files:
         if f.size >= LARGE_FILE or policy.max_files == 1:
             yield [f]
             continue
+        entry = resource_bytes(f.input)
+        if current and resources + entry > MAX_RESOURCE_BYTES:
+            yield current
+            current, size, resources = [], 0, 0
         current.append(f)
         size += f.size
+        resources += entry
         if len(current) >= policy.max_files or size >= policy.target_bytes:
             yield current
-            current, size = [], 0
+            current, size, resources = [], 0, 0
     if current:
         yield current
 
 
 def group(files: Sequence[FileToRun], policy: PackPolicy) -> list[PlannedTask]:
-    """The tasks that run ``files``, in order; every file in exactly one task, none split."""
+    """The tasks that run ``files``, in the order they fill up (a large file at once); every
+    file in exactly one task, none split, a pack's files in the order given."""
     seen: set[str] = set()
     for f in files:
         if f.file_id in seen:

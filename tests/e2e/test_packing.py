@@ -88,7 +88,19 @@ def test_a_broken_file_in_a_pack_fails_alone_and_retry_reruns_it(tmp_path: Path,
     assert (dest / "files" / "good 1.txt.out" / "words.txt").read_text().strip() == "30"
     assert (dest / "files" / "sub" / "good2.txt.out" / "words.txt").read_text().strip() == "40"
     assert "exited with code 3" in (dest / "files" / "bad.txt.error.txt").read_text(encoding="utf-8")
-    assert "1 task(s)" not in res.stderr or "bad.txt" in res.stderr
+    # `status` and the execution report speak of files too.
+    status = invoke(outputs_file, "--json", "status", job)
+    assert status.exit_code == 0, status.stderr
+    files = {f["input"]: (f["status"], f["taskId"]) for f in json.loads(status.stdout)["files"]}
+    assert files == {
+        "bad.txt": ("failed", "p1"),
+        "good 1.txt": ("done", "p1"),
+        "sub/good2.txt": ("done", "p1"),
+    }
+    assert "files of job" in status.stderr
+    report = invoke(outputs_file, "report", job, "--output", str(tmp_path / "report.html"))
+    assert report.exit_code == 0, report.stderr
+    assert "bad.txt (1 of 3 files failed)" in (tmp_path / "report.html").read_text(encoding="utf-8")
 
     fixed.write_text("")
     again = invoke(outputs_file, "--json", "retry", job, "--dest", str(dest))
