@@ -38,6 +38,7 @@ BENCHMARKS = [
     "bench_latency",
     "bench_scale",
     "bench_report",
+    "bench_packing",
 ]
 
 

@@ -44,7 +44,7 @@ from runner.errors import UsageError
 TARGET_BYTES = 16 * 1024 * 1024
 #: At most this many files per pack with ``--pack auto``: each file is a resource-file
 #: download on the node, and a failed pack is rerun whole by `runner retry`.
-AUTO_MAX_FILES = 200
+AUTO_MAX_FILES = 50
 #: The largest ``--pack N``: the resource files of one task stay below about 0.4 MB.
 MAX_PACK_FILES = 500
 #: A pack's resource files stay under this many bytes (estimated, :func:`resource_bytes`).

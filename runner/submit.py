@@ -565,9 +565,10 @@ def collect(
     )
     _say_reruns(results, reporter)
     if failures:
+        what = "file(s) or task(s)" if manifest.packs else "task(s)"  # a failed pack: its failed files
         raise TaskFailures(
-            f"{len(failures)} task(s) of job {manifest.job_id} failed",
-            failures=list(failures),
+            f"{len(results.failures)} {what} of job {manifest.job_id} failed",
+            failures=list(results.failures),
             result=results,
             hint=_after_failures(session, manifest.job_id),
         )

@@ -88,6 +88,8 @@ def test_a_broken_file_in_a_pack_fails_alone_and_retry_reruns_it(tmp_path: Path,
     assert (dest / "files" / "good 1.txt.out" / "words.txt").read_text().strip() == "30"
     assert (dest / "files" / "sub" / "good2.txt.out" / "words.txt").read_text().strip() == "40"
     assert "exited with code 3" in (dest / "files" / "bad.txt.error.txt").read_text(encoding="utf-8")
+    assert "1 file(s) or task(s) of job e2e-pack-broken failed" in res.stderr
+    assert "task p1 (bad.txt)" in res.stderr
     # `status` and the execution report speak of files too.
     status = invoke(outputs_file, "--json", "status", job)
     assert status.exit_code == 0, status.stderr
