@@ -33,7 +33,7 @@ import os
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -391,6 +391,8 @@ def _manifest_for(
             f"job {job_id} was submitted with other inputs; resume it with the same paths",
             hint="or choose another --job-id",
         )
+    if opts.pack is None:  # not given: the job keeps how its tasks were shaped
+        fresh = replace(fresh, pack=existing.pack)
     _refuse_changed_options(existing, fresh)
     return existing, True
 

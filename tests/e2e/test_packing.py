@@ -65,6 +65,10 @@ def test_packed_and_unpacked_results_are_byte_identical(
     resume = ["--job-id", "e2e-pack-auto", "--dest", str(tmp_path / "auto"), "-n", "5"]
     again = invoke(outputs_file, "submit", str(tmp_path / "in"), "--pack", "none", *resume)
     assert again.exit_code == 2 and "--pack auto (now none)" in again.stderr
+    # Without --pack, a resume keeps the job's packing (here: none, not the default auto).
+    resume = ["--job-id", "e2e-pack-none", "--dest", str(tmp_path / "none"), "-n", "5"]
+    kept = invoke(outputs_file, "submit", str(tmp_path / "in"), *resume)
+    assert kept.exit_code == 0 and "tasks: 0 added" in kept.stderr, kept.stderr
 
 
 def test_a_broken_file_in_a_pack_fails_alone_and_retry_reruns_it(tmp_path: Path, outputs_file: Path) -> None:
