@@ -370,7 +370,7 @@ def submit(
     ] = False,
     table: TableOption = TableMode.AUTO,
 ) -> None:
-    """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
+    """Upload inputs, run tasks (small files packed: --pack) and the aggregate, show progress, get results."""
     from runner import checks, report
     from runner import dest as dest_mod
     from runner import inputs as inputs_mod
