@@ -39,6 +39,7 @@ BENCHMARKS = [
     "bench_latency",
     "bench_scale",
     "bench_report",
+    "bench_packing",
 ]
 
 

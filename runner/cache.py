@@ -70,9 +70,12 @@ class ResultShape:
     numwords: int
 
     @classmethod
-    def of(cls, *, code_sha256: str | None, command: str | None, numwords: int) -> ResultShape:
+    def of(
+        cls, *, code_sha256: str | None, command: str | None, numwords: int, packed: bool = False
+    ) -> ResultShape:
+        """``packed``: a --command run packs files (the command sees another path for its input)."""
         if command is not None:
-            return cls(f"command:{command}", numwords)
+            return cls(f"command{'-packed' if packed else ''}:{command}", numwords)
         if not code_sha256:
             raise ValueError("the node code's hash is needed without --command")
         return cls(f"nodetask:{code_sha256}", numwords)

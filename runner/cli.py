@@ -33,6 +33,7 @@ from runner.cli_style import Command, Group
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
 from runner.home import runner_home
 from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard, resume_command
+from runner.packing import pack_help
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
 from runner.text import EscapeFilter, safe, safe_lines
@@ -364,6 +365,7 @@ def submit(
             f"(2-{MAX_MERGE_GROUP_SIZE}).",
         ),
     ] = MERGE_GROUP_SIZE,
+    pack: Annotated[str | None, typer.Option("--pack", help=pack_help(), metavar="auto|none|N")] = None,
     with_report: Annotated[
         bool,
         typer.Option(
@@ -390,7 +392,7 @@ def submit(
         ),
     ] = False,
 ) -> None:
-    """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
+    """Upload inputs, run tasks (small files packed: --pack) and the aggregate, show progress, get results."""
     state = _state(ctx)
     from runner import checks, report, submit_lock
     from runner import dest as dest_mod
@@ -422,6 +424,7 @@ def submit(
         merge_group_size=merge_group_size,
         cache=cache,
         allow_failures=allow_failures,
+        pack=pack,
     )
     opts.validate()
     check_sas_lifetime(opts.timeout, state.auth)
@@ -526,6 +529,9 @@ def status(
         state.say(line)
     title = f"job {job} ({ex.job.state})" + (f": {len(tasks)} failed task(s)" if failed else "")
     state.console.print(job_views.task_table(title, tasks, state.console.width))
+    if ex.packed or any(f.status == "cached" for f in ex.files):
+        files = [f for f in ex.files if f.status == "failed" or not failed]
+        state.console.print(job_views.file_table(f"files of job {job}", files))
     state.say(job_views.times_note(tasks))
     state.say(describe_counts(counts, counts.total))
     if state.json:

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from runner.batch_types import JobInfo, NodeInfo, PoolInfo, TaskCounts, TaskState
 from runner.exec_summary import status_word
-from runner.execution import Execution, TaskRecord
+from runner.execution import Execution, FileStatus, TaskRecord
 from runner.report_html import human, short_node
 from runner.text import safe as escape
 from runner.text import shorten_middle
@@ -35,7 +35,13 @@ from runner.trace import iso, row
 if TYPE_CHECKING:  # the SDK edge; only its type is needed here
     from runner.batch import Batch
 
-_STATUS_STYLE = {"done": "green", "failed": "bold red", "running": "cyan", "waiting": "dim"}
+_STATUS_STYLE = {
+    "done": "green",
+    "cached": "green",
+    "failed": "bold red",
+    "running": "cyan",
+    "waiting": "dim",
+}
 
 
 def local_time(t: datetime | None) -> str:
@@ -136,6 +142,20 @@ def _task_cells(t: TaskRecord, wide: bool) -> list[str | Text]:
     return cells
 
 
+def file_table(title: str, files: list[FileStatus]) -> Table:
+    """Per input file (jobs with packed tasks): file id, input, status, the task that runs it."""
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
+    )
+    table.add_column("file", justify="right", no_wrap=True)
+    table.add_column("input", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    for f in files:
+        table.add_row(f.file_id, safe(f.input), Text(f.status, style=_STATUS_STYLE[f.status]), f.task_id)
+    return table
+
+
 def status_json(ex: Execution, counts: TaskCounts, tasks: list[TaskRecord]) -> dict[str, Any]:
     pool = ex.pool
     return {
@@ -162,6 +182,9 @@ def status_json(ex: Execution, counts: TaskCounts, tasks: list[TaskRecord]) -> d
             "failed": counts.failed,
         },
         "tasks": [row(t) for t in tasks],
+        "files": [
+            {"fileId": f.file_id, "input": f.input, "status": f.status, "taskId": f.task_id} for f in ex.files
+        ],
     }
 
 

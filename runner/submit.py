@@ -37,7 +37,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -57,6 +57,7 @@ from runner.errors import (
 )
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
+from runner.packing import FileToRun, PackPolicy, PlannedTask, group, parse_pack
 from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
 from runner.results import JobResults, download
@@ -94,6 +95,8 @@ class SubmitOptions:
     keep: bool = True
     poll_interval: float = 0.5
     merge_group_size: int = MERGE_GROUP_SIZE
+    #: ``--pack`` as given; ``None`` (not given): ``auto``, or ``none`` with ``--command``.
+    pack: str | None = None
     #: A poll taking longer than this is warned about (the service stopped answering).
     unresponsive_after: float = 30.0
     #: Read and write the result cache (:mod:`runner.cache`); the CLI's default is on.
@@ -119,7 +122,14 @@ class SubmitOptions:
                 "--allow-failures lets the corpus merge run without the files that failed",
                 hint="it has no merge to apply to with --command or --no-aggregate: drop one of them",
             )
+        self.pack_policy()
         check_dest(self.dest if self.dest is not None else default_dest("x").parent, "--dest")
+
+    def pack_policy(self) -> PackPolicy:
+        """The packing in force: ``--pack`` when given, else ``auto`` (``none`` with ``--command``)."""
+        if self.pack is None:
+            return PackPolicy("none" if self.command is not None else "auto")
+        return parse_pack(self.pack)
 
 
 #: A user delegation key (which signs the SAS URLs with --auth entra) lasts at most 7 days.
@@ -225,15 +235,23 @@ def submit(
             hint="run `pulumi up` (Azure) or `runner local up` (local)",
         )
     manifest, resuming = _manifest_for(session, inputs, opts, job_id)
-    code = ensure_node_code(storage, out.application_container) if opts.command is None else None
+    policy = opts.pack_policy() if not resuming else parse_pack(manifest.pack)
+    packed = policy.mode != "none"
+    # Packed tasks run nodetask's `pack`, also for --command.
+    code = ensure_node_code(storage, out.application_container) if opts.command is None or packed else None
     job_cache = None
     if opts.cache:  # the files whose results are reused do not run (runner.cache)
         shape = result_cache.ResultShape.of(
-            code_sha256=code.sha256 if code else None, command=opts.command, numwords=opts.numwords
+            code_sha256=code.sha256 if code else None,
+            command=opts.command,
+            numwords=opts.numwords,
+            packed=packed,
         )
         manifest, job_cache = result_cache.before_tasks(
             storage, out.output_container, manifest, inputs, shape, reporter.info, lookup=not resuming
         )
+        if manifest.cached and not resuming:  # pack only the files that run
+            manifest = _packed(manifest, policy)
     cached = set(manifest.cached)
 
     # 2. inputs
@@ -294,6 +312,7 @@ def submit(
         counts_urls=counts,
         merge_group_size=manifest.merge_group_size,
         n_files=len(manifest.tasks),
+        tasks=_planned_tasks(manifest),
     )
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
@@ -389,13 +408,30 @@ def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[
         if session.batch.job_exists(manifest.job_id)
         else set()
     )
-    stale = [task_of[i.blob_name].input for i in changed if task_of[i.blob_name].task_id in existing]
+    runs = manifest.task_of
+    stale = [task_of[i.blob_name].input for i in changed if runs[task_of[i.blob_name].task_id] in existing]
     if stale:
         names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise UsageError(
             f"{len(stale)} input(s) changed since job {manifest.job_id} ran them: {names}",
             hint="their results are of the old content: submit the changed files under a new --job-id",
         )
+
+
+def _planned_tasks(manifest: mf.Manifest) -> list[PlannedTask]:
+    """The manifest's per-file Batch tasks (packs and single files), in file order."""
+    packs = {p.task_id: p.file_ids for p in manifest.packs}
+    return [PlannedTask(tid, packs.get(tid, (tid,))) for tid in manifest.file_task_ids]
+
+
+def _packed(manifest: mf.Manifest, policy: PackPolicy) -> mf.Manifest:
+    """``manifest`` with its packs made (:func:`runner.packing.group`) of the files that run:
+    not those whose results came from the result cache."""
+    cached = set(manifest.cached)
+    files = [FileToRun(t.task_id, t.input, t.size) for t in manifest.tasks if t.task_id not in cached]
+    grouped = group(files, policy)
+    packs = tuple(mf.ManifestPack(t.task_id, t.file_ids) for t in grouped if t.file_ids != (t.task_id,))
+    return replace(manifest, packs=packs)
 
 
 def _manifest_for(
@@ -414,6 +450,7 @@ def _manifest_for(
         )
         for n, i in enumerate(inputs, start=1)
     )
+    policy = opts.pack_policy()
     fresh = mf.Manifest(
         job_id=job_id,
         created=mf.now_iso(),
@@ -425,7 +462,9 @@ def _manifest_for(
         merge_group_size=opts.merge_group_size,
         max_wall_clock=opts.max_wall_clock.total_seconds() if opts.max_wall_clock else None,
         allow_failures=opts.allow_failures,
+        pack=policy.mode,
     )
+    fresh = _packed(fresh, policy)
     existing = mf.load(session.storage, out.input_container, job_id)
     if existing is None:
         if session.batch.job_exists(job_id):
@@ -439,6 +478,8 @@ def _manifest_for(
             f"job {job_id} was submitted with other inputs; resume it with the same paths",
             hint="or choose another --job-id",
         )
+    if opts.pack is None:  # not given: the job keeps how its tasks were shaped
+        fresh = replace(fresh, pack=existing.pack)
     _refuse_changed_options(existing, fresh)
     return existing, True
 
@@ -456,6 +497,7 @@ def _refuse_changed_options(existing: mf.Manifest, fresh: mf.Manifest) -> None:
             ("--max-wall-clock", existing.max_wall_clock, fresh.max_wall_clock),
             ("--merge-group-size", existing.merge_group_size, fresh.merge_group_size),
             ("--allow-failures", existing.allow_failures, fresh.allow_failures),
+            ("--pack", existing.pack, fresh.pack),
         )
         if a != b
     ]
@@ -553,8 +595,7 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
     depends on a task that failed or is itself blocked (Batch's default: it never runs).
     """
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
-    cached = set(manifest.cached)
-    per_file = [states.get(t.task_id) for t in manifest.tasks if t.task_id not in cached]
+    per_file = [states.get(tid) for tid in manifest.file_task_ids]
     if any(t is None or t.state is not TaskState.COMPLETED for t in per_file):
         return False
     stuck = partial_merge.blocking_failures(manifest, states)
@@ -562,7 +603,7 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
         merge = states.get(step.task_id)
         if merge is not None and merge.state is TaskState.COMPLETED:
             continue
-        if not any(tid in stuck for tid in step.sources):
+        if not any(tid in stuck for tid in step.dependencies):
             return False  # it can still run
         stuck.add(step.task_id)
     final = states.get(MERGE_TASK_ID)
@@ -628,9 +669,10 @@ def collect(
     if on_results is not None:
         on_results(results)
     if failures:
+        what = "file(s) or task(s)" if manifest.packs else "task(s)"  # a failed pack: its failed files
         raise TaskFailures(
-            f"{len(failures)} task(s) of job {manifest.job_id} failed",
-            failures=list(failures),
+            f"{len(results.failures)} {what} of job {manifest.job_id} failed",
+            failures=list(results.failures),
             result=results,
             hint=_after_failures(session, manifest.job_id),
         )

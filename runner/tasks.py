@@ -41,6 +41,13 @@ Contracts:
 * ``--command TEMPLATE``: ``{input}`` and ``{output_dir}`` are replaced by the
   shlex-quoted node paths; there is no aggregate; everything the command
   writes under the output directory comes back.
+* Packed tasks (:mod:`runner.packing`): a task ``p<k>`` carrying several files
+  reads each as ``in/<file id>/<safe name>`` and runs ``nodetask pack`` (the
+  command line does not grow with the pack); one ``outputFiles`` entry sends
+  ``out/<file id>/...`` to ``<job-id>/<file id>/...``, so every file's results
+  are where an unpacked task puts them. A merge depends on the tasks that
+  carry its files (``taskIdRanges`` when they are the plain ``1..N``,
+  ``taskIds`` otherwise) and still reads every file's counts blob.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import json
 import re
 import shlex
 import string
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import PurePosixPath
@@ -57,6 +64,7 @@ from pathlib import PurePosixPath
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.results import COUNTS_SUFFIX, output_names
 from runner.errors import UsageError
+from runner.packing import PlannedTask
 
 MERGE_TASK_ID = "merge"
 NODE_CODE_FILE = "nodetask.pyz"
@@ -220,10 +228,16 @@ class MergeStep:
     task_id: str
     sources: tuple[str, ...]
     source_range: tuple[int, int] | None = None
+    #: The Batch tasks it waits for when they are not its sources (packed files).
+    depends_on: tuple[str, ...] | None = None
 
     @property
     def is_final(self) -> bool:
         return self.task_id == MERGE_TASK_ID
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        return self.sources if self.depends_on is None else self.depends_on
 
 
 def merge_steps(n_files: int, group_size: int = MERGE_GROUP_SIZE) -> list[MergeStep]:
@@ -261,7 +275,6 @@ def merge_task(
     step: MergeStep,
     opts: PlanOptions,
     counts_urls: Mapping[str, str],
-    running: Collection[str] | None = None,
 ) -> TaskSpec:
     """A merge: reads its sources' ``*_counts.json`` (one read-only URL per blob), writes their sum.
 
@@ -270,8 +283,8 @@ def merge_task(
     this job's counts files. The result (``corpus_OUTPUT.txt``, ``corpus_counts.json``
     with the full counts) is what the next level reads, or the corpus result.
 
-    ``running``: the per-file task ids that exist (``None``: all). The merge still reads
-    every source's counts but depends only on sources that are tasks (merges always are).
+    It depends on ``step.dependencies`` (:func:`merge_dependencies`: the tasks that carry its
+    sources; a cached file has none) but reads every source's counts.
     """
     missing = [tid for tid in step.sources if tid not in counts_urls]
     if missing:
@@ -280,11 +293,6 @@ def merge_task(
     argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
     argv += ["--allow-missing"] if opts.allow_failures else []
     final = step.is_final
-    depends_range, depends_ids = step.source_range, () if step.source_range is not None else step.sources
-    if running is not None:
-        ran = tuple(s for s in step.sources if s in running or s.startswith(_GROUP_PREFIX))
-        if len(ran) < len(step.sources):
-            depends_range, depends_ids = None, ran
     return TaskSpec(
         id=step.task_id,
         display_name="corpus-wide top words" if final else f"partial merge of tasks {_span(step)}",
@@ -301,10 +309,55 @@ def merge_task(
         output_files=(_outputs(opts, step.task_id),),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
-        depends_on_range=depends_range,
-        depends_on_ids=depends_ids,
+        depends_on_range=step.source_range,
+        depends_on_ids=() if step.source_range is not None else step.dependencies,
         satisfies_dependents_on_failure=opts.allow_failures and not final,
     )
+
+
+def pack_task(task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOptions) -> TaskSpec:
+    """A packed task: ``nodetask pack`` over its files, each file's results at its own prefix."""
+    files = [items[fid] for fid in task.file_ids]
+    resources = [ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url)]
+    resources += [
+        ResourceFileSpec(
+            file_path=f"{NODE_INPUT_DIR}/{f.task_id}/{safe_node_name(f.relpath)}", http_url=f.blob_url
+        )
+        for f in files
+    ]
+    argv = ["python3", NODE_CODE_FILE, "pack", "--in-dir", NODE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
+    if opts.command_template is not None:
+        argv += ["--command", opts.command_template]
+    else:
+        argv += ["--numwords", str(opts.numwords)]
+    first = files[0].relpath
+    return TaskSpec(
+        id=task.task_id,
+        display_name=f"{len(files)} files: {first} ..."[:_MAX_DISPLAY_NAME],
+        command_line=shlex.join(argv),
+        resource_files=tuple(resources),
+        output_files=(
+            OutputFileSpec(
+                pattern=f"{NODE_OUTPUT_DIR}/**/*", container_url=opts.output_container_url, path=opts.job_id
+            ),
+        ),
+        max_task_retry_count=opts.retries,
+        max_wall_clock_time=opts.max_wall_clock,
+    )
+
+
+def merge_dependencies(step: MergeStep, task_of: Mapping[str, str] | None) -> MergeStep:
+    """``step`` with its dependencies on the Batch tasks that carry its source files.
+
+    ``task_of`` maps file id -> Batch task id (``None``: one task per file, as the
+    step already says). Files with no task (nothing to run) add no dependency.
+    """
+    if task_of is None or step.source_range is None:
+        return step
+    deps = list(dict.fromkeys(task_of[fid] for fid in step.sources if fid in task_of))
+    if deps == list(step.sources):
+        return step
+    return MergeStep(step.task_id, step.sources, None, tuple(deps))
 
 
 def _span(step: MergeStep) -> str:
@@ -327,24 +380,32 @@ def plan(
     counts_urls: Mapping[str, str] | None,
     merge_group_size: int = MERGE_GROUP_SIZE,
     n_files: int | None = None,
+    tasks: list[PlannedTask] | None = None,
 ) -> list[TaskSpec]:
-    """The tasks to add: one per input in ``inputs``, plus the merge tasks when ``aggregate``.
+    """All tasks of a job: the per-file work, plus the merge tasks when ``aggregate``.
 
     ``inputs`` are the files that run; ``n_files`` (default ``len(inputs)``) is how many
     files the job has. When some do not run (their results are already in place, from
     the result cache), ``inputs`` keep their ids (not contiguous then) and the merges
-    still read every file's counts but depend only on the tasks in ``inputs``.
-    ``counts_urls`` maps every task id a merge reads (see :func:`merge_steps`) to a
-    read-only URL of its counts blob (:func:`counts_blob`).
+    still read every file's counts but depend only on the tasks that carry ``inputs``.
+    ``tasks`` (:func:`runner.packing.group`) says which Batch task carries which file ids;
+    ``None`` is one task per input. ``counts_urls`` maps every file id a merge reads
+    (see :func:`merge_steps`) to a read-only URL of its counts blob (:func:`counts_blob`).
     """
     total = len(inputs) if n_files is None else n_files
-    running = None if total == len(inputs) else {item.task_id for item in inputs}
-    specs = [file_task(item, opts) for item in inputs]
+    items = {i.task_id: i for i in inputs}
+    if tasks is None:
+        tasks = [PlannedTask(i.task_id, (i.task_id,)) for i in inputs]
+    specs = [
+        file_task(items[t.file_ids[0]], opts) if t.file_ids == (t.task_id,) else pack_task(t, items, opts)
+        for t in tasks
+    ]
     if aggregate and opts.command_template is None:
         if counts_urls is None:
             raise ValueError("the aggregate needs a read URL of every counts blob it merges")
-        steps = merge_steps(total, merge_group_size)
-        specs += [merge_task(step, opts, counts_urls, running) for step in steps]
+        task_of = {fid: t.task_id for t in tasks for fid in t.file_ids}
+        steps = [merge_dependencies(s, task_of) for s in merge_steps(total, merge_group_size)]
+        specs += [merge_task(step, opts, counts_urls) for step in steps]
     if opts.identity_id is not None:
         specs = [through_identity(spec, opts.identity_id) for spec in specs]
     return specs
