@@ -343,6 +343,7 @@ def pack_task(task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOp
         ),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
+        satisfies_dependents_on_failure=opts.allow_failures and opts.command_template is None,
     )
 
 
