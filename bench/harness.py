@@ -75,8 +75,11 @@ def new_account_key() -> str:
 
 
 @contextlib.contextmanager
-def local_servers(pool: PoolSpec, *, prefix: str = "bench-") -> Iterator[Servers]:
-    """Start Azurite + localbatch in a temp dir, provision containers and ``pool``; stop them after."""
+def local_servers(
+    pool: PoolSpec, *, prefix: str = "bench-", localbatch_args: list[str] | None = None
+) -> Iterator[Servers]:
+    """Start Azurite + localbatch (with ``localbatch_args``, e.g. ``--weather``) in a temp dir,
+    provision containers and ``pool``; stop them after."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         root = Path(tmp)
         azurite = services.start_azurite(root / "azurite")
@@ -90,6 +93,7 @@ def local_servers(pool: PoolSpec, *, prefix: str = "bench-") -> Iterator[Servers
                 storage_blob_endpoint=azurite.url,
                 storage_account_name=services.AZURITE_ACCOUNT_NAME,
                 storage_account_key=services.AZURITE_ACCOUNT_KEY,
+                extra_args=localbatch_args,
             )
             outputs = Outputs(
                 batch_account_name=BATCH_ACCOUNT,

@@ -34,10 +34,12 @@ BENCHMARKS = [
     "bench_submission",
     "bench_monitoring",
     "bench_e2e",
+    "bench_cache",
     "bench_taskpath",
     "bench_latency",
     "bench_scale",
     "bench_report",
+    "bench_packing",
 ]
 
 

@@ -27,8 +27,9 @@ Children (logical names are short and stable: renaming one replaces the resource
 
 The typed output attributes are exactly the outputs contract of docs/architecture.md
 (:data:`OUTPUT_KEYS`, :meth:`BatchEnvironment.exports`); account keys are Pulumi
-secrets and ``None`` in ``entra`` mode. The pool identity's resource id is not an
-output: the contract has no key for it, and the pool itself names it.
+secrets and ``None`` in ``entra`` mode. With ``poolIdentity: true`` the pool identity's
+resource id is exported too (:data:`POOL_IDENTITY_OUTPUT_KEY`): in ``entra`` mode the
+runner then gives tasks their files through it (``identityReference``), without SAS.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ OUTPUT_KEYS = (
     "applicationContainer",
 )
 """The outputs contract (docs/architecture.md): the only keys the runner reads."""
+
+POOL_IDENTITY_OUTPUT_KEY = "poolIdentityResourceId"
+"""The contract's optional key: the pool identity's ARM id, exported only with ``poolIdentity: true``."""
 
 _SERVICE_PRINCIPAL = authorization.PrincipalType.SERVICE_PRINCIPAL
 
@@ -311,6 +315,7 @@ class BatchEnvironment(pulumi.ComponentResource):
 
     def _pool(self, nodes: network.NodeNetwork | None, ready: list[pulumi.Resource]) -> batch.Pool:
         identity = self._pool_identity() if self._config.pool_identity else None
+        self.pool_identity_resource_id: Output[str] | None = identity.id if identity is not None else None
         options = AzurePoolOptions(
             trusted_launch=self._config.trusted_launch,
             subnet_id=nodes.node_subnet_id if nodes is not None else None,
@@ -379,7 +384,8 @@ class BatchEnvironment(pulumi.ComponentResource):
         self.application_container = self.containers[APPLICATION_CONTAINER].name
 
     def exports(self) -> dict[str, Output[str]]:
-        """The outputs contract in :data:`OUTPUT_KEYS` order, without the keys ``entra`` mode lacks."""
+        """The outputs contract in :data:`OUTPUT_KEYS` order, without the keys ``entra`` mode lacks,
+        then :data:`POOL_IDENTITY_OUTPUT_KEY` with ``poolIdentity: true``."""
         values: dict[str, Output[str] | None] = {
             "batchAccountName": self.batch_account_name,
             "batchAccountUrl": self.batch_account_url,
@@ -391,5 +397,6 @@ class BatchEnvironment(pulumi.ComponentResource):
             "inputContainer": self.input_container,
             "outputContainer": self.output_container,
             "applicationContainer": self.application_container,
+            POOL_IDENTITY_OUTPUT_KEY: self.pool_identity_resource_id,
         }
         return {key: value for key, value in values.items() if value is not None}

@@ -15,6 +15,13 @@ signature (see :mod:`localbatch.auth`); ``--auth-modes AAD`` makes the account
 Entra-only, as ``allowedAuthenticationModes`` does on Azure (no account key is
 needed then). ``--ca-file`` adds a CA that the service's own downloads and
 uploads trust (e.g. a local Azurite's over HTTPS).
+
+Pool identities: ``--pool-identity RESOURCE_ID`` (repeatable) gives every pool
+of the account that user-assigned identity (on Azure only the management plane
+sets it); tasks' files that name it in ``identityReference`` are transferred
+with its tokens, which nodes get from ``--identity-endpoint URL`` (a
+managed-identity endpoint, header secret in ``$LOCALBATCH_IDENTITY_HEADER``;
+see :mod:`localbatch.node_identity`).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from localbatch import storage, tls, weather
+from localbatch import node_identity, storage, tls, weather
 from localbatch.auth import Authenticator, AuthMode, SharedKeyVerifier
 from localbatch.scheduler import Service, ServiceConfig
 from localbatch.server import BatchApi, make_app
@@ -68,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         default=300.0,
         help="shortest autoScaleEvaluationInterval accepted, in seconds (Batch: 300; lower for tests)",
     )
+    s.add_argument(
+        "--job-schedule-min-interval",
+        type=float,
+        default=60.0,
+        help="shortest recurrenceInterval/startWindow of a job schedule, in seconds (Batch: 60; for tests)",
+    )
     s.add_argument("--weather-seed", type=int, help="seed of the weather's decisions (else the profile's)")
     s.add_argument("--log-level", default=os.environ.get("LOCALBATCH_LOG_LEVEL", "INFO"))
     s.add_argument("--cert", type=Path, help="PEM certificate: serve HTTPS (with --key)")
@@ -84,6 +97,18 @@ def _parser() -> argparse.ArgumentParser:
         "(default SharedKey, or SharedKey,AAD with --oauth; AAD alone: Entra-only)",
     )
     s.add_argument("--ca-file", type=Path, help="PEM CA its own transfers trust (besides public CAs)")
+    s.add_argument(
+        "--pool-identity",
+        action="append",
+        default=[],
+        metavar="RESOURCE_ID",
+        help="a user-assigned identity every pool has (repeatable); tasks' files may name it",
+    )
+    s.add_argument(
+        "--identity-endpoint",
+        metavar="URL",
+        help=f"managed-identity endpoint the nodes get tokens from (header in ${node_identity.HEADER_ENV})",
+    )
     s.add_argument(
         "--check-contract",
         type=Path,
@@ -144,6 +169,11 @@ async def serve(args: argparse.Namespace, account_key: str | None, storage_key: 
     ssl_context = tls.server_context(args.cert, args.key) if args.cert else None
     if args.ca_file is not None:
         tls.trust_ca(args.ca_file, data_dir)
+    node_identity.configure(
+        node_identity.NodeIdentities(
+            tuple(args.pool_identity), args.identity_endpoint, os.environ.get(node_identity.HEADER_ENV, "")
+        )
+    )
     auto = None
     if args.storage_blob_endpoint and args.storage_account_name and storage_key:
         auto = storage.AutoStorage(args.storage_blob_endpoint, args.storage_account_name, storage_key)
@@ -162,6 +192,7 @@ async def serve(args: argparse.Namespace, account_key: str | None, storage_key: 
             args.autoscale_nodes,
             sky,
             args.autoscale_min_interval,
+            args.job_schedule_min_interval,
         )
         service = Service(store, config)
         api = BatchApi(service, verifier)
@@ -187,6 +218,7 @@ async def serve(args: argparse.Namespace, account_key: str | None, storage_key: 
             args.autoscale_nodes,
             sky,
             args.autoscale_min_interval,
+            args.job_schedule_min_interval,
         )
         await service.start()
         stop = asyncio.Event()

@@ -49,7 +49,7 @@ def error_body(base_url: str, err: BatchError, request_id: str, time_iso: str) -
 
 def not_found(kind: str) -> BatchError:
     """404 ``<Kind>NotFound`` (``kind`` is Pool, Job, Task, Node or File)."""
-    what = {"Node": "node", "File": "file"}.get(kind, kind.lower())
+    what = {"Node": "node", "File": "file", "JobSchedule": "job schedule"}.get(kind, kind.lower())
     return BatchError(404, f"{kind}NotFound", f"The specified {what} does not exist.")
 
 

@@ -242,8 +242,16 @@ def _validate_resource_files(body: dict[str, Any], prefix: str) -> None:
         mode = _opt_str(item, "fileMode", p)
         if mode is not None and not re.fullmatch(r"0?[0-7]{3,4}", mode):
             raise invalid_property(p + "fileMode", mode, "must be an octal mode such as 0755")
-        if item.get("identityReference") is not None:
-            raise invalid_property(p + "identityReference", "...", "managed identities are not supported")
+        _validate_identity_reference(item, p)
+
+
+def _validate_identity_reference(item: dict[str, Any], prefix: str) -> None:
+    """``identityReference``: ``{"resourceId": ARM id}``; whether the pool has it is checked on the node."""
+    ref = item.get("identityReference")
+    if ref is None:
+        return
+    ref = _obj(ref, prefix + "identityReference")
+    _req_str(ref, "resourceId", prefix + "identityReference.", 1024)
 
 
 def _validate_output_files(body: dict[str, Any], prefix: str) -> None:
@@ -262,6 +270,7 @@ def _validate_output_files(body: dict[str, Any], prefix: str) -> None:
         if not url.lower().startswith(("http://", "https://")):
             raise invalid_property(p + "destination.container.containerUrl", "...", "must be an http(s) URL")
         _opt_str(container, "path", p + "destination.container.")
+        _validate_identity_reference(container, p + "destination.container.")
         opts = item.get("uploadOptions")
         if opts is None:
             raise missing_property(p + "uploadOptions")
@@ -495,8 +504,9 @@ def validate_job(body: Any) -> dict[str, Any]:
         raise missing_property("poolInfo")
     pool_info = _obj(pool_info, "poolInfo")
     if pool_info.get("autoPoolSpecification") is not None:
-        raise invalid_property("poolInfo.autoPoolSpecification", "...", "auto pools are not supported")
-    _req_str(pool_info, "poolId", "poolInfo.", 64)
+        _validate_auto_pool(pool_info)
+    else:
+        _req_str(pool_info, "poolId", "poolInfo.", 64)
     _opt_enum(body, "onAllTasksComplete", "", {"noaction", "terminatejob"})
     _opt_enum(body, "onTaskFailure", "", {"noaction", "performexitoptionsjobaction"})
     _opt_bool(body, "usesTaskDependencies", "")
@@ -504,8 +514,74 @@ def validate_job(body: Any) -> dict[str, Any]:
     _validate_constraints(body, "", with_retention=False)
     _validate_env(body, "commonEnvironmentSettings", "")
     _opt_list(body, "metadata", "")
-    _unsupported(body, ("jobManagerTask", "jobPreparationTask", "jobReleaseTask", "networkConfiguration"), "")
+    _unsupported(body, ("networkConfiguration",), "")
+    _validate_job_tasks(body)
     return body
+
+
+def _validate_auto_pool(pool_info: dict[str, Any]) -> None:
+    """``poolInfo.autoPoolSpecification`` (exclusive with ``poolId``); its pool is checked as a pool."""
+    p = "poolInfo.autoPoolSpecification."
+    if pool_info.get("poolId") is not None:
+        raise invalid_property("poolInfo", "...", "give either poolId or autoPoolSpecification, not both")
+    spec = _obj(pool_info["autoPoolSpecification"], p[:-1])
+    prefix = _opt_str(spec, "autoPoolIdPrefix", p, 20)
+    if prefix is not None and not ID_RE.match(prefix):
+        raise invalid_property(p + "autoPoolIdPrefix", prefix, "letters, digits, - and _ only")
+    if _opt_enum(spec, "poolLifetimeOption", p, {"job", "jobschedule"}) is None:
+        raise missing_property(p + "poolLifetimeOption")
+    _opt_bool(spec, "keepAlive", p)
+    if spec.get("pool") is None:
+        raise missing_property(p + "pool")
+    try:
+        validate_pool({**_obj(spec["pool"], p + "pool"), "id": "autopool"}, 2**31 - 1)
+    except BatchError as exc:
+        exc.values = [(k, f"{p}pool.{v}" if k == "PropertyName" else v) for k, v in exc.values]
+        raise
+
+
+def _validate_job_task(body: dict[str, Any], key: str, id_required: bool) -> dict[str, Any] | None:
+    """The parts a job manager, preparation or release task shares with a task."""
+    if body.get(key) is None:
+        return None
+    t = _obj(body[key], key)
+    p = key + "."
+    if id_required or t.get("id") is not None:
+        check_id(t.get("id"), p + "id")
+    _req_str(t, "commandLine", p, 8000)
+    _validate_env(t, "environmentSettings", p)
+    _validate_resource_files(t, p)
+    _unsupported(t, ("containerSettings", "applicationPackageReferences"), p)
+    if t.get("userIdentity") is not None:
+        _obj(t["userIdentity"], p + "userIdentity")
+    return t
+
+
+def _validate_job_tasks(body: dict[str, Any]) -> None:
+    """``jobManagerTask``, ``jobPreparationTask`` and ``jobReleaseTask`` (release needs preparation)."""
+    jm = _validate_job_task(body, "jobManagerTask", id_required=True)
+    if jm is not None:
+        _opt_str(jm, "displayName", "jobManagerTask.", 1024)
+        _validate_constraints(jm, "jobManagerTask.", with_retention=True)
+        _validate_output_files(jm, "jobManagerTask.")
+        _opt_int(jm, "requiredSlots", "jobManagerTask.", 1, 256)
+        for flag in ("killJobOnCompletion", "runExclusive", "allowLowPriorityNode"):
+            _opt_bool(jm, flag, "jobManagerTask.")
+    prep = _validate_job_task(body, "jobPreparationTask", id_required=False)
+    if prep is not None:
+        _validate_constraints(prep, "jobPreparationTask.", with_retention=True)
+        _opt_bool(prep, "waitForSuccess", "jobPreparationTask.")
+        _opt_bool(prep, "rerunOnNodeRebootAfterSuccess", "jobPreparationTask.")
+    release = _validate_job_task(body, "jobReleaseTask", id_required=False)
+    if release is not None:
+        _opt_duration(release, "maxWallClockTime", "jobReleaseTask.")
+        _opt_duration(release, "retentionTime", "jobReleaseTask.")
+        if prep is None:
+            raise invalid_property(
+                "jobReleaseTask",
+                "...",
+                "a job release task needs a job preparation task (jobPreparationTask)",
+            )
 
 
 def require_body_object(body: Any, what: str) -> dict[str, Any]:
@@ -525,6 +601,7 @@ class ResourceFile:
     blob_prefix: str | None
     file_path: str | None
     file_mode: str | None
+    identity: str | None = None  # identityReference.resourceId: a pool identity instead of a SAS
 
 
 @dataclass(frozen=True)
@@ -533,6 +610,7 @@ class OutputFile:
     container_url: str
     path: str | None
     condition: UploadCondition
+    identity: str | None = None  # destination.container.identityReference.resourceId
 
 
 @dataclass(frozen=True)
@@ -583,6 +661,11 @@ def _env_pairs(items: list[Any] | None) -> tuple[tuple[str, str], ...]:
     return tuple((str(e["name"]), str(e.get("value") or "")) for e in items or [])
 
 
+def _identity_id(item: dict[str, Any]) -> str | None:
+    ref = item.get("identityReference")
+    return str(ref["resourceId"]) if isinstance(ref, dict) and ref.get("resourceId") else None
+
+
 def _resource_files(items: list[Any] | None) -> tuple[ResourceFile, ...]:
     return tuple(
         ResourceFile(
@@ -592,6 +675,7 @@ def _resource_files(items: list[Any] | None) -> tuple[ResourceFile, ...]:
             blob_prefix=r.get("blobPrefix"),
             file_path=r.get("filePath"),
             file_mode=r.get("fileMode"),
+            identity=_identity_id(r),
         )
         for r in items or []
     )
@@ -612,6 +696,7 @@ def task_spec_from_json(task: dict[str, Any], job: dict[str, Any]) -> TaskSpec:
             container_url=o["destination"]["container"]["containerUrl"],
             path=o["destination"]["container"].get("path"),
             condition=UploadCondition(o["uploadOptions"]["uploadCondition"].lower()),
+            identity=_identity_id(o["destination"]["container"]),
         )
         for o in task.get("outputFiles") or []
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from localbatch import autoscaling, errors
+from localbatch import autoscaling, errors, nodelog
 from localbatch.etags import new_etag
 from localbatch.models import NodeState, iso, parse_duration, start_task_spec_from_json, utcnow
 from localbatch.node import Execution, base_environment, failure_info, node_root
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from localbatch.store import Store
 
 log = logging.getLogger(__name__)
+_BUSY_OR_IDLE = {NodeState.IDLE.value, NodeState.RUNNING.value}
 
 # The state a node is in while it reboots, reimages or deallocates.
 _RESTART_STATES = {
@@ -270,6 +271,7 @@ class PoolsAndNodes:
         node = NodeRuntime(doc, int(pool["taskSlotsPerNode"]))
         self.nodes[node_id] = node
         self.store.put_node(doc)
+        nodelog.record(self.config.data_dir, node_id, f"allocated to pool {pool['id']}, state {doc['state']}")
         root = node_root(self.config.data_dir, node_id)
         for sub in ("startup/wd", "shared", "workitems"):
             (root / sub).mkdir(parents=True, exist_ok=True)
@@ -382,6 +384,8 @@ class PoolsAndNodes:
         if node.doc["state"] != state.value:
             if state not in (NodeState.IDLE, NodeState.RUNNING):
                 node.generation += 1
+            if not {node.doc["state"], state.value} <= _BUSY_OR_IDLE:  # not per task: too many lines
+                nodelog.record(self.config.data_dir, node.id, f"state {node.doc['state']} -> {state.value}")
             node.doc["state"] = state.value
             node.doc["stateTransitionTime"] = iso(utcnow())
             if persist:

@@ -35,16 +35,42 @@ ROUTES: tuple[tuple[str, dict[str, str]], ...] = (
     ("pools/{poolId}/nodes/{nodeId}/extensions", {"GET": "node_extensions"}),
     ("pools/{poolId}/nodes/{nodeId}/extensions/{extensionName}", {"GET": "node_extensions"}),
     ("pools/{poolId}/nodes/{nodeId}/files", {"GET": "list_node_files"}),
+    ("pools/{poolId}/nodes/{nodeId}/users", {"POST": "add_node_user"}),
+    (
+        "pools/{poolId}/nodes/{nodeId}/users/{userName}",
+        {"PUT": "update_node_user", "DELETE": "delete_node_user"},
+    ),
+    ("pools/{poolId}/nodes/{nodeId}/remoteloginsettings", {"GET": "remote_login_settings"}),
+    ("pools/{poolId}/nodes/{nodeId}/uploadbatchservicelogs", {"POST": "upload_node_logs"}),
+    ("applications", {"GET": "list_applications"}),
+    ("applications/{applicationId}", {"GET": "get_application"}),
+    ("jobs/{jobId}/tasks/{taskId}/subtasksinfo", {"GET": "list_subtasks"}),
     (
         "pools/{poolId}/nodes/{nodeId}/files/{filePath+}",
         {"GET": "get_node_file", "HEAD": "get_node_file", "DELETE": "delete_node_file"},
     ),
+    ("jobschedules", {"GET": "list_job_schedules", "POST": "create_job_schedule"}),
+    (
+        "jobschedules/{jobScheduleId}",
+        {
+            "GET": "get_job_schedule",
+            "HEAD": "job_schedule_exists",
+            "DELETE": "delete_job_schedule",
+            "PATCH": "update_job_schedule",
+            "PUT": "replace_job_schedule",
+        },
+    ),
+    ("jobschedules/{jobScheduleId}/disable", {"POST": "disable_job_schedule"}),
+    ("jobschedules/{jobScheduleId}/enable", {"POST": "enable_job_schedule"}),
+    ("jobschedules/{jobScheduleId}/terminate", {"POST": "terminate_job_schedule"}),
+    ("jobschedules/{jobScheduleId}/jobs", {"GET": "list_jobs_from_schedule"}),
     ("jobs", {"GET": "list_jobs", "POST": "create_job"}),
     ("jobs/{jobId}", {"GET": "get_job", "DELETE": "delete_job", "PATCH": "patch_job", "PUT": "patch_job"}),
     ("jobs/{jobId}/terminate", {"POST": "terminate_job"}),
     ("jobs/{jobId}/disable", {"POST": "disable_job"}),
     ("jobs/{jobId}/enable", {"POST": "enable_job"}),
     ("jobs/{jobId}/taskcounts", {"GET": "task_counts"}),
+    ("jobs/{jobId}/jobpreparationandreleasetaskstatus", {"GET": "list_job_prep_release_status"}),
     ("jobs/{jobId}/addtaskcollection", {"POST": "add_task_collection"}),
     ("jobs/{jobId}/tasks", {"GET": "list_tasks", "POST": "add_task"}),
     ("jobs/{jobId}/tasks/{taskId}", {"GET": "get_task", "DELETE": "delete_task", "PUT": "update_task"}),
@@ -78,4 +104,13 @@ def match(segments: list[str]) -> dict[str, str] | None:
     for parts, rest, methods in _COMPILED:
         if _fits(parts, rest, segments):
             return methods
+    return None
+
+
+def shape_of(segments: list[str]) -> str | None:
+    """The template of the first route that fits ``segments``, its placeholders written ``{}``
+    (``jobs/{}/tasks/{}``): what request checks key on, whatever the handlers are named."""
+    for parts, rest, _methods in _COMPILED:
+        if _fits(parts, rest, segments):
+            return "/".join("{}" if p.startswith("{") else p for p in parts)
     return None

@@ -19,7 +19,9 @@ are not retried; ``onTaskFailure=performexitoptionsjobaction`` and
 that goes away (pool delete/resize, server restart, reboot, preemption, an
 unusable node) or of a job disabled with ``requeue`` are requeued
 (``requeueCount`` + 1). Pools and nodes live in :mod:`localbatch.pools`,
-autoscale in :mod:`localbatch.autoscaling`, the weather in
+autoscale in :mod:`localbatch.autoscaling`, job schedules in :mod:`localbatch.jobschedules`, job
+manager/preparation/release tasks in :mod:`localbatch.jobtasks`, auto pools in
+:mod:`localbatch.autopools`, the weather in
 :mod:`localbatch.weather` (under it a picked task may wait ``task_latency``
 before it runs, and task counts may lag).
 """
@@ -36,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from localbatch import autoscaling, errors, storage, weather
+from localbatch import autopools, autoscaling, errors, jobschedules, jobtasks, storage, weather
 from localbatch.errors import BatchError
 from localbatch.etags import new_etag
 from localbatch.models import (
@@ -84,6 +86,7 @@ class ServiceConfig:
     autoscale_nodes: int = 1  # unused: autoscale formulas are evaluated (kept for `serve --autoscale-nodes`)
     weather: weather.Weather = weather.CALM
     autoscale_min_interval: float = 300.0  # Batch's minimum autoScaleEvaluationInterval; lower for tests
+    schedule_min_interval: float = 60.0  # Batch's minimum recurrenceInterval and startWindow; lower for tests
 
 
 @dataclass
@@ -131,6 +134,9 @@ class Service(PoolsAndNodes):
         self._background: set[asyncio.Task[Any]] = set()
         self._counts_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self.autoscaler = autoscaling.Autoscaler(self)
+        self.schedules = jobschedules.JobSchedules(self)
+        self.jobtasks = jobtasks.JobTasks(self)
+        self.autopools = autopools.AutoPools(self)
         # Tasks picked by the scheduler, waiting out the weather's task latency: seq -> (job, node, slots).
         self._dispatching: dict[int, tuple[str, NodeRuntime, int]] = {}
         self._stopping = False
@@ -190,6 +196,7 @@ class Service(PoolsAndNodes):
         for pool in self.pools.values():
             if pool.get("enableAutoScale") and pool["state"] == "active":
                 self.autoscaler.start(pool)
+        self.schedules.load()
         self._loop_task = asyncio.create_task(self._schedule_loop())
         self.ready.set()
         self.wake()
@@ -201,6 +208,8 @@ class Service(PoolsAndNodes):
     async def stop(self) -> None:
         """End every process (state stays: running tasks are requeued at next start)."""
         self._stopping = True
+        self.schedules.stop()
+        self.jobtasks.stop()
         for rt in list(self.running.values()):
             rt.execution.end("ServiceShutdown")
         for node in self.nodes.values():
@@ -240,6 +249,7 @@ class Service(PoolsAndNodes):
             if self.jobs[key]["state"] == JobState.DELETING.value:
                 raise errors.conflict("JobBeingDeleted", "The specified job has been marked for deletion.")
             raise errors.exists("Job")
+        pool_id = self.autopools.pool_for(body)  # an auto pool is created here
         now = iso(utcnow())
         constraints = {"maxWallClockTime": MAX_WALL_CLOCK_DEFAULT, "maxTaskRetryCount": 0}
         constraints.update(body.get("constraints") or {})
@@ -257,11 +267,12 @@ class Service(PoolsAndNodes):
             "creationTime": now,
             "state": JobState.ACTIVE.value,
             "stateTransitionTime": now,
-            "executionInfo": {"startTime": now, "poolId": body["poolInfo"]["poolId"]},
+            "executionInfo": {"startTime": now, "poolId": pool_id},
         }
         self.jobs[key] = doc
         self.store.put_job(doc)
         self._arm_job_wall_clock(doc)
+        self.jobtasks.job_created(doc)
         return doc
 
     def _arm_job_wall_clock(self, job: dict[str, Any]) -> None:
@@ -297,7 +308,14 @@ class Service(PoolsAndNodes):
     def update_job(self, job_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         job = self.job(job_id)
         self._check_job_writable(job)
-        for key in ("priority", "maxParallelTasks", "onAllTasksComplete", "onTaskFailure", "metadata"):
+        for key in (
+            "priority",
+            "maxParallelTasks",
+            "onAllTasksComplete",
+            "onTaskFailure",
+            "metadata",
+            "allowTaskPreemption",
+        ):
             if key in patch and patch[key] is not None:
                 job[key] = patch[key]
         if patch.get("constraints"):
@@ -343,8 +361,16 @@ class Service(PoolsAndNodes):
             return
         if any(rt.job == key for rt in self.running.values()):
             return
+        if not self.jobtasks.release(key):  # the job's release tasks run first; their end calls back
+            return
         self._set_job_state(job, JobState.COMPLETED)
         self.store.put_job(job)
+        self._job_ended(job)
+
+    def _job_ended(self, job: dict[str, Any]) -> None:
+        """A job completed or is gone: what depends on its end (its auto pool, its schedule) moves on."""
+        self.autopools.job_ended(job)
+        self.schedules.job_ended(job)
 
     def disable_job(self, job_id: str, option: str) -> dict[str, Any]:
         """Disable a job: no new task starts; running ones are requeued, terminated or waited for."""
@@ -399,12 +425,13 @@ class Service(PoolsAndNodes):
         self._spawn(self._finish_job_delete(key))
 
     async def _finish_job_delete(self, key: str) -> None:
-        while any(rt.job == key for rt in self.running.values()):
+        while any(rt.job == key for rt in self.running.values()) or not self.jobtasks.release(key):
             await asyncio.sleep(0.02)
         job = self.jobs.pop(key, None)
         if job is None:
             return
         self.store.delete_job(job["id"])
+        self._job_ended(job)
         roots = [node_root(self.config.data_dir, n.id) / "workitems" / job["id"] for n in self.nodes.values()]
         for root in roots:
             await asyncio.to_thread(shutil.rmtree, root, True)
@@ -498,6 +525,7 @@ class Service(PoolsAndNodes):
             failure=json.dumps(failure),
             dep_ok=0,
         )
+        self.jobtasks.task_completed(job["id"].lower(), row.task_id)
         self._after_completion(job["id"].lower(), failed=True, job_action=None)
 
     def delete_task(self, job_id: str, task_id: str) -> None:
@@ -568,7 +596,7 @@ class Service(PoolsAndNodes):
                 (
                     j
                     for j in self.jobs.values()
-                    if j["state"] == JobState.ACTIVE.value and j["poolInfo"]["poolId"].lower() == pool_key
+                    if j["state"] == JobState.ACTIVE.value and self.pool_of_job(j).lower() == pool_key
                 ),
                 key=lambda j: -int(j.get("priority") or 0),
             )
@@ -584,7 +612,13 @@ class Service(PoolsAndNodes):
                     if limits[row.job] <= 0:
                         continue
                     limits[row.job] -= 1
-                candidates = [n for n in free_nodes if n.slots - n.used >= row.slots and n.schedulable]
+                candidates = [
+                    n
+                    for n in free_nodes
+                    if n.slots - n.used >= row.slots
+                    and n.schedulable
+                    and not self.jobtasks.refuses(row.job, n.id)
+                ]
                 if not candidates:
                     continue
                 node = max(candidates, key=lambda n: (n.slots - n.used, n.id))
@@ -606,6 +640,8 @@ class Service(PoolsAndNodes):
 
     def _dispatch(self, row: TaskRow, node: NodeRuntime) -> None:
         """Start the task now, or after the weather's task latency (its slots held meanwhile)."""
+        if self.jobtasks.prepare(row, node):  # it waits for the job preparation task on that node
+            return
         w = self.config.weather
         delay = w.seconds("task_latency", w.task_latency, f"{row.job}/{row.task_id}/{row.retry_count}")
         if delay <= 0:
@@ -651,6 +687,7 @@ class Service(PoolsAndNodes):
         env = self._node_env(node)
         env["AZ_BATCH_JOB_ID"] = job["id"]
         env["AZ_BATCH_TASK_ID"] = row.task_id
+        env.update(self.jobtasks.task_environment(job, node))
         directory = task_dir(node_root(self.config.data_dir, node.id), job["id"], row.task_id)
         execution = Execution(spec, directory, env, self.config.auto_storage)
         # A requeued task starts over, as on a new node: files of the lost run must not be uploaded.
@@ -751,6 +788,7 @@ class Service(PoolsAndNodes):
             failure=json.dumps(outcome.failure) if outcome.failure else None,
             dep_ok=1 if opts.dependency_action == "satisfy" else 0,
         )
+        self.jobtasks.task_completed(rt.job, row.task_id)
         self._after_completion(rt.job, failed, opts.job_action)
         if node is not None:
             self._maybe_lose_node(node, f"{job['id']}/{row.task_id}/{row.retry_count}")
@@ -816,4 +854,5 @@ class Service(PoolsAndNodes):
         return node_root(self.config.data_dir, node.id)
 
     def pool_of_job(self, job: dict[str, Any]) -> str:
-        return str(job["poolInfo"]["poolId"])
+        """The pool the job runs on (its auto pool's id for an auto pool job)."""
+        return str(job["executionInfo"].get("poolId") or job["poolInfo"].get("poolId"))

@@ -33,9 +33,22 @@ from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
-from localbatch import api_versions, errors, images, models, odata, routes
+from localbatch import (
+    api_versions,
+    bodies,
+    conditions,
+    errors,
+    images,
+    jobschedules,
+    models,
+    odata,
+    routes,
+    updates,
+)
+from localbatch.applications import ApplicationOperations
 from localbatch.auth import RequestVerifier, SignedRequest
 from localbatch.errors import BatchError
+from localbatch.nodeops import NodeOperations
 from localbatch.scheduler import NodeRuntime, Service, TaskRow, new_etag
 from localbatch.store import TASK_FILTER_COLUMNS
 from localbatch.views import job_view, pool_view, task_url, task_view
@@ -46,6 +59,13 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_TASKS_PER_COLLECTION = 100
 JSON_TYPE = "application/json;odata=minimalmetadata"
 AUTOSCALE_RUN_ENTITY = "Microsoft.Azure.Batch.Protocol.Entities.AutoScaleRun"
+# The first URL segment of a conditional resource -> the Service attribute holding its documents.
+#: Where the service keeps each conditional resource's documents, by lower-case id.
+RESOURCE_DOCUMENTS: dict[str, Callable[[Service], dict[str, dict[str, Any]]]] = {
+    "pools": lambda service: service.pools,
+    "jobs": lambda service: service.jobs,
+    "jobschedules": lambda service: service.schedules.docs,
+}
 
 
 @dataclass
@@ -63,24 +83,31 @@ class Ctx:
     request_id: str
 
     def json(self) -> Any:
+        """The parsed body; an object loses its OData annotations (``odata.type``: never stored)."""
         if not self.body:
             raise errors.invalid_body("the request body is empty")
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise errors.invalid_body(f"the body is not valid JSON ({type(exc).__name__})") from None
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if not k.startswith("odata.")}
+        return value
 
 
 Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 
 def _http_date(iso_text: str) -> str:
-    dt = datetime.strptime(iso_text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    return format_datetime(dt, usegmt=True)
+    return format_datetime(_parse_iso(iso_text), usegmt=True)
 
 
-class BatchApi:
-    """Request boundary and route handlers."""
+def _parse_iso(iso_text: str) -> datetime:
+    return datetime.strptime(iso_text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+class BatchApi(NodeOperations, ApplicationOperations):
+    """Request boundary and route handlers (node users, logs, extensions, applications: the mixins)."""
 
     def __init__(self, service: Service, verifier: RequestVerifier) -> None:
         self.service = service
@@ -115,6 +142,8 @@ class BatchApi:
 
     @staticmethod
     def _error(base: str, exc: BatchError, request_id: str) -> web.Response:
+        if exc.status == 304:  # Not Modified: never a body
+            return web.Response(status=304, headers=exc.headers)
         body = errors.error_body(base, exc, request_id, models.iso(models.utcnow()))
         return web.Response(
             status=exc.status,
@@ -179,7 +208,29 @@ class BatchApi:
                 405, "UnsupportedHttpVerb", f"The resource doesn't support the HTTP verb {ctx.method[:16]}."
             )
         handler: Handler = getattr(self, name)
+        shape = routes.shape_of(ctx.segments)
+        if (ctx.method, shape) in conditions.CONDITIONAL and conditions.asked(ctx.request.headers):
+            current = self._version(ctx)
+            if current is not None:  # a missing resource: the handler answers its 404
+                conditions.check(ctx.request.headers, ctx.method, current)
+        bodies.check_request(ctx.method, shape, ctx.body, ctx.api_version != api_versions.CURRENT)
         return await handler(ctx)
+
+    def _version(self, ctx: Ctx) -> conditions.Version | None:
+        """The ETag and last change of the resource a conditional request names (None: no such one)."""
+        seg = ctx.segments
+        if len(seg) >= 4 and seg[0].lower() == "jobs" and seg[2].lower() == "tasks":
+            try:
+                _job, row = self.service.task(seg[1], seg[3])
+            except BatchError:
+                return None
+            return conditions.Version(row.etag, _parse_iso(row.last_modified))
+        # Every other conditional resource is a document in a dict of the service, by lower-case id.
+        where = RESOURCE_DOCUMENTS.get(seg[0].lower())
+        doc = where(self.service).get(seg[1].lower()) if where is not None and len(seg) >= 2 else None
+        if doc is None:
+            return None
+        return conditions.Version(doc["eTag"], _parse_iso(doc["lastModified"]))
 
     # ------------------------------------------------------------------ response helpers
 
@@ -285,10 +336,8 @@ class BatchApi:
     async def patch_pool(self, ctx: Ctx) -> web.StreamResponse:
         doc = self.service.pool(ctx.segments[1])
         body = models.require_body_object(ctx.json(), "pool update")
-        if body.get("startTask") is not None:
-            doc["startTask"] = models.validate_start_task(body["startTask"], "startTask.")
-        if body.get("metadata") is not None:
-            doc["metadata"] = body["metadata"]
+        empty = not self.service.pool_nodes(doc["id"])
+        updates.merge_pool(doc, body, empty, self.service.config.max_nodes_per_pool)
         doc.update(eTag=new_etag(), lastModified=models.iso(models.utcnow()))
         self.service.store.put_pool(doc)
         return self._empty(200, f"{ctx.base}/pools/{quote(doc['id'])}", doc["eTag"], doc["lastModified"])
@@ -360,13 +409,6 @@ class BatchApi:
         node = self.service.node(ctx.segments[1], ctx.segments[3])
         self.service.start_node(ctx.segments[1], node.id)
         return self._node_done(ctx, node, 202)
-
-    async def node_extensions(self, ctx: Ctx) -> web.StreamResponse:
-        """A local node has no VM extensions: an empty list, and 404 for any one of them."""
-        self.service.node(ctx.segments[1], ctx.segments[3])
-        if len(ctx.segments) == 6:
-            raise BatchError(404, "ResourceNotFound", "The specified extension does not exist on the node.")
-        return self._list_indexed(ctx, "nodeextensions", [])
 
     async def node_scheduling(self, ctx: Ctx) -> web.StreamResponse:
         enable = ctx.segments[4].lower() == "enablescheduling"
@@ -455,6 +497,8 @@ class BatchApi:
 
     async def patch_job(self, ctx: Ctx) -> web.StreamResponse:
         body = models.require_body_object(ctx.json(), "job update")
+        if ctx.method == "PUT":  # replace: an updatable property left out is reset to its default
+            body = updates.replacement(body, updates.JOB_DEFAULTS)
         probe = {"id": "x", "poolInfo": {"poolId": "x"}}
         probe.update({k: v for k, v in body.items() if k not in ("id", "poolInfo")})
         models.validate_job(probe)
@@ -494,6 +538,67 @@ class BatchApi:
             job["eTag"],
             job["lastModified"],
         )
+
+    async def list_job_prep_release_status(self, ctx: Ctx) -> web.StreamResponse:
+        job = self.service.job(ctx.segments[1])
+        entries = self.service.jobtasks.status(ctx.base, job)
+        return self._list_indexed(ctx, "jobpreparationandreleasetaskstatuslist", entries)
+
+    # ------------------------------------------------------------------ job schedules
+
+    def _schedule_done(self, ctx: Ctx, doc: dict[str, Any], status: int) -> web.Response:
+        url = f"{ctx.base}/jobschedules/{quote(doc['id'])}"
+        return self._empty(status, url, doc["eTag"], doc["lastModified"])
+
+    async def create_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        minimum = self.service.config.schedule_min_interval
+        body = jobschedules.validate_schedule(ctx.json(), minimum, create=True)
+        return self._schedule_done(ctx, self.service.schedules.create(body), 201)
+
+    async def list_job_schedules(self, ctx: Ctx) -> web.StreamResponse:
+        docs = [jobschedules.schedule_view(ctx.base, d) for d in self.service.schedules.docs.values()]
+        return self._list_docs(ctx, "jobschedules", docs)
+
+    async def get_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        doc = self.service.schedules.get(ctx.segments[1])
+        view = jobschedules.schedule_view(ctx.base, doc)
+        view = odata.project(view, odata.parse_select(ctx.query.get("$select")))
+        return self._json(200, view, doc["eTag"], doc["lastModified"])
+
+    async def job_schedule_exists(self, ctx: Ctx) -> web.StreamResponse:
+        doc = self.service.schedules.docs.get(ctx.segments[1].lower())
+        if doc is None:
+            return web.Response(status=404)
+        return self._empty(200, None, doc["eTag"], doc["lastModified"])
+
+    async def delete_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        self.service.schedules.delete(ctx.segments[1])
+        return self._empty(202)
+
+    async def update_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        body = jobschedules.validate_patch(ctx.json(), self.service.config.schedule_min_interval)
+        doc = self.service.schedules.update(ctx.segments[1], body, replace=False)
+        return self._schedule_done(ctx, doc, 200)
+
+    async def replace_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        minimum = self.service.config.schedule_min_interval
+        body = jobschedules.validate_schedule(ctx.json(), minimum, create=False)
+        doc = self.service.schedules.update(ctx.segments[1], body, replace=True)
+        return self._schedule_done(ctx, doc, 200)
+
+    async def disable_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        return self._schedule_done(ctx, self.service.schedules.disable(ctx.segments[1]), 204)
+
+    async def enable_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        return self._schedule_done(ctx, self.service.schedules.enable(ctx.segments[1]), 204)
+
+    async def terminate_job_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        return self._schedule_done(ctx, self.service.schedules.terminate(ctx.segments[1]), 202)
+
+    async def list_jobs_from_schedule(self, ctx: Ctx) -> web.StreamResponse:
+        doc = self.service.schedules.get(ctx.segments[1])
+        docs = [job_view(ctx.base, j) for j in self.service.schedules.jobs_of(doc)]
+        return self._list_docs(ctx, "jobs", docs)
 
     # ------------------------------------------------------------------ tasks
 
@@ -606,6 +711,8 @@ class BatchApi:
         models.validate_task(probe)
         if body.get("constraints") is not None:
             spec["constraints"] = body["constraints"]
+        else:  # PUT replaces: "if omitted, the Task is given the default constraints"
+            spec.pop("constraints", None)
         now = models.iso(models.utcnow())
         etag = new_etag()
         self.service.store.update_task(row.seq, spec=json.dumps(spec), etag=etag, last_modified=now)
@@ -694,6 +801,11 @@ class BatchApi:
         except OSError:
             raise errors.not_found("File") from None
         is_dir = os.path.isdir(path)
+        if conditions.asked(ctx.request.headers):
+            mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+            conditions.check(
+                ctx.request.headers, ctx.method, conditions.Version(f"0x{st.st_mtime_ns:X}", mtime)
+            )
         if is_dir and ctx.method == "GET":
             raise BatchError(400, "InvalidFilePath", "The specified path is a directory, not a file.")
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

@@ -10,6 +10,10 @@ before the first connection is made. The storage SDK retries 3 times with a
 short back-off (about 8 s in all, not its default of about a minute), so a task
 whose storage is down fails in seconds. Uploads never follow a symlink in the
 last component of the path (``O_NOFOLLOW``) and only send regular files.
+
+A file may name a pool identity (``identity``: its ARM resource id) instead of
+carrying a SAS: the request then goes to the plain URL with that identity's
+bearer token (:mod:`localbatch.node_identity`), which no message or log shows.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 
-from localbatch import logredact
+from localbatch import logredact, node_identity
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
 HTTP_TIMEOUT_SECONDS = 60.0
 SINGLE_PUT_BYTES = 64 * 2**20
 PUT_BLOB_API_VERSION = "2023-11-03"
+#: x-ms-version of plain requests with a bearer token (OAuth needs 2017-11-09 or later).
+BEARER_API_VERSION = PUT_BLOB_API_VERSION
 _CACHE_SIZE = 64
 
 
@@ -136,9 +142,26 @@ def is_container_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.path.strip("/") != ""
 
 
-def container_from_url(url: str) -> ContainerClient:
-    """A (cached) client for a container URL, usually with a SAS; ValueError if it is not one."""
-    return _cache.get(url, lambda: _blob().ContainerClient.from_container_url(url, **_client_options()))
+def container_from_url(url: str, identity: str | None = None) -> ContainerClient:
+    """A (cached) client for a container URL, usually with a SAS, or plain with ``identity`` (a pool
+    identity's tokens); ValueError if it is not one."""
+    if identity is None:
+        return _cache.get(url, lambda: _blob().ContainerClient.from_container_url(url, **_client_options()))
+    plain = public_url(url)
+    return _cache.get(
+        f"mi:{identity.lower()}:{plain}",
+        lambda: _blob().ContainerClient.from_container_url(
+            plain, credential=node_identity.IdentityCredential(identity), **_client_options()
+        ),
+    )
+
+
+def _bearer_headers(identity: str | None) -> dict[str, str]:
+    """The headers that authenticate a plain request as ``identity`` (none without one)."""
+    if identity is None:
+        return {}
+    token = node_identity.storage_token(identity)
+    return {"Authorization": f"Bearer {token}", "x-ms-version": BEARER_API_VERSION}
 
 
 def _blob() -> Any:
@@ -178,10 +201,12 @@ def _replacing(target: Path) -> Iterator[BinaryIO]:
             os.unlink(tmp)
 
 
-def download_url(url: str, target: Path) -> None:
-    """GET ``url`` (e.g. a blob SAS URL) into ``target``."""
+def download_url(url: str, target: Path, identity: str | None = None) -> None:
+    """GET ``url`` (e.g. a blob SAS URL, or a plain blob URL with ``identity``) into ``target``."""
+    headers = _bearer_headers(identity)
+    retries = urllib3.Retry(2, redirect=0 if identity else 3)  # a token never follows a redirect
     try:
-        resp = _http_pool().request("GET", url, preload_content=False, retries=urllib3.Retry(2, redirect=3))
+        resp = _http_pool().request("GET", url, headers=headers, preload_content=False, retries=retries)
     except (urllib3.exceptions.HTTPError, ValueError) as exc:
         raise StorageFailure(f"downloading {public_url(url)} failed: {type(exc).__name__}") from None
     try:
@@ -221,9 +246,9 @@ def download_blob(container: ContainerClient, name: str, dest: Path) -> None:
         ) from None
 
 
-def upload_file(container_url: str, blob_name: str, path: Path) -> None:
+def upload_file(container_url: str, blob_name: str, path: Path, identity: str | None = None) -> None:
     """Upload the regular file ``path`` as ``blob_name`` into the container at ``container_url`` (a SAS
-    URL), overwriting; never through a final symlink.
+    URL, or a plain URL with ``identity``), overwriting; never through a final symlink.
 
     Files up to :data:`SINGLE_PUT_BYTES` go as one Put Blob request on the shared urllib3 pool (what
     the storage SDK would send, without its per-request pipeline); larger ones through the SDK
@@ -238,16 +263,17 @@ def upload_file(container_url: str, blob_name: str, path: Path) -> None:
         if not stat.S_ISREG(st.st_mode):
             raise StorageFailure(f"{path.name} is not a regular file: not uploaded")
         if st.st_size <= SINGLE_PUT_BYTES:
-            _put_blob(container_url, blob_name, fh, st.st_size)
+            _put_blob(container_url, blob_name, fh, st.st_size, identity)
         else:
-            _upload_stream(container_from_url(container_url), blob_name, fh)
+            _upload_stream(container_from_url(container_url, identity), blob_name, fh)
 
 
-def _put_blob(container_url: str, blob_name: str, fh: BinaryIO, size: int) -> None:
+def _put_blob(container_url: str, blob_name: str, fh: BinaryIO, size: int, identity: str | None) -> None:
     parts = urlsplit(container_url)
     url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/{quote(blob_name)}?{parts.query}"
     where = f"{blob_name} to container {public_url(container_url)}"
     headers = {
+        **_bearer_headers(identity),
         "x-ms-blob-type": "BlockBlob",
         "x-ms-version": PUT_BLOB_API_VERSION,
         "Content-Type": "application/octet-stream",

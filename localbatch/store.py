@@ -23,6 +23,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS pools (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, pool_key TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobschedules (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job TEXT NOT NULL,
@@ -170,7 +171,7 @@ class Store:
     # ------------------------------------------------------------------ documents
 
     def load_docs(self, table: str) -> list[dict[str, Any]]:
-        assert table in ("pools", "jobs", "nodes")
+        assert table in ("pools", "jobs", "nodes", "jobschedules")
         return [json.loads(row[0]) for row in self._db.execute(f"SELECT doc FROM {table}")]
 
     def put_pool(self, doc: dict[str, Any]) -> None:
@@ -193,6 +194,15 @@ class Store:
             self._db.execute("DELETE FROM jobs WHERE key = ?", (job_id.lower(),))
             self._db.execute("DELETE FROM tasks WHERE job = ?", (job_id.lower(),))
             self._db.execute("DELETE FROM task_counts WHERE job = ?", (job_id.lower(),))
+
+    def put_job_schedule(self, doc: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO jobschedules (key, doc) VALUES (?, ?)",
+            (doc["id"].lower(), json.dumps(doc)),
+        )
+
+    def delete_job_schedule(self, schedule_id: str) -> None:
+        self._db.execute("DELETE FROM jobschedules WHERE key = ?", (schedule_id.lower(),))
 
     def load_job_id(self, key: str) -> str | None:
         """The original-case id of a stored job."""

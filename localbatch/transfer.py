@@ -10,6 +10,12 @@
   and ``../stdout.txt``-style paths within the task directory are allowed) is
   matched per its ``uploadCondition``.
 
+A file with ``identity`` (Batch's ``identityReference``) is fetched or sent
+with a bearer token of that pool identity instead of a SAS; an identity the pool
+does not have, or whose token cannot be had, fails the task before any transfer
+(``ResourceContainerAccessDenied`` for resource files, ``FileUploadMiscError``
+for output files, category ``usererror``), naming the identity.
+
 Both return *jobs*: one callable per file, which the caller runs on
 :data:`POOL`, shared by all tasks, so the files of one task and of different
 tasks transfer concurrently over the connections :mod:`localbatch.storage`
@@ -38,7 +44,7 @@ from concurrent.futures import Future
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from localbatch import storage
+from localbatch import node_identity, storage
 from localbatch.models import OutputFile, ResourceFile, UploadCondition
 
 T = TypeVar("T")
@@ -117,12 +123,29 @@ def _storage_error(exc: storage.StorageFailure, upload: bool) -> TransferError:
     return TransferError(code, str(exc))
 
 
+def _identity_error(exc: node_identity.IdentityUnavailable, upload: bool) -> TransferError:
+    code = "FileUploadMiscError" if upload else "ResourceContainerAccessDenied"
+    return TransferError(code, f"{'output' if upload else 'resource'} files: {exc}")
+
+
+def _check_identity(identity: str | None, upload: bool) -> None:
+    """Fail before any transfer when the pool has no such identity or no token can be had for it."""
+    if identity is None:
+        return
+    try:
+        node_identity.storage_token(identity)
+    except node_identity.IdentityUnavailable as exc:
+        raise _identity_error(exc, upload) from None
+
+
 def _job(upload: bool, fn: Callable[..., None], *args: Any) -> Job:
     def run() -> None:
         try:
             fn(*args)
         except storage.StorageFailure as exc:
             raise _storage_error(exc, upload) from None
+        except node_identity.IdentityUnavailable as exc:  # a token refresh that failed mid-job
+            raise _identity_error(exc, upload) from None
 
     return run
 
@@ -145,8 +168,9 @@ def plan_downloads(
         if not _inside(wd, target):
             raise TransferError("BlobDownloadMiscError", f"filePath {rel!r} escapes the working directory")
         modes.append((target, rf.file_mode))
+        _check_identity(rf.identity, upload=False)
         if rf.http_url:
-            jobs.append(_job(False, storage.download_url, rf.http_url, target))
+            jobs.append(_job(False, storage.download_url, rf.http_url, target, rf.identity))
             continue
         container = _container(rf, auto_storage)
         target.mkdir(parents=True, exist_ok=True)
@@ -154,6 +178,8 @@ def plan_downloads(
             names = storage.list_blob_names(container, rf.blob_prefix)
         except storage.StorageFailure as exc:
             raise _storage_error(exc, upload=False) from None
+        except node_identity.IdentityUnavailable as exc:
+            raise _identity_error(exc, upload=False) from None
         jobs.extend(_job(False, storage.download_blob, container, name, target) for name in names)
     return jobs, modes
 
@@ -166,7 +192,7 @@ def lists_containers(files: tuple[ResourceFile, ...]) -> bool:
 def _container(rf: ResourceFile, auto_storage: storage.AutoStorage | None) -> Any:
     if rf.storage_container_url:
         try:
-            return storage.container_from_url(rf.storage_container_url)
+            return storage.container_from_url(rf.storage_container_url, rf.identity)
         except ValueError:
             raise TransferError("BlobDownloadMiscError", "invalid storageContainerUrl") from None
     if auto_storage is None:
@@ -329,10 +355,11 @@ def plan_uploads(
         files = match_pattern(out.file_pattern, wd, task_dir, cancel)
         if not files:
             continue
+        _check_identity(out.identity, upload=True)
         wildcard = any(_has_magic(p) for p in PurePosixPath(out.file_pattern).parts)
         if not storage.is_container_url(out.container_url):
             raise TransferError("FileUploadMiscError", "invalid output container URL")
         for path, rel in files:
             name = _blob_name(out, rel, wildcard)
-            jobs.append(_job(True, storage.upload_file, out.container_url, name, path))
+            jobs.append(_job(True, storage.upload_file, out.container_url, name, path, out.identity))
     return jobs

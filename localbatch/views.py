@@ -10,6 +10,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from localbatch import node_identity
 from localbatch.models import task_constraints
 from localbatch.store import TaskRow
 
@@ -23,6 +24,9 @@ def pool_view(base: str, doc: dict[str, Any], dedicated: int, low_priority: int)
     out["url"] = f"{base}/pools/{quote(doc['id'])}"
     out["currentDedicatedNodes"] = dedicated
     out["currentLowPriorityNodes"] = low_priority
+    identity = node_identity.pool_identity()  # set by the management plane on Azure: `serve --pool-identity`
+    if identity is not None:
+        out["identity"] = identity
     return out
 
 

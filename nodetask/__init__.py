@@ -18,6 +18,13 @@ Commands
     written as ``corpus_OUTPUT.txt`` and ``corpus_counts.json``. Merged results
     can be merged again (hierarchical aggregation).
 
+``python -m nodetask pack --in-dir IN (--numwords N | --command TEMPLATE) [--output-dir DIR] ...``
+    Many files in one run (a packed Batch task): every ``IN/<file id>/<file>``
+    is processed as an unpacked run would, its results in ``DIR/<file id>/``
+    with the same names and bytes; a file that fails gets its own
+    ``nodetask_error.txt`` there and the others still deliver (see
+    :mod:`nodetask.packed`).
+
 Exit codes: 0 success; 2 bad input (missing file, a directory, an unreadable
 file, N < 1, unusable counts file), with one line on stderr and nothing
 written; 1 an output could not be written. Outputs are written atomically

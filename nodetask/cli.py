@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from nodetask.counting import DEFAULT_CHUNK_SIZE, DEFAULT_MIN_PARALLEL_BYTES, count_file
+from nodetask.counting import DEFAULT_CHUNK_SIZE, DEFAULT_MIN_PARALLEL_BYTES
 from nodetask.errors import EXIT_BAD_INPUT, InputError, NodeTaskError
-from nodetask.merge import CORPUS_NAME, merge_paths
-from nodetask.results import COUNTS_SUFFIX, CountsDocument, output_names, write_outputs
+from nodetask.merge import CORPUS_NAME, merge_paths, merge_tolerant
+from nodetask.packed import CountOptions, command_one, count_one, run_pack
+from nodetask.results import COUNTS_SUFFIX, write_outputs
 
 log = logging.getLogger("nodetask")
 
@@ -61,7 +62,52 @@ def _merge_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR", help="Counts files or directories.")
     p.add_argument("--numwords", required=True, type=_int, help="How many words to report (N >= 1).")
     p.add_argument("--output-dir", type=Path, default=Path("."), help="Where to write results (default: .).")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="Merge what is there: skip placeholders and unreadable counts files, list them as missing.",
+    )
     return p
+
+
+def _pack_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="nodetask pack",
+        description="Process every IN_DIR/<file id>/<file> as an unpacked run would, "
+        "results in OUTPUT_DIR/<file id>/ (see nodetask.packed).",
+    )
+    p.add_argument("--in-dir", required=True, type=Path, help="One directory per file id, one file in each.")
+    p.add_argument("--output-dir", type=Path, default=Path("."), help="Where to write results (default: .).")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--numwords", type=_int, help="Count words: how many to report (N >= 1).")
+    what.add_argument("--command", help="Run this template per file ({input}, {output_dir}).")
+    p.add_argument("--ignore-case", action="store_true", help="Count words lower-cased.")
+    p.add_argument(
+        "--workers", type=_int, default=None, help="Processes for large files (default: all CPUs)."
+    )
+    p.add_argument("--chunk-size", type=_int, default=DEFAULT_CHUNK_SIZE, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--min-parallel-bytes", type=_int, default=DEFAULT_MIN_PARALLEL_BYTES, help=argparse.SUPPRESS
+    )
+    return p
+
+
+def _count_options(args: argparse.Namespace) -> CountOptions:
+    _check_numwords(args.numwords)
+    if args.chunk_size < 1:
+        raise InputError(f"--chunk-size must be at least 1 (got {args.chunk_size})")
+    return CountOptions(
+        args.numwords, args.ignore_case, args.workers, args.chunk_size, args.min_parallel_bytes
+    )
+
+
+def run_packed(args: argparse.Namespace) -> int:
+    """``nodetask pack``: every file of the pack; the exit code of :func:`nodetask.packed.run_pack`."""
+    if args.command is not None:
+        template: str = args.command
+        return run_pack(args.in_dir, args.output_dir, lambda path, out: command_one(template, path, out))
+    opts = _count_options(args)
+    return run_pack(args.in_dir, args.output_dir, lambda path, out: count_one(path, opts, out, os.environ))
 
 
 def _check_numwords(n: int) -> None:
@@ -70,28 +116,20 @@ def _check_numwords(n: int) -> None:
 
 
 def run_count(args: argparse.Namespace) -> tuple[Path, Path]:
-    _check_numwords(args.numwords)
-    if args.chunk_size < 1:
-        raise InputError(f"--chunk-size must be at least 1 (got {args.chunk_size})")
-    path: Path = args.filepath
-    result = count_file(
-        path,
-        ignore_case=args.ignore_case,
-        workers=args.workers,
-        chunk_size=args.chunk_size,
-        min_parallel_bytes=args.min_parallel_bytes,
-    )
-    doc = CountsDocument(path.name, (path.name,), args.ignore_case, result)
-    report_name, json_name = output_names(path.name)
-    return write_outputs(doc, args.numwords, args.output_dir, os.environ, report_name, json_name)
+    return count_one(args.filepath, _count_options(args), args.output_dir, os.environ)
 
 
 def run_merge(args: argparse.Namespace) -> tuple[Path, Path]:
     _check_numwords(args.numwords)
-    doc = merge_paths(args.inputs)
+    extra = None
+    if args.allow_missing:
+        partial = merge_tolerant(args.inputs)
+        doc, extra = partial.doc, {"missing": list(partial.missing)}
+    else:
+        doc = merge_paths(args.inputs)
     report_name = f"{CORPUS_NAME}_OUTPUT.txt"
     json_name = CORPUS_NAME + COUNTS_SUFFIX
-    return write_outputs(doc, args.numwords, args.output_dir, os.environ, report_name, json_name)
+    return write_outputs(doc, args.numwords, args.output_dir, os.environ, report_name, json_name, extra=extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="nodetask: %(message)s", stream=sys.stderr)
     try:
+        if argv[:1] == ["pack"]:
+            return run_packed(_pack_parser().parse_args(argv[1:]))
         if argv[:1] == ["merge"]:
             report, counts = run_merge(_merge_parser().parse_args(argv[1:]))
         else:

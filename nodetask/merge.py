@@ -1,10 +1,20 @@
-"""Merge per-file counts into the exact corpus-wide counts (the aggregate task)."""
+"""Merge per-file counts into the exact corpus-wide counts (the aggregate task).
+
+With ``allow_missing`` (``nodetask merge --allow-missing``, the runner's
+``--allow-failures``) a partial merge is made of what is there: a *placeholder*
+(``{"missing": [{"task": ..., "input": ...}]}``, written by the runner in place of
+a counts file that a failed task never wrote) or an unreadable counts file is
+skipped, and named in the result's ``"missing"`` list, which merges of merges pass
+on. Without it, both are an :class:`InputError`, as always.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from nodetask.counting import FileCounts
@@ -58,3 +68,51 @@ def merge_documents(docs: Sequence[CountsDocument]) -> CountsDocument:
 def merge_paths(args: Iterable[Path]) -> CountsDocument:
     """Load every counts file named by ``args`` and merge them."""
     return merge_documents([load_counts(p) for p in collect_inputs(args)])
+
+
+#: One input a partial merge lacks: ``{"task": id, "input": relative path, "why": ...}``.
+Missing = dict[str, str]
+
+
+@dataclass(frozen=True)
+class PartialMerge:
+    """What a tolerant merge made: the sum of what was there, and what was not."""
+
+    doc: CountsDocument
+    missing: tuple[Missing, ...]
+
+
+def _missing_list(path: Path) -> tuple[bool, list[Missing]]:
+    """``(is a placeholder, its missing entries)``: a placeholder has a ``missing`` list and no
+    ``counts``; a partial merge's counts file may carry a ``missing`` list too."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False, []
+    items = data.get("missing") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return False, []
+    entries = [{str(k): str(v)[:1024] for k, v in i.items()} for i in items if isinstance(i, dict)]
+    return "counts" not in data, entries
+
+
+def merge_tolerant(args: Iterable[Path]) -> PartialMerge:
+    """Merge what can be merged; placeholders and unreadable files become ``missing`` entries.
+
+    Fails (:class:`InputError`) only when nothing at all is left to merge.
+    """
+    docs: list[CountsDocument] = []
+    missing: list[Missing] = []
+    for path in collect_inputs(args):
+        placeholder, carried = _missing_list(path)
+        missing += carried
+        if placeholder:
+            continue
+        try:
+            docs.append(load_counts(path))
+        except InputError as exc:
+            log.warning("leaving out %s: %s", path.name, exc)
+            missing.append({"task": path.name.removesuffix(COUNTS_SUFFIX), "why": "unreadable counts"})
+    if not docs:
+        raise InputError(f"nothing to merge: all {len(missing)} input(s) are missing")
+    return PartialMerge(merge_documents(docs), tuple(missing))

@@ -103,9 +103,11 @@ def write_outputs(
     env: Mapping[str, str],
     report_name: str,
     json_name: str,
+    *,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Write the counts JSON and the text report; return their paths."""
-    body = doc.to_json(numwords)
+    """Write the counts JSON (with the keys of ``extra`` added) and the text report; return their paths."""
+    body = {**doc.to_json(numwords), **(extra or {})}
     json_path = out_dir / json_name
     report_path = out_dir / report_name
     write_atomic(json_path, json.dumps(body, ensure_ascii=False, indent=None, separators=(",", ":")) + "\n")

@@ -257,6 +257,13 @@ class Batch:
                     return ImageSupport(label, sku, True, img.batch_support_end_of_life)
         return ImageSupport(label, sku, False)
 
+    def pool_identities(self, pool_id: str) -> tuple[str, ...]:
+        """The resource ids of the pool's user-assigned identities (``identity``, set on Azure by ARM)."""
+        with translate_errors(f"getting pool {pool_id}", self._host):
+            pool = self._client.get_pool(pool_id, select=["id", "identity"])
+        identities = pool.identity.user_assigned_identities if pool.identity is not None else None
+        return tuple(i.resource_id for i in identities or [] if i.resource_id)
+
     def get_pool(self, pool_id: str) -> PoolInfo:
         """The pool's state, VM size, slots per node and node counts now."""
         with translate_errors(f"getting pool {pool_id}", self._host):
@@ -574,6 +581,10 @@ def _slices(specs: list[TaskSpec], max_tasks: int, max_files: int) -> Iterator[l
         yield part
 
 
+def _identity_reference(identity_id: str | None) -> bm.BatchNodeIdentityReference | None:
+    return bm.BatchNodeIdentityReference(resource_id=identity_id) if identity_id else None
+
+
 def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
     resources = [
         bm.ResourceFile(
@@ -581,6 +592,7 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
             http_url=r.http_url,
             storage_container_url=r.container_url,
             blob_prefix=r.blob_prefix,
+            identity_reference=_identity_reference(r.identity_id),
         )
         for r in spec.resource_files
     ]
@@ -588,7 +600,11 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
         bm.OutputFile(
             file_pattern=o.pattern,
             destination=bm.OutputFileDestination(
-                container=bm.OutputFileBlobContainerDestination(container_url=o.container_url, path=o.path)
+                container=bm.OutputFileBlobContainerDestination(
+                    container_url=o.container_url,
+                    path=o.path,
+                    identity_reference=_identity_reference(o.identity_id),
+                )
             ),
             upload_options=bm.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
         )
@@ -609,7 +625,15 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
         output_files=outputs,
         constraints=_constraints(spec.max_task_retry_count, spec.max_wall_clock_time),
         depends_on=depends,
+        exit_conditions=_SATISFY_ON_FAILURE if spec.satisfies_dependents_on_failure else None,
     )
+
+
+_SATISFY = bm.ExitOptions(dependency_action=bm.DependencyAction.SATISFY)
+#: ``--allow-failures``: every way a task can fail still satisfies the tasks that depend on it.
+_SATISFY_ON_FAILURE = bm.ExitConditions(
+    default=_SATISFY, pre_processing_error=_SATISFY, file_upload_error=_SATISFY
+)
 
 
 @functools.lru_cache(maxsize=64)

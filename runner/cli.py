@@ -27,11 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from runner import __version__
+from runner.cache_cmd import make_cache_app
 from runner.cli_help import EXAMPLES, TableMode
 from runner.cli_style import Command, Group
 from runner.errors import RunnerError, StartTaskFailed, TaskFailures
 from runner.home import runner_home
 from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard, resume_command
+from runner.packing import pack_help
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
 from runner.text import EscapeFilter, safe, safe_lines
@@ -63,7 +65,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class State:
-    """Global options and the one console, set by the callback for the command that follows."""
+    """Global options and the one console of one invocation: Typer's context object
+    (``ctx.obj``), made by the callback; commands read it with :func:`_state`."""
 
     target: str | None = None
     outputs: Path | None = None
@@ -106,7 +109,12 @@ class State:
         return ConsoleReporter(self.console, quiet=self.quiet)
 
 
-STATE = State()
+def _state(ctx: typer.Context) -> State:
+    """The context object the callback made for this command (a fresh default one if none,
+    e.g. a command invoked on its own in a test)."""
+    if not isinstance(ctx.obj, State):
+        ctx.obj = State()
+    return ctx.obj
 
 
 #: ``--table`` of ``submit`` and ``results``.
@@ -121,60 +129,62 @@ TableOption = Annotated[
 
 
 def _handle_errors(fn: F) -> F:
-    """The one place that maps errors to exit codes."""
+    """The one place that maps errors to exit codes; every command takes ``ctx`` (by keyword,
+    as Typer passes it), whose :class:`State` has the console the errors go to."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with InterruptGuard(_report_interrupt):
-            return _run_mapped(fn, *args, **kwargs)
+        state = _state(kwargs["ctx"])
+        with InterruptGuard(functools.partial(_report_interrupt, state)):
+            return _run_mapped(state, fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
-def _run_mapped(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _run_mapped(state: State, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a command; a RunnerError becomes its line and exit code, Ctrl-C exit 130."""
     try:
         return fn(*args, **kwargs)
     except TaskFailures as err:
-        _show_task_failures(err)
+        _show_task_failures(state, err)
         raise typer.Exit(err.exit_code) from None
     except StartTaskFailed as err:
-        _error_line(err)
+        _error_line(state, err)
         for node_id, tail in err.node_errors:
-            STATE.console.print(Text(f"  node {safe(node_id)}:", style="red"))
+            state.console.print(Text(f"  node {safe(node_id)}:", style="red"))
             for line in safe_lines(tail.rstrip("\n"))[-10:]:
-                STATE.console.print(Text("    " + line, style="dim"))
+                state.console.print(Text("    " + line, style="dim"))
         raise typer.Exit(err.exit_code) from None
     except RunnerError as err:
-        _error_line(err)
+        _error_line(state, err)
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
-        _report_interrupt()
+        _report_interrupt(state)
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 _interrupt_lock = threading.Lock()
 
 
-def _report_interrupt() -> None:
+def _report_interrupt(state: State) -> None:
     """Say "interrupted" and how to resume, once (also when the exit is forced)."""
     with _interrupt_lock:
-        if STATE.interrupt_reported:
+        if state.interrupt_reported:
             return
-        STATE.interrupt_reported = True
-    STATE.console.print(Text("interrupted", style="yellow"))
-    if STATE.resume_job_id:
-        STATE.console.print(
-            safe(f"job {STATE.resume_job_id} is resumable: {resume_command(STATE.resume_job_id)}"),
+        state.interrupt_reported = True
+    state.console.print(Text("interrupted", style="yellow"))
+    if state.resume_job_id:
+        state.console.print(
+            safe(f"job {state.resume_job_id} is resumable: {resume_command(state.resume_job_id)}"),
             highlight=False,
             markup=False,
             soft_wrap=True,  # one line, so it can be copied from any terminal or log
         )
 
 
-def _error_line(err: RunnerError) -> None:
+def _error_line(state: State, err: RunnerError) -> None:
     """The one ``error: …`` line (escaped: messages name files and echo service text)."""
-    STATE.console.print(Text(f"error: {safe(err)}", style="bold red"), soft_wrap=True)
+    state.console.print(Text(f"error: {safe(err)}", style="bold red"), soft_wrap=True)
 
 
 def batch_job_id(session: Session, job: str) -> str:
@@ -192,19 +202,19 @@ def batch_job_id(session: Session, job: str) -> str:
         return job
 
 
-def _show_task_failures(err: TaskFailures) -> None:
+def _show_task_failures(state: State, err: TaskFailures) -> None:
     from runner.results import JobResults
 
     result = err.result
     if isinstance(result, JobResults):
-        show_results(result)
+        show_results(state, result)
     # After a summary that fits the screen, the hint goes below the error, wrapped to the width.
-    STATE.console.print(Text(f"error: {safe(err.message)}", style="bold red"), soft_wrap=True)
+    state.console.print(Text(f"error: {safe(err.message)}", style="bold red"), soft_wrap=True)
     if err.hint:
-        STATE.console.print(Text(safe(err.hint), style="red"), highlight=False)
+        state.console.print(Text(safe(err.hint), style="red"), highlight=False)
 
 
-def show_results(outcome: JobResults) -> None:
+def show_results(state: State, outcome: JobResults) -> None:
     """The results of a job, also with ``--quiet``: ``summary.tsv`` written, the summary on
     stderr, the JSON document on stdout with ``--json``."""
     from runner import report
@@ -213,12 +223,12 @@ def show_results(outcome: JobResults) -> None:
         report.write_summary(outcome)
     except OSError as exc:
         log.warning("could not write %s: %s", outcome.dest / report.SUMMARY_FILE, exc.strerror or exc)
-    report.print_summary(STATE.console, outcome, full=STATE.table is TableMode.FULL)
-    if STATE.json:
+    report.print_summary(state.console, outcome, full=state.table is TableMode.FULL)
+    if state.json:
         typer.echo(report.dumps(outcome.to_json()))
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
+def _setup_logging(state: State, verbose: int, quiet: bool) -> None:
     level = logging.WARNING
     if quiet:
         level = logging.ERROR
@@ -226,7 +236,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         level = logging.DEBUG
     elif verbose == 1:
         level = logging.INFO
-    handler = RichHandler(console=STATE.console, show_time=False, show_path=False, markup=False)
+    handler = RichHandler(console=state.console, show_time=False, show_path=False, markup=False)
     handler.addFilter(EscapeFilter())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     # The SDKs log request URLs (SAS) and headers at INFO, and tracebacks of harmless body-less
@@ -242,6 +252,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
+    ctx: typer.Context,
     target: Annotated[
         str | None,
         typer.Option(
@@ -281,22 +292,15 @@ def _global(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
-    STATE.target = target
-    STATE.outputs = outputs
-    STATE.auth = auth
-    STATE.json = json_out
-    STATE.verbose = verbose
-    STATE.quiet = quiet
-    STATE.console = Console(stderr=True)
-    STATE.resume_job_id = None
-    STATE.interrupt_reported = False
-    STATE._announced = False
-    _setup_logging(verbose, quiet)
+    state = State(target=target, outputs=outputs, auth=auth, json=json_out, verbose=verbose, quiet=quiet)
+    ctx.obj = state
+    _setup_logging(state, verbose, quiet)
 
 
 @app.command(cls=Command, epilog=EXAMPLES["submit"])
 @_handle_errors
 def submit(
+    ctx: typer.Context,
     paths: Annotated[
         list[str], typer.Argument(help="Files, directories (recursive) and globs.", metavar="PATHS...")
     ],
@@ -309,7 +313,8 @@ def submit(
         bool,
         typer.Option(
             "--aggregate/--no-aggregate",
-            help="Also compute the corpus-wide top words (skipped, and reported so, if a file fails).",
+            help="Also compute the corpus-wide top words (skipped, and reported so, if a file fails; "
+            "see --allow-failures).",
         ),
     ] = True,
     dest: Annotated[
@@ -360,6 +365,7 @@ def submit(
             f"(2-{MAX_MERGE_GROUP_SIZE}).",
         ),
     ] = MERGE_GROUP_SIZE,
+    pack: Annotated[str | None, typer.Option("--pack", help=pack_help(), metavar="auto|none|N")] = None,
     with_report: Annotated[
         bool,
         typer.Option(
@@ -367,13 +373,32 @@ def submit(
         ),
     ] = False,
     table: TableOption = TableMode.AUTO,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            envvar="RUNNER_CACHE",
+            help="Reuse the results of unchanged files from earlier jobs on this target, and keep "
+            "this run's for later ones (key: content, node code or --command, --numwords). "
+            "--no-cache runs every file and neither reads nor writes the cache.",
+        ),
+    ] = True,
+    allow_failures: Annotated[
+        bool,
+        typer.Option(
+            "--allow-failures",
+            help="Merge the corpus from the files that succeeded (the summary names those missing "
+            "and why); the exit code still says that tasks failed. Kept on resume.",
+        ),
+    ] = False,
 ) -> None:
-    """Upload inputs, run one task per file (plus the aggregate), show progress, download results."""
-    from runner import checks, report
+    """Upload inputs, run tasks (small files packed: --pack) and the aggregate, show progress, get results."""
+    state = _state(ctx)
+    from runner import checks, report, submit_lock
     from runner import dest as dest_mod
     from runner import inputs as inputs_mod
 
-    STATE.table = table
+    state.table = table
     from runner.submit import (
         SubmitOptions,
         Submitted,
@@ -397,63 +422,59 @@ def submit(
         command=command,
         keep=keep,
         merge_group_size=merge_group_size,
+        cache=cache,
+        allow_failures=allow_failures,
+        pack=pack,
     )
     opts.validate()
-    check_sas_lifetime(opts.timeout, STATE.auth)
+    check_sas_lifetime(opts.timeout, state.auth)
     if job_id is not None:
         validate_job_id(job_id)
     job = job_id or new_job_id()
-    STATE.resolved_target()  # say which target first; nothing is started yet
+    state.resolved_target()  # say which target first; nothing is started yet
     files = inputs_mod.expand(paths)  # exit 2 before anything is created
     checks.names(files, job, command_mode=command is not None)
-    session = STATE.session()
+    session = state.session()
     if job_id is not None:
         job = batch_job_id(session, job)
-    claim = dest_mod.claim(dest or default_dest(job), job)
-    try:
-        STATE.resume_job_id = job
-        STATE.say(f"job {job}: {len(files)} input file(s)")
+    with submit_lock.hold(session.storage, session.outputs.input_container, job, "submit"):
+        claim = dest_mod.claim(dest or default_dest(job), job)
         try:
-            outcome = do_submit(session, files, opts, job, STATE.reporter())
-        except TaskFailures:
-            if with_report:
-                _write_report(session, job, dest)
-            raise
-    finally:
-        claim.release()
+            state.resume_job_id = job
+            state.say(f"job {job}: {len(files)} input file(s)")
+            try:
+                outcome = do_submit(session, files, opts, job, state.reporter())
+            except TaskFailures:
+                if with_report:
+                    _write_report(state, session, job, dest)
+                raise
+        finally:
+            claim.release()
     if isinstance(outcome, Submitted):
         # The job id is this command's result: shown with --quiet too.
         follow = f"follow with `runner status {job}`, then `runner results {job}`"
-        STATE.console.print(Text(safe(f"job {job} submitted; {follow}")), soft_wrap=True)
-        if STATE.json:
-            typer.echo(
-                report.dumps(
-                    {
-                        "jobId": job,
-                        "target": session.target.label,
-                        "status": "submitted",
-                        "tasksAdded": outcome.tasks_added,
-                    }
-                )
-            )
+        state.console.print(Text(safe(f"job {job} submitted; {follow}")), soft_wrap=True)
+        if state.json:
+            typer.echo(report.dumps(report.submitted_json(job, session.target.label, outcome.tasks_added)))
         return
-    show_results(outcome)
+    show_results(state, outcome)
     if with_report:
-        _write_report(session, job, dest)  # last: its path is the run's final line
+        _write_report(state, session, job, dest)  # last: its path is the run's final line
 
 
-def _write_report(session: Session, job: str, dest: Path | None) -> None:
+def _write_report(state: State, session: Session, job: str, dest: Path | None) -> None:
     from runner import report_page
     from runner.report_cmd import make_report
     from runner.submit import default_dest
 
     made = make_report(session, job, out=report_page.default_path(job, dest or default_dest(job)))
-    STATE.say(f"report: {made.html}")
+    state.say(f"report: {made.html}")
 
 
 @app.command(cls=Command, epilog=EXAMPLES["report"])
 @_handle_errors
 def report(
+    ctx: typer.Context,
     job: Annotated[str, typer.Argument(help="Job id.")],
     output: Annotated[
         Path | None,
@@ -468,14 +489,15 @@ def report(
     ] = None,
 ) -> None:
     """Write a job's execution report: one offline HTML file with a timeline, charts and failures."""
+    state = _state(ctx)
     from runner import report as report_mod
     from runner.report_cmd import make_report
 
-    session = STATE.session()
+    session = state.session()
     job = batch_job_id(session, job)
     made = make_report(session, job, out=output, trace_path=trace_file, price=price)
-    STATE.say(f"report: {made.html}" + (f"; trace: {made.trace}" if made.trace else ""))
-    if STATE.json:
+    state.say(f"report: {made.html}" + (f"; trace: {made.trace}" if made.trace else ""))
+    if state.json:
         typer.echo(report_mod.dumps(made.to_json()))
     else:
         typer.echo(str(made.html))
@@ -484,34 +506,39 @@ def report(
 @app.command(cls=Command, epilog=EXAMPLES["status"])
 @_handle_errors
 def status(
+    ctx: typer.Context,
     job: Annotated[str | None, typer.Argument(help="A job id; all jobs when omitted.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="List only the tasks that failed.")] = False,
 ) -> None:
     """Pool and task counts of a job, then per task its node, start, end, run time, retries."""
+    state = _state(ctx)
     from runner import job_views
     from runner import report as report_mod
     from runner.execution import gather
     from runner.progress import describe_counts
 
-    session = STATE.session()
+    session = state.session()
     if job is None:
-        _print_jobs(session)
+        _print_jobs(state, session)
         return
     job = batch_job_id(session, job)
     ex = gather(session, job, stderr_tails=False)
     counts = session.batch.task_counts(job)
     tasks = [t for t in ex.tasks if t.failed] if failed else list(ex.tasks)
     for line in job_views.pool_line(ex.pool, ex.nodes).splitlines():
-        STATE.say(line)
+        state.say(line)
     title = f"job {job} ({ex.job.state})" + (f": {len(tasks)} failed task(s)" if failed else "")
-    STATE.console.print(job_views.task_table(title, tasks, STATE.console.width))
-    STATE.say(job_views.times_note(tasks))
-    STATE.say(describe_counts(counts, counts.total))
-    if STATE.json:
+    state.console.print(job_views.task_table(title, tasks, state.console.width))
+    if ex.packed or any(f.status == "cached" for f in ex.files):
+        files = [f for f in ex.files if f.status == "failed" or not failed]
+        state.console.print(job_views.file_table(f"files of job {job}", files))
+    state.say(job_views.times_note(tasks))
+    state.say(describe_counts(counts, counts.total))
+    if state.json:
         typer.echo(report_mod.dumps(job_views.status_json(ex, counts, tasks)))
 
 
-def _print_jobs(session: Session) -> None:
+def _print_jobs(state: State, session: Session) -> None:
     from datetime import datetime, timezone
 
     from runner import job_views
@@ -529,23 +556,25 @@ def _print_jobs(session: Session) -> None:
             counts = None
         lines.append(job_views.JobLine(j, counts))
     now = datetime.now(timezone.utc)
-    STATE.console.print(job_views.jobs_table(lines, now, STATE.console.width))
-    if any(line.retryable != "-" for line in lines) and not STATE.quiet:
-        STATE.console.print(Text(job_views.RETRY_NOTE), highlight=False)  # prose: wrapped to the width
-    if STATE.json:
+    state.console.print(job_views.jobs_table(lines, now, state.console.width))
+    if any(line.retryable != "-" for line in lines) and not state.quiet:
+        state.console.print(Text(job_views.RETRY_NOTE), highlight=False)  # prose: wrapped to the width
+    if state.json:
         typer.echo(report_mod.dumps([line.to_json(now) for line in lines]))
 
 
 @app.command(cls=Command, epilog=EXAMPLES["jobs"])
 @_handle_errors
-def jobs() -> None:
+def jobs(ctx: typer.Context) -> None:
     """List the jobs of the target."""
-    _print_jobs(STATE.session())
+    state = _state(ctx)
+    _print_jobs(state, state.session())
 
 
 @app.command(cls=Command, epilog=EXAMPLES["logs"])
 @_handle_errors
 def logs(
+    ctx: typer.Context,
     job: Annotated[str, typer.Argument(help="Job id.")],
     task: Annotated[str, typer.Argument(help="Task id (1..N, merge, or merge-K for a partial merge).")],
     stderr: Annotated[bool, typer.Option("--stderr", help="Show stderr.txt instead of stdout.txt.")] = False,
@@ -554,10 +583,11 @@ def logs(
     ] = False,
 ) -> None:
     """Print a task's stdout (or stderr) to stdout."""
+    state = _state(ctx)
     from runner import job_views
     from runner.batch_types import STDERR_FILE, STDOUT_FILE
 
-    session = STATE.session()
+    session = state.session()
     job = batch_job_id(session, job)
     name = STDERR_FILE if stderr else STDOUT_FILE
     to_person = sys.stdout.isatty()  # a person reads it: escape; a pipe or file gets the bytes
@@ -577,7 +607,7 @@ def logs(
         written = len(data)
     if written == 0 and not stderr:
         size = session.batch.task_file_size(job, task, STDERR_FILE) or 0
-        STATE.say(
+        state.say(
             f"task {task} wrote nothing to stdout"
             + (f"; its stderr has {size} byte(s): runner logs {job} {task} --stderr" if size else "")
         )
@@ -586,6 +616,7 @@ def logs(
 @app.command(cls=Command, epilog=EXAMPLES["results"])
 @_handle_errors
 def results(
+    ctx: typer.Context,
     job: Annotated[str, typer.Argument(help="Job id.")],
     dest: Annotated[
         Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
@@ -598,29 +629,31 @@ def results(
     table: TableOption = TableMode.AUTO,
 ) -> None:
     """Download a job's results (from any machine) and print the summary."""
+    state = _state(ctx)
     from runner import dest as dest_mod
     from runner import manifest as mf
     from runner.submit import SubmitOptions, check_dest, default_dest
     from runner.submit import results as do_results
 
-    STATE.table = table
+    state.table = table
     opts = SubmitOptions(dest=dest, wait=wait, timeout=timedelta(seconds=timeout))
     opts.validate()
     check_dest(dest or default_dest(job))
-    session = STATE.session()
+    session = state.session()
     job = batch_job_id(session, job)
     claim = dest_mod.claim(dest or default_dest(job), job)
     try:
         man = mf.require(session.storage, session.outputs.input_container, job)
-        outcome = do_results(session, man, opts, STATE.reporter())
+        outcome = do_results(session, man, opts, state.reporter())
     finally:
         claim.release()
-    show_results(outcome)
+    show_results(state, outcome)
 
 
 @app.command(cls=Command, epilog=EXAMPLES["retry"])
 @_handle_errors
 def retry(
+    ctx: typer.Context,
     job: Annotated[str, typer.Argument(help="Job id.")],
     dest: Annotated[
         Path | None, typer.Option("--dest", help="Where results go (default: results/<job-id>/).")
@@ -632,63 +665,69 @@ def retry(
     ] = True,
 ) -> None:
     """Run a job's failed tasks again (and the merge they blocked), wait, download the results."""
-    from runner import checks
+    state = _state(ctx)
+    from runner import checks, submit_lock
     from runner import dest as dest_mod
     from runner.retry import retry as do_retry
     from runner.submit import SubmitOptions, default_dest
 
     opts = SubmitOptions(dest=dest, timeout=checks.seconds("--timeout", timeout) or timedelta(0), keep=keep)
     opts.validate()
-    session = STATE.session()
+    session = state.session()
     job = batch_job_id(session, job)
-    STATE.resume_job_id = None
-    claim = dest_mod.claim(dest or default_dest(job), job)
-    try:
-        outcome = do_retry(session, job, opts, STATE.reporter())
-    finally:
-        claim.release()
-    show_results(outcome)
+    state.resume_job_id = None
+    with submit_lock.hold(session.storage, session.outputs.input_container, job, "retry"):
+        claim = dest_mod.claim(dest or default_dest(job), job)
+        try:
+            outcome = do_retry(session, job, opts, state.reporter())
+        finally:
+            claim.release()
+    show_results(state, outcome)
 
 
 @app.command(cls=Command, epilog=EXAMPLES["cancel"])
 @_handle_errors
-def cancel(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+def cancel(ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Terminate a job: running tasks are stopped, waiting tasks never start."""
-    session = STATE.session()
+    state = _state(ctx)
+    session = state.session()
     job = batch_job_id(session, job)
     session.batch.terminate_job(job)
-    STATE.say(f"job {job} terminated")
+    state.say(f"job {job} terminated")
 
 
 @app.command(cls=Command, epilog=EXAMPLES["clean"])
 @_handle_errors
-def clean(job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+def clean(ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Delete a job and all its blobs (inputs, outputs, manifest)."""
+    state = _state(ctx)
     from runner import report
     from runner.submit import cleanup
 
-    session = STATE.session()
+    session = state.session()
     job = batch_job_id(session, job)
     deleted, blobs = cleanup(session, job)
-    STATE.say(f"job {job}: {'deleted' if deleted else 'did not exist'}; {blobs} blob(s) deleted")
-    if STATE.json:
-        typer.echo(report.dumps({"jobId": job, "jobDeleted": deleted, "blobsDeleted": blobs}))
+    state.say(f"job {job}: {'deleted' if deleted else 'did not exist'}; {blobs} blob(s) deleted")
+    if state.json:
+        typer.echo(report.dumps(report.clean_json(job, deleted, blobs)))
 
 
 @app.command("outputs", cls=Command, epilog=EXAMPLES["outputs"])
 @_handle_errors
 def outputs_cmd(
+    ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="As JSON on stdout.")] = False,
     show_secrets: Annotated[
         bool, typer.Option("--show-secrets", help="Show keys instead of masking them.")
     ] = False,
 ) -> None:
     """Print the resolved outputs of the target (secrets masked)."""
+    state = _state(ctx)
     from runner import report
 
-    target = STATE.resolved_target()
+    target = state.resolved_target()
     out = load_outputs(target, start_local=False)
-    if json_out or STATE.json:
+    if json_out or state.json:
         typer.echo(report.dumps(out.to_dict(show_secrets=show_secrets)))
     else:
         typer.echo("\n".join(safe_lines(out.render(show_secrets=show_secrets))))
@@ -697,6 +736,7 @@ def outputs_cmd(
 @local_app.command("up", cls=Command)
 @_handle_errors
 def local_up(
+    ctx: typer.Context,
     auth: Annotated[
         AuthMode | None,
         typer.Option(
@@ -705,34 +745,51 @@ def local_up(
             "no keys in the outputs (default: the mode it last ran in, else sharedkey).",
         ),
     ] = None,
+    weather: Annotated[
+        str | None,
+        typer.Option(
+            "--weather",
+            help="make localbatch behave like Azure on a bad day: azure-like, or a .json/.toml profile "
+            "(see localbatch/README.md); localbatch is restarted if it runs with other weather.",
+        ),
+    ] = None,
+    weather_seed: Annotated[
+        int | None, typer.Option("--weather-seed", help="seed of the weather's decisions (replays a run)")
+    ] = None,
 ) -> None:
     """Start Azurite and localbatch (if needed), create containers and the pool, write the outputs."""
+    state = _state(ctx)
     from runner import local
 
-    lt = local.ensure_up(auth=auth or (STATE.auth if STATE.auth is AuthMode.ENTRA else None))
+    lt = local.ensure_up(
+        auth=auth or (state.auth if state.auth is AuthMode.ENTRA else None),
+        weather=local.weather_args(weather, weather_seed),
+    )
     what = ", ".join(lt.started) if lt.started else "nothing (already running)"
-    STATE.say(f"local target up; started: {what}; outputs in {local.outputs_path()}")
-    _print_local_status()
+    state.say(f"local target up; started: {what}; outputs in {local.outputs_path()}")
+    _print_local_status(state)
 
 
 @local_app.command("down", cls=Command)
 @_handle_errors
-def local_down() -> None:
+def local_down(ctx: typer.Context) -> None:
     """Stop the services `runner local up` started (their data is kept)."""
+    state = _state(ctx)
     from runner import local
 
     stopped = local.down()
-    STATE.say(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    state.say(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
 @local_app.command("status", cls=Command)
 @_handle_errors
-def local_status() -> None:
+def local_status(ctx: typer.Context) -> None:
     """Report the local services."""
-    _print_local_status()
+    state = _state(ctx)
+    _print_local_status(state)
 
 
-def _print_local_status() -> None:
+def _print_local_status(state: State) -> None:
     from runner import local, report
 
     st = local.status()
@@ -741,20 +798,12 @@ def _print_local_status() -> None:
         table.add_column(col)
     for s in st.services:
         table.add_row(s.name, s.state.value, str(s.pid or ""), s.url or "")
-    STATE.console.print(table)
-    if STATE.json:
-        typer.echo(
-            report.dumps(
-                {
-                    "home": str(st.home),
-                    "running": st.running,
-                    "services": [
-                        {"name": s.name, "state": s.state.value, "pid": s.pid, "url": s.url}
-                        for s in st.services
-                    ],
-                }
-            )
-        )
+    state.console.print(table)
+    if state.json:
+        typer.echo(report.dumps(report.local_status_json(st)))
+
+
+app.add_typer(make_cache_app(_handle_errors, _state), name="cache")
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ EXIT_CODES = (
     "5 pool/job/task not found, 6 endpoint unreachable, 7 other service error, 8 --timeout reached, "
     "9 start task failed on the pool, 10 tasks failed, 11 job cancelled before all its tasks ran, "
     "12 results of a job still running, 13 the pool cannot grow, 14 TLS verification failed, "
-    "15 no Entra ID identity, 16 --auth does not fit the target, 130 interrupted."
+    "15 no Entra ID identity, 16 --auth does not fit the target, 17 the job is being submitted by "
+    "another runner, 130 interrupted."
 )
 
 

@@ -119,6 +119,12 @@ class JobStillRunning(RunnerError):
     exit_code = 12
 
 
+class JobBusy(RunnerError):
+    """Another runner is submitting (or retrying) this job right now (its lock in Storage is held)."""
+
+    exit_code = 17
+
+
 class TaskFailures(RunnerError):
     """One or more tasks failed. Carries the data; the CLI prints one line per task."""
 

@@ -15,6 +15,11 @@ Contracts:
   first and last task of nodes that left it), and :attr:`Execution.notes` says
   so. Slots are inferred: Batch tells the node, not the slot; tasks of one node
   are packed onto the lowest free slot in start order.
+* Files, not only tasks (:attr:`Execution.files`): each input file's state,
+  from its task and the same output listing. A file carried by a packed task
+  shares its state, except in a failed pack, where a file with results and no
+  ``nodetask_error.txt`` is done and the others failed. A failed pack's record
+  names its failed files as its input.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
+from nodetask.packed import ERROR_FILE
 from runner import manifest as mf
 from runner.batch_types import STDERR_FILE, JobInfo, NodeInfo, PoolInfo, TaskInfo
 from runner.errors import NotFoundError
+from runner.partial_merge import MissingInput, missing_in
 from runner.targets import Session
-from runner.tasks import MERGE_TASK_ID
+from runner.tasks import MERGE_TASK_ID, counts_blob
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,25 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
+class FileStatus:
+    """One input file: its file id, input path, the Batch task that runs it, and its state
+    (``done``, ``failed``, ``running`` or ``waiting``, as :func:`~runner.exec_summary.status_word`)."""
+
+    file_id: str
+    input: str
+    task_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What one listing of ``<job>/`` in the output container says, by file (or task) id."""
+
+    sizes: dict[str, int]
+    errors: set[str]
+
+
+@dataclass(frozen=True)
 class Execution:
     """A job's tasks, nodes and pool at one moment (:attr:`gathered_at`)."""
 
@@ -85,6 +111,14 @@ class Execution:
     tasks: tuple[TaskRecord, ...]
     gathered_at: datetime
     notes: tuple[str, ...] = field(default=())
+    #: ``--allow-failures``: the inputs the corpus result was merged without, and why.
+    missing_from_corpus: tuple[MissingInput, ...] = field(default=())
+    files: tuple[FileStatus, ...] = ()
+
+    @property
+    def packed(self) -> bool:
+        """Some task carries files other than its own id (``status`` then lists the files)."""
+        return any(f.task_id != f.file_id for f in self.files)
 
     @property
     def slots_per_node(self) -> int:
@@ -127,8 +161,9 @@ def gather(session: Session, job_id: str, *, stderr_tails: bool = True) -> Execu
     man = mf.load(session.storage, session.outputs.input_container, job_id)
     if man is None:
         notes.append("no runner manifest: inputs and input sizes are unknown")
-    out_bytes = _output_bytes(session, job_id)
-    records = [_record(t, man, out_bytes) for t in sorted(infos, key=lambda t: sort_key(t.id))]
+    outputs = _outputs(session, job_id)
+    records = [_record(t, man, outputs) for t in sorted(infos, key=lambda t: sort_key(t.id))]
+    files = file_states(man, {r.id: r for r in records}, outputs) if man is not None else ()
     records = assign_slots(records)
     if stderr_tails:
         records = _with_stderr(session, job_id, records, notes)
@@ -137,27 +172,96 @@ def gather(session: Session, job_id: str, *, stderr_tails: bool = True) -> Execu
         "(from their allocation time) and those that ran a task (from their first task)"
     )
     notes.append("slots are inferred (Batch reports the node of a task, not its slot)")
-    return Execution(job, pool, nodes, tuple(records), datetime.now(timezone.utc), tuple(notes))
+    missing = _missing(session, job_id, records) if man is not None and man.allow_failures else ()
+    now = datetime.now(timezone.utc)
+    return Execution(
+        job, pool, nodes, tuple(records), now, tuple(notes), missing_from_corpus=missing, files=files
+    )
 
 
-def _output_bytes(session: Session, job_id: str) -> dict[str, int]:
-    """Bytes each task uploaded, from one listing of ``<job>/`` in the output container."""
+def _missing(session: Session, job_id: str, records: list[TaskRecord]) -> tuple[MissingInput, ...]:
+    """What the corpus result lacks (its counts document's ``missing`` list), with each task's failure."""
+    raw = session.storage.try_download_bytes(
+        session.outputs.output_container, counts_blob(job_id, MERGE_TASK_ID)
+    )
+    why = {r.id: r.failure or f"exit code {r.exit_code}" for r in records if r.result == "failure"}
+    return missing_in(raw, why)
+
+
+def _outputs(session: Session, job_id: str) -> Outputs:
+    """Bytes under each ``<job>/<id>/`` and the ids with an error file, from one listing."""
     sizes: dict[str, int] = defaultdict(int)
+    errors: set[str] = set()
     for blob in session.storage.list_blobs(session.outputs.output_container, f"{job_id}/"):
         parts = blob.name.split("/", 2)
         if len(parts) == 3:
             sizes[parts[1]] += blob.size
-    return dict(sizes)
+            if parts[2] == ERROR_FILE:
+                errors.add(parts[1])
+    return Outputs(dict(sizes), errors)
 
 
-def _record(t: TaskInfo, man: mf.Manifest | None, out_bytes: dict[str, int]) -> TaskRecord:
+def file_states(man: mf.Manifest, records: dict[str, TaskRecord], outputs: Outputs) -> tuple[FileStatus, ...]:
+    """Every input file's state (see the module docstring)."""
+    from runner.exec_summary import status_word  # it imports this module
+
+    task_of = man.task_of
+    cached = set(man.cached)
+    out = []
+    for f in man.tasks:
+        if f.task_id in cached:  # its results came from the result cache: no task ran it
+            out.append(FileStatus(f.task_id, f.input, "", "cached"))
+            continue
+        tid = task_of[f.task_id]
+        rec = records.get(tid)
+        word = status_word(rec) if rec is not None else "waiting"
+        if word == "failed" and tid != f.task_id and _delivered(f.task_id, outputs):
+            word = "done"
+        out.append(FileStatus(f.task_id, f.input, tid, word))
+    return tuple(out)
+
+
+def _delivered(file_id: str, outputs: Outputs) -> bool:
+    return outputs.sizes.get(file_id, 0) > 0 and file_id not in outputs.errors
+
+
+def _pack_input(t: TaskInfo, man: mf.Manifest, outputs: Outputs) -> tuple[str, int, int]:
+    """A packed task's input label (its failed files when it failed), bytes in and out."""
+    pack = next((p for p in man.packs if p.task_id == t.id), None)
+    if pack is None:
+        return t.display_name, 0, 0
+    by_file = man.by_task
+    names = [by_file[fid].input for fid in pack.file_ids if fid in by_file]
+    bad = [by_file[fid].input for fid in pack.file_ids if fid in by_file and not _delivered(fid, outputs)]
+    if t.result == "failure" and bad:
+        label = (
+            ", ".join(bad[:5])
+            + (" …" if len(bad) > 5 else "")
+            + f" ({len(bad)} of {len(names)} files failed)"
+        )
+    else:
+        label = f"{len(names)} files: {names[0]} … {names[-1]}" if names else t.display_name
+    size_in = sum(by_file[fid].size for fid in pack.file_ids if fid in by_file)
+    return label, size_in, sum(outputs.sizes.get(fid, 0) for fid in pack.file_ids)
+
+
+def _record(t: TaskInfo, man: mf.Manifest | None, outputs: Outputs) -> TaskRecord:
     entry = man.by_task.get(t.id) if man is not None else None
+    label, size_in, size_out = (
+        t.display_name,
+        entry.size if entry is not None else None,
+        outputs.sizes.get(t.id),
+    )
+    if entry is not None:
+        label = entry.input
+    elif man is not None and man.packs:
+        label, size_in, size_out = _pack_input(t, man, outputs)
     failure = None
     if t.failure_code is not None and t.failure_code != "FailureExitCode":
         failure = f"{t.failure_category or 'failure'}: {t.failure_code}"
     return TaskRecord(
         id=t.id,
-        input=entry.input if entry is not None else t.display_name,
+        input=label,
         kind=task_kind(t.id),
         state=t.state.value,
         result=t.result,
@@ -169,8 +273,8 @@ def _record(t: TaskInfo, man: mf.Manifest | None, out_bytes: dict[str, int]) -> 
         end=t.end_time,
         retries=t.retry_count,
         requeues=t.requeue_count,
-        bytes_in=entry.size if entry is not None else None,
-        bytes_out=out_bytes.get(t.id),
+        bytes_in=size_in,
+        bytes_out=size_out,
     )
 
 

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from runner.batch_types import JobInfo, NodeInfo, PoolInfo, TaskCounts, TaskState
 from runner.exec_summary import status_word
-from runner.execution import Execution, TaskRecord
+from runner.execution import Execution, FileStatus, TaskRecord
 from runner.report_html import human, short_node
 from runner.text import safe as escape
 from runner.text import shorten_middle
@@ -35,7 +35,13 @@ from runner.trace import iso, row
 if TYPE_CHECKING:  # the SDK edge; only its type is needed here
     from runner.batch import Batch
 
-_STATUS_STYLE = {"done": "green", "failed": "bold red", "running": "cyan", "waiting": "dim"}
+_STATUS_STYLE = {
+    "done": "green",
+    "cached": "green",
+    "failed": "bold red",
+    "running": "cyan",
+    "waiting": "dim",
+}
 
 
 def local_time(t: datetime | None) -> str:
@@ -94,24 +100,59 @@ def task_table(title: str, tasks: list[TaskRecord], width: int = 200) -> Table:
         title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
     )
     table.add_column("task", justify="right", no_wrap=True)
-    table.add_column("input", overflow="fold", ratio=1)
-    for col in ("status", "node", "start", "end", "ran") if wide else ("status", "node", "start", "ran"):
+    table.add_column("input", no_wrap=True, overflow="ellipsis")
+    heads = ["status", "node", "start", "end", "ran"] if wide else ["status", "node", "start", "ran"]
+    for col in heads:
         table.add_column(col, no_wrap=True)
     for col in ("retries", "requeues") if wide else ("rt/rq",):
         table.add_column(col, justify="right", no_wrap=True)
-    for t in tasks:
-        cells: list[str | Text] = [
-            t.id,
-            safe(t.input),
-            _status_cell(t),
-            short_node(t.node_id) if t.node_id else "",
-            clock(t.start),
-        ]
-        if wide:
-            cells.append(clock(t.end))
-        cells.append(human(t.duration) if t.duration is not None else "")
-        cells += [str(t.retries), str(t.requeues)] if wide else [f"{t.retries}/{t.requeues}"]
+    rows = [_task_cells(t, wide) for t in tasks]
+    input_width = _input_width(table, rows, width)
+    for cells in rows:
+        cells[1] = Text(shorten_middle(_plain(cells[1]), input_width))
         table.add_row(*cells)
+    return table
+
+
+def _input_width(table: Table, rows: list[list[str | Text]], width: int) -> int:
+    """Columns left for the input path once every other column has its content's width (and
+    the padding between columns): a long path loses its middle, and no row wraps."""
+    heads = [str(c.header) for c in table.columns]
+    widths = [max([len(heads[i])] + [len(_plain(r[i])) for r in rows]) for i in range(len(heads)) if i != 1]
+    return max(8, width - sum(widths) - 2 * len(heads) - 1)
+
+
+def _plain(cell: str | Text) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
+
+
+def _task_cells(t: TaskRecord, wide: bool) -> list[str | Text]:
+    """One row of :func:`task_table`, the input escaped but not yet cut."""
+    cells: list[str | Text] = [
+        t.id,
+        safe(t.input),
+        _status_cell(t),
+        short_node(t.node_id) if t.node_id else "",
+        clock(t.start),
+    ]
+    if wide:
+        cells.append(clock(t.end))
+    cells.append(human(t.duration) if t.duration is not None else "")
+    cells += [str(t.retries), str(t.requeues)] if wide else [f"{t.retries}/{t.requeues}"]
+    return cells
+
+
+def file_table(title: str, files: list[FileStatus]) -> Table:
+    """Per input file (jobs with packed tasks): file id, input, status, the task that runs it."""
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
+    )
+    table.add_column("file", justify="right", no_wrap=True)
+    table.add_column("input", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    for f in files:
+        table.add_row(f.file_id, safe(f.input), Text(f.status, style=_STATUS_STYLE[f.status]), f.task_id)
     return table
 
 
@@ -141,6 +182,9 @@ def status_json(ex: Execution, counts: TaskCounts, tasks: list[TaskRecord]) -> d
             "failed": counts.failed,
         },
         "tasks": [row(t) for t in tasks],
+        "files": [
+            {"fileId": f.file_id, "input": f.input, "status": f.status, "taskId": f.task_id} for f in ex.files
+        ],
     }
 
 

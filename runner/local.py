@@ -57,7 +57,8 @@ from runner.home import runner_home
 from runner.outputs import Outputs, load_file, write_file
 from runner.pool_spec import PoolSpec
 from runner.targets import AuthMode
-from runner.token_endpoint import TOKEN_PATH
+from runner.text import safe
+from runner.token_endpoint import POOL_IDENTITY_RESOURCE_ID, TOKEN_PATH
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ SERVICES = ("azurite", "identity", "localbatch")
 #: Lifetime in seconds of the tokens the local identity issues (default 1 h); read by `local up`.
 TOKEN_LIFETIME_ENV = "RUNNER_LOCAL_TOKEN_LIFETIME"
 LOCK_TIMEOUT_SECONDS = 180.0
+#: localbatch's variable for the identity header (localbatch.node_identity.HEADER_ENV; not imported here).
+LOCALBATCH_IDENTITY_HEADER_ENV = "LOCALBATCH_IDENTITY_HEADER"
 
 
 class ServiceState(str, Enum):
@@ -186,6 +189,9 @@ def _entry_from(name: str, pid: int, ports: list[int], args: list[bytes]) -> dic
     if name == "localbatch":
         storage = local_procs.option(args, b"--storage-blob-endpoint")
         entry["azurite_url"] = os.fsdecode(storage) if storage else ""
+        identity = local_procs.option(args, b"--identity-endpoint")
+        if identity:
+            entry["identity_url"] = os.fsdecode(identity)
     return entry
 
 
@@ -383,20 +389,37 @@ def _token_lifetime() -> float | None:
 
 
 def _localbatch_entry(
-    state: dict[str, Any], azurite_url: str, key: str | None, started: list[str]
+    state: dict[str, Any],
+    azurite_url: str,
+    key: str | None,
+    started: list[str],
+    weather: list[str] | None = None,
 ) -> dict[str, Any]:
+    """The running localbatch, started (or restarted) if needed; ``weather``: its ``serve`` weather
+    arguments, when asked for (None: whatever weather it runs with, calm when it starts)."""
     localbatch = _running(state, "localbatch")
-    if localbatch is not None and localbatch.get("azurite_url") != azurite_url:
-        # Azurite moved to another port: localbatch must be told where Storage is now.
+    identity_url = str((state.get("identity") or {}).get("url", "")) if key is None else ""
+    moved = localbatch is not None and (
+        localbatch.get("azurite_url") != azurite_url or localbatch.get("identity_url", "") != identity_url
+    )
+    if localbatch is not None and (
+        moved or (weather is not None and localbatch.get("weather", []) != weather)
+    ):
+        # Azurite (or the token endpoint) moved to another port (localbatch must be told where
+        # it is now), or other weather.
         services.stop_pid(int(localbatch["pid"]))
         localbatch = None
     if localbatch is not None:
         return localbatch
-    extra: list[str] = []
+    extra: list[str] = list(weather or [])
+    env: dict[str, str] = {}
     if key is None:
         tls = local_ca.paths(_data_dir("tls"))
-        extra = ["--cert", str(tls.server_cert), "--key", str(tls.server_key), "--oauth", "basic"]
+        extra += ["--cert", str(tls.server_cert), "--key", str(tls.server_key), "--oauth", "basic"]
         extra += ["--auth-modes", "AAD", "--ca-file", str(tls.ca_cert)]
+        # The pool's identity: its nodes fetch the tasks' files with its tokens, not with SAS.
+        extra += ["--pool-identity", POOL_IDENTITY_RESOURCE_ID, "--identity-endpoint", identity_url]
+        env[LOCALBATCH_IDENTITY_HEADER_ENV] = _secrets()["identityHeader"]
 
     def start_lb(port: int) -> services.ServiceProcess:
         return services.start_localbatch(
@@ -408,10 +431,19 @@ def _localbatch_entry(
             storage_account_key=services.AZURITE_ACCOUNT_KEY if key else None,
             port=port,
             extra_args=extra,
+            extra_env=env,
         )
 
     proc = _start_with_port_fallback("localbatch", _previous_port(state, "localbatch"), start_lb)
-    entry = {"pid": proc.pid, "port": proc.port, "url": proc.url, "azurite_url": azurite_url}
+    entry = {
+        "pid": proc.pid,
+        "port": proc.port,
+        "url": proc.url,
+        "azurite_url": azurite_url,
+        "weather": weather or [],
+    }
+    if identity_url:
+        entry["identity_url"] = identity_url
     state["localbatch"] = entry
     _write_state(state)
     started.append("localbatch")
@@ -434,8 +466,34 @@ def _check_mode(state: dict[str, Any], auth: AuthMode) -> None:
     )
 
 
+def weather_args(weather: str | None, seed: int | None) -> list[str] | None:
+    """localbatch's ``--weather``/``--weather-seed`` for ``runner local up --weather`` (None: not asked).
+
+    ``weather`` is a preset name (``azure-like``) or a profile file, passed as an absolute path;
+    a file that does not exist is a UsageError naming it. localbatch validates the profile.
+    """
+    if weather is None:
+        if seed is not None:
+            raise UsageError(
+                "--weather-seed needs --weather", hint="e.g. --weather azure-like --weather-seed 7"
+            )
+        return None
+    spec = weather
+    if weather.endswith((".json", ".toml")) or os.sep in weather:
+        path = Path(weather).expanduser().resolve()
+        if not path.is_file():
+            raise UsageError(
+                f"weather profile {safe(weather)}: no such file", hint="give a .json/.toml file or azure-like"
+            )
+        spec = str(path)
+    return ["--weather", spec] + ([] if seed is None else ["--weather-seed", str(seed)])
+
+
 def ensure_up(
-    spec: PoolSpec | None = None, auth: AuthMode | None = None, first_auth: AuthMode | None = None
+    spec: PoolSpec | None = None,
+    auth: AuthMode | None = None,
+    first_auth: AuthMode | None = None,
+    weather: list[str] | None = None,
 ) -> LocalTarget:
     """Start what is not running, create containers and pool, write the outputs; idempotent.
 
@@ -446,7 +504,7 @@ def ensure_up(
     """
     with _locked():
         try:
-            return _ensure_up(spec or PoolSpec(), auth, first_auth)
+            return _ensure_up(spec or PoolSpec(), auth, first_auth, weather)
         except BaseException:  # Ctrl-C included: what this call started and did not record, goes
             _stop_unrecorded()
             raise
@@ -464,7 +522,9 @@ def _stop_unrecorded() -> None:
                 services.stop_pid(pid, timeout=5)
 
 
-def _ensure_up(spec: PoolSpec, auth: AuthMode | None, first_auth: AuthMode | None) -> LocalTarget:
+def _ensure_up(
+    spec: PoolSpec, auth: AuthMode | None, first_auth: AuthMode | None, weather: list[str] | None = None
+) -> LocalTarget:
     state = _current_state(repair=True)
     _write_state(state)  # services found running are recorded before anything can fail
     recorded = state.get("auth")
@@ -480,7 +540,7 @@ def _ensure_up(spec: PoolSpec, auth: AuthMode | None, first_auth: AuthMode | Non
     if entra:
         _identity_entry(state, started, lifetime)
     key = None if entra else (_existing_key() or _new_key())
-    localbatch = _localbatch_entry(state, str(azurite["url"]), key, started)
+    localbatch = _localbatch_entry(state, str(azurite["url"]), key, started, weather)
     outputs = Outputs(
         batch_account_name=LOCAL_BATCH_ACCOUNT,
         batch_account_url=str(localbatch["url"]),
@@ -492,6 +552,7 @@ def _ensure_up(spec: PoolSpec, auth: AuthMode | None, first_auth: AuthMode | Non
         input_container=INPUT_CONTAINER,
         output_container=OUTPUT_CONTAINER,
         application_container=APPLICATION_CONTAINER,
+        pool_identity_resource_id=POOL_IDENTITY_RESOURCE_ID if entra else None,
     )
     write_file(outputs_path(), outputs)
     provision(outputs, spec, entra_trust() if entra else None)

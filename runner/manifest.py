@@ -1,9 +1,9 @@
 """The job manifest: ``<job-id>/manifest.json`` in the input container.
 
-It records what a job is (task id -> input relative path, blob, node name;
-options) so that ``runner results``, ``status``, ``logs`` and resume work from
-any machine that can reach the target, with nothing kept locally. It holds no
-secret and no SAS URL.
+It records what a job is (file id -> input relative path, blob, node name;
+which files each packed task carries; options) so that ``runner results``,
+``status``, ``logs`` and resume work from any machine that can reach the
+target, with nothing kept locally. It holds no secret and no SAS URL.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from runner.errors import NotFoundError, RemoteError
 from runner.storage import Storage
-from runner.tasks import MERGE_GROUP_SIZE, MergeStep, merge_steps
+from runner.tasks import MERGE_GROUP_SIZE, MergeStep, merge_dependencies, merge_steps
 
 MANIFEST_VERSION = 1
 
@@ -30,11 +30,22 @@ def input_blob(job_id: str, relpath: str) -> str:
 
 @dataclass(frozen=True)
 class ManifestTask:
+    """One input file. ``task_id`` is its *file id* (``"1".."N"``): its results are at
+    ``<job-id>/<file id>/`` whatever Batch task ran it (:meth:`Manifest.task_of`)."""
+
     task_id: str
     input: str
     blob: str
     node_name: str
     size: int
+
+
+@dataclass(frozen=True)
+class ManifestPack:
+    """A packed Batch task (``p1..pK``) and the file ids it carries, in order."""
+
+    task_id: str
+    file_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -50,19 +61,47 @@ class Manifest:
     merge_group_size: int = MERGE_GROUP_SIZE
     #: ``--max-wall-clock`` in seconds (``None``: no limit); recorded so a resume can check it.
     max_wall_clock: float | None = None
+    #: Ids of the files whose results came from the result cache (:mod:`runner.cache`): they
+    #: have no Batch task; their results were put at ``<job-id>/<file-id>/`` before the job ran.
+    cached: tuple[str, ...] = ()
+    #: ``--allow-failures``: the merges run on the files that succeeded.
+    allow_failures: bool = False
+    #: ``--pack`` as given (``auto``, ``none``, N; a manifest without it: ``none``) and the
+    #: packed tasks; a file in no pack runs as the task whose id is its file id.
+    pack: str = "none"
+    packs: tuple[ManifestPack, ...] = ()
 
     @property
     def by_task(self) -> dict[str, ManifestTask]:
+        """Files by file id."""
         return {t.task_id: t for t in self.tasks}
 
     @property
+    def task_of(self) -> dict[str, str]:
+        """The Batch task id that runs each file id."""
+        out = {t.task_id: t.task_id for t in self.tasks}
+        out.update({fid: p.task_id for p in self.packs for fid in p.file_ids})
+        return out
+
+    @property
+    def file_task_ids(self) -> list[str]:
+        """The Batch tasks of per-file work (packs and single files), in file order; the files
+        from the result cache have none."""
+        cached = set(self.cached)
+        return list(dict.fromkeys(self.task_of[t.task_id] for t in self.tasks if t.task_id not in cached))
+
+    @property
     def task_ids(self) -> list[str]:
-        return [t.task_id for t in self.tasks] + [m.task_id for m in self.merge_steps]
+        """Every Batch task of the job: per-file work (none for the cached files), then the merges."""
+        return self.file_task_ids + [m.task_id for m in self.merge_steps]
 
     @property
     def merge_steps(self) -> list[MergeStep]:
         """The job's merge tasks (none without the aggregate), the final ``merge`` last."""
-        return merge_steps(len(self.tasks), self.merge_group_size) if self.aggregate else []
+        if not self.aggregate:
+            return []
+        steps = merge_steps(len(self.tasks), self.merge_group_size)
+        return [merge_dependencies(s, self.task_of) for s in steps] if self.packs else steps
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,7 +115,11 @@ class Manifest:
                 "retries": self.retries,
                 "mergeGroupSize": self.merge_group_size,
                 "maxWallClockSeconds": self.max_wall_clock,
+                "allowFailures": self.allow_failures,
+                "pack": self.pack,
             },
+            "cached": list(self.cached),
+            "packs": [{"id": p.task_id, "files": list(p.file_ids)} for p in self.packs],
             "tasks": [
                 {"id": t.task_id, "input": t.input, "blob": t.blob, "nodeName": t.node_name, "size": t.size}
                 for t in self.tasks
@@ -99,12 +142,18 @@ class Manifest:
             max_wall_clock=None
             if opts.get("maxWallClockSeconds") is None
             else float(opts["maxWallClockSeconds"]),
+            allow_failures=bool(opts.get("allowFailures", False)),
+            pack=str(opts.get("pack", "none")),
+            packs=tuple(
+                ManifestPack(str(p["id"]), tuple(str(f) for f in p["files"])) for p in data.get("packs", [])
+            ),
             tasks=tuple(
                 ManifestTask(
                     str(t["id"]), str(t["input"]), str(t["blob"]), str(t["nodeName"]), int(t["size"])
                 )
                 for t in data["tasks"]
             ),
+            cached=tuple(str(c) for c in data.get("cached", [])),
         )
 
 

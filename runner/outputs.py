@@ -11,6 +11,9 @@ Contracts:
   value of a secret key, nor the Pulumi CLI's stdout.
 * :func:`write_file` writes atomically with mode 0600 (the file holds keys).
 * :meth:`Outputs.render` masks secrets unless asked not to.
+* ``poolIdentityResourceId`` is optional: the ARM id of the pool's user-assigned
+  identity (``poolIdentity: true``; the local target in Entra ID mode). With
+  ``--auth entra`` tasks then reach their files through it, without SAS.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, fields
@@ -46,6 +50,7 @@ class Outputs:
     application_container: str
     batch_account_key: str | None = None
     storage_account_key: str | None = None
+    pool_identity_resource_id: str | None = None
 
     def __repr__(self) -> str:  # never leak keys through a repr in a traceback or log
         shown = ", ".join(f"{k}={v!r}" for k, v in self.to_dict(show_secrets=False).items())
@@ -69,8 +74,14 @@ class Outputs:
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in data.items())
 
 
-_REQUIRED = [f.name for f in fields(Outputs) if f.name not in {"batch_account_key", "storage_account_key"}]
+_OPTIONAL = {"batch_account_key", "storage_account_key", "pool_identity_resource_id"}
+_REQUIRED = [f.name for f in fields(Outputs) if f.name not in _OPTIONAL]
 _URL_KEYS = ("batch_account_url", "storage_blob_endpoint")
+_IDENTITY_ID = re.compile(
+    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity"
+    r"/userAssignedIdentities/[^/]+",
+    re.IGNORECASE,
+)
 
 
 def _camel(name: str) -> str:
@@ -115,6 +126,9 @@ def from_mapping(data: dict[str, Any], *, source: str) -> Outputs:
         url = values.get(name)
         if url and (urlparse(url).scheme not in {"http", "https"} or not urlparse(url).netloc):
             invalid.append(f"{_camel(name)} (not an http(s) URL)")
+    identity = values.get("pool_identity_resource_id")
+    if identity and not _IDENTITY_ID.fullmatch(identity):
+        invalid.append("poolIdentityResourceId (not the resource id of a user-assigned managed identity)")
     if missing or invalid:
         parts = []
         if missing:

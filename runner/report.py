@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +17,9 @@ from runner.atomic import write_atomic
 from runner.batch_types import TaskFailure
 from runner.results import FileResult, JobResults, TaskOutcome
 from runner.text import safe, safe_lines, shorten_middle
+
+if TYPE_CHECKING:
+    from runner.local import LocalStatus
 
 _STYLE = {
     TaskOutcome.SUCCEEDED: "green",
@@ -127,7 +130,7 @@ def print_summary(console: Console, results: JobResults, *, full: bool = False) 
             table.add_section()
         table.add_row(
             c.task_id,
-            Text("all files", style="bold"),
+            Text(f"all but {len(results.missing)}" if results.missing else "all files", style="bold"),
             Text(c.outcome.value, style=_STYLE[c.outcome]),
             "" if c.words is None else f"{c.words:,}",
             _cut(Text(_top(c), style="bold") if c.top else Text(_corpus_note(c), style="dim"), detail_width),
@@ -137,6 +140,7 @@ def print_summary(console: Console, results: JobResults, *, full: bool = False) 
     else:
         console.print(Text(str(table.title), style="bold"))
     console.print(Text(_tally(results)))
+    print_missing(console, results)
     print_failures(console, results.job_id, list(results.failures))
     if compact:
         more = f"{len(results.files):,} more rows in "
@@ -162,6 +166,20 @@ def _tally(results: JobResults) -> str:
 
 def _files_note(r: FileResult) -> str:
     return f"{len(r.files)} file(s)" if r.files else "-"
+
+
+def print_missing(console: Console, results: JobResults, limit: int = 10) -> None:
+    """``--allow-failures``: which inputs the corpus result lacks, and why (at most ``limit``)."""
+    if not results.missing:
+        return
+    n, total = len(results.missing), len(results.files)
+    _line(console, f"the corpus is merged without {n:,} of {total:,} file(s) (--allow-failures):", "yellow")
+    name_width = max(20, console.width // 2)
+    for m in results.missing[:limit]:
+        name = shorten_middle(safe(m.input), name_width)
+        _line(console, f"  missing: task {safe(m.task_id)} ({name}): {safe(m.why)}", "yellow")
+    if n > limit:
+        _line(console, f"  and {n - limit:,} more (every one in {SUMMARY_FILE} and --json)", "yellow")
 
 
 def _corpus_note(c: FileResult) -> str:
@@ -231,7 +249,9 @@ def write_summary(results: JobResults) -> Path:
 
     Columns: task, input, status, words, then ``top`` (``word:count`` joined by
     spaces) or, for ``--command`` jobs, ``files`` (names relative to the task's
-    output directory, joined by spaces). Control characters are escaped.
+    output directory, joined by spaces). With ``--allow-failures``, a row per input
+    the corpus lacks follows (status ``missing from corpus``, why in the last column).
+    Control characters are escaped.
     """
     command_mode = _command_mode(results)
     head = ["task", "input", "status", "words", "files" if command_mode else "top"]
@@ -248,6 +268,8 @@ def write_summary(results: JobResults) -> Path:
             " ".join(detail),
         ]
         rows.append("\t".join(_tsv(f) for f in fields))
+    for m in results.missing:  # --allow-failures: what the corpus row lacks, and why
+        rows.append("\t".join(_tsv(f) for f in (m.task_id, m.input, "missing from corpus", "", m.why)))
     path = results.dest / SUMMARY_FILE
     write_atomic(path, "\n".join(rows) + "\n")
     return path
@@ -262,3 +284,27 @@ def dumps(document: dict[str, Any] | list[Any]) -> str:
     (``\\u001b``), so it is safe on a terminal and decodes to the exact data."""
     text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+# -- the other JSON documents of the CLI (one place builds them all) ---------------------
+
+
+def submitted_json(job_id: str, target: str, tasks_added: int) -> dict[str, Any]:
+    """``runner --json submit --no-wait``."""
+    return {"jobId": job_id, "target": target, "status": "submitted", "tasksAdded": tasks_added}
+
+
+def clean_json(job_id: str, job_deleted: bool, blobs_deleted: int) -> dict[str, Any]:
+    """``runner --json clean JOB``."""
+    return {"jobId": job_id, "jobDeleted": job_deleted, "blobsDeleted": blobs_deleted}
+
+
+def local_status_json(st: LocalStatus) -> dict[str, Any]:
+    """``runner --json local status`` (and ``local up``)."""
+    return {
+        "home": str(st.home),
+        "running": st.running,
+        "services": [
+            {"name": s.name, "state": s.state.value, "pid": s.pid, "url": s.url} for s in st.services
+        ],
+    }

@@ -93,8 +93,22 @@ def _summary_cards(ex: Execution, s: Summary) -> str:
     return (
         '<section id="summary"><h2>Summary</h2><div class="cards">'
         + "".join(cards)
-        + f'</div><p class="note">cost: {_e(cost.source)}</p></section>'
+        + f'</div><p class="note">cost: {_e(cost.source)}</p>{_missing(ex)}</section>'
     )
+
+
+def _missing(ex: Execution) -> str:
+    """``--allow-failures``: the inputs the corpus result lacks, and why."""
+    if not ex.missing_from_corpus:
+        return ""
+    files = sum(t.kind == "file" for t in ex.tasks)
+    items = "".join(
+        f"<li>task {_e(m.task_id)} ({_e(m.input)}): {_e(m.why)}</li>" for m in ex.missing_from_corpus
+    )
+    head = (
+        f"the corpus is merged without {len(ex.missing_from_corpus)} of {files} file(s) (--allow-failures):"
+    )
+    return f'<div id="missing"><p class="bad">{_e(head)}</p><ul>{items}</ul></div>'
 
 
 def _slowest(s: Summary) -> str:

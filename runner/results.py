@@ -10,7 +10,14 @@ Layout under ``dest`` (default ``results/<job-id>/``):
   (``x.txt`` and ``x.md``) get ``<name>_counts.json`` (``x.txt_counts.json``)
   instead: :func:`local_names`. No two blobs are ever written to one path;
 * with ``--command``: ``files/<input relative path>.out/...``: everything the
-  command wrote to its output directory.
+  command wrote to its output directory;
+* ``files/<input relative path>.error.txt``: why a file failed inside a packed
+  task (nodetask's ``nodetask_error.txt`` for that file).
+
+Outcomes are per file. A file run by a packed task (:mod:`runner.packing`)
+shares that task's state, except in a failed pack: there a file whose own
+results exist and that has no error file *succeeded*, the others *failed*,
+each reported as its own failure (the pack's exit code, the file's error).
 
 Downloads run in parallel. Top words come from the counts JSON (nodetask's
 schema 1: ``top`` and ``totals.words``).
@@ -20,16 +27,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nodetask.merge import CORPUS_COUNTS
+from nodetask.packed import ERROR_FILE
 from nodetask.results import COUNTS_SUFFIX
 from runner.batch_types import TaskFailure, TaskInfo, TaskState
 from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
+from runner.partial_merge import MissingInput, missing_from
 from runner.progress import Reporter
 from runner.storage import DownloadItem, Storage
 from runner.tasks import MERGE_TASK_ID, report_names
@@ -64,6 +73,8 @@ class FileResult:
     #: node was preempted or left the pool.
     retries: int = 0
     requeues: int = 0
+    #: The Batch task that ran the file, when it is not ``task_id`` (a packed task ``p<k>``).
+    run_by: str | None = None
 
     def reruns(self) -> str | None:
         """``"task 3 (a.txt): retried 1 time, requeued 2 times"``; ``None`` if it ran once."""
@@ -87,6 +98,8 @@ class JobResults:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Outcomes of the partial merges ``merge-1..K`` (two-level jobs only); counted as tasks.
     partial_merges: tuple[TaskOutcome, ...] = ()
+    #: ``--allow-failures``: the inputs the corpus result was merged without, and why.
+    missing: tuple[MissingInput, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         def one(r: FileResult) -> dict[str, Any]:
@@ -101,6 +114,7 @@ class JobResults:
                 "files": [str(p) for p in r.files],
                 "retries": r.retries,
                 "requeues": r.requeues,
+                "runBy": r.run_by or r.task_id,
             }
 
         return {
@@ -117,6 +131,7 @@ class JobResults:
             },
             "files": [one(r) for r in self.files],
             "corpus": one(self.corpus) if self.corpus else None,
+            "missingFromCorpus": [m.to_json() for m in self.missing],
             "failures": [
                 {
                     "taskId": f.task_id,
@@ -176,6 +191,8 @@ def local_names(manifest: Manifest) -> dict[str, LocalNames]:
 
 def _local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalNames | None) -> PurePosixPath:
     rel = PurePosixPath(task.input)
+    if rest == ERROR_FILE:
+        return PurePosixPath("files") / f"{rel}.error.txt"
     if command_mode or names is None:
         return PurePosixPath("files") / f"{rel}.out" / rest
     node_report, node_counts = report_names(task.node_name)
@@ -237,21 +254,28 @@ def download(
                     hint=f"fix the destination, then run `runner results {manifest.job_id}`",
                 ) from None
 
+    task_of = manifest.task_of
+    by_file = {fid: states[tid] for fid, tid in task_of.items() if tid in states}
     results = []
     for task in manifest.tasks:
-        results.append(
-            _summarise(
-                task.task_id, task.input, states, local_files, dest, names.get(task.task_id), command_mode
-            )
+        one = _summarise(
+            task.task_id, task.input, by_file, local_files, dest, names.get(task.task_id), command_mode
         )
+        results.append(
+            _in_pack(one, task_of[task.task_id], dest) if task_of[task.task_id] != task.task_id else one
+        )
+    failures = per_file_failures(failures, results)
     corpus = None
     partial: tuple[TaskOutcome, ...] = ()
+    missing: tuple[MissingInput, ...] = ()
     if manifest.aggregate and not command_mode:
         corpus = _summarise(MERGE_TASK_ID, "(corpus)", states, local_files, dest, None, False)
         partial = tuple(_outcome(states.get(m.task_id)) for m in manifest.merge_steps if not m.is_final)
         failed = any(r.outcome is TaskOutcome.FAILED for r in results) or TaskOutcome.FAILED in partial
         if corpus.outcome is TaskOutcome.PENDING and failed:
             corpus = FileResult(MERGE_TASK_ID, "(corpus)", TaskOutcome.SKIPPED)
+        if manifest.allow_failures and corpus.counts is not None:
+            missing = missing_from(corpus.counts, failures)
     return JobResults(
         job_id=manifest.job_id,
         target=target,
@@ -261,6 +285,7 @@ def download(
         corpus=corpus,
         failures=tuple(failures),
         partial_merges=partial,
+        missing=missing,
     )
 
 
@@ -300,6 +325,57 @@ def _summarise(
         retries=retries,
         requeues=requeues,
     )
+
+
+def _error_path(dest: Path, result: FileResult) -> Path:
+    return dest / "files" / f"{result.input}.error.txt"
+
+
+def _in_pack(result: FileResult, pack_id: str, dest: Path) -> FileResult:
+    """A file's result when a packed task ran it: failed only if its own run failed."""
+    if result.outcome is TaskOutcome.FAILED:
+        error = _error_path(dest, result)
+        delivered = result.counts is not None or (result.report is None and bool(result.files))
+        if delivered and error not in result.files:
+            result = replace(result, outcome=TaskOutcome.SUCCEEDED)
+    if result.outcome is TaskOutcome.SUCCEEDED and error_path_stale(dest, result):
+        _error_path(dest, result).unlink()  # from an earlier download, before `runner retry`
+    return replace(result, run_by=pack_id)
+
+
+def error_path_stale(dest: Path, result: FileResult) -> bool:
+    path = _error_path(dest, result)
+    return path.is_file() and path not in result.files
+
+
+def per_file_failures(failures: list[TaskFailure], results: list[FileResult]) -> list[TaskFailure]:
+    """Task failures as the user sees them: a failed pack becomes one failure per failed file
+    (the pack's exit code, the file's error as its stderr tail); a pack that failed with no
+    file failed (killed after its last file), and every other failure, is kept as it is."""
+    failed_files: dict[str, list[FileResult]] = {}
+    for r in results:
+        if r.run_by is not None and r.outcome is TaskOutcome.FAILED:
+            failed_files.setdefault(r.run_by, []).append(r)
+    out: list[TaskFailure] = []
+    for f in failures:
+        files = failed_files.get(f.task_id)
+        if not files:
+            out.append(f)
+            continue
+        for r in files:
+            error = next((p for p in r.files if p.name.endswith(".error.txt")), None)
+            why = (
+                _read_error(error) if error is not None else "no result: the task stopped before this file\n"
+            )
+            out.append(replace(f, display_name=r.input, stderr_tail=why))
+    return out
+
+
+def _read_error(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-4096:]
+    except OSError:
+        return ""
 
 
 def read_counts(path: Path) -> tuple[int | None, tuple[WordCount, ...]]:

@@ -8,6 +8,9 @@ Contracts (docs/architecture.md, "Job life cycle"):
 * Every failed task is reactivated (Batch's reactivate: the task runs again,
   its retry count starts over). A merge that waited on a failed task needs
   nothing: once its dependencies succeed, Batch runs it.
+* A failed packed task reruns whole (the files of it that succeeded give the
+  same results again); the error files of its files are deleted first, so
+  that what comes back says only what failed this time.
 * While the retry runs the job stays active; at the end the same rule as
   ``submit`` applies (all succeeded: it completes; failures again: kept active).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 
+from nodetask.packed import ERROR_FILE
 from runner import manifest as mf
 from runner.errors import UsageError
 from runner.progress import Reporter
@@ -39,7 +43,12 @@ def retry(session: Session, job_id: str, opts: SubmitOptions, reporter: Reporter
             hint="submit the failed files under a new --job-id" if failed else f"`runner results {job_id}`",
         )
     session.batch.complete_when_tasks_done(job_id, complete=False)  # stays active while we watch
+    packs = {p.task_id: p.file_ids for p in manifest.packs}
     for task_id in failed:
+        for file_id in packs.get(task_id, ()):
+            session.storage.delete_prefix(
+                session.outputs.output_container, f"{job_id}/{file_id}/{ERROR_FILE}"
+            )
         session.batch.reactivate_task(job_id, task_id)
     shown = ", ".join(failed[:10]) + (", …" if len(failed) > 10 else "")
     reporter.info(

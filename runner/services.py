@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,21 +96,82 @@ class ServiceProcess:
             self.popen.wait(timeout=10)
 
 
-def azurite_executable() -> Path:
-    """The project's pinned Azurite (``npm ci``), or one on PATH."""
-    override = os.environ.get("RUNNER_AZURITE_BIN")
+#: The Azurite version the runner installs when it finds none (package.json pins the same).
+AZURITE_VERSION = "3.37.0"
+AZURITE_BIN_ENV = "RUNNER_AZURITE_BIN"
+_AZURITE_BIN = Path("node_modules") / ".bin" / "azurite-blob"
+
+
+def user_azurite_dir() -> Path:
+    """Where the runner installs its pinned Azurite for this user: ``RUNNER_HOME/azurite-<version>``."""
+    from runner.home import runner_home
+
+    return runner_home() / f"azurite-{AZURITE_VERSION}"
+
+
+def azurite_executable(*, install: bool = True) -> Path:
+    """Azurite's ``azurite-blob``: ``RUNNER_AZURITE_BIN``, the clone's ``node_modules`` (``npm ci``),
+    the one installed in the user data dir, or one on PATH, in that order. Installed outside a
+    clone (``pipx install``) with none of those, the pinned version is installed with npm into
+    :func:`user_azurite_dir` (said in one log line); without npm, a :class:`ServiceError` says
+    what to install."""
+    override = os.environ.get(AZURITE_BIN_ENV)
     candidates = [Path(override)] if override else []
-    candidates.append(PROJECT_ROOT / "node_modules" / ".bin" / "azurite-blob")
+    candidates += [PROJECT_ROOT / _AZURITE_BIN, user_azurite_dir() / _AZURITE_BIN]
     found = shutil.which("azurite-blob")
     if found:
         candidates.append(Path(found))
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise ServiceError(
-        "Azurite is not installed",
-        hint="run `npm ci` in the project directory (or `make demo`), or set RUNNER_AZURITE_BIN",
-    )
+    if override:
+        raise ServiceError(f"{AZURITE_BIN_ENV}={override} is not an executable file")
+    if not install:
+        raise ServiceError("Azurite is not installed")
+    return _npm_install_azurite(user_azurite_dir())
+
+
+def _npm_install_azurite(target: Path) -> Path:
+    """``npm install azurite@AZURITE_VERSION`` into a temporary directory, moved to ``target``
+    once complete: an interrupted or failed install leaves nothing half-written."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ServiceError(
+            "Azurite (the local Storage) is not installed, and npm is not on PATH to install it",
+            hint=f"install Node.js 18+ with npm (e.g. `sudo apt install npm`) and run again; or install "
+            f"azurite@{AZURITE_VERSION} yourself and set {AZURITE_BIN_ENV} to its azurite-blob",
+        )
+    log.warning("installing Azurite %s with npm into %s (once)", AZURITE_VERSION, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        proc = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(staging),
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                f"azurite@{AZURITE_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        binary = staging / _AZURITE_BIN
+        if proc.returncode != 0 or not binary.is_file():
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+            raise ServiceError(
+                f"`npm install azurite@{AZURITE_VERSION}` failed (exit {proc.returncode}): {last}",
+                hint=f"check npm's network access and registry, or set {AZURITE_BIN_ENV}",
+            )
+        staging.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / _AZURITE_BIN
 
 
 def start_azurite(
@@ -177,8 +239,11 @@ def start_localbatch(
     port: int = 0,
     timeout: float = 60.0,
     extra_args: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ServiceProcess:
-    """Start ``python -m localbatch serve``; return when it has written ``data_dir/endpoint``."""
+    """Start ``python -m localbatch serve``; return when it has written ``data_dir/endpoint``.
+
+    ``extra_env`` carries secrets it needs besides the keys (never on its command line)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     endpoint_file = data_dir / "endpoint"
     endpoint_file.unlink(missing_ok=True)
@@ -209,6 +274,7 @@ def start_localbatch(
         env[LOCALBATCH_KEY_ENV] = account_key
     if storage_account_key:
         env[LOCALBATCH_STORAGE_KEY_ENV] = storage_account_key
+    env.update(extra_env or {})
     popen = _spawn(cmd, log_path, env=env)
     return _wait_for_endpoint_file("localbatch", popen, endpoint_file, log_path, timeout)
 

@@ -15,15 +15,19 @@ Contracts:
   files the merge tasks read; create+write only for the output container
   (Batch ``outputFiles``). Nothing gets a read or list SAS on a whole
   container. Expiry is given by the caller.
+* Copies (the result cache's, :mod:`runner.cache`) are server-side Copy Blob requests
+  inside one container, in parallel; listings for it carry metadata and copy state.
 * Every SDK error leaves this module as a :class:`~runner.errors.RunnerError`
   chosen by status code; messages never include a URL, a header or a token.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     HttpResponseError,
@@ -41,6 +46,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import (
+    BlobLeaseClient,
     BlobSasPermissions,
     BlobServiceClient,
     ContainerSasPermissions,
@@ -82,6 +88,28 @@ class UploadSummary:
 class BlobInfo:
     name: str
     size: int
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    """A listed blob with what :mod:`runner.cache` verifies: size, Content-MD5, metadata, copy state."""
+
+    name: str
+    size: int
+    md5: bytes | None
+    metadata: dict[str, str]
+    last_modified: datetime | None
+    #: ``None`` when the blob was not made by a copy, else Storage's copy status (``success``, ...).
+    copy_status: str | None = None
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    """A server-side copy inside one container: ``source`` blob to ``dest`` blob (with ``metadata``)."""
+
+    source: str
+    dest: str
+    metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +264,55 @@ class Storage:
             raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) under {prefix}")
         return len(names)
 
+    # -- leases (runner/submit_lock.py) --------------------------------------------------
+
+    def try_lease(self, container: str, name: str, seconds: int, body: bytes) -> str | None:
+        """Take a ``seconds`` lease on blob ``name`` (created when missing) and write ``body``
+        under it; the lease id, or ``None`` when someone else holds the blob's lease."""
+        blob = self._client.get_blob_client(container, name)
+        with translate_errors(f"leasing {name}", self._host):
+            for _ in range(3):
+                try:
+                    lease = blob.acquire_lease(lease_duration=seconds)
+                except ResourceNotFoundError:
+                    with contextlib.suppress(ResourceExistsError):  # a concurrent taker made it
+                        blob.upload_blob(b"", overwrite=False)
+                    continue
+                except HttpResponseError as exc:
+                    if exc.status_code in (409, 412):  # LeaseAlreadyPresent, or written under a lease
+                        return None
+                    raise
+                blob.upload_blob(body, overwrite=True, lease=lease)
+                return str(lease.id)
+        return None
+
+    def renew_lease(self, container: str, name: str, lease_id: str) -> bool:
+        """Renew our lease; ``False`` when it was lost (broken, or taken after it expired)."""
+        lease = BlobLeaseClient(self._client.get_blob_client(container, name), lease_id=lease_id)
+        with translate_errors(f"renewing the lease of {name}", self._host):
+            try:
+                lease.renew()
+            except (ResourceNotFoundError, ResourceExistsError):
+                return False
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    return False
+                raise
+        return True
+
+    def break_lease(self, container: str, name: str) -> None:
+        """Break the blob's lease at once, whoever holds it (a holder known to be dead)."""
+        lease = BlobLeaseClient(self._client.get_blob_client(container, name))
+        gone = contextlib.suppress(ResourceNotFoundError, ResourceExistsError)  # or no lease any more
+        with translate_errors(f"breaking the lease of {name}", self._host), gone:
+            lease.break_lease(lease_break_period=0)
+
+    def end_lease(self, container: str, name: str, lease_id: str) -> None:
+        """Delete the blob we hold the lease of (one request, no retry: also used on Ctrl-C)."""
+        lost = contextlib.suppress(ResourceNotFoundError, ResourceExistsError)  # it expires by itself
+        with translate_errors(f"deleting {name}", self._host), lost:
+            self._client.get_blob_client(container, name).delete_blob(lease=lease_id, retry_total=0)
+
     # -- parallel transfers -----------------------------------------------------------
 
     def upload_files(
@@ -381,6 +458,105 @@ class Storage:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
 
+    # -- server-side copies and listings with metadata (runner.cache) -------------------
+
+    def list_entries(self, container: str, prefix: str) -> list[BlobEntry]:
+        """Every blob under ``prefix`` with its metadata and copy state: one listing (one request
+        per 5,000 blobs)."""
+        with translate_errors(f"listing {container}/{prefix}", self._host):
+            return [
+                BlobEntry(
+                    b.name,
+                    int(b.size or 0),
+                    bytes(b.content_settings.content_md5) if b.content_settings.content_md5 else None,
+                    dict(b.metadata or {}),
+                    b.last_modified,
+                    b.copy.status if b.copy is not None and b.copy.id else None,
+                )
+                for b in self._client.get_container_client(container).list_blobs(
+                    name_starts_with=prefix, include=["metadata", "copy"]
+                )
+            ]
+
+    def copy_blobs(
+        self, container: str, items: list[CopyItem], *, if_missing: bool = False, wait: float = 120.0
+    ) -> dict[str, str]:
+        """Copy blobs server-side (Copy Blob, in parallel; sources: :meth:`_copy_source_url`).
+
+        Copies Storage runs in the background are waited for (at most ``wait`` seconds
+        each). Properties, Content-MD5 included, come with the copy; ``metadata`` replaces
+        the source's. Returns ``{dest: outcome}`` for every copy that did not succeed:
+        ``exists`` (``if_missing`` and the destination exists: left alone), ``missing``
+        (no source blob), or Storage's copy status (``failed``, ``aborted``, ``pending``
+        after ``wait``). Other refusals (credentials, a busy service after retries) raise
+        a :class:`RunnerError`.
+        """
+        expiry = datetime.now(timezone.utc) + timedelta(minutes=15)
+        outcomes: dict[str, str] = {}
+        lock = threading.Lock()
+
+        def one(item: CopyItem) -> None:
+            with translate_errors(f"copying {item.source} to {item.dest}", self._host):
+                status = self._copy_one(container, item, expiry, if_missing, wait)
+            if status != "success":
+                with lock:
+                    outcomes[item.dest] = status
+
+        self._run_parallel(one, items)
+        return outcomes
+
+    def _copy_one(
+        self, container: str, item: CopyItem, expiry: datetime, if_missing: bool, wait: float
+    ) -> str:
+        """One Copy Blob, waited for: its final status, ``"exists"`` (``if_missing``) or ``"missing"``."""
+        source = self._copy_source_url(container, item.source, expiry)
+        dest = self._client.get_blob_client(container, item.dest)
+        cond: dict[str, Any] = {}
+        if if_missing:
+            cond = {"match_condition": MatchConditions.IfMissing}
+        try:
+            started = dest.start_copy_from_url(source, metadata=item.metadata, **cond)
+        except ResourceNotFoundError:
+            return "missing"
+        except ResourceExistsError:
+            return "exists"
+        except HttpResponseError as exc:
+            if if_missing and exc.status_code == 412:
+                return "exists"
+            raise
+        status = str(started.get("copy_status") or "success")
+        deadline = time.monotonic() + wait
+        pause = 0.05
+        while status == "pending" and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            status = str(dest.get_blob_properties().copy.status or "success")
+        return status
+
+    def _copy_source_url(self, container: str, name: str, expiry: datetime) -> str:
+        """The source of a copy inside this account: with a shared key, the plain URL (Storage
+        authorizes a same-account source with the copy request's own signature, and copies
+        it internally: Azurite fetches a SAS URL over HTTP, twice as slow); with Entra ID, a
+        read-only SAS of that blob (user delegation)."""
+        if self._token_credential is None:
+            return f"{self._container_base_url(container)}/{quote(name, safe='~/')}"
+        return self.blob_read_url(container, name, expiry)
+
+    def delete_names(self, container: str, names: list[str]) -> int:
+        """Delete these blobs with Blob Batch requests of :data:`DELETE_BATCH`; a blob already gone
+        is fine; returns how many were asked for. Any other refusal is a :class:`RemoteError`."""
+        client = self._client.get_container_client(container)
+        failed = 0
+        with translate_errors(f"deleting {len(names)} blob(s) in {container}", self._host):
+            for start in range(0, len(names), DELETE_BATCH):
+                part = names[start : start + DELETE_BATCH]
+                for resp in client.delete_blobs(*part, raise_on_any_failure=False):
+                    if resp.status_code not in (200, 202, 404):
+                        failed += 1
+        if failed:
+            raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) in {container}")
+        return len(names)
+
     # -- SAS --------------------------------------------------------------------------
 
     def blob_read_url(self, container: str, name: str, expiry: datetime) -> str:
@@ -397,6 +573,14 @@ class Storage:
         # The SDK's own URL quoting (as BlobClient.url does), without building a client per URL:
         # plans with 100,000 inputs sign 100,000 URLs.
         return f"{self._container_base_url(container)}/{quote(name, safe='~/')}?{sas}"
+
+    def blob_url(self, container: str, name: str) -> str:
+        """URL of one blob without any SAS (for a reader with its own identity)."""
+        return f"{self._container_base_url(container)}/{quote(name, safe='~/')}"
+
+    def container_url(self, container: str) -> str:
+        """Container URL without any SAS (for a writer with its own identity)."""
+        return self._container_base_url(container)
 
     def _container_base_url(self, container: str) -> str:
         url = self._container_urls.get(container)

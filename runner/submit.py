@@ -4,7 +4,9 @@ and "Job life cycle".
 The caller (the CLI) has already validated the inputs (:func:`runner.inputs.expand`)
 and resolved the target (step 1). Then:
 
-2. inputs are uploaded in parallel to ``<job-id>/inputs/<relative path>``;
+2. with the result cache (:mod:`runner.cache`), the files whose results a valid entry
+   holds get them copied to ``<job-id>/<file-id>/`` and verified, and do not run; the
+   other inputs are uploaded in parallel to ``<job-id>/inputs/<relative path>``;
    unchanged blobs (same MD5) are skipped;
 3. the node code is uploaded under its content hash (unless ``--command``);
 4. the manifest ``<job-id>/manifest.json`` is written, then the job is
@@ -28,16 +30,19 @@ changed and a :class:`UsageError` says why.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from runner import image_eol, polling
+from runner import cache as result_cache
+from runner import image_eol, partial_merge, polling
 from runner import manifest as mf
 from runner.batch_types import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
@@ -52,11 +57,13 @@ from runner.errors import (
 )
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
+from runner.packing import FileToRun, PackPolicy, PlannedTask, group, parse_pack
 from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
 from runner.results import JobResults, download
 from runner.storage import UploadItem
 from runner.targets import AuthMode, Session
+from runner.task_access import TaskAccess, task_access
 from runner.tasks import (
     MAX_MERGE_GROUP_SIZE,
     MERGE_GROUP_SIZE,
@@ -88,8 +95,14 @@ class SubmitOptions:
     keep: bool = True
     poll_interval: float = 0.5
     merge_group_size: int = MERGE_GROUP_SIZE
+    #: ``--pack`` as given; ``None`` (not given): ``auto``, or ``none`` with ``--command``.
+    pack: str | None = None
     #: A poll taking longer than this is warned about (the service stopped answering).
     unresponsive_after: float = 30.0
+    #: Read and write the result cache (:mod:`runner.cache`); the CLI's default is on.
+    cache: bool = False
+    #: ``--allow-failures``: the corpus merge runs on the files that succeeded.
+    allow_failures: bool = False
 
     def validate(self) -> None:
         if self.numwords < 1:
@@ -104,7 +117,19 @@ class SubmitOptions:
             raise UsageError(f"--merge-group-size must be between 2 and {MAX_MERGE_GROUP_SIZE}")
         if self.command is not None:
             validate_command_template(self.command)
+        if self.allow_failures and (self.command is not None or not self.aggregate):
+            raise UsageError(
+                "--allow-failures lets the corpus merge run without the files that failed",
+                hint="it has no merge to apply to with --command or --no-aggregate: drop one of them",
+            )
+        self.pack_policy()
         check_dest(self.dest if self.dest is not None else default_dest("x").parent, "--dest")
+
+    def pack_policy(self) -> PackPolicy:
+        """The packing in force: ``--pack`` when given, else ``auto`` (``none`` with ``--command``)."""
+        if self.pack is None:
+            return PackPolicy("none" if self.command is not None else "auto")
+        return parse_pack(self.pack)
 
 
 #: A user delegation key (which signs the SAS URLs with --auth entra) lasts at most 7 days.
@@ -143,17 +168,22 @@ def validate_job_id(job_id: str) -> None:
             f"invalid job id {job_id!r}",
             hint="1-64 characters: letters, digits, hyphens and underscores",
         )
+    if result_cache.is_reserved_job_id(job_id):
+        raise UsageError(f"job id {job_id!r} is reserved (the result cache's blobs are under cache/)")
 
 
-def _counts_urls(session: Session, manifest: mf.Manifest, expiry: datetime) -> dict[str, str]:
-    """Read-only SAS URL of each counts blob the merges read (names are deterministic), by task id."""
+def _counts_urls(
+    session: Session, access: TaskAccess, manifest: mf.Manifest, expiry: datetime
+) -> dict[str, str]:
+    """The URL (read-only SAS, or plain with the pool identity) of each counts blob the merges read
+    (names are deterministic), by task id."""
     out = session.outputs
     node_names = {t.task_id: t.node_name for t in manifest.tasks}
     urls = {}
     for step in manifest.merge_steps:
         for tid in step.sources:
             blob = counts_blob(manifest.job_id, tid, node_names.get(tid))
-            urls[tid] = session.storage.blob_read_url(out.output_container, blob, expiry)
+            urls[tid] = access.read_url(out.output_container, blob, expiry)
     return urls
 
 
@@ -205,28 +235,52 @@ def submit(
             hint="run `pulumi up` (Azure) or `runner local up` (local)",
         )
     manifest, resuming = _manifest_for(session, inputs, opts, job_id)
+    policy = opts.pack_policy() if not resuming else parse_pack(manifest.pack)
+    packed = policy.mode != "none"
+    # Packed tasks run nodetask's `pack`, also for --command.
+    code = ensure_node_code(storage, out.application_container) if opts.command is None or packed else None
+    job_cache = None
+    if opts.cache:  # the files whose results are reused do not run (runner.cache)
+        shape = result_cache.ResultShape.of(
+            code_sha256=code.sha256 if code else None,
+            command=opts.command,
+            numwords=opts.numwords,
+            packed=packed,
+        )
+        manifest, job_cache = result_cache.before_tasks(
+            storage, out.output_container, manifest, inputs, shape, reporter.info, lookup=not resuming
+        )
+        if manifest.cached and not resuming:  # pack only the files that run
+            manifest = _packed(manifest, policy)
+    cached = set(manifest.cached)
 
     # 2. inputs
-    items = [UploadItem(i.path, mf.input_blob(job_id, i.relpath)) for i in inputs]
+    items = [
+        UploadItem(i.path, t.blob)
+        for t, i in zip(manifest.tasks, inputs, strict=True)
+        if t.task_id not in cached
+    ]
     if resuming:
         _refuse_changed_inputs(session, manifest, items)
-    total_bytes = sum(i.size for i in inputs)
+    total_bytes = sum(i.size for t, i in zip(manifest.tasks, inputs, strict=True) if t.task_id not in cached)
     with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
         summary = storage.upload_files(out.input_container, items, advance)
     reporter.info(f"inputs: {summary.uploaded} uploaded, {summary.skipped} unchanged")
 
     # 3. node code
+    access = task_access(session)  # SAS URLs, or plain ones and the pool identity
     code_url = ""
     expiry = datetime.now(timezone.utc) + opts.timeout + SAS_MARGIN
-    if opts.command is None:
-        code = ensure_node_code(storage, out.application_container)
-        code_url = storage.blob_read_url(out.application_container, code.blob_name, expiry)
+    if code is not None:
+        code_url = access.read_url(out.application_container, code.blob_name, expiry)
         # The blob is named by its content hash; 12 hex digits identify it and fit 80 columns.
         short = code.blob_name.rsplit("/", 1)[-1][:12]
         reporter.info(f"node code: nodetask {short} ({'uploaded' if code.uploaded else 'already there'})")
 
     # 4. manifest, job
     mf.save(storage, out.input_container, manifest)
+    if manifest.allow_failures:
+        partial_merge.write_placeholders(session, manifest)
     uses_deps = opts.aggregate and opts.command is None
     created = batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=uses_deps)
     reporter.info(f"job {job_id}: {'created' if created else 'exists, resuming'} on pool {out.pool_id}")
@@ -240,20 +294,25 @@ def submit(
         retries=opts.retries,
         max_wall_clock=opts.max_wall_clock,
         code_url=code_url,
-        output_container_url=storage.container_write_url(out.output_container, expiry),
+        output_container_url=access.write_url(out.output_container, expiry),
         command_template=opts.command,
+        identity_id=access.identity_id,
+        allow_failures=manifest.allow_failures,
     )
     planned = [
-        PlannedInput(t.task_id, t.input, storage.blob_read_url(out.input_container, t.blob, expiry))
+        PlannedInput(t.task_id, t.input, access.read_url(out.input_container, t.blob, expiry))
         for t in manifest.tasks
+        if t.task_id not in cached
     ]
-    counts = _counts_urls(session, manifest, expiry) if uses_deps else None
+    counts = _counts_urls(session, access, manifest, expiry) if uses_deps else None
     specs = plan(
         planned,
         plan_opts,
         aggregate=uses_deps,
         counts_urls=counts,
         merge_group_size=manifest.merge_group_size,
+        n_files=len(manifest.tasks),
+        tasks=_planned_tasks(manifest),
     )
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
@@ -264,10 +323,38 @@ def submit(
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)
-    return watch(session, manifest, opts, reporter)
+    publish = None if job_cache is None else _publisher(session, job_cache, reporter)
+    return watch(session, manifest, opts, reporter, on_results=publish)
 
 
-def watch(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
+def _publisher(
+    session: Session, job_cache: result_cache.JobCache, reporter: Reporter
+) -> Callable[[JobResults], None]:
+    """What :func:`collect` calls with the results (before any cleanup): cache the files that
+    ran and succeeded. A refusal is said, not raised: the results are there all the same."""
+
+    def publish(results: JobResults) -> None:
+        try:
+            done = result_cache.after_collect(
+                session.storage, session.outputs.output_container, results.job_id, job_cache, results
+            )
+        except RunnerError as err:
+            reporter.info(f"results not cached: {err}")
+            return
+        if done.written:
+            reporter.info(f"cache: {done.written:,} file result(s) stored for later jobs")
+
+    return publish
+
+
+def watch(
+    session: Session,
+    manifest: mf.Manifest,
+    opts: SubmitOptions,
+    reporter: Reporter,
+    *,
+    on_results: Callable[[JobResults], None] | None = None,
+) -> JobResults:
     """Steps 6-8: monitor, then collect. When monitoring ends otherwise (Ctrl-C, timeout,
     a pool that cannot run tasks, an unreachable service), the job is left to complete by
     itself with its last task: nobody watches it any more."""
@@ -278,7 +365,8 @@ def watch(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter
     except (KeyboardInterrupt, RunnerError):
         _let_complete(session, manifest.job_id)
         raise
-    return collect(session, manifest, opts.dest or default_dest(manifest.job_id), reporter, keep=opts.keep)
+    dest = opts.dest or default_dest(manifest.job_id)
+    return collect(session, manifest, dest, reporter, keep=opts.keep, on_results=on_results)
 
 
 def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
@@ -320,13 +408,30 @@ def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[
         if session.batch.job_exists(manifest.job_id)
         else set()
     )
-    stale = [task_of[i.blob_name].input for i in changed if task_of[i.blob_name].task_id in existing]
+    runs = manifest.task_of
+    stale = [task_of[i.blob_name].input for i in changed if runs[task_of[i.blob_name].task_id] in existing]
     if stale:
         names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise UsageError(
             f"{len(stale)} input(s) changed since job {manifest.job_id} ran them: {names}",
             hint="their results are of the old content: submit the changed files under a new --job-id",
         )
+
+
+def _planned_tasks(manifest: mf.Manifest) -> list[PlannedTask]:
+    """The manifest's per-file Batch tasks (packs and single files), in file order."""
+    packs = {p.task_id: p.file_ids for p in manifest.packs}
+    return [PlannedTask(tid, packs.get(tid, (tid,))) for tid in manifest.file_task_ids]
+
+
+def _packed(manifest: mf.Manifest, policy: PackPolicy) -> mf.Manifest:
+    """``manifest`` with its packs made (:func:`runner.packing.group`) of the files that run:
+    not those whose results came from the result cache."""
+    cached = set(manifest.cached)
+    files = [FileToRun(t.task_id, t.input, t.size) for t in manifest.tasks if t.task_id not in cached]
+    grouped = group(files, policy)
+    packs = tuple(mf.ManifestPack(t.task_id, t.file_ids) for t in grouped if t.file_ids != (t.task_id,))
+    return replace(manifest, packs=packs)
 
 
 def _manifest_for(
@@ -345,6 +450,7 @@ def _manifest_for(
         )
         for n, i in enumerate(inputs, start=1)
     )
+    policy = opts.pack_policy()
     fresh = mf.Manifest(
         job_id=job_id,
         created=mf.now_iso(),
@@ -355,7 +461,10 @@ def _manifest_for(
         tasks=tasks,
         merge_group_size=opts.merge_group_size,
         max_wall_clock=opts.max_wall_clock.total_seconds() if opts.max_wall_clock else None,
+        allow_failures=opts.allow_failures,
+        pack=policy.mode,
     )
+    fresh = _packed(fresh, policy)
     existing = mf.load(session.storage, out.input_container, job_id)
     if existing is None:
         if session.batch.job_exists(job_id):
@@ -369,6 +478,8 @@ def _manifest_for(
             f"job {job_id} was submitted with other inputs; resume it with the same paths",
             hint="or choose another --job-id",
         )
+    if opts.pack is None:  # not given: the job keeps how its tasks were shaped
+        fresh = replace(fresh, pack=existing.pack)
     _refuse_changed_options(existing, fresh)
     return existing, True
 
@@ -385,6 +496,8 @@ def _refuse_changed_options(existing: mf.Manifest, fresh: mf.Manifest) -> None:
             ("--retries", existing.retries, fresh.retries),
             ("--max-wall-clock", existing.max_wall_clock, fresh.max_wall_clock),
             ("--merge-group-size", existing.merge_group_size, fresh.merge_group_size),
+            ("--allow-failures", existing.allow_failures, fresh.allow_failures),
+            ("--pack", existing.pack, fresh.pack),
         )
         if a != b
     ]
@@ -405,7 +518,13 @@ def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
     """Nothing runs, something failed, and only merge tasks can still be waiting: worth a look
     (:func:`_confirmed`) whether they wait on a failure and can never run."""
     merges = len(manifest.merge_steps)
-    return merges > 0 and c.failed > 0 and c.running == 0 and 1 <= c.active <= merges
+    return (
+        merges > 0
+        and not manifest.allow_failures
+        and c.failed > 0
+        and c.running == 0
+        and 1 <= c.active <= merges
+    )
 
 
 def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> TaskCounts:
@@ -476,15 +595,15 @@ def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
     depends on a task that failed or is itself blocked (Batch's default: it never runs).
     """
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
-    per_file = [states.get(t.task_id) for t in manifest.tasks]
+    per_file = [states.get(tid) for tid in manifest.file_task_ids]
     if any(t is None or t.state is not TaskState.COMPLETED for t in per_file):
         return False
-    stuck = {tid for tid, t in states.items() if t.state is TaskState.COMPLETED and t.result == "failure"}
+    stuck = partial_merge.blocking_failures(manifest, states)
     for step in manifest.merge_steps:
         merge = states.get(step.task_id)
         if merge is not None and merge.state is TaskState.COMPLETED:
             continue
-        if not any(tid in stuck for tid in step.sources):
+        if not any(tid in stuck for tid in step.dependencies):
             return False  # it can still run
         stuck.add(step.task_id)
     final = states.get(MERGE_TASK_ID)
@@ -521,10 +640,13 @@ def collect(
     reporter: Reporter,
     *,
     keep: bool = True,
+    on_results: Callable[[JobResults], None] | None = None,
 ) -> JobResults:
-    """Download results, gather failures; raise :class:`TaskFailures` if any task failed."""
+    """Download results, gather failures; raise :class:`TaskFailures` if any task failed.
+    ``on_results`` sees the results first (before ``--cleanup`` deletes the job's blobs)."""
     out = session.outputs
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
+    states.update(result_cache.cached_states(manifest))
     failures: list[TaskFailure] = (
         session.batch.failed_tasks(manifest.job_id)
         if any(s.result == "failure" for s in states.values())
@@ -541,10 +663,16 @@ def collect(
         reporter=reporter,
     )
     _say_reruns(results, reporter)
+    if manifest.cached:  # --json says how many files came from the result cache
+        cache_doc = {"files": len(manifest.tasks), "fromCache": len(manifest.cached)}
+        results = dataclasses.replace(results, extra={**results.extra, "cache": cache_doc})
+    if on_results is not None:
+        on_results(results)
     if failures:
+        what = "file(s) or task(s)" if manifest.packs else "task(s)"  # a failed pack: its failed files
         raise TaskFailures(
-            f"{len(failures)} task(s) of job {manifest.job_id} failed",
-            failures=list(failures),
+            f"{len(results.failures)} {what} of job {manifest.job_id} failed",
+            failures=list(results.failures),
             result=results,
             hint=_after_failures(session, manifest.job_id),
         )
@@ -578,7 +706,10 @@ def _after_failures(session: Session, job_id: str) -> str:
 
 
 def cleanup(session: Session, job_id: str) -> tuple[bool, int]:
-    """Delete the job and every blob under ``<job-id>/`` in the input and output containers."""
+    """Delete the job and every blob under ``<job-id>/`` in the input and output containers
+    (never the result cache's ``cache/``: a job id that would reach it is refused)."""
+    if result_cache.is_reserved_job_id(job_id):
+        raise UsageError(f"{job_id!r} is not a job id: the result cache's blobs are under cache/")
     out = session.outputs
     deleted_job = session.batch.delete_job(job_id)
     blobs = session.storage.delete_prefix(out.output_container, f"{job_id}/")

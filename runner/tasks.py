@@ -18,12 +18,22 @@ Contracts:
   and the original name is restored on download.
 * No secret is on any command line: SAS URLs live only in resource files and
   output file destinations.
+* With a pool identity (``PlanOptions.identity_id``: ``--auth entra`` and the
+  outputs' ``poolIdentityResourceId``) every URL is a plain one, without SAS, and
+  every resource file and output destination names that identity
+  (``identityReference``): no SAS exists in the job at all (:func:`through_identity`).
 * The aggregate task ``merge`` depends on ``1..N`` and reads exactly their
   counts files, each through a read-only SAS scoped to that blob. Above
   :data:`MERGE_GROUP_SIZE` files (Batch's 1 MB limit on a task), partial
   merges ``merge-1..merge-K`` each take a group of consecutive tasks and
   ``merge`` depends on (and reads) theirs: see :func:`merge_steps`.
-* Batch's default applies when a task fails: the dependency is not satisfied
+* ``--allow-failures``: every task a merge reads has ``exitConditions`` whose
+  ``dependencyAction`` is ``satisfy`` for every way of failing, and the runner
+  writes a *placeholder* in place of each counts blob before the tasks are added
+  (:func:`placeholder`; a task that succeeds overwrites it), so a merge always
+  finds its resource files and ``nodetask merge --allow-missing`` sums what is
+  there and lists what is not.
+* Otherwise Batch's default applies when a task fails: the dependency is not satisfied
   and the merges after it stay blocked. The runner detects that state (every
   merge either completed or waiting on a failed or blocked task) and reports
   the aggregate as *skipped* rather than waiting: a corpus-wide result
@@ -31,21 +41,30 @@ Contracts:
 * ``--command TEMPLATE``: ``{input}`` and ``{output_dir}`` are replaced by the
   shlex-quoted node paths; there is no aggregate; everything the command
   writes under the output directory comes back.
+* Packed tasks (:mod:`runner.packing`): a task ``p<k>`` carrying several files
+  reads each as ``in/<file id>/<safe name>`` and runs ``nodetask pack`` (the
+  command line does not grow with the pack); one ``outputFiles`` entry sends
+  ``out/<file id>/...`` to ``<job-id>/<file id>/...``, so every file's results
+  are where an unpacked task puts them. A merge depends on the tasks that
+  carry its files (``taskIdRanges`` when they are the plain ``1..N``,
+  ``taskIds`` otherwise) and still reads every file's counts blob.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import PurePosixPath
 
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.results import COUNTS_SUFFIX, output_names
 from runner.errors import UsageError
+from runner.packing import PlannedTask
 
 MERGE_TASK_ID = "merge"
 NODE_CODE_FILE = "nodetask.pyz"
@@ -64,6 +83,7 @@ class ResourceFileSpec:
     http_url: str | None = None
     container_url: str | None = None
     blob_prefix: str | None = None
+    identity_id: str | None = None  # the pool identity that reads it (then the URL has no SAS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +93,7 @@ class OutputFileSpec:
     pattern: str
     container_url: str
     path: str
+    identity_id: str | None = None  # the pool identity that writes them (then the URL has no SAS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +109,9 @@ class TaskSpec:
     max_wall_clock_time: timedelta | None = None
     depends_on_range: tuple[int, int] | None = None
     depends_on_ids: tuple[str, ...] = ()
+    #: ``--allow-failures``: whatever way this task fails, its dependents still run (Batch's
+    #: ``exitConditions`` with ``dependencyAction: satisfy``).
+    satisfies_dependents_on_failure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +132,9 @@ class PlanOptions:
     code_url: str
     output_container_url: str
     command_template: str | None = None
+    identity_id: str | None = None
+    #: ``--allow-failures``: the merges run on the files that succeeded.
+    allow_failures: bool = False
 
 
 def safe_node_name(relpath: str) -> str:
@@ -178,6 +205,7 @@ def file_task(item: PlannedInput, opts: PlanOptions) -> TaskSpec:
         output_files=(_outputs(opts, item.task_id),),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
+        satisfies_dependents_on_failure=opts.allow_failures and opts.command_template is None,
     )
 
 
@@ -200,10 +228,16 @@ class MergeStep:
     task_id: str
     sources: tuple[str, ...]
     source_range: tuple[int, int] | None = None
+    #: The Batch tasks it waits for when they are not its sources (packed files).
+    depends_on: tuple[str, ...] | None = None
 
     @property
     def is_final(self) -> bool:
         return self.task_id == MERGE_TASK_ID
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        return self.sources if self.depends_on is None else self.depends_on
 
 
 def merge_steps(n_files: int, group_size: int = MERGE_GROUP_SIZE) -> list[MergeStep]:
@@ -237,19 +271,27 @@ def counts_blob(job_id: str, task_id: str, node_name: str | None = None) -> str:
     return f"{task_output_prefix(job_id, task_id)}{name}"
 
 
-def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str]) -> TaskSpec:
+def merge_task(
+    step: MergeStep,
+    opts: PlanOptions,
+    counts_urls: Mapping[str, str],
+) -> TaskSpec:
     """A merge: reads its sources' ``*_counts.json`` (one read-only URL per blob), writes their sum.
 
     Each source lands flat in ``counts/<task id>_counts.json``, and nodetask's
     merge reads that directory: no shell, no listing, and the SAS reaches only
     this job's counts files. The result (``corpus_OUTPUT.txt``, ``corpus_counts.json``
     with the full counts) is what the next level reads, or the corpus result.
+
+    It depends on ``step.dependencies`` (:func:`merge_dependencies`: the tasks that carry its
+    sources; a cached file has none) but reads every source's counts.
     """
     missing = [tid for tid in step.sources if tid not in counts_urls]
     if missing:
         raise ValueError(f"no counts URL for task(s) {', '.join(missing[:5])}")
     argv = ["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
     argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
+    argv += ["--allow-missing"] if opts.allow_failures else []
     final = step.is_final
     return TaskSpec(
         id=step.task_id,
@@ -268,8 +310,55 @@ def merge_task(step: MergeStep, opts: PlanOptions, counts_urls: Mapping[str, str
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
         depends_on_range=step.source_range,
-        depends_on_ids=() if step.source_range is not None else step.sources,
+        depends_on_ids=() if step.source_range is not None else step.dependencies,
+        satisfies_dependents_on_failure=opts.allow_failures and not final,
     )
+
+
+def pack_task(task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOptions) -> TaskSpec:
+    """A packed task: ``nodetask pack`` over its files, each file's results at its own prefix."""
+    files = [items[fid] for fid in task.file_ids]
+    resources = [ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url)]
+    resources += [
+        ResourceFileSpec(
+            file_path=f"{NODE_INPUT_DIR}/{f.task_id}/{safe_node_name(f.relpath)}", http_url=f.blob_url
+        )
+        for f in files
+    ]
+    argv = ["python3", NODE_CODE_FILE, "pack", "--in-dir", NODE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
+    if opts.command_template is not None:
+        argv += ["--command", opts.command_template]
+    else:
+        argv += ["--numwords", str(opts.numwords)]
+    first = files[0].relpath
+    return TaskSpec(
+        id=task.task_id,
+        display_name=f"{len(files)} files: {first} ..."[:_MAX_DISPLAY_NAME],
+        command_line=shlex.join(argv),
+        resource_files=tuple(resources),
+        output_files=(
+            OutputFileSpec(
+                pattern=f"{NODE_OUTPUT_DIR}/**/*", container_url=opts.output_container_url, path=opts.job_id
+            ),
+        ),
+        max_task_retry_count=opts.retries,
+        max_wall_clock_time=opts.max_wall_clock,
+        satisfies_dependents_on_failure=opts.allow_failures and opts.command_template is None,
+    )
+
+
+def merge_dependencies(step: MergeStep, task_of: Mapping[str, str] | None) -> MergeStep:
+    """``step`` with its dependencies on the Batch tasks that carry its source files.
+
+    ``task_of`` maps file id -> Batch task id (``None``: one task per file, as the
+    step already says). Files with no task (nothing to run) add no dependency.
+    """
+    if task_of is None or step.source_range is None:
+        return step
+    deps = list(dict.fromkeys(task_of[fid] for fid in step.sources if fid in task_of))
+    if deps == list(step.sources):
+        return step
+    return MergeStep(step.task_id, step.sources, None, tuple(deps))
 
 
 def _span(step: MergeStep) -> str:
@@ -291,15 +380,53 @@ def plan(
     aggregate: bool,
     counts_urls: Mapping[str, str] | None,
     merge_group_size: int = MERGE_GROUP_SIZE,
+    n_files: int | None = None,
+    tasks: list[PlannedTask] | None = None,
 ) -> list[TaskSpec]:
-    """All tasks of a job: one per input, plus the merge tasks when ``aggregate``.
+    """All tasks of a job: the per-file work, plus the merge tasks when ``aggregate``.
 
-    ``counts_urls`` maps every task id a merge reads (see :func:`merge_steps`) to a
-    read-only URL of its counts blob (:func:`counts_blob`).
+    ``inputs`` are the files that run; ``n_files`` (default ``len(inputs)``) is how many
+    files the job has. When some do not run (their results are already in place, from
+    the result cache), ``inputs`` keep their ids (not contiguous then) and the merges
+    still read every file's counts but depend only on the tasks that carry ``inputs``.
+    ``tasks`` (:func:`runner.packing.group`) says which Batch task carries which file ids;
+    ``None`` is one task per input. ``counts_urls`` maps every file id a merge reads
+    (see :func:`merge_steps`) to a read-only URL of its counts blob (:func:`counts_blob`).
     """
-    specs = [file_task(item, opts) for item in inputs]
+    total = len(inputs) if n_files is None else n_files
+    items = {i.task_id: i for i in inputs}
+    if tasks is None:
+        tasks = [PlannedTask(i.task_id, (i.task_id,)) for i in inputs]
+    specs = [
+        file_task(items[t.file_ids[0]], opts) if t.file_ids == (t.task_id,) else pack_task(t, items, opts)
+        for t in tasks
+    ]
     if aggregate and opts.command_template is None:
         if counts_urls is None:
             raise ValueError("the aggregate needs a read URL of every counts blob it merges")
-        specs += [merge_task(step, opts, counts_urls) for step in merge_steps(len(inputs), merge_group_size)]
+        task_of = {fid: t.task_id for t in tasks for fid in t.file_ids}
+        steps = [merge_dependencies(s, task_of) for s in merge_steps(total, merge_group_size)]
+        specs += [merge_task(step, opts, counts_urls) for step in steps]
+    if opts.identity_id is not None:
+        specs = [through_identity(spec, opts.identity_id) for spec in specs]
     return specs
+
+
+def through_identity(spec: TaskSpec, identity_id: str) -> TaskSpec:
+    """``spec`` with every resource file and output destination reached as the pool identity
+    ``identity_id``; its URLs must be plain ones (a SAS in one is a programming error)."""
+    urls = [r.http_url or r.container_url or "" for r in spec.resource_files]
+    urls += [o.container_url for o in spec.output_files]
+    if any("sig=" in url for url in urls):
+        raise ValueError(f"task {spec.id}: a URL carries a SAS although the pool identity reaches it")
+    return replace(
+        spec,
+        resource_files=tuple(replace(r, identity_id=identity_id) for r in spec.resource_files),
+        output_files=tuple(replace(o, identity_id=identity_id) for o in spec.output_files),
+    )
+
+
+def placeholder(missing: list[tuple[str, str]]) -> bytes:
+    """What stands in for a counts blob until its task writes it (``--allow-failures``): the
+    ``(task id, input)`` pairs it would have held, read by ``nodetask merge --allow-missing``."""
+    return json.dumps({"missing": [{"task": t, "input": i} for t, i in missing]}).encode()

@@ -16,6 +16,10 @@ Contracts:
 * Tokens are issued only for the Batch (``https://batch.core.windows.net/``)
   and Storage (``https://storage.azure.com``) resources; any other resource
   is a 400 whose message names the ones it serves.
+* Two identities: the runner's (no identity named) and the pool's user-assigned
+  identity :data:`POOL_IDENTITY_RESOURCE_ID`, asked for by ``mi_res_id`` as
+  App Service allows (``client_id``/``object_id`` of it too), each with its own
+  ``oid``. Any other identity named is a 400 naming the one it serves.
 * A token is a JWT whose claims the local services check (``aud``, an Entra
   ``iss``, ``iat``/``nbf``/``exp``, ``oid``/``tid``); its signature is not a real
   one: nothing offline can verify an Entra ID signature. Tokens are worth
@@ -59,14 +63,22 @@ RESOURCES = {
 TENANT_ID = "00000000-0000-4000-8000-00000000a2b0"
 OBJECT_ID = "00000000-0000-4000-8000-0000000100ca"
 DEFAULT_LIFETIME_SECONDS = 3600
+#: The local pool's user-assigned identity (made-up subscription; the outputs' ``poolIdentityResourceId``).
+POOL_IDENTITY_RESOURCE_ID = (
+    f"/subscriptions/{TENANT_ID}/resourceGroups/azbatch-local"
+    "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pool-identity"
+)
+POOL_OBJECT_ID = "00000000-0000-4000-8000-0000000200ca"
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def make_token(audience: str, lifetime: float, now: float | None = None) -> tuple[str, int]:
-    """An unsigned-in-effect JWT for ``audience`` and its expiry (epoch seconds)."""
+def make_token(
+    audience: str, lifetime: float, now: float | None = None, object_id: str = OBJECT_ID
+) -> tuple[str, int]:
+    """An unsigned-in-effect JWT for ``audience`` (as identity ``object_id``) and its expiry (epoch s)."""
     issued = int(now if now is not None else time.time())
     expires = issued + int(lifetime)
     header = {"alg": "RS256", "typ": "JWT", "kid": "azbatch-local"}
@@ -76,10 +88,10 @@ def make_token(audience: str, lifetime: float, now: float | None = None) -> tupl
         "iat": issued,
         "nbf": issued,
         "exp": expires,
-        "oid": OBJECT_ID,
-        "sub": OBJECT_ID,
+        "oid": object_id,
+        "sub": object_id,
         "tid": TENANT_ID,
-        "appid": OBJECT_ID,
+        "appid": object_id,
         "idtyp": "app",
         "uti": uuid.uuid4().hex,
         "ver": "1.0",
@@ -88,6 +100,16 @@ def make_token(audience: str, lifetime: float, now: float | None = None) -> tupl
     # Not a signature anyone can check: the local services verify claims only.
     parts.append(_b64url(os.urandom(32)))
     return ".".join(parts), expires
+
+
+def _identity(query: dict[str, list[str]]) -> str | None:
+    """The object id of the identity a request names (the runner's when it names none); None if unknown."""
+    named = {k: (query.get(k) or [""])[0] for k in ("mi_res_id", "msi_res_id", "client_id", "object_id")}
+    named = {k: v for k, v in named.items() if v}
+    if not named:
+        return OBJECT_ID
+    pool = {POOL_IDENTITY_RESOURCE_ID.lower(), POOL_OBJECT_ID}
+    return POOL_OBJECT_ID if all(v.lower() in pool for v in named.values()) else None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -126,8 +148,20 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        token, expires = make_token(audience, self.server.lifetime)
-        log.info("issued a token for %s, valid %ds", audience, int(self.server.lifetime))
+        object_id = _identity(query)
+        if object_id is None:
+            self._send(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": "this local target has one user-assigned identity: "
+                    f"mi_res_id={POOL_IDENTITY_RESOURCE_ID}",
+                },
+            )
+            return
+        token, expires = make_token(audience, self.server.lifetime, object_id=object_id)
+        who = " as the pool identity" if object_id == POOL_OBJECT_ID else ""
+        log.info("issued a token for %s%s, valid %ds", audience, who, int(self.server.lifetime))
         self._send(
             200,
             {
@@ -135,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "expires_on": str(expires),
                 "resource": resource,
                 "token_type": "Bearer",
-                "client_id": OBJECT_ID,
+                "client_id": object_id,
             },
         )
 

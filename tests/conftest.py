@@ -90,6 +90,13 @@ def start_localbatch(
     return LocalBatch(proc.url, account_name, key, data_dir, proc)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The result cache is off for the suite (``RUNNER_CACHE=0``): tests share one target and
+    often the same generated corpora, and a hit would skip the tasks a test is about.
+    tests/e2e/test_cache.py turns it on per command (``--cache``)."""
+    os.environ.setdefault("RUNNER_CACHE", "0")
+
+
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     server = start_azurite(tmp_path_factory.mktemp("azurite"))

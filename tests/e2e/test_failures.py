@@ -147,6 +147,7 @@ def test_a_completed_job_that_lacks_tasks_is_one_clear_line(
     """A job cancelled before its tasks were all in cannot take the rest: say so, and what to do."""
     write_corpus(tmp_path / "in", {"a.txt": 5, "b.txt": 5})
     args = ["submit", str(tmp_path / "in"), "--job-id", "e2e-cancelled", "--dest", str(tmp_path / "r")]
+    args += ["--pack", "none"]  # task "2" is file 2's
     assert _invoke(outputs_file, *args, "--no-wait").exit_code == 0
     assert _invoke(outputs_file, "cancel", "e2e-cancelled").exit_code == 0
     # As if the cancel had come while tasks were being added: one of them is missing.

@@ -179,6 +179,7 @@ def test_resume_creates_no_duplicate_tasks_or_blobs(
     write_corpus(tmp_path / "in", {f"f{i}.txt": 30 for i in range(5)})
     job_id = "e2e-resume"
     args = ["submit", str(tmp_path / "in"), "--job-id", job_id, "--dest", str(tmp_path / "r")]
+    args += ["--pack", "none"]  # task ids 1..5 are the files'
     first = invoke(outputs_file, *args, "--no-wait")
     assert first.exit_code == 0, first.stderr
     assert "5 uploaded, 0 unchanged" in first.stderr

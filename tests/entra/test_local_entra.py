@@ -30,8 +30,8 @@ from azure.storage.blob import BlobServiceClient
 from runner import local_procs, services, targets
 from runner.errors import AuthModeMismatch
 from runner.outputs import Outputs, load_file
-from runner.token_endpoint import make_token
-from tests.entra.helpers import batch_token
+from runner.token_endpoint import POOL_IDENTITY_RESOURCE_ID, POOL_OBJECT_ID, make_token
+from tests.entra.helpers import StaticToken, batch_token
 from tests.entra.recording_proxy import RecordingProxy
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -104,18 +104,36 @@ def _words(corpus_output: str) -> list[str]:
     return [line for line in corpus_output.splitlines() if re.fullmatch(r"\S+:\t\d+", line)]
 
 
-def _sas_urls(client: BatchClient, job_id: str) -> list[str]:
-    urls: list[str] = []
+def _task_files(client: BatchClient, job_id: str) -> list[tuple[str, str | None]]:
+    """(URL, identityReference.resourceId) of every resource file and output destination of a job."""
+    files: list[tuple[str, str | None]] = []
     for task in client.list_tasks(job_id):
-        urls += [rf.http_url for rf in task.resource_files or [] if rf.http_url]
-        urls += [of.destination.container.container_url for of in task.output_files or []]
-    return urls
+        for rf in task.resource_files or []:
+            ref = rf.identity_reference
+            files.append((rf.http_url or rf.storage_container_url or "", ref.resource_id if ref else None))
+        for of in task.output_files or []:
+            dest = of.destination.container
+            ref = dest.identity_reference
+            files.append((dest.container_url, ref.resource_id if ref else None))
+    return files
 
 
-def test_submit_with_the_aggregate_and_user_delegation_sas_only(
+def _pool_identity_tokens(entra: EntraHome) -> int:
+    return (entra.local / "identity" / "token-endpoint.log").read_text().count("as the pool identity")
+
+
+def test_submit_through_the_pool_identity_has_no_sas_anywhere(
     entra: EntraHome, tmp_path: Path, outputs_file: Path
 ) -> None:
-    res = run(entra.home, "--auth", "entra", "--json", "submit", str(SAMPLES), "--dest", str(tmp_path / "r"))
+    """The local Entra ID target has a pool identity: tasks get plain URLs and its identityReference,
+    the node fetches and sends their files with its tokens, and no SAS exists in the job or a log."""
+    assert entra.outputs.pool_identity_resource_id == POOL_IDENTITY_RESOURCE_ID
+    pool = entra.batch().get_pool(entra.outputs.pool_id)
+    assert [i.resource_id for i in pool.identity.user_assigned_identities] == [POOL_IDENTITY_RESOURCE_ID]
+    tokens_before = _pool_identity_tokens(entra)
+    res = run(
+        entra.home, "-vv", "--auth", "entra", "--json", "submit", str(SAMPLES), "--dest", str(tmp_path / "r")
+    )
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     merged = (tmp_path / "r" / "corpus_OUTPUT.txt").read_text()
@@ -127,11 +145,37 @@ def test_submit_with_the_aggregate_and_user_delegation_sas_only(
     # The same words and counts as with keys (the footer names the node and the job).
     assert _words((tmp_path / "k" / "corpus_OUTPUT.txt").read_text()) == _words(merged)
     assert len(_words(merged)) == 3
-    urls = _sas_urls(entra.batch(), doc["jobId"])
-    assert len(urls) >= 9  # 4 inputs + node code, the merge's counts files, output containers
-    for url in urls:
-        query = parse_qs(urlsplit(url).query)
-        assert "sig" in query and "skoid" in query and "sktid" in query, urlsplit(url).path
+    files = _task_files(entra.batch(), doc["jobId"])
+    assert len(files) >= 9  # 4 inputs + node code, the merge's counts files, output containers
+    for url, identity in files:
+        assert identity == POOL_IDENTITY_RESOURCE_ID and urlsplit(url).query == "", urlsplit(url).path
+    assert _pool_identity_tokens(entra) > tokens_before  # the node really used the identity's tokens
+    assert "sig=" not in res.stdout + res.stderr and "does not have the identity" not in res.stderr
+    for log in entra.local.rglob("*.log"):
+        assert "sig=" not in log.read_text(errors="replace"), log
+
+
+def test_an_identity_the_pool_lacks_fails_the_tasks_with_the_resource_file_failure(
+    entra: EntraHome, tmp_path: Path
+) -> None:
+    """The mutation check: the outputs name an identity the pool does not have (as when it was removed
+    from the pool): the task fails before it runs, and the user is told which identity and what to do."""
+    gone = POOL_IDENTITY_RESOURCE_ID.replace("/pool-identity", "/pool-identity-removed")
+    data = {**json.loads((entra.local / "outputs.json").read_text()), "poolIdentityResourceId": gone}
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(data))
+    res = run(
+        entra.home,
+        *("--outputs", str(outputs), "--auth", "entra", "submit", str(SAMPLES / "alpha.txt")),
+        *("--no-aggregate", "--dest", str(tmp_path / "r")),
+        REQUESTS_CA_BUNDLE=str(entra.ca_file),
+        **entra.identity_env(),
+    )
+    assert res.returncode == 10, res.stderr
+    said = " ".join((res.stdout + res.stderr).split())
+    assert "ResourceContainerAccessDenied" in said and "pool-identity-removed" in said, said
+    assert "identity.userAssignedIdentities" in said and "Traceback" not in said, said
+    assert f"pool {entra.outputs.pool_id} does not have the identity {gone}" in said, said  # warned first
 
 
 def test_no_shared_key_reaches_either_service(entra: EntraHome) -> None:
@@ -350,11 +394,12 @@ def test_auth_mode_mismatches(entra: EntraHome) -> None:
         targets._check_auth(targets.AuthMode.ENTRA, plain, local_entra=None)
 
 
-def test_every_request_either_service_received_used_a_token_or_a_user_delegation_sas(
+def test_without_a_pool_identity_every_request_used_a_token_or_a_user_delegation_sas(
     entra: EntraHome, tmp_path: Path
 ) -> None:
     """A recording proxy in front of each service: the runner, and localbatch fetching the tasks'
-    files, reach them only through it (the SAS URLs name the proxy's address)."""
+    files, reach them only through it (the SAS URLs name the proxy's address). The outputs have no
+    pool identity, as a stack without ``poolIdentity: true``: the tasks get user delegation SAS."""
     tls = entra.local / "tls"
     proxies = {
         name: RecordingProxy(upstream, tls / "server.pem", tls / "server-key.pem", entra.ca_file)
@@ -365,6 +410,7 @@ def test_every_request_either_service_received_used_a_token_or_a_user_delegation
     }
     try:
         data = json.loads((entra.local / "outputs.json").read_text())
+        del data["poolIdentityResourceId"]  # no pool identity: the tasks get user delegation SAS
         data["batchAccountUrl"] = proxies["batch"].url
         data["storageBlobEndpoint"] = f"{proxies['storage'].url}/{services.AZURITE_ACCOUNT_NAME}"
         proxied = tmp_path / "outputs.json"
@@ -443,6 +489,38 @@ def test_the_token_endpoint_wants_its_header_and_serves_two_audiences_only(entra
     assert get("https://vault.azure.net", header)[0] == 400
     status, body = get("https://batch.core.windows.net/", header)
     assert status == 200 and body["token_type"] == "Bearer" and int(str(body["expires_on"])) > time.time()
+    pool = f"https://storage.azure.com/&mi_res_id={POOL_IDENTITY_RESOURCE_ID}"
+    status, body = get(pool, header)
+    assert status == 200 and _claims(str(body["access_token"]))["oid"] == POOL_OBJECT_ID
+    assert _claims(str(body["access_token"]))["aud"] == "https://storage.azure.com"
+    assert _claims(str(get("https://storage.azure.com", header)[1]["access_token"]))["oid"] != POOL_OBJECT_ID
+    status, body = get(pool.replace("/pool-identity", "/other"), header)
+    assert status == 400 and POOL_IDENTITY_RESOURCE_ID in str(body["message"])
+
+
+def _claims(token: str) -> dict[str, object]:
+    import base64
+
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def test_localbatch_refuses_an_identity_reference_without_a_resource_id(entra: EntraHome) -> None:
+    from azure.batch import models as bm
+
+    client = entra.batch()
+    job_id = f"idref-{os.getpid()}"
+    pool = bm.BatchPoolInfo(pool_id=entra.outputs.pool_id)
+    client.create_job(bm.BatchJobCreateOptions(id=job_id, pool_info=pool))
+    try:
+        no_id = bm.BatchNodeIdentityReference()
+        bad = bm.ResourceFile(http_url="https://127.0.0.1:1/x/y", file_path="y", identity_reference=no_id)
+        task = bm.BatchTaskCreateOptions(id="t", command_line="true", resource_files=[bad])
+        with pytest.raises(HttpResponseError) as info:
+            client.create_task(job_id, task)
+        assert info.value.status_code == 400 and "identityReference.resourceId" in info.value.response.text()
+    finally:
+        client.begin_delete_job(job_id)  # not waited for: nothing here depends on it
 
 
 def test_a_corrupt_state_file_finds_the_entra_services_again(entra: EntraHome) -> None:
@@ -462,3 +540,53 @@ def test_a_corrupt_state_file_finds_the_entra_services_again(entra: EntraHome) -
     assert pids() == before
     state = json.loads((entra.local / "state.json").read_text())
     assert state["auth"] == "entra" and state["identity"]["pid"] == before["identity"][0]
+
+
+def test_a_container_resource_file_and_an_output_through_the_pool_identity(entra: EntraHome) -> None:
+    """The other resource file form, ``storageContainerUrl`` + ``blobPrefix``, with identityReference:
+    localbatch lists and downloads as the pool identity, and uploads the output the same way."""
+    from azure.batch import models as bm
+
+    storage_token = StaticToken(*make_token("https://storage.azure.com", 600))
+    blobs = BlobServiceClient(
+        entra.outputs.storage_blob_endpoint, credential=storage_token, connection_verify=str(entra.ca_file)
+    )
+    prefix = f"identity-{os.getpid()}"
+    inputs, outputs = blobs.get_container_client("input"), blobs.get_container_client("output")
+    for name, text in (("a.txt", b"alpha "), ("b.txt", b"bravo")):
+        inputs.upload_blob(f"{prefix}/{name}", text, overwrite=True)
+    ref = bm.BatchNodeIdentityReference(resource_id=POOL_IDENTITY_RESOURCE_ID)
+    task = bm.BatchTaskCreateOptions(
+        id="t",
+        command_line=f"/bin/sh -c 'cat {prefix}/a.txt {prefix}/b.txt > both.txt'",
+        resource_files=[
+            bm.ResourceFile(
+                storage_container_url=inputs.url, blob_prefix=f"{prefix}/", identity_reference=ref
+            )
+        ],
+        output_files=[
+            bm.OutputFile(
+                file_pattern="both.txt",
+                destination=bm.OutputFileDestination(
+                    container=bm.OutputFileBlobContainerDestination(
+                        container_url=outputs.url, path=f"{prefix}/both.txt", identity_reference=ref
+                    )
+                ),
+                upload_options=bm.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
+            )
+        ],
+    )
+    client = entra.batch()
+    job_id = f"{prefix}-job"
+    pool = bm.BatchPoolInfo(pool_id=entra.outputs.pool_id)
+    client.create_job(bm.BatchJobCreateOptions(id=job_id, pool_info=pool))
+    try:
+        client.create_task(job_id, task)
+        deadline = time.monotonic() + 60
+        while (got := client.get_task(job_id, "t")).state != "completed":
+            assert time.monotonic() < deadline, got.state
+            time.sleep(0.2)
+        assert got.execution_info.failure_info is None and got.execution_info.exit_code == 0
+        assert outputs.download_blob(f"{prefix}/both.txt").readall() == b"alpha bravo"
+    finally:
+        client.begin_delete_job(job_id)

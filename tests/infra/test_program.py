@@ -12,7 +12,7 @@ from pulumi.runtime import settings
 from pulumi.runtime.stack import Stack
 
 from infra.config import InfraConfigError
-from infra.environment import COMPONENT_TYPE, OUTPUT_KEYS, SECRET_OUTPUT_KEYS
+from infra.environment import COMPONENT_TYPE, OUTPUT_KEYS, POOL_IDENTITY_OUTPUT_KEY, SECRET_OUTPUT_KEYS
 from tests.infra.mocks import AzureMocks, Resolved, resolve, start_engine
 
 PROGRAM = Path(__file__).resolve().parents[2] / "infra" / "__main__.py"
@@ -63,10 +63,17 @@ def test_program_in_entra_mode_exports_no_secret() -> None:
         {"autoscale": "true", "autoscaleSpotPercent": "50", "trustedLaunch": "false"},
     ],
 )
-def test_options_add_no_output_key(config: dict[str, str]) -> None:
-    """The outputs contract is fixed: no option exports anything beyond it."""
-    _, exports = run_program(config)
+def test_options_add_no_output_key_but_the_pool_identity(config: dict[str, str]) -> None:
+    """The outputs contract is fixed: no option exports anything beyond it, except the pool
+    identity's resource id (the contract's optional key) with ``poolIdentity: true``."""
+    mocks, exports = run_program(config)
     expected = [k for k in OUTPUT_KEYS if config.get("authMode") != "entra" or k not in SECRET_OUTPUT_KEYS]
+    if config.get("poolIdentity") == "true":
+        expected.append(POOL_IDENTITY_OUTPUT_KEY)
+        (identity,) = [r for r in mocks.resources if r.name == "pool-identity"]
+        assert exports.values[POOL_IDENTITY_OUTPUT_KEY] == identity.state["id"]
+        assert "/userAssignedIdentities/" in identity.state["id"]
+        assert not exports.secret[POOL_IDENTITY_OUTPUT_KEY]
     assert list(exports.values) == expected
 
 

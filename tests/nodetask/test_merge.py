@@ -102,3 +102,45 @@ def test_merge_refuses_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "neg_counts.json").write_text(json.dumps(good))
     _assert_merge_refused(tmp_path, [str(tmp_path / "neg_counts.json")], "non-negative")
     _assert_merge_refused(tmp_path, [str(tmp_path / "empty_dir"), "--numwords", "0"], "at least 1")
+
+
+def test_allow_missing_merges_what_is_there_and_names_what_is_not(tmp_path: Path) -> None:
+    """--allow-missing (the runner's --allow-failures): placeholders and unreadable counts files are
+    left out and listed; a merge of merges passes the list on; without the flag both are refused."""
+    out = tmp_path / "level1"
+    _count_files(tmp_path, [b"a b b", b"b c"], out)
+    (out / "9_counts.json").write_text(json.dumps({"missing": [{"task": "9", "input": "bad.txt"}]}))
+    (out / "8_counts.json").write_text("not json")
+    assert (
+        run_nodetask(
+            ["merge", "--numwords", "2", str(out), "--output-dir", str(tmp_path / "x")], tmp_path
+        ).returncode
+        != 0
+    )
+
+    level2 = tmp_path / "level2"
+    level2.mkdir()
+    args = ["merge", "--numwords", "2", "--allow-missing", str(out), "--output-dir", str(tmp_path / "m1")]
+    proc = run_nodetask(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads((tmp_path / "m1" / "corpus_counts.json").read_text(encoding="utf-8"))
+    assert first["counts"] == {"a": 1, "b": 3, "c": 1}
+    assert first["missing"] == [{"task": "8", "why": "unreadable counts"}, {"task": "9", "input": "bad.txt"}]
+    (level2 / "m1_counts.json").write_text(
+        (tmp_path / "m1" / "corpus_counts.json").read_text(encoding="utf-8")
+    )
+    (level2 / "m2_counts.json").write_text(json.dumps({"missing": [{"task": "3", "input": "c.txt"}]}))
+    proc = run_nodetask(
+        ["merge", "--numwords", "2", "--allow-missing", str(level2), "--output-dir", str(tmp_path / "m")],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads((tmp_path / "m" / "corpus_counts.json").read_text(encoding="utf-8"))
+    assert final["top"] == [["b", 3], ["a", 1]]
+    assert [m["task"] for m in final["missing"]] == ["8", "9", "3"]
+
+    only_missing = tmp_path / "none"
+    only_missing.mkdir()
+    (only_missing / "1_counts.json").write_text(json.dumps({"missing": [{"task": "1", "input": "a"}]}))
+    proc = run_nodetask(["merge", "--numwords", "2", "--allow-missing", str(only_missing)], tmp_path)
+    assert proc.returncode != 0 and "nothing to merge" in proc.stderr

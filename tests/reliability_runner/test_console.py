@@ -92,6 +92,19 @@ def test_table_full_prints_every_row_in_80_columns_with_the_middle_of_paths_cut(
     assert sum("done.txt, n" in row for row in rows) == 27  # the files each task produced
 
 
+def test_status_at_80_columns_is_one_line_per_task_with_the_middle_of_paths_cut(
+    failing_job: tuple[Path, list[str], str], fast_pool: Path
+) -> None:
+    res = _run80(fast_pool, "status", "rel-console")
+    assert res.returncode == 0, res.stderr
+    assert all(len(line) <= 80 for line in res.stderr.splitlines()), res.stderr
+    rows = [line for line in res.stderr.splitlines() if "file-" in line]
+    assert len(rows) == 27, res.stderr  # one line per task: nothing wrapped
+    for i in range(27):  # the end of each path (its file name) survives the cut
+        assert sum(f"file-{i:02d}.txt" in row for row in rows) == 1, (i, res.stderr)
+    assert all("…" in row and " done " in row for row in rows), res.stderr
+
+
 def test_quiet_prints_results_and_errors_but_no_progress(tmp_path: Path, fast_pool: Path) -> None:
     (tmp_path / "in").mkdir()
     for i in range(3):

@@ -46,7 +46,8 @@ def test_a_1gb_file_is_streamed_with_bounded_memory(tmp_path: Path, idle_pool: P
     inputs.mkdir()
     size, md5 = _write_1gb(inputs / "huge.txt")
     job_id = "rel-1gb"
-    res = run_measured(idle_pool, "--json", "submit", str(inputs), "--job-id", job_id, "--no-wait")
+    args = ["--job-id", job_id, "--no-wait", "--pack", "none"]  # 10,000 tasks, one per file
+    res = run_measured(idle_pool, "--json", "submit", str(inputs), *args)
     try:
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout)["tasksAdded"] == 2  # the file's task and the merge
@@ -77,7 +78,8 @@ def test_10000_small_files_are_uploaded_and_submitted_once_with_bounded_memory(
     for rel, content in expected.items():
         (inputs / rel).write_bytes(content)
     job_id = "rel-10k"
-    res = run_measured(idle_pool, "--json", "submit", str(inputs), "--job-id", job_id, "--no-wait")
+    args = ["--job-id", job_id, "--no-wait", "--pack", "none"]  # 10,000 tasks, one per file
+    res = run_measured(idle_pool, "--json", "submit", str(inputs), *args)
     assert res.returncode == 0, res.stderr
     assert res.max_rss_mb < RSS_LIMIT_MB, f"peak RSS {res.max_rss_mb:.0f} MB for 10,000 inputs"
     print(f"10,000 inputs: runner peak RSS {res.max_rss_mb:.0f} MB")

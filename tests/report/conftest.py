@@ -39,7 +39,8 @@ def word_job(tmp_path_factory: pytest.TempPathFactory, outputs_file: Path) -> Jo
     root = tmp_path_factory.mktemp("words")
     write_corpus(root / "in", {f"part-{i:02d}.txt": 300 + 40 * i for i in range(12)})
     dest = root / "results"
-    res = invoke(outputs_file, "submit", str(root / "in"), "--job-id", "report-words", "--dest", str(dest))
+    args = ["--job-id", "report-words", "--dest", str(dest), "--pack", "none"]  # a task per file
+    res = invoke(outputs_file, "submit", str(root / "in"), *args)
     assert res.exit_code == 0, res.stderr
     return Job("report-words", outputs_file, dest, 13, res)
 

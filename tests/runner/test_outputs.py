@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import TargetError
-from runner.outputs import MASK, Outputs, from_pulumi, load_file, write_file
+from runner.outputs import MASK, Outputs, from_mapping, from_pulumi, load_file, write_file
 
 SECRET = "c2VjcmV0LWtleS1ub3QtdG8tbGVhaw=="
 
@@ -130,3 +130,15 @@ def test_a_passphrase_stack_without_the_passphrase_says_which_variable_to_set(
     assert "PULUMI_CONFIG_PASSPHRASE" in str(info.value.hint)
     assert "docs/azure.md" in str(info.value.hint)
     assert "stack ls" not in str(info.value.hint)
+
+
+def test_the_pool_identity_is_optional_and_must_be_a_user_assigned_identity_id() -> None:
+    data = _outputs().to_dict(show_secrets=True)
+    assert from_mapping(data, source="s").pool_identity_resource_id is None
+    good = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.ManagedIdentity"
+    good += "/userAssignedIdentities/pool-id"
+    loaded = from_mapping({**data, "poolIdentityResourceId": good}, source="s")
+    assert loaded.pool_identity_resource_id == good and loaded.to_dict()["poolIdentityResourceId"] == good
+    for bad in (good + "/extra", "pool-id", good.replace("ManagedIdentity", "Storage")):
+        with pytest.raises(TargetError, match="poolIdentityResourceId"):
+            from_mapping({**data, "poolIdentityResourceId": bad}, source="s")

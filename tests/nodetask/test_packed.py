@@ -1,0 +1,94 @@
+"""``nodetask pack`` as a real process: per-file results byte for byte those of unpacked runs,
+and a failing file inside a pack reported as that file's failure while the others deliver."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nodetask.packed import ERROR_FILE
+from tests.nodetask.process import run_nodetask
+from tests.nodetask.reference import generate_text
+
+ENV = {"AZ_BATCH_NODE_ID": "tvm-1", "AZ_BATCH_TASK_ID": "p1", "AZ_BATCH_JOB_ID": "j", "AZ_BATCH_POOL_ID": "p"}
+#: File id -> node-side name (the runner's safe names keep dots, dashes, underscores, letters in
+#: any script). Odd: no extension, a trailing dot, a leading underscore, Unicode, two dots.
+CORPUS = {
+    "1": "book.txt",
+    "2": "R\u00e9sum\u00e9_\u00e9t\u00e9.md",
+    "3": "no_extension",
+    "4": "trailing.",
+    "5": "_hidden.tar.gz",
+    "10": "\u65e5\u672c\u8a9e.txt",
+}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _lay_out(tmp_path: Path) -> Path:
+    in_dir = tmp_path / "in"
+    for n, (file_id, name) in enumerate(CORPUS.items()):
+        (in_dir / file_id).mkdir(parents=True)
+        data = generate_text(seed=n, pieces=300 + 50 * n)
+        if file_id == "3":
+            data += b"\xff\xfe invalid \xc3 utf-8 \xe2\x82"
+        (in_dir / file_id / name).write_bytes(data)
+    return in_dir
+
+
+def test_packed_results_are_byte_for_byte_those_of_unpacked_runs(tmp_path: Path) -> None:
+    in_dir = _lay_out(tmp_path)
+    packed = run_nodetask(
+        ["pack", "--in-dir", "in", "--numwords", "7", "--output-dir", "packed", "--workers", "1"],
+        tmp_path,
+        ENV,
+    )
+    assert packed.returncode == 0, packed.stderr
+    for file_id, name in CORPUS.items():
+        single = run_nodetask(
+            ["--filepath", f"in/{file_id}/{name}", "--numwords", "7", "--output-dir", f"single/{file_id}"],
+            tmp_path,
+            ENV,
+        )
+        assert single.returncode == 0, single.stderr
+    assert _tree(tmp_path / "packed") == _tree(tmp_path / "single")
+    assert len(_tree(tmp_path / "packed")) == 2 * len(CORPUS)
+    # File-id order, numeric ids numerically (10 after 5), and no error file left behind.
+    assert not list((tmp_path / "packed").rglob(ERROR_FILE))
+    assert in_dir.is_dir()
+
+
+def test_a_failing_file_is_that_files_failure_and_the_others_deliver(tmp_path: Path) -> None:
+    in_dir = _lay_out(tmp_path)
+    broken = in_dir / "2" / CORPUS["2"]
+    broken.unlink()
+    os.mkfifo(broken)  # not a regular file: nodetask's bad input (for root too, unlike chmod 0)
+    (in_dir / "7").mkdir()
+    (in_dir / "7" / "escape.txt").symlink_to(in_dir / "1" / CORPUS["1"])  # never followed
+    proc = run_nodetask(["pack", "--in-dir", "in", "--numwords", "3", "--output-dir", "out"], tmp_path, ENV)
+    assert proc.returncode == 2, proc.stderr
+    out = tmp_path / "out"
+    failed = sorted(p.parent.name for p in out.rglob(ERROR_FILE))
+    assert failed == ["2", "7"]
+    assert "not a regular file" in (out / "2" / ERROR_FILE).read_text(encoding="utf-8")
+    assert "symbolic link" in (out / "7" / ERROR_FILE).read_text(encoding="utf-8")
+    assert sorted(p.name for p in (out / "2").iterdir()) == [ERROR_FILE]  # nothing half-written
+    for file_id in ("1", "3", "4", "5", "10"):
+        assert len(list((out / file_id).iterdir())) == 2, file_id
+    assert "2 of 7 file(s) failed: 2, 7" in proc.stderr
+
+
+def test_a_command_runs_once_per_file_and_its_failure_is_that_files(tmp_path: Path) -> None:
+    _lay_out(tmp_path)
+    template = "case {input} in *no_ext*) echo broken >&2; exit 3;; esac; wc -c < {input} > {output_dir}/n"
+    proc = run_nodetask(["pack", "--in-dir", "in", "--command", template, "--output-dir", "out"], tmp_path)
+    assert proc.returncode == 2
+    out = tmp_path / "out"
+    assert "exited with code 3" in (out / "3" / ERROR_FILE).read_text(encoding="utf-8")
+    assert "broken" in proc.stderr
+    for file_id, name in CORPUS.items():
+        if file_id != "3":
+            size = (tmp_path / "in" / file_id / name).stat().st_size
+            assert (out / file_id / "n").read_text().strip() == str(size)

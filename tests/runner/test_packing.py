@@ -1,0 +1,98 @@
+"""The packing planner and the packed tasks it makes: limits, order, no split, merge dependencies."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from urllib.parse import quote
+
+import pytest
+
+from runner.batch import _task_model
+from runner.errors import UsageError
+from runner.packing import (
+    AUTO_MAX_FILES,
+    LARGE_FILE,
+    MAX_PACK_FILES,
+    TARGET_BYTES,
+    FileToRun,
+    PackPolicy,
+    PlannedTask,
+    group,
+    parse_pack,
+)
+from runner.tasks import MERGE_TASK_ID, PlannedInput, PlanOptions, plan
+
+SAS = "sig=SECRET-SIGNATURE"
+
+
+def _files(sizes: list[int], ids: list[str] | None = None) -> list[FileToRun]:
+    ids = ids or [str(i) for i in range(1, len(sizes) + 1)]
+    return [FileToRun(fid, f"d/f{fid}.txt", size) for fid, size in zip(ids, sizes, strict=True)]
+
+
+def test_grouping_caps_targets_keeps_large_files_alone_and_never_splits() -> None:
+    # Non-contiguous ids (the cache hands over only its misses): nothing assumes 1..N.
+    ids = ["2", "3", "5", "8", "9", "13", "21", "22"]
+    assert TARGET_BYTES == 2 * LARGE_FILE
+    sizes = [LARGE_FILE - 1, LARGE_FILE, LARGE_FILE - 1, 5, 50, 60, 70, 80]
+    tasks = group(_files(sizes, ids), PackPolicy("auto"))
+    assert tasks == [
+        PlannedTask("3", ("3",)),  # the large file alone, at once
+        PlannedTask("p1", ("2", "5", "8")),  # closed at the byte target
+        PlannedTask("p2", ("9", "13", "21", "22")),
+    ]
+    capped = group(_files([1] * 7), PackPolicy("3"))
+    assert [t.file_ids for t in capped] == [("1", "2", "3"), ("4", "5", "6"), ("7",)]
+    assert [t.task_id for t in capped] == ["p1", "p2", "7"]  # a pack of one is that file's task
+    assert [t.task_id for t in group(_files([1] * 3), PackPolicy("none"))] == ["1", "2", "3"]
+    many = group(_files([1] * (AUTO_MAX_FILES + 1)), PackPolicy("auto"))
+    assert [len(t.file_ids) for t in many] == [AUTO_MAX_FILES, 1]
+    with pytest.raises(ValueError, match="twice"):
+        group(_files([1, 1], ["4", "4"]), PackPolicy("auto"))
+
+
+@pytest.mark.parametrize("text", ["0", "-1", f"{MAX_PACK_FILES + 1}", "some", "", "2.5"])
+def test_bad_pack_values_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError, match="--pack must be auto, none or a number"):
+        parse_pack(text)
+
+
+def test_the_largest_pack_with_worst_case_names_fits_batchs_1_mb_task_limit() -> None:
+    """Blob names near Azure's 1,024 characters, all non-ASCII, a user-delegation SAS."""
+    job_id = "j" * 64
+    delegation_sas = "skoid=" + "0" * 36 + "&sktid=" + "0" * 36 + "&ske=2026-11-23T00%3A00%3A00Z&sr=b&sp=r"
+    delegation_sas += "&sig=" + "A" * 44 + "%3D"
+    base = "https://" + "a" * 24 + ".blob.core.windows.net/" + "c" * 63
+    rel = "/".join(["é" * 120] * 3) + "/" + "x" * 80 + ".txt"
+    files = [FileToRun(str(i), f"{rel}{i}", 1) for i in range(1, MAX_PACK_FILES + 1)]
+    inputs = [
+        PlannedInput(f.file_id, f.input, f"{base}/{quote(f'{job_id}/inputs/{f.input}')}?{delegation_sas}")
+        for f in files
+    ]
+    opts = PlanOptions(job_id, 10, 3, timedelta(hours=1), f"{base}/n.pyz?{delegation_sas}", f"{base}?{SAS}")
+    tasks = group(files, PackPolicy(str(MAX_PACK_FILES)))
+    assert len(tasks) > 1  # the byte budget closed packs before the file cap
+    for spec in plan(inputs, opts, aggregate=False, counts_urls=None, tasks=tasks):
+        body = json.dumps(_task_model(spec).as_dict()).encode()
+        assert len(body) < 1024 * 1024, (spec.id, len(body))
+        assert SAS not in spec.command_line and "sig=" not in spec.command_line
+
+
+def test_packed_tasks_and_the_merge_depend_on_what_carries_each_file() -> None:
+    inputs = [PlannedInput(str(i), f"dir {i}/f#{i}?.txt", f"http://h/in/{i}?{SAS}") for i in range(1, 6)]
+    opts = PlanOptions("job-1", 5, 0, None, f"http://h/n.pyz?{SAS}", f"http://h/output?{SAS}")
+    tasks = [PlannedTask("p1", ("1", "2", "4")), PlannedTask("3", ("3",)), PlannedTask("p2", ("5",))]
+    urls = {str(i): f"http://h/output/{i}_counts.json?{SAS}" for i in range(1, 6)}
+    specs = {s.id: s for s in plan(inputs, opts, aggregate=True, counts_urls=urls, tasks=tasks)}
+    assert list(specs) == ["p1", "3", "p2", MERGE_TASK_ID]
+    p1 = specs["p1"]
+    assert [r.file_path for r in p1.resource_files] == [
+        "nodetask.pyz", "in/1/f_1_.txt", "in/2/f_2_.txt", "in/4/f_4_.txt"
+    ]  # fmt: skip
+    assert p1.command_line.split()[2:5] == ["pack", "--in-dir", "in"]
+    [out] = p1.output_files
+    assert (out.pattern, out.path) == ("out/**/*", "job-1")  # out/<file id>/... -> job-1/<file id>/...
+    merge = specs[MERGE_TASK_ID]
+    assert merge.depends_on_range is None and merge.depends_on_ids == ("p1", "3", "p2")
+    assert len(merge.resource_files) == 1 + 5  # still every file's counts
