@@ -18,7 +18,6 @@ schema 1: ``top`` and ``totals.words``).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,6 +27,7 @@ from typing import Any
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.results import COUNTS_SUFFIX
 from runner.batch_types import TaskFailure, TaskInfo, TaskState
+from runner.counts_head import load_fields
 from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
 from runner.progress import Reporter
@@ -302,10 +302,13 @@ def _summarise(
     )
 
 
+_SUMMARY_FIELDS = frozenset({"top", "totals"})
+
+
 def read_counts(path: Path) -> tuple[int | None, tuple[WordCount, ...]]:
     """``(total words, top words)`` from a nodetask counts JSON file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_fields(path.read_text(encoding="utf-8"), _SUMMARY_FIELDS)  # "counts" not decoded
         top = tuple(WordCount(str(w), int(c)) for w, c in data.get("top", []))
         words = data.get("totals", {}).get("words")
         return (int(words) if words is not None else None), top
