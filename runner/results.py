@@ -25,7 +25,6 @@ schema 1: ``top`` and ``totals.words``).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -36,6 +35,7 @@ from nodetask.merge import CORPUS_COUNTS
 from nodetask.packed import ERROR_FILE
 from nodetask.results import COUNTS_SUFFIX
 from runner.batch_types import TaskFailure, TaskInfo, TaskState
+from runner.counts_head import load_fields
 from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
 from runner.partial_merge import MissingInput, missing_from
@@ -378,10 +378,13 @@ def _read_error(path: Path) -> str:
         return ""
 
 
+_SUMMARY_FIELDS = frozenset({"top", "totals"})
+
+
 def read_counts(path: Path) -> tuple[int | None, tuple[WordCount, ...]]:
     """``(total words, top words)`` from a nodetask counts JSON file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_fields(path.read_text(encoding="utf-8"), _SUMMARY_FIELDS)  # "counts" not decoded
         top = tuple(WordCount(str(w), int(c)) for w, c in data.get("top", []))
         words = data.get("totals", {}).get("words")
         return (int(words) if words is not None else None), top

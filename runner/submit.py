@@ -539,7 +539,7 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
     total = len(manifest.task_ids)
     deadline = time.monotonic() + opts.timeout.total_seconds()
     policy = polling.policy_for(session.outputs.batch_account_url, opts.poll_interval)
-    interval = policy.first
+    pacer = polling.Pacer(policy, total)
     last: TaskCounts | None = None
     pool = PoolWatcher(session, reporter)
     host = session.outputs.batch_account_url
@@ -569,9 +569,9 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
                     hint=f"it keeps running: `runner status {manifest.job_id}`, "
                     f"then `runner results {manifest.job_id}`",
                 )
-            interval = policy.next(interval, changed=counts != last)
+            pause = pacer.pause(counts.completed, changed=counts != last)
             last = counts
-            time.sleep(interval)
+            time.sleep(pause)
 
 
 def _say_requeued(last: TaskCounts | None, now: TaskCounts, reporter: Reporter) -> None:
