@@ -50,10 +50,12 @@ demo: $(RUN_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/runner submit --report samples/
 
 # The four installs (two venvs of clients, ours, npm) are independent: run them at once.
+# Tests run in two processes (pytest-xdist), a test file each at a time: most of a test's
+# time is real processes and servers waiting on each other, so two files share 2 cores well.
 test:
 	$(MAKE) --no-print-directory -j4 $(STAMP) $(NODE_STAMP) $(OLD_SDK_STAMP) $(AZ_CLI_STAMP)
 	OLD_AZURE_BATCH_PYTHON=$(CURDIR)/$(OLD_SDK_VENV)/bin/python AZ_CLI=$(CURDIR)/$(AZ_CLI_VENV)/bin/az \
-		$(PY) -m pytest
+		$(PY) -m pytest -n 2 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

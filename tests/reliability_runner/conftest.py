@@ -43,7 +43,8 @@ SIG = re.compile(r"sig=([A-Za-z0-9%+/=]{20,})")
 def env(**extra: str) -> dict[str, str]:
     """The environment of a runner subprocess: unbuffered, no colours, no terminal, and a
     console wide enough that rich never wraps a line (see BUG R1 in test_faults.py)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    # RUNNER_CACHE stays: the suite runs with the result cache off (tests/conftest.py).
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_") or k == "RUNNER_CACHE"}
     return {**base, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "COLUMNS": "100000", **extra}
 
 

@@ -31,7 +31,8 @@ def _inputs(root: Path) -> Path:
 
 def _holding(idle_pool: Path, inputs: Path, job_id: str, dest: Path) -> Lines:
     """A submit that holds the job: its tasks are in, and it waits on a pool with no node."""
-    proc = Lines(cmd(idle_pool, "submit", str(inputs), "--job-id", job_id, "--dest", str(dest)))
+    argv = cmd(idle_pool, "submit", str(inputs), "--job-id", job_id, "--dest", str(dest), "--pack", "none")
+    proc = Lines(argv)
     proc.wait_for(lambda line: line.startswith("tasks:"), timeout=120)
     return proc
 
