@@ -19,7 +19,9 @@ Contracts:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import statistics
 from bisect import bisect_right
 from datetime import datetime, timedelta
@@ -28,6 +30,8 @@ from typing import Any
 from runner.exec_summary import Summary, node_count_series
 from runner.execution import Execution, TaskRecord
 from runner.trace import iso, seconds
+
+log = logging.getLogger(__name__)
 
 #: Above this many tasks that ran, the timeline aggregates.
 MAX_BARS = 10_000
@@ -53,9 +57,30 @@ _GLOBALS = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = 
 
 
 def vega_js() -> str:
-    import vl_convert  # the bundled vega, vega-lite and vega-embed: no network
+    """The charts' JavaScript (vega, vega-lite, vega-embed as bundled by vl-convert: no network).
 
-    return str(vl_convert.javascript_bundle(_GLOBALS, VEGA_LITE_VERSION))
+    Bundling costs seconds of CPU, the same each time, so the bundle is kept in
+    ``RUNNER_HOME/cache/`` under a name made of vl-convert's version, the Vega-Lite version
+    and the globals it exports; a cache that cannot be read or written is only slower.
+    """
+    import vl_convert
+
+    from runner.atomic import write_atomic
+    from runner.home import runner_home
+
+    tag = hashlib.sha256(f"{vl_convert.__version__}|{VEGA_LITE_VERSION}|{_GLOBALS}".encode()).hexdigest()
+    path = runner_home() / "cache" / f"vega-bundle-{tag[:16]}.js"
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
+    bundle = str(vl_convert.javascript_bundle(_GLOBALS, VEGA_LITE_VERSION))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, bundle)
+    except OSError as exc:
+        log.debug("the chart bundle is not cached (%s): the next report bundles it again", exc)
+    return bundle
 
 
 def human(td: timedelta | None) -> str:
