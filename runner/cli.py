@@ -36,7 +36,7 @@ from runner.interrupt import EXIT_INTERRUPTED, InterruptGuard, resume_command
 from runner.packing import pack_help
 from runner.targets import AuthMode, Session, Target, TargetKind, load_outputs, resolve
 from runner.tasks import MAX_MERGE_GROUP_SIZE, MERGE_GROUP_SIZE
-from runner.text import EscapeFilter, safe, safe_lines
+from runner.text import EscapeFilter, safe, safe_lines, shorten_middle
 
 if TYPE_CHECKING:
     from runner.progress import ConsoleReporter
@@ -84,7 +84,8 @@ class State:
         target = resolve(self.target, self.outputs)
         if not self._announced:
             self._announced = True
-            self.say(f"target: {target.describe()}")
+            # A long outputs path loses its middle rather than wrap at narrow widths.
+            self.say(shorten_middle(f"target: {target.describe()}", self.console.width))
         return target
 
     def session(self) -> Session:

@@ -7,6 +7,7 @@ afterwards, so the order of tests does not matter.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,14 @@ class Deployment:
 
 @pytest.fixture(autouse=True)
 def _clean_pulumi_runtime() -> Iterator[None]:
+    # Pulumi's test runner uses the thread's current event loop; a test elsewhere in the same
+    # process that ended with asyncio.run() leaves none (so the order of test files matters).
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
     yield
     set_all_config({}, [])
     settings.ROOT.set(None)
