@@ -389,10 +389,11 @@ class Batch:
                     raise RemoteError(
                         f"adding tasks to job {job_id} failed: {type(first).__name__}"
                     ) from None
-                codes = sorted({(r.error.code if r.error else "?") for r in exc.failure_tasks})
-                ids = ", ".join(r.task_id for r in exc.failure_tasks[:5])
+                failed = list(exc.failure_tasks)  # a deque in the SDK: no slicing
+                codes = sorted({(r.error.code if r.error else "?") for r in failed})
+                ids = ", ".join(r.task_id for r in failed[:5])
                 raise RemoteError(
-                    f"Batch refused {len(exc.failure_tasks)} task(s) ({ids}): {', '.join(codes)}"
+                    f"Batch refused {len(failed)} task(s) ({ids}): {', '.join(codes)}"
                 ) from None
 
     def complete_when_tasks_done(self, job_id: str, *, complete: bool = True, quick: bool = False) -> None:

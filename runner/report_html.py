@@ -20,6 +20,7 @@ Contracts:
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import statistics
@@ -68,7 +69,8 @@ def vega_js() -> str:
     from runner.atomic import write_atomic
     from runner.home import runner_home
 
-    tag = hashlib.sha256(f"{vl_convert.__version__}|{VEGA_LITE_VERSION}|{_GLOBALS}".encode()).hexdigest()
+    version = importlib.metadata.version("vl-convert-python")
+    tag = hashlib.sha256(f"{version}|{VEGA_LITE_VERSION}|{_GLOBALS}".encode()).hexdigest()
     path = runner_home() / "cache" / f"vega-bundle-{tag[:16]}.js"
     try:
         return path.read_text(encoding="utf-8")

@@ -295,7 +295,9 @@ def merge_task(
     final = step.is_final
     return TaskSpec(
         id=step.task_id,
-        display_name="corpus-wide top words" if final else f"partial merge of tasks {_span(step)}",
+        display_name=("corpus-wide top words" if final else f"partial merge of tasks {_span(step)}")[
+            :_MAX_DISPLAY_NAME
+        ],
         command_line=shlex.join(argv),
         resource_files=(
             ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url),
@@ -362,7 +364,16 @@ def merge_dependencies(step: MergeStep, task_of: Mapping[str, str] | None) -> Me
 
 
 def _span(step: MergeStep) -> str:
-    return f"{step.source_range[0]}..{step.source_range[1]}" if step.source_range else ", ".join(step.sources)
+    """The sources of a merge in words: ``1..500`` for consecutive file ids (whatever tasks
+    carry them), else the ids listed."""
+    if step.source_range is not None:
+        return f"{step.source_range[0]}..{step.source_range[1]}"
+    ids = step.sources
+    if all(i.isdigit() for i in ids) and [int(i) for i in ids] == list(
+        range(int(ids[0]), int(ids[0]) + len(ids))
+    ):
+        return f"{ids[0]}..{ids[-1]}"
+    return ", ".join(ids)
 
 
 def _outputs(opts: PlanOptions, task_id: str) -> OutputFileSpec:

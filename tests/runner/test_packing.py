@@ -96,3 +96,22 @@ def test_packed_tasks_and_the_merge_depend_on_what_carries_each_file() -> None:
     merge = specs[MERGE_TASK_ID]
     assert merge.depends_on_range is None and merge.depends_on_ids == ("p1", "3", "p2")
     assert len(merge.resource_files) == 1 + 5  # still every file's counts
+
+
+def test_a_packed_job_in_two_merge_levels_is_accepted_by_batch() -> None:
+    """Above one merge group, the partial merges of packed files name their span as a range and
+    stay within Batch's limits (a display name of 500 joined ids was refused at 2,000 files)."""
+    from localbatch import models as lb_models
+
+    n = 1200
+    inputs = [PlannedInput(str(i), f"f{i}.txt", f"http://h/in/{i}?{SAS}") for i in range(1, n + 1)]
+    opts = PlanOptions("job-1", 5, 0, None, f"http://h/n.pyz?{SAS}", f"http://h/output?{SAS}")
+    tasks = group([FileToRun(str(i), f"f{i}.txt", 4096) for i in range(1, n + 1)], parse_pack("auto"))
+    urls = {str(i): f"http://h/output/{i}_counts.json?{SAS}" for i in range(1, n + 1)}
+    urls.update({f"merge-{k}": f"http://h/output/merge-{k}_counts.json?{SAS}" for k in range(1, 4)})
+    specs = plan(inputs, opts, aggregate=True, counts_urls=urls, merge_group_size=500, tasks=tasks)
+    partial = [s for s in specs if s.id.startswith("merge-")]
+    spans = [s.display_name.removeprefix("partial merge of tasks ") for s in partial]
+    assert spans == ["1..500", "501..1000", "1001..1200"]
+    for spec in specs:  # the service's own checks, as localbatch makes them
+        lb_models.validate_task(_task_model(spec).as_dict())
