@@ -83,7 +83,7 @@ def submit(srv: Servers, proxy: TcpProxy, inputs: Path, work: Path, mode: str) -
     job = f"pack-{mode}-{inputs.name}"
     dest = work / job
     cmd = [str(RUNNER), "--outputs", str(outputs_file), "-q", "submit", str(inputs), "--numwords",
-           str(NUMWORDS), "--dest", str(dest), "--job-id", job, "--pack", mode]  # fmt: skip
+           str(NUMWORDS), "--dest", str(dest), "--job-id", job, "--pack", mode, "--no-cache"]  # fmt: skip
     before = proxy.snapshot().requests
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
