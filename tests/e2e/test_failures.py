@@ -30,6 +30,7 @@ from runner.storage import Storage
 from runner.submit import SubmitOptions, collect, monitor
 from runner.targets import AuthMode, Session, Target, TargetKind
 from runner.tasks import MERGE_TASK_ID, OutputFileSpec, TaskSpec
+from tests.e2e.handmade_jobs import two_files_and_a_merge, write_counts
 from tests.e2e.test_submit import write_corpus
 
 RUNNER = Path(sys.executable).with_name("runner")
@@ -82,35 +83,12 @@ def test_merge_blocked_by_a_failed_file_is_reported_as_skipped(
     out = target_outputs
     session = Session(Target(TargetKind.FILE, outputs_file=tmp_path / "x.json"), out, AuthMode.SHAREDKEY)
     job_id = "e2e-merge-blocked"
-    tasks = (
-        mf.ManifestTask("1", "ok.txt", mf.input_blob(job_id, "ok.txt"), "ok.txt", 1),
-        mf.ManifestTask("2", "bad.txt", mf.input_blob(job_id, "bad.txt"), "bad.txt", 1),
-    )
-    manifest = mf.Manifest(job_id, mf.now_iso(), 3, True, None, 0, tasks)
-    mf.save(session.storage, out.input_container, manifest)
-    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
-    sink = OutputFileSpec("out/**/*", session.storage.container_write_url(out.output_container, expiry), "")
-
-    def task(task_id: str, script: str, depends: tuple[int, int] | None = None) -> TaskSpec:
-        return TaskSpec(
-            id=task_id,
-            display_name=task_id,
-            command_line=f"/bin/sh -c '{script}'",
-            resource_files=(),
-            output_files=(dataclasses.replace(sink, path=f"{job_id}/{task_id}"),),
-            depends_on_range=depends,
-        )
-
-    counts_json = '{"schema":1,"top":[["w",2]],"totals":{"words":2}}'
-    session.batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=True)
-    session.batch.add_tasks(
-        job_id,
-        [
-            task("1", f"mkdir -p out && echo {json.dumps(counts_json)} > out/ok_counts.json"),
-            task("2", "echo this input is broken >&2; exit 4"),
-            task(MERGE_TASK_ID, "echo merge must not run >&2; exit 1", depends=(1, 2)),
-        ],
-    )
+    scripts = {
+        "1": write_counts("ok_counts.json"),
+        "2": "echo this input is broken >&2; exit 4",
+        "merge": "echo merge must not run >&2; exit 1",
+    }
+    manifest = two_files_and_a_merge(session, out, job_id, scripts)
     final = monitor(session, manifest, SubmitOptions(timeout=timedelta(seconds=120)), NullReporter())
     assert (final.completed, final.failed) == (2, 1)
     with pytest.raises(TaskFailures) as info:

@@ -7,15 +7,13 @@ failure, as an Azurite outage or a flaky download is on Azure.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner, Result
 
-from runner import manifest as mf
 from runner.batch import Batch
 from runner.cli import app
 from runner.errors import TaskFailures
@@ -26,7 +24,7 @@ from runner.retry import retry
 from runner.storage import Storage
 from runner.submit import SubmitOptions, collect, monitor
 from runner.targets import AuthMode, Session, Target, TargetKind
-from runner.tasks import MERGE_TASK_ID, OutputFileSpec, TaskSpec
+from tests.e2e.handmade_jobs import two_files_and_a_merge, write_counts
 from tests.e2e.test_submit import write_corpus
 
 
@@ -106,36 +104,12 @@ def test_retry_unblocks_the_merge_a_failed_file_was_blocking(tmp_path: Path, tar
     session = Session(Target(TargetKind.FILE, outputs_file=tmp_path / "x.json"), out, AuthMode.SHAREDKEY)
     job_id = "e2e-retry-merge"
     fixed = tmp_path / "fixed"
-    tasks = (
-        mf.ManifestTask("1", "ok.txt", mf.input_blob(job_id, "ok.txt"), "ok.txt", 1),
-        mf.ManifestTask("2", "bad.txt", mf.input_blob(job_id, "bad.txt"), "bad.txt", 1),
-    )
-    manifest = mf.Manifest(job_id, mf.now_iso(), 3, True, None, 0, tasks)
-    mf.save(session.storage, out.input_container, manifest)
-    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
-    sink = OutputFileSpec("out/**/*", session.storage.container_write_url(out.output_container, expiry), "")
-
-    def task(task_id: str, script: str, depends: tuple[int, int] | None = None) -> TaskSpec:
-        return TaskSpec(
-            id=task_id,
-            display_name=task_id,
-            command_line=f"/bin/sh -c '{script}'",
-            resource_files=(),
-            output_files=(dataclasses.replace(sink, path=f"{job_id}/{task_id}"),),
-            depends_on_range=depends,
-        )
-
-    counts = '{"schema":1,"top":[["w",2]],"totals":{"words":2}}'
-    write = f"mkdir -p out && echo {json.dumps(counts)} > out/"
-    session.batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=True)
-    session.batch.add_tasks(
-        job_id,
-        [
-            task("1", write + "ok_counts.json"),
-            task("2", f"test -e {fixed} || exit 4; " + write + "bad_counts.json"),
-            task(MERGE_TASK_ID, write + "corpus_counts.json", depends=(1, 2)),
-        ],
-    )
+    scripts = {
+        "1": write_counts("ok_counts.json"),
+        "2": f"test -e {fixed} || exit 4; " + write_counts("bad_counts.json"),
+        "merge": write_counts("corpus_counts.json"),
+    }
+    manifest = two_files_and_a_merge(session, out, job_id, scripts)
     opts = SubmitOptions(timeout=timedelta(seconds=120), dest=tmp_path / "r")
     monitor(session, manifest, opts, NullReporter())
     try:
