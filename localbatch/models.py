@@ -255,7 +255,7 @@ SCHEMA = Validator(LIMITS, RULES)
 def check_id(value: Any, name: str = "id") -> str:
     if value is None:
         raise missing_property(name)
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise invalid_property(name, value, _ID_REASON)
     return value
 

@@ -25,6 +25,7 @@ batch`` sends ``"2"``) becomes the integer, an enum value its SDK spelling
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -106,13 +107,14 @@ class ModelSchema:
 _DURATION_SHAPE = re.compile(r"P(?!T?$)[0-9.,WDYMTHS]*(?<!T)")
 
 
+@functools.lru_cache(maxsize=4096)  # tasks repeat their durations; isodate takes ~20 us each
 def parse_duration(text: str) -> timedelta:
     """ISO 8601 duration (``PT1H30M``, ``P1DT2H``, ``PT0.5S``, ``P1W``) -> timedelta, as Batch reads it.
 
     Parsed by isodate; a year counts 365 days and a month 30 (as .NET's TimeSpan reader
     does); too large for a timedelta is ``timedelta.max`` (Batch's "unlimited" default is
     ``P10675199DT2H48M5.4775807S``). Raises ValueError for anything else, including a sign,
-    ``P`` or ``PT`` alone and a trailing ``T``.
+    ``P`` or ``PT`` alone and a trailing ``T``. Results are cached (a timedelta is immutable).
     """
     if not _DURATION_SHAPE.fullmatch(text):
         raise ValueError(f"not an ISO 8601 duration: {text[:64]!r}")
@@ -234,15 +236,16 @@ class Validator:
             if value.get(f.name) is None:
                 raise missing_property(prefix + f.name)
         fields = schema.fields
+        check = self._value
         for key, item in value.items():
             prop = fields.get(key)
-            if prop is None or item is None:
-                continue
-            new = self._value(item, prop, prefix + key)
-            if new is not item:
-                value[key] = new
-        for rule in schema.rules:
-            rule(value, prefix)
+            if prop is not None and item is not None:
+                new = check(item, prop, prefix + key)
+                if new is not item:
+                    value[key] = new
+        if schema.rules:
+            for rule in schema.rules:
+                rule(value, prefix)
 
     def _value(self, value: Any, f: Field, path: str) -> Any:
         kind = f.kind

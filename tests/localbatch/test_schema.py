@@ -214,6 +214,13 @@ def _refusals(job_id: str, pool_id: str) -> list[tuple[str, str, object, str, st
             "MissingRequiredProperty",
             "dependsOn.taskIdRanges[0].end",
         ),
+        (  # an id rule of a list item (a trailing newline is no id character)
+            "POST",
+            f"/jobs/{job_id}/tasks",
+            {**task, "dependsOn": {"taskIds": ["a", "b\n"]}},
+            "InvalidPropertyValue",
+            "dependsOn.taskIds[1]",
+        ),
     ]
 
 
