@@ -134,7 +134,13 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _parse_datetime(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+    """An ISO 8601 date-time (``2026-12-01T17:00:05.1234567Z``, as .NET writes it); ValueError if not."""
+    try:
+        value = isodate.parse_datetime(text)
+        value.utcoffset()  # an offset of 24 hours or more fails only here
+        return value
+    except (ValueError, OverflowError, IndexError, TypeError):
+        raise ValueError(f"not an ISO 8601 date-time: {text[:64]!r}") from None
 
 
 # ----------------------------------------------------------------------------- compiling

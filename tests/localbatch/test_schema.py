@@ -26,6 +26,7 @@ from azure.batch.models import _models
 from azure.core.exceptions import ResourceNotFoundError
 
 from localbatch import bodies, models, schema
+from localbatch.errors import BatchError
 from tests.localbatch.conftest import RawBatch, unique
 
 # The schema as the SDK alone declares it (no localbatch limits or rules).
@@ -110,6 +111,18 @@ def test_every_body_the_sdk_serialises_passes_the_type_checks() -> None:
     assert len(checked) >= 15
     # The two ISO 8601 spellings of one duration parse alike (the SDK pads: PT01H30M02.5S).
     assert schema.parse_duration("PT01H30M02.5S") == schema.parse_duration("PT1H30M2.5S")
+    assert schema.parse_duration("P1Y2M1W") == timedelta(days=365 + 60 + 7)
+    assert schema.parse_duration("P99999999999D") == timedelta.max  # Batch's "unlimited"
+    for bad in ("PT", "P", "P1DT", "-PT1S", "pt1h", "1 hour"):
+        with pytest.raises(ValueError):
+            schema.parse_duration(bad)
+    # Date-times: .NET's seven fractional digits pass; an offset of 24 hours does not.
+    logs = {"containerUrl": "https://h/c", "startTime": "2026-12-01T17:00:05.1234567Z"}
+    BARE.validate(logs, "UploadBatchServiceLogsOptions")
+    for bad in ("soon", "2026-12-01T17:00:05+24:00", "2026-13-01T00:00:00Z"):
+        with pytest.raises(BatchError) as caught:
+            BARE.validate({**logs, "endTime": bad}, "UploadBatchServiceLogsOptions")
+        assert caught.value.values[0] == ("PropertyName", "endTime"), bad
 
 
 def _named(err: dict[str, Any] | None) -> tuple[str, str]:
