@@ -228,6 +228,22 @@ def _node_ids(body: dict[str, Any], prefix: str) -> None:
             raise invalid_property(f"{prefix}nodeList[{i}]", node_id, "expected a node id")
 
 
+DEALLOCATION_OPTIONS = {"requeue", "terminate", "taskcompletion", "retaineddata"}
+RETIRED = {
+    "cloudServiceConfiguration": "Cloud Services Configuration pools were retired by Azure "
+    "on 29 February 2024; use virtualMachineConfiguration",
+    "certificateReferences": "Batch account certificates were retired by Azure on 29 February 2024; "
+    "use Azure Key Vault",
+}
+
+
+def _refuse_retired(body: dict[str, Any], prefix: str = "") -> None:
+    """Retired features are refused as today's Azure refuses them (not accepted, then failed)."""
+    for key, reason in RETIRED.items():
+        if body.get(key):
+            raise invalid_property(prefix + key, "...", reason)
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     "BatchTaskCreateOptions": (
         _unsupported("containerSettings", "multiInstanceSettings", "applicationPackageReferences"),
@@ -244,7 +260,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "BatchTaskDependencies": (_dependency_ids,),
     "BatchJobCreateOptions": (_unsupported("networkConfiguration"), _release_needs_preparation),
     "BatchPoolInfo": (_pool_or_auto_pool,),
-    "BatchPoolSpecification": (_autoscale,),
+    # Retired features: an auto pool's refused here, a pool's before its types (validate_pool).
+    "BatchPoolSpecification": (_refuse_retired, _autoscale),
     "BatchPoolCreateOptions": (_autoscale,),
     "BatchNodeRemoveOptions": (_node_ids,),
 }
@@ -260,10 +277,11 @@ def check_id(value: Any, name: str = "id") -> str:
     return value
 
 
-def _node_count(body: dict[str, Any], max_nodes: int, prefix: str = "") -> None:
+def _node_count(body: dict[str, Any], max_nodes: int) -> None:
+    """The server's own limit on target node counts (``serve --max-nodes``)."""
     for key in _TARGETS:
         if (body.get(key) or 0) > max_nodes:
-            raise invalid_property(prefix + key, body[key], f"must be between 0 and {max_nodes}")
+            raise invalid_property(key, body[key], f"must be between 0 and {max_nodes}")
 
 
 # ----------------------------------------------------------------------------- entities
@@ -289,25 +307,6 @@ def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
     return body
 
 
-DEALLOCATION_OPTIONS = {"requeue", "terminate", "taskcompletion", "retaineddata"}
-RETIRED = {
-    "cloudServiceConfiguration": "Cloud Services Configuration pools were retired by Azure "
-    "on 29 February 2024; use virtualMachineConfiguration",
-    "certificateReferences": "Batch account certificates were retired by Azure on 29 February 2024; "
-    "use Azure Key Vault",
-}
-
-
-def _refuse_retired(body: dict[str, Any], prefix: str = "") -> None:
-    """Retired features are refused as today's Azure refuses them (not accepted, then failed)."""
-    for key, reason in RETIRED.items():
-        if body.get(key):
-            raise invalid_property(prefix + key, "...", reason)
-
-
-RULES["BatchPoolSpecification"] = (_refuse_retired, *RULES["BatchPoolSpecification"])
-
-
 def validate_option(body: Any, key: str, allowed: set[str], default: str | None, what: str) -> str:
     """The one enum option of a node/job action body (``default`` when the body or key is absent)."""
     value = None if body is None else require_body_object(body, what).get(key)
@@ -322,8 +321,7 @@ def validate_option(body: Any, key: str, allowed: set[str], default: str | None,
 
 def validate_remove_nodes(body: Any) -> dict[str, Any]:
     body = SCHEMA.validate(require_body_object(body, "remove nodes"), "BatchNodeRemoveOptions")
-    body.setdefault("nodeDeallocationOption", "requeue")
-    if body["nodeDeallocationOption"] is None:
+    if body.get("nodeDeallocationOption") is None:
         body["nodeDeallocationOption"] = "requeue"
     return body
 
