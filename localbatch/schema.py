@@ -31,12 +31,14 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import isodate
 
-from localbatch.contract.spec import TypeRef, load_enums, load_models
 from localbatch.errors import invalid_property, missing_property
+
+if TYPE_CHECKING:
+    from localbatch.contract.spec import TypeRef
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_STRING = 32768  # the longest string property localbatch accepts unless a Limit says otherwise
@@ -179,6 +181,9 @@ def compile_models(
     """Every SDK model as a :class:`ModelSchema`, with ``limits`` ((model, property) -> Limit) and
     ``rules`` (model -> rules) compiled in. Raises KeyError naming an entry of either table that
     no SDK model or property matches (a typo would switch a check off)."""
+    # Imported here: serving without --check-contract loads the SDK's model table, never the checker.
+    from localbatch.contract.spec import load_enums, load_models
+
     enums = load_enums()
     out: dict[str, ModelSchema] = {}
     for model, props in load_models().items():
