@@ -237,7 +237,7 @@ def _refusals(job_id: str, pool_id: str) -> list[tuple[str, str, object, str, st
     ]
 
 
-def _full_task(job_id: str) -> bm.BatchTaskCreateOptions:
+def _full_task() -> bm.BatchTaskCreateOptions:
     exit_options = bm.ExitOptions(job_action="none", dependency_action="satisfy")
     return bm.BatchTaskCreateOptions(
         id="full",
@@ -355,15 +355,19 @@ def test_the_service_validates_as_the_sdk_models_declare(raw: RawBatch, client: 
             status, err, _ = raw.send(method, path, json.dumps(body).encode())
             assert (status, *_named(err)) == (400, code, prop), (method, path, err)
         assert not list(client.list_tasks(job_id)) and client.get_job(job_id).constraints.max_wall_clock_time
-        client.create_task(job_id, _full_task(job_id))
-        weird = {"id": "n", "commandLine": "x", "constraints": {"maxTaskRetryCount": " 3"}}
-        weird["outputFiles"] = [
-            {
-                **_full_task(job_id).output_files[0].as_dict(),
-                "uploadOptions": {"uploadCondition": "TaskSuccess"},
-            }
-        ]
-        assert raw.send("POST", f"/jobs/{job_id}/tasks", json.dumps(weird).encode())[0] == 201
+        client.create_task(job_id, _full_task())
+        # As clients other than this SDK send them: an integer as a string, an enum in another case.
+        output = {
+            **_full_task().output_files[0].as_dict(),
+            "uploadOptions": {"uploadCondition": "TaskSuccess"},
+        }
+        sloppy = {
+            "id": "n",
+            "commandLine": "x",
+            "constraints": {"maxTaskRetryCount": " 3"},
+            "outputFiles": [output],
+        }
+        assert raw.send("POST", f"/jobs/{job_id}/tasks", json.dumps(sloppy).encode())[0] == 201
         task = client.get_task(job_id, "n")
         assert task.constraints.max_task_retry_count == 3
         assert task.output_files[0].upload_options.upload_condition == "tasksuccess"
