@@ -147,12 +147,13 @@ def _parse_datetime(text: str) -> datetime:
 
 # ----------------------------------------------------------------------------- compiling
 
+_KINDS = frozenset({"str", "int", "float", "bool", "enum", "model", "list", "dict", "duration", "datetime"})
+
 
 def _compile_field(
     name: str, t: TypeRef, required: bool, limit: Limit | None, enums: Mapping[str, frozenset[str]]
 ) -> Field:
-    kind = t.kind if t.kind in ("str", "int", "float", "bool", "enum", "model", "list", "dict") else "any"
-    kind = {"duration": "duration", "datetime": "datetime"}.get(t.kind, kind)
+    kind = t.kind if t.kind in _KINDS else "any"  # "Any", bytes and unions: accepted unchecked
     item = _compile_field("", t.item, False, None, enums) if t.item is not None else None
     values = {v.lower(): v for v in enums.get(t.name, ())} if kind == "enum" else None
     if kind == "enum" and not values:
@@ -234,10 +235,6 @@ class Validator:
         """
         self._object(body, self.models[model], prefix[:-1] if prefix.endswith(".") else prefix)
         return body
-
-    def check(self, value: Any, model: str, prop: str, path: str) -> Any:
-        """Check one value as property ``prop`` of ``model``; return it normalised."""
-        return self._value(value, self.models[model].fields[prop], path)
 
     def _object(self, value: Any, schema: ModelSchema, path: str) -> None:
         if not isinstance(value, dict):
