@@ -10,7 +10,9 @@ such a property.
 
 The defined properties come from the installed SDK's models (generated from
 the REST spec; read with :func:`localbatch.contract.spec.load_models`, never
-imported), so the check follows the spec localbatch implements. OData
+imported), compiled once into :data:`localbatch.models.SCHEMA`, the schema the
+handlers' type validation uses too, so the check follows the spec localbatch
+implements. OData
 annotations (``odata.type``, ...) are allowed, and the retired properties of
 :data:`localbatch.models.RETIRED` pass through to be refused with their own
 reason.
@@ -18,15 +20,12 @@ reason.
 
 from __future__ import annotations
 
-import functools
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from localbatch.errors import invalid_body
-from localbatch.models import RETIRED
-
-if TYPE_CHECKING:
-    from localbatch.contract.spec import TypeRef
+from localbatch.models import RETIRED, SCHEMA
+from localbatch.schema import Field
 
 # (method, route shape as routes.shape_of writes it) -> (SDK model of the body, the service's entity name).
 BODY_MODELS: dict[tuple[str, str], tuple[str, str]] = {
@@ -103,60 +102,40 @@ def check_request(method: str, shape: str | None, body: bytes, legacy: bool = Fa
     _check_object(value, model, entity, legacy, top=True)
 
 
-@functools.cache
-def _shape(model: str) -> tuple[frozenset[str], tuple[tuple[str, TypeRef], ...]] | None:
-    """A model's property names, and those whose values hold models (the only ones walked)."""
-    # Imported here: serving without --check-contract loads the SDK's model table, never the checker.
-    from localbatch.contract.spec import load_models
-
-    props = load_models().get(model)
-    if props is None:
-        return None
-    nested = tuple((name, p.type) for name, p in props.items() if _holds_model(p.type))
-    return frozenset(props), nested
-
-
-def _holds_model(type_ref: TypeRef | None) -> bool:
-    while type_ref is not None and type_ref.kind in ("list", "dict"):
-        type_ref = type_ref.item
-    return type_ref is not None and type_ref.kind == "model"
-
-
-def check_value(value: Any, type_ref: TypeRef, legacy: bool = False) -> None:
-    """Walk ``value`` as the SDK type ``type_ref``; raise on the first property no model defines.
+def _walk(value: Any, f: Field, legacy: bool) -> None:
+    """Walk ``value`` as the compiled SDK field ``f``; raise on the first property no model defines.
 
     Values of the wrong JSON type are left to the handlers' validation.
     """
-    if type_ref.kind == "model":
-        _check_object(value, type_ref.name, None, legacy)
-    elif type_ref.kind == "list" and isinstance(value, list) and type_ref.item is not None:
-        item_type = type_ref.item
-        if item_type.kind == "model":  # the common case (tasks, resource files, settings): no hop
-            for item in value:
-                _check_object(item, item_type.name, None, legacy)
+    if f.kind == "model":
+        _check_object(value, f.model, None, legacy)
+    elif f.kind == "list" and isinstance(value, list) and f.item is not None:
+        item = f.item
+        if item.kind == "model":  # the common case (tasks, resource files, settings): no hop
+            for element in value:
+                _check_object(element, item.model, None, legacy)
         else:
-            for item in value:
-                check_value(item, item_type, legacy)
-    elif type_ref.kind == "dict" and isinstance(value, dict) and type_ref.item is not None:
-        for item in value.values():
-            check_value(item, type_ref.item, legacy)
+            for element in value:
+                _walk(element, item, legacy)
+    elif f.kind == "dict" and isinstance(value, dict) and f.item is not None:
+        for element in value.values():
+            _walk(element, f.item, legacy)
 
 
 def _check_object(value: Any, model: str, entity: str | None, legacy: bool, top: bool = False) -> None:
     """``entity``: the service's name of the type (None: derived from the SDK's)."""
-    shape = _shape(model)
-    if shape is None or not isinstance(value, dict):
+    schema = SCHEMA.models.get(model)
+    if schema is None or not isinstance(value, dict):
         return
-    names, nested = shape
-    unknown = value.keys() - names
+    unknown = value.keys() - schema.fields.keys()
     if unknown and legacy:
         unknown -= LEGACY_PROPERTIES.get(model, frozenset())
     for key in unknown:
         if not (isinstance(key, str) and (key.startswith("odata.") or (top and key in RETIRED))):
             raise _unknown(key, entity or _entity_name(model))
-    for key, child in nested:
-        if key in value:
-            check_value(value[key], child, legacy)
+    for f in schema.nested:
+        if f.name in value:
+            _walk(value[f.name], f, legacy)
 
 
 def _entity_name(model: str) -> str:

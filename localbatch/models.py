@@ -1,9 +1,13 @@
 """Request validation and the typed values the scheduler runs.
 
-Bodies arrive as JSON; ``validate_*`` check them the way the service does
-(required properties, types, id rules, enum values, limits) and return a
-normalised JSON dict that is stored as-is and echoed back by GETs. The
-scheduler turns stored dicts into frozen dataclasses with ``*_from_json``.
+Bodies arrive as JSON; ``validate_*`` check them the way the service does and
+return a normalised JSON dict that is stored as-is and echoed back by GETs.
+Types, required properties and enum values are the SDK's models' (compiled by
+:mod:`localbatch.schema`); what those cannot say is declared here, in two
+tables: :data:`LIMITS` (ranges, lengths, id patterns per model property) and
+:data:`RULES` (small named checks per model: one source per resource file, a
+release task needs a preparation task, autoscale excludes target counts, ...).
+The scheduler turns stored dicts into frozen dataclasses with ``*_from_json``.
 
 Errors are :class:`~localbatch.errors.BatchError` 400s naming the property.
 """
@@ -17,13 +21,13 @@ from enum import Enum
 from typing import Any
 
 from localbatch.errors import BatchError, invalid_property, missing_property
+from localbatch.schema import Limit, Rule, Validator
+from localbatch.schema import parse_duration as parse_duration
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_WALL_CLOCK_DEFAULT = "P10675199DT2H48M5.4775807S"
 RETENTION_DEFAULT = "P7D"
-_DURATION_RE = re.compile(
-    r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
+_TARGETS = ("targetDedicatedNodes", "targetLowPriorityNodes")
 
 
 class TaskState(str, Enum):
@@ -78,339 +82,150 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_duration(text: str) -> timedelta:
-    """ISO 8601 duration (``PT1H30M``, ``P1DT2H``, ``PT0.5S``) -> timedelta."""
-    m = _DURATION_RE.match(text)
-    if not m or text in ("P", "PT") or text.endswith("T"):
-        raise ValueError(f"not an ISO 8601 duration: {text!r}")
-    parts = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
-    try:
-        return timedelta(
-            weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"]
-        )
-    except OverflowError:
-        return timedelta.max
+# ----------------------------------------------------------------------------- declared checks
+#
+# Types, required properties and enum values come from the SDK's models (localbatch.schema);
+# what they cannot say is declared here: LIMITS per (model, property), RULES per model.
+
+_ID_REASON = "ids are 1-64 characters of letters, digits, hyphens and underscores"
+_TASK_MODELS = (
+    "BatchTaskCreateOptions",
+    "BatchStartTask",
+    "BatchJobManagerTask",
+    "BatchJobPreparationTask",
+    "BatchJobReleaseTask",
+)
+_POOL_MODELS = ("BatchPoolCreateOptions", "BatchPoolSpecification")
+_RETRIES = Limit(lo=-1)
+_SLOTS = Limit(lo=1, hi=256)
+_NODES = Limit(lo=0)
+_NAME = Limit(max_length=1024)
+
+LIMITS: dict[tuple[str, str], Limit] = {
+    **{(m, "id"): Limit(pattern=ID_RE, reason=_ID_REASON) for m in _TASK_MODELS if m != "BatchStartTask"},
+    ("BatchJobCreateOptions", "id"): Limit(pattern=ID_RE, reason=_ID_REASON),
+    ("BatchPoolCreateOptions", "id"): Limit(pattern=ID_RE, reason=_ID_REASON),
+    **{(m, "commandLine"): Limit(max_length=8000) for m in _TASK_MODELS},
+    **{(m, "displayName"): _NAME for m in ("BatchTaskCreateOptions", "BatchJobManagerTask")},
+    **{(m, "displayName"): _NAME for m in ("BatchJobCreateOptions", *_POOL_MODELS)},
+    **{(m, "vmSize"): Limit(max_length=256) for m in _POOL_MODELS},
+    **{(m, "autoScaleFormula"): Limit(max_length=8192) for m in _POOL_MODELS},
+    ("BatchPoolEnableAutoScaleOptions", "autoScaleFormula"): Limit(max_length=8192),
+    ("BatchPoolEvaluateAutoScaleOptions", "autoScaleFormula"): Limit(max_length=8192),
+    **{(m, "taskSlotsPerNode"): _SLOTS for m in _POOL_MODELS},
+    **{(m, k): _NODES for m in (*_POOL_MODELS, "BatchPoolResizeOptions") for k in _TARGETS},
+    ("BatchTaskCreateOptions", "requiredSlots"): _SLOTS,
+    ("BatchJobManagerTask", "requiredSlots"): _SLOTS,
+    ("BatchTaskConstraints", "maxTaskRetryCount"): _RETRIES,
+    ("BatchJobConstraints", "maxTaskRetryCount"): _RETRIES,
+    ("BatchStartTask", "maxTaskRetryCount"): _RETRIES,
+    ("BatchJobCreateOptions", "priority"): Limit(lo=-1000, hi=1000),
+    ("BatchJobCreateOptions", "maxParallelTasks"): Limit(lo=-1),
+    ("BatchTaskIdRange", "start"): Limit(lo=0),
+    ("BatchTaskIdRange", "end"): Limit(lo=0),
+    ("BatchAutoPoolSpecification", "autoPoolIdPrefix"): Limit(
+        max_length=20, pattern=ID_RE, reason="letters, digits, - and _ only"
+    ),
+    ("BatchAutoPoolSpecification", "pool"): Limit(required=True),
+    ("BatchPoolInfo", "poolId"): Limit(max_length=64),
+    ("EnvironmentSetting", "name"): _NAME,
+    ("BatchNodeIdentityReference", "resourceId"): Limit(required=True, max_length=1024),
+    ("OutputFileDestination", "container"): Limit(required=True),
+    ("ResourceFile", "fileMode"): Limit(
+        pattern=re.compile(r"0?[0-7]{3,4}"), reason="must be an octal mode such as 0755"
+    ),
+    ("BatchNodeRemoveOptions", "nodeList"): Limit(lo=1, hi=100),
+    ("BatchMetadataItem", "value"): Limit(allow_empty=True),
+}
 
 
-# ----------------------------------------------------------------------------- generic checks
+def _unsupported(*keys: str) -> Rule:
+    """A rule refusing properties localbatch does not run (rather than ignoring them)."""
+
+    def rule(body: dict[str, Any], prefix: str) -> None:
+        for key in keys:
+            if body.get(key) is not None:
+                raise invalid_property(prefix + key, "...", "not supported by localbatch")
+
+    rule.__name__ = "unsupported_" + "_".join(keys)
+    return rule
 
 
-def _obj(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise invalid_property(name, value, "expected a JSON object")
-    return value
+def _ordered_range(body: dict[str, Any], prefix: str) -> None:
+    if body["start"] > body["end"]:
+        raise invalid_property(prefix[:-1], "...", "start must not be greater than end")
 
 
-def _opt_str(body: dict[str, Any], key: str, prefix: str, max_len: int = 32768) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise invalid_property(prefix + key, value, "expected a string")
-    if len(value) > max_len:
-        raise invalid_property(prefix + key, value[:64], f"longer than {max_len} characters")
-    return value
-
-
-def _req_str(body: dict[str, Any], key: str, prefix: str, max_len: int = 32768) -> str:
-    value = _opt_str(body, key, prefix, max_len)
-    if value is None:
-        raise missing_property(prefix + key)
-    if value == "":
-        raise invalid_property(prefix + key, value, "must not be empty")
-    return value
-
-
-_INT_STRING_RE = re.compile(r"[+-]?[0-9]{1,19}")
-
-
-def _as_int(value: Any) -> int | None:
-    """``value`` as an integer property, or None if it is not one.
-
-    Like the service's JSON reader, a string holding a decimal integer is accepted:
-    the ``az batch`` commands send ``"targetDedicatedNodes": "2"``.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and _INT_STRING_RE.fullmatch(value.strip()):
-        return int(value)
-    return None
-
-
-def _opt_int(body: dict[str, Any], key: str, prefix: str, lo: int, hi: int) -> int | None:
-    """Check an optional integer property; a numeric string is stored back as the integer."""
-    value = body.get(key)
-    if value is None:
-        return None
-    number = _as_int(value)
-    if number is None:
-        raise invalid_property(prefix + key, value, "expected an integer")
-    if not lo <= number <= hi:
-        raise invalid_property(prefix + key, value, f"must be between {lo} and {hi}")
-    body[key] = number
-    return number
-
-
-def _opt_bool(body: dict[str, Any], key: str, prefix: str) -> bool | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise invalid_property(prefix + key, value, "expected true or false")
-    return value
-
-
-def _opt_enum(body: dict[str, Any], key: str, prefix: str, allowed: set[str]) -> str | None:
-    value = _opt_str(body, key, prefix)
-    if value is None:
-        return None
-    lowered = value.lower()
-    if lowered not in allowed:
-        raise invalid_property(prefix + key, value, "must be one of " + ", ".join(sorted(allowed)))
-    body[key] = lowered
-    return lowered
-
-
-def _opt_duration(body: dict[str, Any], key: str, prefix: str) -> timedelta | None:
-    value = _opt_str(body, key, prefix)
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError:
-        raise invalid_property(prefix + key, value, "not an ISO 8601 duration") from None
-
-
-def _opt_list(body: dict[str, Any], key: str, prefix: str) -> list[Any]:
-    value = body.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise invalid_property(prefix + key, value, "expected a JSON array")
-    return value
-
-
-def check_id(value: Any, name: str = "id") -> str:
-    if value is None:
-        raise missing_property(name)
-    if not isinstance(value, str) or not ID_RE.match(value):
+def _one_source(item: dict[str, Any], prefix: str) -> None:
+    """A resource file: exactly one source; a URL needs filePath, a prefix needs a container."""
+    sources = [k for k in ("autoStorageContainerName", "storageContainerUrl", "httpUrl") if item.get(k)]
+    if len(sources) != 1:
         raise invalid_property(
-            name, value, "ids are 1-64 characters of letters, digits, hyphens and underscores"
+            prefix[:-1],
+            "...",
+            "exactly one of autoStorageContainerName, storageContainerUrl and httpUrl is required",
         )
-    return value
+    if item.get("httpUrl") and not item.get("filePath"):
+        raise missing_property(prefix + "filePath")
+    if item.get("httpUrl") and item.get("blobPrefix"):
+        raise invalid_property(prefix + "blobPrefix", "...", "blobPrefix is only valid with a container")
 
 
-def _unsupported(body: dict[str, Any], keys: tuple[str, ...], prefix: str) -> None:
-    for key in keys:
-        if body.get(key) is not None:
-            raise invalid_property(prefix + key, "...", "not supported by localbatch")
+def _relative_file_path(item: dict[str, Any], prefix: str) -> None:
+    fp = item.get("filePath")
+    if fp is not None and (fp.startswith("/") or ".." in fp.replace("\\", "/").split("/")):
+        raise invalid_property(prefix + "filePath", fp, "must be relative to the task working directory")
 
 
-# ----------------------------------------------------------------------------- pieces
+def _http_container(item: dict[str, Any], prefix: str) -> None:
+    if not item["containerUrl"].lower().startswith(("http://", "https://")):
+        raise invalid_property(prefix + "containerUrl", "...", "must be an http(s) URL")
 
 
-def _validate_env(body: dict[str, Any], key: str, prefix: str) -> None:
-    for i, item in enumerate(_opt_list(body, key, prefix)):
-        p = f"{prefix}{key}[{i}]."
-        item = _obj(item, p[:-1])
-        _req_str(item, "name", p, 1024)
-        _opt_str(item, "value", p)
+def _dependency_ids(deps: dict[str, Any], prefix: str) -> None:
+    for i, tid in enumerate(deps.get("taskIds") or []):
+        check_id(tid, f"{prefix}taskIds[{i}]")
 
 
-def _validate_resource_files(body: dict[str, Any], prefix: str) -> None:
-    for i, item in enumerate(_opt_list(body, "resourceFiles", prefix)):
-        p = f"{prefix}resourceFiles[{i}]."
-        item = _obj(item, p[:-1])
-        sources = [k for k in ("autoStorageContainerName", "storageContainerUrl", "httpUrl") if item.get(k)]
-        for k in ("autoStorageContainerName", "storageContainerUrl", "httpUrl", "blobPrefix", "filePath"):
-            _opt_str(item, k, p)
-        if len(sources) != 1:
+def _pool_or_auto_pool(info: dict[str, Any], prefix: str) -> None:
+    """``poolInfo``: ``poolId`` or ``autoPoolSpecification``, exactly one."""
+    if info.get("autoPoolSpecification") is not None:
+        if info.get("poolId") is not None:
             raise invalid_property(
-                p[:-1],
-                "...",
-                "exactly one of autoStorageContainerName, storageContainerUrl and httpUrl is required",
+                prefix[:-1], "...", "give either poolId or autoPoolSpecification, not both"
             )
-        if item.get("httpUrl") and not item.get("filePath"):
-            raise missing_property(p + "filePath")
-        if item.get("httpUrl") and item.get("blobPrefix"):
-            raise invalid_property(p + "blobPrefix", "...", "blobPrefix is only valid with a container")
-        fp = item.get("filePath")
-        if fp is not None and (fp.startswith("/") or ".." in fp.replace("\\", "/").split("/")):
-            raise invalid_property(p + "filePath", fp, "must be relative to the task working directory")
-        mode = _opt_str(item, "fileMode", p)
-        if mode is not None and not re.fullmatch(r"0?[0-7]{3,4}", mode):
-            raise invalid_property(p + "fileMode", mode, "must be an octal mode such as 0755")
-        _validate_identity_reference(item, p)
+    elif not info.get("poolId"):
+        raise missing_property(prefix + "poolId")
 
 
-def _validate_identity_reference(item: dict[str, Any], prefix: str) -> None:
-    """``identityReference``: ``{"resourceId": ARM id}``; whether the pool has it is checked on the node."""
-    ref = item.get("identityReference")
-    if ref is None:
-        return
-    ref = _obj(ref, prefix + "identityReference")
-    _req_str(ref, "resourceId", prefix + "identityReference.", 1024)
-
-
-def _validate_output_files(body: dict[str, Any], prefix: str) -> None:
-    for i, item in enumerate(_opt_list(body, "outputFiles", prefix)):
-        p = f"{prefix}outputFiles[{i}]."
-        item = _obj(item, p[:-1])
-        _req_str(item, "filePattern", p)
-        dest = item.get("destination")
-        if dest is None:
-            raise missing_property(p + "destination")
-        container = _obj(dest, p + "destination").get("container")
-        if container is None:
-            raise missing_property(p + "destination.container")
-        container = _obj(container, p + "destination.container")
-        url = _req_str(container, "containerUrl", p + "destination.container.")
-        if not url.lower().startswith(("http://", "https://")):
-            raise invalid_property(p + "destination.container.containerUrl", "...", "must be an http(s) URL")
-        _opt_str(container, "path", p + "destination.container.")
-        _validate_identity_reference(container, p + "destination.container.")
-        opts = item.get("uploadOptions")
-        if opts is None:
-            raise missing_property(p + "uploadOptions")
-        opts = _obj(opts, p + "uploadOptions")
-        cond = _opt_enum(opts, "uploadCondition", p + "uploadOptions.", {c.value for c in UploadCondition})
-        if cond is None:
-            raise missing_property(p + "uploadOptions.uploadCondition")
-
-
-def _validate_constraints(body: dict[str, Any], prefix: str, with_retention: bool) -> None:
-    c = body.get("constraints")
-    if c is None:
-        return
-    c = _obj(c, prefix + "constraints")
-    p = prefix + "constraints."
-    _opt_duration(c, "maxWallClockTime", p)
-    if with_retention:
-        _opt_duration(c, "retentionTime", p)
-    _opt_int(c, "maxTaskRetryCount", p, -1, 2**31 - 1)
-
-
-def _validate_exit_options(value: Any, name: str) -> None:
-    opts = _obj(value, name)
-    _opt_enum(opts, "jobAction", name + ".", {"none", "disable", "terminate"})
-    _opt_enum(opts, "dependencyAction", name + ".", {"satisfy", "block"})
-
-
-def _validate_exit_conditions(body: dict[str, Any]) -> None:
-    ec = body.get("exitConditions")
-    if ec is None:
-        return
-    ec = _obj(ec, "exitConditions")
-    for i, item in enumerate(_opt_list(ec, "exitCodes", "exitConditions.")):
-        p = f"exitConditions.exitCodes[{i}]"
-        item = _obj(item, p)
-        if _opt_int(item, "code", p + ".", -(2**31), 2**31 - 1) is None:
-            raise missing_property(p + ".code")
-        if item.get("exitOptions") is None:
-            raise missing_property(p + ".exitOptions")
-        _validate_exit_options(item["exitOptions"], p + ".exitOptions")
-    for i, item in enumerate(_opt_list(ec, "exitCodeRanges", "exitConditions.")):
-        p = f"exitConditions.exitCodeRanges[{i}]"
-        item = _obj(item, p)
-        for k in ("start", "end"):
-            if _opt_int(item, k, p + ".", -(2**31), 2**31 - 1) is None:
-                raise missing_property(f"{p}.{k}")
-        if item["start"] > item["end"]:
-            raise invalid_property(p, "...", "start must not be greater than end")
-        if item.get("exitOptions") is None:
-            raise missing_property(p + ".exitOptions")
-        _validate_exit_options(item["exitOptions"], p + ".exitOptions")
-    for k in ("preProcessingError", "fileUploadError", "default"):
-        if ec.get(k) is not None:
-            _validate_exit_options(ec[k], f"exitConditions.{k}")
-
-
-def _validate_depends_on(body: dict[str, Any]) -> None:
-    d = body.get("dependsOn")
-    if d is None:
-        return
-    d = _obj(d, "dependsOn")
-    for i, tid in enumerate(_opt_list(d, "taskIds", "dependsOn.")):
-        check_id(tid, f"dependsOn.taskIds[{i}]")
-    for i, rng in enumerate(_opt_list(d, "taskIdRanges", "dependsOn.")):
-        p = f"dependsOn.taskIdRanges[{i}]"
-        rng = _obj(rng, p)
-        for k in ("start", "end"):
-            if _opt_int(rng, k, p + ".", 0, 2**31 - 1) is None:
-                raise missing_property(f"{p}.{k}")
-        if rng["start"] > rng["end"]:
-            raise invalid_property(p, "...", "start must not be greater than end")
-
-
-# ----------------------------------------------------------------------------- entities
-
-
-def validate_task(body: Any) -> dict[str, Any]:
-    """Validate a task-add body; return it normalised (defaults filled)."""
-    body = require_body_object(body, "task")
-    check_id(body.get("id"))
-    _req_str(body, "commandLine", "", 8000)
-    _opt_str(body, "displayName", "", 1024)
-    _validate_constraints(body, "", with_retention=True)
-    _validate_env(body, "environmentSettings", "")
-    _validate_resource_files(body, "")
-    _validate_output_files(body, "")
-    _validate_exit_conditions(body)
-    _validate_depends_on(body)
-    _opt_int(body, "requiredSlots", "", 1, 256)
-    _unsupported(body, ("containerSettings", "multiInstanceSettings", "applicationPackageReferences"), "")
-    if body.get("userIdentity") is not None:
-        _obj(body["userIdentity"], "userIdentity")
-    return body
-
-
-def validate_start_task(value: Any, prefix: str) -> dict[str, Any]:
-    st = _obj(value, prefix[:-1])
-    _req_str(st, "commandLine", prefix, 8000)
-    _validate_env(st, "environmentSettings", prefix)
-    _validate_resource_files(st, prefix)
-    _opt_int(st, "maxTaskRetryCount", prefix, -1, 2**31 - 1)
-    _opt_bool(st, "waitForSuccess", prefix)
-    _unsupported(st, ("containerSettings",), prefix)
-    return st
-
-
-def validate_resize(body: Any, max_nodes: int) -> dict[str, Any]:
-    body = require_body_object(body, "resize")
-    for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
-        _opt_int(body, key, "", 0, max_nodes)
-    return body
-
-
-def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
-    body = require_body_object(body, "pool")
-    _refuse_retired(body)
-    check_id(body.get("id"))
-    _req_str(body, "vmSize", "", 256)
-    _opt_str(body, "displayName", "", 1024)
-    for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
-        _opt_int(body, key, "", 0, max_nodes)
-    _opt_int(body, "taskSlotsPerNode", "", 1, 256)
-    auto = _opt_bool(body, "enableAutoScale", "")
+def _autoscale(pool: dict[str, Any], prefix: str) -> None:
+    """Autoscale: a formula, and no target counts; without it, no formula or interval."""
+    auto = pool.get("enableAutoScale")
     for key in ("autoScaleFormula", "autoScaleEvaluationInterval"):
-        if not auto and body.get(key) is not None:
-            raise invalid_property(key, "...", "only valid when enableAutoScale is true")
+        if not auto and pool.get(key) is not None:
+            raise invalid_property(prefix + key, "...", "only valid when enableAutoScale is true")
     if auto:
-        _req_str(body, "autoScaleFormula", "", 8192)
-        if body.get("targetDedicatedNodes") or body.get("targetLowPriorityNodes"):
+        if not pool.get("autoScaleFormula"):
+            raise missing_property(prefix + "autoScaleFormula")
+        if pool.get("targetDedicatedNodes") or pool.get("targetLowPriorityNodes"):
             raise invalid_property(
-                "targetDedicatedNodes", "...", "target node counts cannot be set with autoscale"
+                prefix + "targetDedicatedNodes", "...", "target node counts cannot be set with autoscale"
             )
-    _opt_duration(body, "resizeTimeout", "")
-    _opt_duration(body, "autoScaleEvaluationInterval", "")
-    if body.get("startTask") is not None:
-        validate_start_task(body["startTask"], "startTask.")
-    if body.get("virtualMachineConfiguration") is not None:
-        _obj(body["virtualMachineConfiguration"], "virtualMachineConfiguration")
-    _opt_list(body, "metadata", "")
-    return body
+
+
+def _release_needs_preparation(job: dict[str, Any], prefix: str) -> None:
+    if job.get("jobReleaseTask") is not None and job.get("jobPreparationTask") is None:
+        raise invalid_property(
+            prefix + "jobReleaseTask",
+            "...",
+            "a job release task needs a job preparation task (jobPreparationTask)",
+        )
+
+
+def _node_ids(body: dict[str, Any], prefix: str) -> None:
+    for i, node_id in enumerate(body["nodeList"]):
+        if not node_id:
+            raise invalid_property(f"{prefix}nodeList[{i}]", node_id, "expected a node id")
 
 
 DEALLOCATION_OPTIONS = {"requeue", "terminate", "taskcompletion", "retaineddata"}
@@ -422,39 +237,91 @@ RETIRED = {
 }
 
 
-def _refuse_retired(body: dict[str, Any]) -> None:
+def _refuse_retired(body: dict[str, Any], prefix: str = "") -> None:
+    """Retired features are refused as today's Azure refuses them (not accepted, then failed)."""
     for key, reason in RETIRED.items():
         if body.get(key):
-            raise invalid_property(key, "...", reason)
+            raise invalid_property(prefix + key, "...", reason)
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "BatchTaskCreateOptions": (
+        _unsupported("containerSettings", "multiInstanceSettings", "applicationPackageReferences"),
+    ),
+    "BatchStartTask": (_unsupported("containerSettings"),),
+    **{
+        m: (_unsupported("containerSettings", "applicationPackageReferences"),)
+        for m in ("BatchJobManagerTask", "BatchJobPreparationTask", "BatchJobReleaseTask")
+    },
+    "ResourceFile": (_one_source, _relative_file_path),
+    "OutputFileBlobContainerDestination": (_http_container,),
+    "ExitCodeRangeMapping": (_ordered_range,),
+    "BatchTaskIdRange": (_ordered_range,),
+    "BatchTaskDependencies": (_dependency_ids,),
+    "BatchJobCreateOptions": (_unsupported("networkConfiguration"), _release_needs_preparation),
+    "BatchPoolInfo": (_pool_or_auto_pool,),
+    # Retired features: an auto pool's refused here, a pool's before its types (validate_pool).
+    "BatchPoolSpecification": (_refuse_retired, _autoscale),
+    "BatchPoolCreateOptions": (_autoscale,),
+    "BatchNodeRemoveOptions": (_node_ids,),
+}
+
+SCHEMA = Validator(LIMITS, RULES)
+
+
+def check_id(value: Any, name: str = "id") -> str:
+    if value is None:
+        raise missing_property(name)
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        raise invalid_property(name, value, _ID_REASON)
+    return value
+
+
+def _node_count(body: dict[str, Any], max_nodes: int) -> None:
+    """The server's own limit on target node counts (``serve --max-nodes``)."""
+    for key in _TARGETS:
+        if (body.get(key) or 0) > max_nodes:
+            raise invalid_property(key, body[key], f"must be between 0 and {max_nodes}")
+
+
+# ----------------------------------------------------------------------------- entities
+
+
+def validate_task(body: Any) -> dict[str, Any]:
+    """Validate a task-add body (``BatchTaskCreateOptions``); return it normalised."""
+    return SCHEMA.validate(require_body_object(body, "task"), "BatchTaskCreateOptions")
+
+
+def validate_resize(body: Any, max_nodes: int) -> dict[str, Any]:
+    body = SCHEMA.validate(require_body_object(body, "resize"), "BatchPoolResizeOptions")
+    _node_count(body, max_nodes)
+    return body
+
+
+def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
+    """A pool-add body (also a PATCH's merged probe and an auto pool's pool, with an id added)."""
+    body = require_body_object(body, "pool")
+    _refuse_retired(body)
+    SCHEMA.validate(body, "BatchPoolCreateOptions")
+    _node_count(body, max_nodes)
+    return body
 
 
 def validate_option(body: Any, key: str, allowed: set[str], default: str | None, what: str) -> str:
     """The one enum option of a node/job action body (``default`` when the body or key is absent)."""
-    if body is None:
-        if default is None:
-            raise missing_property(key)
-        return default
-    body = require_body_object(body, what)
-    value = _opt_enum(body, key, "", allowed)
+    value = None if body is None else require_body_object(body, what).get(key)
     if value is None:
         if default is None:
             raise missing_property(key)
         return default
-    return value
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise invalid_property(key, value, "must be one of " + ", ".join(sorted(allowed)))
+    return value.lower()
 
 
 def validate_remove_nodes(body: Any) -> dict[str, Any]:
-    body = require_body_object(body, "remove nodes")
-    nodes = body.get("nodeList")
-    if nodes is None:
-        raise missing_property("nodeList")
-    if not isinstance(nodes, list) or not 1 <= len(nodes) <= 100:
-        raise invalid_property("nodeList", "...", "expected a JSON array of 1 to 100 node ids")
-    for i, node_id in enumerate(nodes):
-        if not isinstance(node_id, str) or not node_id:
-            raise invalid_property(f"nodeList[{i}]", node_id, "expected a node id")
-    _opt_duration(body, "resizeTimeout", "")
-    if _opt_enum(body, "nodeDeallocationOption", "", DEALLOCATION_OPTIONS) is None:
+    body = SCHEMA.validate(require_body_object(body, "remove nodes"), "BatchNodeRemoveOptions")
+    if body.get("nodeDeallocationOption") is None:
         body["nodeDeallocationOption"] = "requeue"
     return body
 
@@ -463,12 +330,7 @@ def validate_replace_pool(body: Any) -> dict[str, Any]:
     """The body of replace pool properties (PUT semantics: every property is given or reset)."""
     body = require_body_object(body, "pool properties")
     _refuse_retired(body)
-    if body.get("startTask") is not None:
-        validate_start_task(body["startTask"], "startTask.")
-    for key in ("applicationPackageReferences", "metadata"):
-        if body.get(key) is None:
-            raise missing_property(key)
-        _opt_list(body, key, "")
+    SCHEMA.validate(body, "BatchPoolReplaceOptions")
     if body["applicationPackageReferences"]:
         raise BatchError(
             409,
@@ -476,112 +338,27 @@ def validate_replace_pool(body: Any) -> dict[str, Any]:
             "One or more application package references could not be satisfied: "
             "the account has no applications.",
         )
-    _opt_enum(body, "targetNodeCommunicationMode", "", {"default", "classic", "simplified"})
+    mode = body.get("targetNodeCommunicationMode")  # an earlier api-version's property
+    if mode is not None:
+        body["targetNodeCommunicationMode"] = validate_option(
+            body, "targetNodeCommunicationMode", {"default", "classic", "simplified"}, None, "pool properties"
+        )
     return body
 
 
 def validate_enable_autoscale(body: Any) -> dict[str, Any]:
-    body = require_body_object(body, "enable autoscale")
-    _opt_str(body, "autoScaleFormula", "", 8192)
-    _opt_duration(body, "autoScaleEvaluationInterval", "")
-    return body
+    return SCHEMA.validate(require_body_object(body, "enable autoscale"), "BatchPoolEnableAutoScaleOptions")
 
 
 def validate_evaluate_autoscale(body: Any) -> dict[str, Any]:
-    body = require_body_object(body, "evaluate autoscale")
-    _req_str(body, "autoScaleFormula", "", 8192)
-    return body
+    return SCHEMA.validate(
+        require_body_object(body, "evaluate autoscale"), "BatchPoolEvaluateAutoScaleOptions"
+    )
 
 
 def validate_job(body: Any) -> dict[str, Any]:
-    body = require_body_object(body, "job")
-    check_id(body.get("id"))
-    _opt_str(body, "displayName", "", 1024)
-    _opt_int(body, "priority", "", -1000, 1000)
-    _opt_int(body, "maxParallelTasks", "", -1, 2**31 - 1)
-    pool_info = body.get("poolInfo")
-    if pool_info is None:
-        raise missing_property("poolInfo")
-    pool_info = _obj(pool_info, "poolInfo")
-    if pool_info.get("autoPoolSpecification") is not None:
-        _validate_auto_pool(pool_info)
-    else:
-        _req_str(pool_info, "poolId", "poolInfo.", 64)
-    _opt_enum(body, "onAllTasksComplete", "", {"noaction", "terminatejob"})
-    _opt_enum(body, "onTaskFailure", "", {"noaction", "performexitoptionsjobaction"})
-    _opt_bool(body, "usesTaskDependencies", "")
-    _opt_bool(body, "allowTaskPreemption", "")
-    _validate_constraints(body, "", with_retention=False)
-    _validate_env(body, "commonEnvironmentSettings", "")
-    _opt_list(body, "metadata", "")
-    _unsupported(body, ("networkConfiguration",), "")
-    _validate_job_tasks(body)
-    return body
-
-
-def _validate_auto_pool(pool_info: dict[str, Any]) -> None:
-    """``poolInfo.autoPoolSpecification`` (exclusive with ``poolId``); its pool is checked as a pool."""
-    p = "poolInfo.autoPoolSpecification."
-    if pool_info.get("poolId") is not None:
-        raise invalid_property("poolInfo", "...", "give either poolId or autoPoolSpecification, not both")
-    spec = _obj(pool_info["autoPoolSpecification"], p[:-1])
-    prefix = _opt_str(spec, "autoPoolIdPrefix", p, 20)
-    if prefix is not None and not ID_RE.match(prefix):
-        raise invalid_property(p + "autoPoolIdPrefix", prefix, "letters, digits, - and _ only")
-    if _opt_enum(spec, "poolLifetimeOption", p, {"job", "jobschedule"}) is None:
-        raise missing_property(p + "poolLifetimeOption")
-    _opt_bool(spec, "keepAlive", p)
-    if spec.get("pool") is None:
-        raise missing_property(p + "pool")
-    try:
-        validate_pool({**_obj(spec["pool"], p + "pool"), "id": "autopool"}, 2**31 - 1)
-    except BatchError as exc:
-        exc.values = [(k, f"{p}pool.{v}" if k == "PropertyName" else v) for k, v in exc.values]
-        raise
-
-
-def _validate_job_task(body: dict[str, Any], key: str, id_required: bool) -> dict[str, Any] | None:
-    """The parts a job manager, preparation or release task shares with a task."""
-    if body.get(key) is None:
-        return None
-    t = _obj(body[key], key)
-    p = key + "."
-    if id_required or t.get("id") is not None:
-        check_id(t.get("id"), p + "id")
-    _req_str(t, "commandLine", p, 8000)
-    _validate_env(t, "environmentSettings", p)
-    _validate_resource_files(t, p)
-    _unsupported(t, ("containerSettings", "applicationPackageReferences"), p)
-    if t.get("userIdentity") is not None:
-        _obj(t["userIdentity"], p + "userIdentity")
-    return t
-
-
-def _validate_job_tasks(body: dict[str, Any]) -> None:
-    """``jobManagerTask``, ``jobPreparationTask`` and ``jobReleaseTask`` (release needs preparation)."""
-    jm = _validate_job_task(body, "jobManagerTask", id_required=True)
-    if jm is not None:
-        _opt_str(jm, "displayName", "jobManagerTask.", 1024)
-        _validate_constraints(jm, "jobManagerTask.", with_retention=True)
-        _validate_output_files(jm, "jobManagerTask.")
-        _opt_int(jm, "requiredSlots", "jobManagerTask.", 1, 256)
-        for flag in ("killJobOnCompletion", "runExclusive", "allowLowPriorityNode"):
-            _opt_bool(jm, flag, "jobManagerTask.")
-    prep = _validate_job_task(body, "jobPreparationTask", id_required=False)
-    if prep is not None:
-        _validate_constraints(prep, "jobPreparationTask.", with_retention=True)
-        _opt_bool(prep, "waitForSuccess", "jobPreparationTask.")
-        _opt_bool(prep, "rerunOnNodeRebootAfterSuccess", "jobPreparationTask.")
-    release = _validate_job_task(body, "jobReleaseTask", id_required=False)
-    if release is not None:
-        _opt_duration(release, "maxWallClockTime", "jobReleaseTask.")
-        _opt_duration(release, "retentionTime", "jobReleaseTask.")
-        if prep is None:
-            raise invalid_property(
-                "jobReleaseTask",
-                "...",
-                "a job release task needs a job preparation task (jobPreparationTask)",
-            )
+    """A job-add body (also a PATCH/PUT's probe and a schedule's job specification, with an id)."""
+    return SCHEMA.validate(require_body_object(body, "job"), "BatchJobCreateOptions")
 
 
 def require_body_object(body: Any, what: str) -> dict[str, Any]:

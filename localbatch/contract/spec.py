@@ -121,9 +121,14 @@ def load() -> Contract:
 @lru_cache(maxsize=1)
 def load_models() -> dict[str, dict[str, Prop]]:
     """The SDK's models only (what request validation needs; a third of :func:`load`'s time)."""
-    root = sdk_dir()
-    enums = _parse_enums(ast.parse((root / "models" / "_enums.py").read_text(encoding="utf-8")))
-    return _parse_models(ast.parse((root / "models" / "_models.py").read_text(encoding="utf-8")), enums)
+    tree = ast.parse((sdk_dir() / "models" / "_models.py").read_text(encoding="utf-8"))
+    return _parse_models(tree, load_enums())
+
+
+@lru_cache(maxsize=1)
+def load_enums() -> dict[str, frozenset[str]]:
+    """The SDK's enums: name -> allowed values (what request validation checks enum values against)."""
+    return _parse_enums(ast.parse((sdk_dir() / "models" / "_enums.py").read_text(encoding="utf-8")))
 
 
 # ---------------------------------------------------------------------- enums and models
