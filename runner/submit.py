@@ -60,7 +60,7 @@ from runner.nodecode import ensure_node_code
 from runner.packing import FileToRun, PackPolicy, PlannedTask, group, parse_pack
 from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
-from runner.results import JobResults, download
+from runner.results import JobResults, download, rerun_lines
 from runner.storage import UploadItem
 from runner.targets import AuthMode, Session
 from runner.task_access import TaskAccess, task_access
@@ -687,8 +687,7 @@ def collect(
 def _say_reruns(results: JobResults, reporter: Reporter, limit: int = 20) -> None:
     """One line per task that Batch ran more than once (retried after a failure, or requeued
     because its node was preempted or left), at most ``limit`` of them."""
-    every = [*results.files, *([results.corpus] if results.corpus else [])]
-    lines = [line for r in every if (line := r.reruns())]
+    lines = rerun_lines([*results.files, *([results.corpus] if results.corpus else [])])
     for line in lines[:limit]:
         reporter.info(line)
     if len(lines) > limit:
