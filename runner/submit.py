@@ -57,6 +57,7 @@ from runner.errors import (
 )
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
+from runner.pack_recovery import split_packs_with_missing_inputs
 from runner.packing import FileToRun, PackPolicy, PlannedTask, group, parse_pack
 from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
@@ -360,6 +361,11 @@ def watch(
     itself with its last task: nobody watches it any more."""
     try:
         monitor(session, manifest, opts, reporter)
+        while (
+            split := split_packs_with_missing_inputs(session, manifest, opts.timeout, reporter)
+        ) is not None:
+            manifest = split  # a pack's missing input fails that file alone: the others run again
+            monitor(session, manifest, opts, reporter)
     except UnreachableError:
         raise  # it cannot be told either
     except (KeyboardInterrupt, RunnerError):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from azure.batch import BatchClient
+from azure.batch import models as bm
 from azure.core.credentials import AzureNamedKeyCredential
 
 from runner import manifest as mf
@@ -21,7 +22,7 @@ from runner.outputs import Outputs, write_file
 from runner.pool_spec import PoolSpec
 from runner.storage import Storage
 from tests.conftest import Azurite, start_localbatch
-from tests.e2e.test_submit import invoke, write_corpus
+from tests.e2e.test_submit import invoke, reference_counts, top, write_corpus
 from tests.weather.faultproxy import Fault, FaultProxy, from_sdk, via
 from tests.weather.test_pool_states import needs_weather
 
@@ -211,3 +212,61 @@ def test_a_preempted_pack_is_requeued_and_gives_the_unpacked_bytes(
     assert sorted((f["input"], f["status"], f["taskId"]) for f in shown) == [
         (rel, "done", "p1") for rel in sorted(CORPUS)
     ]
+
+
+def test_a_missing_input_fails_only_its_own_file_and_the_pack_delivers_the_others(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    """One input blob of a pack is deleted before the pack runs (the pool has no node yet): Batch
+    fails the pack at file staging. The runner names that file, with what to do, and reruns the
+    pack's other files, which deliver their results."""
+    pool = PoolSpec(pool_id="pack-missing", dedicated_nodes=0)
+    Batch(target_outputs).create_pool(pool)
+    path = tmp_path / "outputs.json"
+    write_file(path, dataclasses.replace(target_outputs, pool_id=pool.pool_id))
+    texts = write_corpus(tmp_path / "in", {"a.txt": 30, "gone.txt": 20, "sub/c.txt": 40})
+    job, dest = "e2e-pack-missing", tmp_path / "r"
+    sent = invoke(path, "submit", str(tmp_path / "in"), "--job-id", job, "--no-wait", "-n", "3")
+    assert sent.exit_code == 0, sent.stderr
+    Storage(target_outputs).delete_prefix(target_outputs.input_container, f"{job}/inputs/gone.txt")
+    client = BatchClient(
+        target_outputs.batch_account_url,
+        AzureNamedKeyCredential(target_outputs.batch_account_name, target_outputs.batch_account_key or ""),
+    )
+    resize = bm.BatchPoolResizeOptions(target_dedicated_nodes=1)
+    client.begin_resize_pool(pool.pool_id, resize, polling_interval=0.1).result()
+    try:
+        res = invoke(path, "--json", "results", job, "--wait", "--dest", str(dest), "--timeout", "60")
+        status = invoke(path, "--json", "status", job)
+        error_file = (dest / "files" / "gone.txt.error.txt").read_text(encoding="utf-8")
+        # What the error says to do: a resume uploads the input again, `runner retry` reruns it.
+        resumed = invoke(
+            path, "submit", str(tmp_path / "in"), "--job-id", job, "-n", "3", "--dest", str(dest)
+        )
+        again = invoke(path, "--json", "retry", job, "--dest", str(dest), "--timeout", "60")
+    finally:
+        client.begin_delete_pool(pool.pool_id, polling_interval=0.1).result()
+    print(res.stderr)  # what the user saw, for a failing run's report
+    assert res.exit_code == 10, res.stderr
+    doc = json.loads(res.stdout)
+    files = {f["input"]: f for f in doc["files"]}
+    assert files["gone.txt"]["status"] == "failed" and files["gone.txt"]["runBy"] == "p1"
+    for rel in ("a.txt", "sub/c.txt"):
+        assert (files[rel]["status"], files[rel]["runBy"]) == ("succeeded", "p1-2"), files[rel]
+        assert files[rel]["top"] == top(reference_counts(texts[rel]), 3)
+    assert doc["corpus"]["status"] == "skipped"  # a corpus without gone.txt would look complete
+    [failure] = doc["failures"]
+    assert (failure["taskId"], failure["input"]) == ("p1", "gone.txt")
+    why = failure["stderrTail"]
+    assert f"{job}/inputs/gone.txt" in why and "missing" in why and f"--job-id {job}" in why, why
+    assert "task p1 (gone.txt)" in res.stderr and "a.txt" not in res.stderr.split("failed")[-1]
+    assert error_file == why
+    shown = {f["input"]: (f["status"], f["taskId"]) for f in json.loads(status.stdout)["files"]}
+    assert shown == {"a.txt": ("done", "p1-2"), "gone.txt": ("failed", "p1"), "sub/c.txt": ("done", "p1-2")}
+    assert resumed.exit_code == 10 and "inputs: 1 uploaded, 2 unchanged" in resumed.stderr, resumed.stderr
+    assert again.exit_code == 0, again.stderr
+    redone = json.loads(again.stdout)
+    assert {f["status"] for f in redone["files"]} == {"succeeded"} and redone["failures"] == []
+    corpus = sum((reference_counts(t) for t in texts.values()), start=reference_counts(""))
+    assert redone["corpus"]["top"] == top(corpus, 3)
+    assert not (dest / "files" / "gone.txt.error.txt").exists()
