@@ -147,9 +147,9 @@ def test_a_broken_file_in_a_pack_fails_alone_and_retry_reruns_it(tmp_path: Path,
     assert not (dest / "files" / "bad.txt.error.txt").exists()
 
 
-#: localbatch's weather for the preempted pack: the Spot node is preempted 3 s after each time it
-#: is ready, and back 0.3 s later.
-PREEMPTING = {"seed": 16, "preemption_rate": 1.0, "preemption_after": [3.0, 3.0], "preempted_for": [0.3, 0.3]}
+#: localbatch's weather for the preempted pack: the Spot node is preempted 4 s after each time it
+#: is ready (a requeued task starts at the beginning of a node's life: 4 s is ample), back 0.3 s later.
+PREEMPTING = {"seed": 16, "preemption_rate": 1.0, "preemption_after": [4.0, 4.0], "preempted_for": [0.3, 0.3]}
 PREEMPTED_JOB = "w-pack-preempted"
 
 
@@ -167,7 +167,7 @@ def test_a_preempted_pack_is_requeued_and_gives_the_unpacked_bytes(
 ) -> None:
     """Issue 16's "packed run under the weather profile with a preempted node". A proxy between the
     tasks and Azurite holds the pack's first download of one input for longer than its node lives
-    (20 s against 3 s), so the pack is certainly running when the node goes: nothing waits on the
+    (20 s against 4 s), so the pack is certainly running when the node goes: nothing waits on the
     clock. Batch requeues it, it starts over on the returned node, and the job completes with the
     unpacked run's bytes; the requeue is said once, for the pack; `status` shows every file done."""
     profile = tmp_path / "weather.json"
