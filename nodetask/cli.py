@@ -37,15 +37,12 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
-def _count_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="nodetask",
-        description="Top-N word counts of a text file (the Batch tutorial's task). "
-        "Use 'nodetask merge --help' for merging per-file counts.",
-    )
-    p.add_argument("--filepath", required=True, type=Path, help="The text file to count.")
-    p.add_argument("--numwords", required=True, type=_int, help="How many words to report (N >= 1).")
+def _output_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", type=Path, default=Path("."), help="Where to write results (default: .).")
+
+
+def _counting_options(p: argparse.ArgumentParser) -> None:
+    """What ``nodetask`` and ``nodetask pack`` share: how files are counted (same defaults)."""
     p.add_argument("--ignore-case", action="store_true", help="Count words lower-cased.")
     p.add_argument(
         "--workers", type=_int, default=None, help="Processes for large files (default: all CPUs)."
@@ -54,6 +51,18 @@ def _count_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-parallel-bytes", type=_int, default=DEFAULT_MIN_PARALLEL_BYTES, help=argparse.SUPPRESS
     )
+
+
+def _count_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="nodetask",
+        description="Top-N word counts of a text file (the Batch tutorial's task). "
+        "Use 'nodetask merge --help' for merging per-file counts.",
+    )
+    p.add_argument("--filepath", required=True, type=Path, help="The text file to count.")
+    p.add_argument("--numwords", required=True, type=_int, help="How many words to report (N >= 1).")
+    _output_dir(p)
+    _counting_options(p)
     return p
 
 
@@ -61,7 +70,7 @@ def _merge_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nodetask merge", description="Merge *_counts.json files into the exact corpus top N.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR", help="Counts files or directories.")
     p.add_argument("--numwords", required=True, type=_int, help="How many words to report (N >= 1).")
-    p.add_argument("--output-dir", type=Path, default=Path("."), help="Where to write results (default: .).")
+    _output_dir(p)
     p.add_argument(
         "--allow-missing",
         action="store_true",
@@ -77,18 +86,11 @@ def _pack_parser() -> argparse.ArgumentParser:
         "results in OUTPUT_DIR/<file id>/ (see nodetask.packed).",
     )
     p.add_argument("--in-dir", required=True, type=Path, help="One directory per file id, one file in each.")
-    p.add_argument("--output-dir", type=Path, default=Path("."), help="Where to write results (default: .).")
+    _output_dir(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--numwords", type=_int, help="Count words: how many to report (N >= 1).")
     what.add_argument("--command", help="Run this template per file ({input}, {output_dir}).")
-    p.add_argument("--ignore-case", action="store_true", help="Count words lower-cased.")
-    p.add_argument(
-        "--workers", type=_int, default=None, help="Processes for large files (default: all CPUs)."
-    )
-    p.add_argument("--chunk-size", type=_int, default=DEFAULT_CHUNK_SIZE, help=argparse.SUPPRESS)
-    p.add_argument(
-        "--min-parallel-bytes", type=_int, default=DEFAULT_MIN_PARALLEL_BYTES, help=argparse.SUPPRESS
-    )
+    _counting_options(p)
     return p
 
 

@@ -96,9 +96,8 @@ def names(files: list[InputFile], job_id: str, *, command_mode: bool) -> None:
             too_long.append(f"{f.relpath} ({len(blob):,} characters)")
         if len(PurePosixPath(blob).parts) > MAX_BLOB_SEGMENTS:
             too_deep.append(f.relpath)
-        longest = max(_derived_names(f.relpath, command_mode), key=lambda n: len(n.encode()))
-        if len(longest.encode()) + TEMP_NAME_BYTES > MAX_FILE_NAME_BYTES:
-            long_names.append(f"{f.relpath} (would make a {len(longest.encode())}-byte {longest[-16:]!r})")
+        if (too_much := _name_excess(f, command_mode)) is not None:
+            long_names.append(too_much)
     problems = []
     if too_long:
         problems.append(
@@ -113,7 +112,35 @@ def names(files: list[InputFile], job_id: str, *, command_mode: bool) -> None:
             f"({MAX_FILE_NAME_BYTES} bytes with the temporary name used to write them): {_listed(long_names)}"
         )
     if problems:
-        raise UsageError("; ".join(problems), hint="shorten those file or folder names, or move them up")
+        hint = "shorten those file or folder names, or move them up"
+        if long_names and not (too_long or too_deep):
+            hint = "shorten those file names to the lengths given (their folders may stay as they are)"
+        raise UsageError("; ".join(problems), hint=hint)
+
+
+def _name_excess(f: InputFile, command_mode: bool) -> str | None:
+    """``"<path> (239 bytes): rename it to at most 229 bytes (`<name>_counts.json` ...)"`` when a
+    name the job derives from ``f`` would be too long, else ``None``. Derived names grow with
+    the input's name byte for byte, so the excess is what the name must lose."""
+    name = PurePosixPath(f.relpath).name
+    longest = max(_derived_names(f.relpath, command_mode), key=lambda n: len(n.encode()))
+    excess = len(longest.encode()) + TEMP_NAME_BYTES - MAX_FILE_NAME_BYTES
+    if excess <= 0:
+        return None
+    size = len(name.encode())
+    return (
+        f"{f.path} ({size} bytes): rename it to at most {size - excess} bytes "
+        f"({_pattern(longest, name)} would be {len(longest.encode())} bytes)"
+    )
+
+
+def _pattern(derived: str, name: str) -> str:
+    """A derived name as the rule that makes it: ``<name>_counts.json``, ``<stem>_OUTPUT.txt``."""
+    stem = PurePosixPath(name).stem
+    for whole, shown in ((name, "<name>"), (stem, "<stem>")):
+        if whole and derived.startswith(whole):
+            return f"`{shown}{derived[len(whole) :]}`"
+    return "its name on the node"
 
 
 def _derived_names(relpath: str, command_mode: bool) -> list[str]:

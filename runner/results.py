@@ -78,12 +78,39 @@ class FileResult:
 
     def reruns(self) -> str | None:
         """``"task 3 (a.txt): retried 1 time, requeued 2 times"``; ``None`` if it ran once."""
-        parts = [
-            f"{what} {n} time{'s' if n != 1 else ''}"
-            for what, n in (("retried", self.retries), ("requeued", self.requeues))
-            if n
-        ]
-        return f"task {self.task_id} ({self.input}): {', '.join(parts)}" if parts else None
+        runs = _runs(self.retries, self.requeues)
+        return f"task {self.task_id} ({self.input}): {runs}" if runs else None
+
+
+def _runs(retries: int, requeues: int) -> str:
+    parts = [
+        f"{what} {n} time{'s' if n != 1 else ''}"
+        for what, n in (("retried", retries), ("requeued", requeues))
+        if n
+    ]
+    return ", ".join(parts)
+
+
+def rerun_lines(files: list[FileResult]) -> list[str]:
+    """One line per Batch task that ran more than once, in order: a file's own task as
+    :meth:`FileResult.reruns` says it, a pack once (its files share its counts) as
+    ``"task p1 (7 files: a.txt … z.txt): requeued 1 time"``."""
+    packs: dict[str, list[FileResult]] = {}
+    for r in files:
+        if r.run_by is not None:
+            packs.setdefault(r.run_by, []).append(r)
+    lines: list[str] = []
+    for r in files:
+        if r.run_by is None:
+            line = r.reruns()
+        elif (carried := packs.pop(r.run_by, None)) is not None and (runs := _runs(r.retries, r.requeues)):
+            names = f"{len(carried)} files: {carried[0].input} … {carried[-1].input}"
+            line = f"task {r.run_by} ({names if len(carried) > 1 else r.input}): {runs}"
+        else:
+            line = None
+        if line:
+            lines.append(line)
+    return lines
 
 
 @dataclass(frozen=True)

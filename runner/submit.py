@@ -57,10 +57,11 @@ from runner.errors import (
 )
 from runner.inputs import InputFile
 from runner.nodecode import ensure_node_code
+from runner.pack_recovery import split_packs_with_missing_inputs
 from runner.packing import FileToRun, PackPolicy, PlannedTask, group, parse_pack
 from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
-from runner.results import JobResults, download
+from runner.results import JobResults, download, rerun_lines
 from runner.storage import UploadItem
 from runner.targets import AuthMode, Session
 from runner.task_access import TaskAccess, task_access
@@ -360,6 +361,11 @@ def watch(
     itself with its last task: nobody watches it any more."""
     try:
         monitor(session, manifest, opts, reporter)
+        while (
+            split := split_packs_with_missing_inputs(session, manifest, opts.timeout, reporter)
+        ) is not None:
+            manifest = split  # a pack's missing input fails that file alone: the others run again
+            monitor(session, manifest, opts, reporter)
     except UnreachableError:
         raise  # it cannot be told either
     except (KeyboardInterrupt, RunnerError):
@@ -687,8 +693,7 @@ def collect(
 def _say_reruns(results: JobResults, reporter: Reporter, limit: int = 20) -> None:
     """One line per task that Batch ran more than once (retried after a failure, or requeued
     because its node was preempted or left), at most ``limit`` of them."""
-    every = [*results.files, *([results.corpus] if results.corpus else [])]
-    lines = [line for r in every if (line := r.reruns())]
+    lines = rerun_lines([*results.files, *([results.corpus] if results.corpus else [])])
     for line in lines[:limit]:
         reporter.info(line)
     if len(lines) > limit:

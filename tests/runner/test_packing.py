@@ -115,3 +115,25 @@ def test_a_packed_job_in_two_merge_levels_is_accepted_by_batch() -> None:
     assert spans == ["1..500", "501..1000", "1001..1200"]
     for spec in specs:  # the service's own checks, as localbatch makes them
         lb_models.validate_task(_task_model(spec).as_dict())
+
+
+def test_a_pack_split_for_a_missing_input_keeps_the_culprit_and_names_the_rest_anew() -> None:
+    """runner.pack_recovery: the files whose input is missing stay with the failed pack; the others
+    get a new task (``p1-2``, then ``p1-3`` for a second split; a lone file: its own id)."""
+    from runner import manifest as mf
+    from runner.pack_recovery import _new_task_id, _split
+
+    tasks = tuple(
+        mf.ManifestTask(str(i), f"f{i}.txt", f"j/inputs/f{i}.txt", f"f{i}.txt", 1) for i in range(1, 6)
+    )
+    packs = (mf.ManifestPack("p1", ("1", "2", "3")), mf.ManifestPack("p2", ("4", "5")))
+    man = mf.Manifest("j", "now", 3, True, None, 0, tasks, pack="auto", packs=packs)
+    split, task = _split(man, man.packs[0], {"2"})
+    assert (task.task_id, task.file_ids) == ("p1-2", ("1", "3"))
+    assert split.task_of == {"1": "p1-2", "2": "p1", "3": "p1-2", "4": "p2", "5": "p2"}
+    again, task = _split(split, split.packs[-1], {"3"})  # the new task failed the same way
+    assert (task.task_id, task.file_ids) == ("1", ("1",)) and again.task_of["1"] == "1"
+    assert again.file_task_ids == ["1", "p1", "p1-2", "p2"]
+    _, task = _split(split, split.packs[1], {"5"})
+    assert (task.task_id, task.file_ids) == ("4", ("4",))
+    assert _new_task_id("p1-2", {"p1", "p1-2", "p2"}) == "p1-3"

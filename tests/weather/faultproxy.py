@@ -55,6 +55,8 @@ class Fault:
     count: int = 1
     every: int = 1
     hang: float = 0.0
+    #: With ``hang``: the silence ends early once this is set (the test saw what it waited for).
+    release: threading.Event | None = None
     only: Match = any_request
     served: int = 0
     _seen: int = 0
@@ -145,7 +147,9 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 fault = proxy._pick(self.command, self.path, headers)
-                if fault is not None and fault.hang:
+                if fault is not None and fault.hang and fault.release is not None:
+                    fault.release.wait(fault.hang)
+                elif fault is not None and fault.hang:
                     time.sleep(fault.hang)
                 elif fault is not None:
                     self._fail(fault)
