@@ -59,8 +59,10 @@ class ApplicationOperations:
         return self._json(200, body, etag, latest)
 
     async def list_subtasks(self, ctx: Ctx) -> web.StreamResponse:
-        self.service.task(ctx.segments[1], ctx.segments[3])  # 404 for a job or task that does not exist
-        return self._list_indexed(ctx, "subtasksinfo", [])
+        _, row = self.service.task(
+            ctx.segments[1], ctx.segments[3]
+        )  # 404 for a job or task that does not exist
+        return self._list_indexed(ctx, "subtasksinfo", self.service.multi.subtasks(row.job, row.key))
 
     def _applications(self) -> list[dict[str, Any]]:
         versions: dict[str, set[str]] = {}

@@ -360,7 +360,10 @@ def validate_task(body: Any) -> dict[str, Any]:
     _validate_exit_conditions(body)
     _validate_depends_on(body)
     _opt_int(body, "requiredSlots", "", 1, 256)
-    _unsupported(body, ("containerSettings", "multiInstanceSettings", "applicationPackageReferences"), "")
+    _unsupported(body, ("containerSettings", "applicationPackageReferences"), "")
+    from localbatch import multiinstance  # here: it builds on this module's checks
+
+    multiinstance.validate(body)
     if body.get("userIdentity") is not None:
         _obj(body["userIdentity"], "userIdentity")
     return body
