@@ -2,7 +2,9 @@
 
 Every version listed here uses the JSON shapes localbatch implements (the
 shapes have been stable since the 2018 generation for everything in scope).
-Anything else is refused with Batch's ``InvalidQueryParameterValue`` (or
+They are the versions Azure still serves: every one newer than September 2017
+(https://learn.microsoft.com/rest/api/batchservice/batch-api-status; the older
+ones were removed in 2020 and 2021). Anything else is refused with Batch's ``InvalidQueryParameterValue`` (or
 ``MissingRequiredQueryParameter`` when absent).
 """
 
@@ -27,8 +29,18 @@ SUPPORTED: frozenset[str] = frozenset(
         "2019-08-01.10.0",
         "2019-06-01.9.0",
         "2018-12-01.8.0",
+        "2018-08-01.7.0",
+        "2018-03-01.6.1",
     }
 )
+
+#: The first version without ``GET /nodeagentskus`` (replaced by ``GET /supportedimages``).
+NO_NODE_AGENT_SKUS = "2020-09-01.12.0"
+
+
+def has_node_agent_skus(version: str) -> bool:
+    """Whether ``version`` (a supported one) still defines ``GET /nodeagentskus``."""
+    return version.split(".")[0] < NO_NODE_AGENT_SKUS.split(".")[0]
 
 
 def check(value: str | None) -> str:
