@@ -8,14 +8,18 @@ and needs root for a private network namespace; skipped otherwise). The other te
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from azure.batch import BatchClient
+from azure.storage.blob import BlobServiceClient
 
-from tests.localbatch.conftest import RawBatch
+from tests.conftest import Azurite
+from tests.localbatch.conftest import RawBatch, container_sas_url, new_job, unique, wait_task_completed
 
 SAMPLES = os.environ.get("AZURE_BATCH_SAMPLES")
 SCRIPT = Path(__file__).parents[2] / "scripts" / "run_ms_samples.py"
@@ -43,6 +47,33 @@ def test_api_2018_versions_and_node_agent_skus_as_the_mpi_sample_uses_them(raw: 
     assert status == 400 and body is not None and body["code"] == "InvalidQueryParameterValue"  # removed
     status, _, _ = raw.send("GET", "/nodeagentskus")  # 2025-06-01 has no such operation
     assert status == 404
+
+
+def test_blob_source_resource_files_of_api_2018_03(
+    raw: RawBatch, client: BatchClient, shared_pool: str, azurite: Azurite, blobs: BlobServiceClient
+) -> None:
+    """Before 2018-12-01.8.0 a resource file's URL was ``blobSource`` (the MPI sample's inputs)."""
+    container = unique("blobsource")
+    blobs.create_container(container)
+    blobs.get_blob_client(container, "in.txt").upload_blob(b"from blobSource\n")
+    base, query = container_sas_url(azurite, container, read=True).split("?", 1)
+    job_id = new_job(client, shared_pool)
+    task = {
+        "id": "t",
+        "commandLine": "cat in.txt",
+        "resourceFiles": [{"blobSource": f"{base}/in.txt?{query}", "filePath": "in.txt"}],
+    }
+    old = RawBatch(raw.server, api_version="2018-03-01.6.1")
+    status, body, _ = old.send("POST", f"/jobs/{job_id}/tasks", json.dumps(task).encode())
+    assert status == 201, body
+    done = wait_task_completed(client, job_id, "t")
+    assert done.execution_info.result == "success"
+    assert b"".join(client.download_task_file(job_id, "t", "stdout.txt")) == b"from blobSource\n"
+    assert done.resource_files[0].http_url.startswith(base)  # stored in today's terms
+    task["id"] = "current"
+    status, body, _ = raw.send("POST", f"/jobs/{job_id}/tasks", json.dumps(task).encode())
+    assert status == 400 and body is not None and body["code"] == "InvalidRequestBody"  # not in 2025-06-01
+    blobs.delete_container(container)
 
 
 @pytest.mark.skipif(
