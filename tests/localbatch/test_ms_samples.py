@@ -52,15 +52,16 @@ def test_api_2018_versions_and_node_agent_skus_as_the_mpi_sample_uses_them(raw: 
 def test_blob_source_resource_files_of_api_2018_03(
     raw: RawBatch, client: BatchClient, shared_pool: str, azurite: Azurite, blobs: BlobServiceClient
 ) -> None:
-    """Before 2018-12-01.8.0 a resource file's URL was ``blobSource`` (the MPI sample's inputs)."""
+    """Before 2018-12-01.8.0 a resource file's URL was ``blobSource`` (the MPI sample's inputs);
+    the MPI sample runs its resource files as programs: Batch's default fileMode is 0770 on Linux."""
     container = unique("blobsource")
     blobs.create_container(container)
-    blobs.get_blob_client(container, "in.txt").upload_blob(b"from blobSource\n")
+    blobs.get_blob_client(container, "in.txt").upload_blob(b"#!/bin/sh\necho from blobSource\n")
     base, query = container_sas_url(azurite, container, read=True).split("?", 1)
     job_id = new_job(client, shared_pool)
     task = {
         "id": "t",
-        "commandLine": "cat in.txt",
+        "commandLine": "./in.txt",  # Linux nodes give resource files mode 0770 unless fileMode says otherwise
         "resourceFiles": [{"blobSource": f"{base}/in.txt?{query}", "filePath": "in.txt"}],
     }
     old = RawBatch(raw.server, api_version="2018-03-01.6.1")
