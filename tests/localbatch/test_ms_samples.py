@@ -78,7 +78,8 @@ def test_blob_source_resource_files_of_api_2018_03(
 
 
 @pytest.mark.skipif(
-    not SAMPLES, reason="set AZURE_BATCH_SAMPLES to a clone of Azure-Samples/azure-batch-samples"
+    not SAMPLES,
+    reason="set AZURE_BATCH_SAMPLES to a clone of Azure-Samples/azure-batch-samples (runs minutes, as root)",
 )
 def test_samples_run_as_on_azure(tmp_path: Path) -> None:
     run = subprocess.run(
