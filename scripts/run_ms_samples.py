@@ -49,7 +49,10 @@ B3 = ("azure-batch==3.0.0", "azure-storage==0.34.0")
 B030 = ("azure-batch==0.30.0rc4", "azure-storage==0.30.0")
 #: The storage account's production host name: samples of the azure-storage 0.x/1.x era can only
 #: address https://ACCOUNT.blob.core.windows.net, so that name is made to reach Azurite (see README).
-STORAGE_HOST = f"{services.AZURITE_ACCOUNT_NAME}.blob.core.windows.net"
+#: The storage account Azurite serves for the samples: not Azurite's devstoreaccount1, which the
+#: azure-storage 2.x SDK under blobxfer takes for the storage emulator (and then refuses to run).
+STORAGE_ACCOUNT = "batchsamples"
+STORAGE_HOST = f"{STORAGE_ACCOUNT}.blob.core.windows.net"
 
 #: Retired images the samples name, and their current replacements (applied to the samples' .py files).
 IMAGE_EDITS: tuple[tuple[str, str], ...] = (
@@ -85,6 +88,7 @@ class Sample:
     answers: str = ""  # what is typed at its prompts (stdin)
     cwd: str = ""  # where it is run from, relative to Python/Batch
     after: str = ""  # "multi-instance": then wait for its multi-instance task and report how it ended
+    tools: tuple[str, ...] = ()  # command-line tools it runs (pip requirements, on its PATH)
 
 
 SAMPLES: tuple[Sample, ...] = (
@@ -118,9 +122,9 @@ SAMPLES: tuple[Sample, ...] = (
         "sample3_encrypted_resourcefiles.py",
         B12,
         "adds a PFX certificate to the account, pool with certificateReferences, decrypting task",
-        "fails: Batch account certificates retired on 29 February 2024",
-        expect_error="certificate",
-        not_here="needs the blobxfer CLI, which reaches storage only as https://ACCOUNT.blob.SUFFIX",
+        "fails: Batch account certificates retired on 29 February 2024 (at its certificate add)",
+        expect_error="in add_certificate_to_account",
+        tools=("blobxfer==1.11.0",),  # its README: pip install blobxfer (the version of its time)
     ),
     Sample(
         "sample4_job_scheduler",
@@ -225,7 +229,7 @@ class Target:
 
 def write_config(sample: Sample, batch_dir: Path, t: Target) -> None:
     """Fill in the accounts as a user does for Azure: the .cfg files, or the script's constants."""
-    storage = services.AZURITE_ACCOUNT_NAME
+    storage = STORAGE_ACCOUNT
     if sample.config == "constants":
         script = batch_dir / sample.script
         text = script.read_text()
@@ -382,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             print("needs root and unshare: samples reach storage as https://" + STORAGE_HOST, file=sys.stderr)
             return 2
-        for requirements in dict.fromkeys(s.requirements for s in chosen):
+        for requirements in dict.fromkeys(
+            [s.requirements for s in chosen] + [s.tools for s in chosen if s.tools]
+        ):
             try:  # before the private network, which has no index to install from
                 venv_python(args.venv_dir, requirements)
             except subprocess.CalledProcessError:
@@ -408,6 +414,9 @@ def run_all(
     storage_key = base64.b64encode(os.urandom(64)).decode("ascii")
     ca, cert, cert_key = make_tls(work / "tls")
     tls = services.AzuriteTls(cert, cert_key, storage_key)
+    services.AZURITE_ACCOUNT_NAME = (
+        STORAGE_ACCOUNT  # the account start_azurite gives Azurite (this process only)
+    )
     azurite = services.start_azurite(work / "azurite", port=443, tls=tls)
     blob_endpoint = f"https://{STORAGE_HOST}"
     try:
@@ -416,7 +425,7 @@ def run_all(
             account_name="localbatch",
             account_key=key,
             storage_blob_endpoint=blob_endpoint,
-            storage_account_name=services.AZURITE_ACCOUNT_NAME,
+            storage_account_name=STORAGE_ACCOUNT,
             storage_account_key=storage_key,
             extra_args=["--ca-file", str(ca)],
         )
@@ -456,6 +465,12 @@ def run_one(
     except subprocess.CalledProcessError:
         sample = replace(sample, not_here=f"{' '.join(sample.requirements)} do not install on this Python")
         return Result(sample, -1, 0.0, "pip failed")
+    if sample.tools:
+        try:
+            tools = venv_python(venv_dir, sample.tools).parent
+        except subprocess.CalledProcessError:
+            return Result(replace(sample, not_here=f"{' '.join(sample.tools)} do not install"), -1, 0.0, "")
+        env = {**env, "PATH": f"{tools}{os.pathsep}{env.get('PATH', '')}"}
     bound = min(timeout, sample.bound or timeout)
     log = logs / f"{sample.name}.log"
     result = run_sample(sample, python, batch_dir, bound, log, [target.key, target.storage_key], env)

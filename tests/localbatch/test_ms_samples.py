@@ -81,6 +81,7 @@ def test_blob_source_resource_files_of_api_2018_03(
     not SAMPLES,
     reason="set AZURE_BATCH_SAMPLES to a clone of Azure-Samples/azure-batch-samples (runs minutes, as root)",
 )
+@pytest.mark.timeout(1800)  # the first run also makes a virtualenv per SDK generation
 def test_samples_run_as_on_azure(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(SCRIPT), str(SAMPLES), "--logs", str(tmp_path / "logs")],
