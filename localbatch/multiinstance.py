@@ -255,6 +255,10 @@ class MultiInstance:
         if task.get("multiInstanceSettings"):
             self.tasks.setdefault(job_key, set()).add(str(task["id"]).lower())
 
+    def waiting(self, job_keys: list[str]) -> int:
+        """At most how many multi-instance tasks of these jobs may wait (rows the scheduler skips)."""
+        return sum(len(self.tasks.get(key, ())) for key in job_keys)
+
     def is_multi(self, row: TaskRow) -> bool:
         keys = self.tasks.get(row.job)
         return keys is not None and row.key in keys

@@ -607,6 +607,7 @@ class Service(PoolsAndNodes):
                 continue
             limits = self._parallel_limits(jobs)
             want = free + len(limits) * free + len(self._dispatching)
+            want += self.multi.waiting([j["id"].lower() for j in jobs])  # they must not crowd others out
             rows = self.store.runnable([j["id"].lower() for j in jobs], want)
             for row in rows:
                 if row.seq in self._dispatching:

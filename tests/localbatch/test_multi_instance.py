@@ -133,7 +133,9 @@ def test_mpi_flow_waits_for_nodes_runs_everywhere_and_terminates_every_instance(
     blobs.delete_container(container)
 
 
-def test_refusals_and_a_pool_without_inter_node_communication(client: BatchClient, shared_pool: str) -> None:
+def test_refusals_and_a_pool_without_inter_node_communication(
+    client: BatchClient, shared_pool: str, localbatch: LocalBatch
+) -> None:
     job_id = new_job(client, shared_pool)
     bad_slots = _multi("slots", "true", 2, [], required_slots=2)
     with pytest.raises(HttpResponseError) as exc:
@@ -153,3 +155,16 @@ def test_refusals_and_a_pool_without_inter_node_communication(client: BatchClien
     wait_task_completed(client, job_id, "plain")  # scheduling passes ran after the multi-instance task's add
     assert client.get_task(job_id, "mpi").state == "active"
     assert list(client.list_subtasks(job_id, "mpi")) == []
+    # The waiting task (the oldest) must not crowd out the others: all 4 slots of the pool fill.
+    gate = localbatch.data_dir / f"gate-{job_id}"
+    wait = f"/bin/sh -c 'while [ ! -e {gate} ]; do sleep 0.05; done'"
+    limit = bm.BatchTaskConstraints(max_wall_clock_time="PT60S")
+    for i in range(4):
+        client.create_task(
+            job_id, bm.BatchTaskCreateOptions(id=f"w{i}", command_line=wait, constraints=limit)
+        )
+    wait_for(lambda: all(client.get_task(job_id, f"w{i}").state == "running" for i in range(4)), timeout=20)
+    gate.write_text("")
+    for i in range(4):
+        wait_task_completed(client, job_id, f"w{i}")
+    client.begin_delete_job(job_id, polling_interval=0.1).result(timeout=20)
