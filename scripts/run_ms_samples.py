@@ -493,7 +493,9 @@ def multi_instance_outcome(t: Target, timeout: float) -> str:
             job_id, task = multi[0]
             subtasks = list(client.list_subtasks(job_id, task.id))
             info = task.execution_info
-            nodes = {s.node_info.node_id for s in subtasks} | {task.node_info.node_id}
+            if info is None or task.node_info is None:
+                return "its multi-instance task completed without execution information"
+            nodes = {s.node_info.node_id for s in subtasks if s.node_info} | {task.node_info.node_id}
             states = ",".join(sorted({str(getattr(s.state, "value", s.state)) for s in subtasks}))
             result = getattr(info.result, "value", info.result)
             return (

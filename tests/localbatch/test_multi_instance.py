@@ -6,6 +6,7 @@ the service's refusals. One pool of 3 nodes with inter-node communication, 1 slo
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def _multi(
             coordination_command_line=COORDINATION,
             common_resource_files=common,
         ),
-        constraints=bm.BatchTaskConstraints(max_wall_clock_time="PT60S"),
+        constraints=bm.BatchTaskConstraints(max_wall_clock_time=timedelta(seconds=60)),
         **kw,
     )
 
@@ -158,7 +159,7 @@ def test_refusals_and_a_pool_without_inter_node_communication(
     # The waiting task (the oldest) must not crowd out the others: all 4 slots of the pool fill.
     gate = localbatch.data_dir / f"gate-{job_id}"
     wait = f"/bin/sh -c 'while [ ! -e {gate} ]; do sleep 0.05; done'"
-    limit = bm.BatchTaskConstraints(max_wall_clock_time="PT60S")
+    limit = bm.BatchTaskConstraints(max_wall_clock_time=timedelta(seconds=60))
     for i in range(4):
         client.create_task(
             job_id, bm.BatchTaskCreateOptions(id=f"w{i}", command_line=wait, constraints=limit)
