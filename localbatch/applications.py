@@ -6,9 +6,11 @@
   ``applicationId``, with the versions referenced; ``default`` when none is). With
   no reference the list is empty, as for an account with no applications, and
   any id is 404 ``ApplicationNotFound``.
-* **Subtasks** (``GET /jobs/{jobId}/tasks/{taskId}/subtasksinfo``): multi-instance
-  tasks are refused at add, so every task has none: an empty list, as the service
-  answers for a task that is not multi-instance (404 for a task that does not exist).
+* **Subtasks** (``GET /jobs/{jobId}/tasks/{taskId}/subtasksinfo``): those of a
+  multi-instance task (:mod:`localbatch.multiinstance`); an empty list for any other
+  task, as the service answers (404 for a task that does not exist).
+* **Node agent SKUs** (``GET /nodeagentskus``, api-versions before 2020-09-01 only):
+  the supported images grouped by node agent SKU.
 
 A mixin of :class:`localbatch.server.BatchApi`.
 """
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from localbatch import api_versions, images
 from localbatch.errors import BatchError
 
 if TYPE_CHECKING:
@@ -58,9 +61,19 @@ class ApplicationOperations:
         body = {"odata.metadata": f"{ctx.base}/$metadata#applications/@Element", **app}
         return self._json(200, body, etag, latest)
 
+    async def list_node_agent_skus(self, ctx: Ctx) -> web.StreamResponse:
+        """``GET /nodeagentskus``: only the api-versions that define it; others never had the URI."""
+        if not api_versions.has_node_agent_skus(ctx.api_version):
+            raise BatchError(
+                404, "InvalidUri", "The requested URI does not represent any resource on the server."
+            )
+        return self._list_indexed(ctx, "nodeagentskus", images.node_agent_skus())
+
     async def list_subtasks(self, ctx: Ctx) -> web.StreamResponse:
-        self.service.task(ctx.segments[1], ctx.segments[3])  # 404 for a job or task that does not exist
-        return self._list_indexed(ctx, "subtasksinfo", [])
+        _, row = self.service.task(
+            ctx.segments[1], ctx.segments[3]
+        )  # 404 for a job or task that does not exist
+        return self._list_indexed(ctx, "subtasksinfo", self.service.multi.subtasks(row.job, row.key))
 
     def _applications(self) -> list[dict[str, Any]]:
         versions: dict[str, set[str]] = {}

@@ -70,6 +70,20 @@ SUPPORTED_IMAGES: tuple[dict[str, Any], ...] = tuple(
 )
 
 
+def node_agent_skus() -> list[dict[str, Any]]:
+    """The catalogue as ``GET /nodeagentskus`` (api-versions before 2020-09-01) lists it:
+    one entry per node agent SKU with its verified images."""
+    skus: dict[str, dict[str, Any]] = {}
+    for image in SUPPORTED_IMAGES:
+        sku = skus.setdefault(
+            image["nodeAgentSKUId"],
+            {"id": image["nodeAgentSKUId"], "verifiedImageReferences": [], "osType": image["osType"]},
+        )
+        if image["verificationType"] == "verified":
+            sku["verifiedImageReferences"].append(dict(image["imageReference"]))
+    return list(skus.values())
+
+
 def supported_images() -> list[dict[str, Any]]:
     """Fresh copies of the catalogue (callers may filter and project them)."""
     return [{**d, "imageReference": dict(d["imageReference"])} for d in SUPPORTED_IMAGES]

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from localbatch import errors
+from localbatch import errors, taskstate
 from localbatch.errors import BatchError
-from localbatch.etags import new_etag
 from localbatch.models import TaskSpec, iso, parse_duration, task_spec_from_json, utcnow
 from localbatch.node import Execution, Outcome, node_root, task_dir
 
@@ -148,17 +147,7 @@ class JobTasks:
         if not prep.get("waitForSuccess", True):
             return False
         node.used += row.slots
-        now = iso(utcnow())
-        self.service.store.update_task(
-            row.seq,
-            prev_state=row.state,
-            prev_state_time=row.state_time,
-            state="preparing",
-            state_time=now,
-            last_modified=now,
-            etag=new_etag(),
-            node_id=node.id,
-        )
+        taskstate.move(self.service.store, row, "preparing", node_id=node.id)
         self._waiting.setdefault(where, []).append((row.seq, row.slots))
         return True
 
@@ -176,10 +165,7 @@ class JobTasks:
         return task_dir(node_root(self.service.config.data_dir, node_id), job["id"], task_id)
 
     def _execution(self, job: dict[str, Any], node: NodeRuntime, task_id: str, spec: TaskSpec) -> Execution:
-        env = self.service._node_env(node)
-        env.update(AZ_BATCH_JOB_ID=job["id"], AZ_BATCH_TASK_ID=task_id)
-        directory = self._directory(job, node.id, task_id)
-        return Execution(spec, directory, env, self.service.config.auto_storage)
+        return taskstate.execution(self.service, job, node, task_id, spec)
 
     def _start_prep(self, job: dict[str, Any], node: NodeRuntime) -> None:
         key = job["id"].lower()
@@ -224,17 +210,7 @@ class JobTasks:
             if succeeded and fits and job is not None and job["state"] == "active":
                 self.service._start_task(row, node)
                 continue
-            now = iso(utcnow())
-            self.service.store.update_task(
-                seq,
-                prev_state=row.state,
-                prev_state_time=row.state_time,
-                state="active",
-                state_time=now,
-                last_modified=now,
-                etag=new_etag(),
-                node_id=None,
-            )
+            taskstate.move(self.service.store, row, "active", node_id=None)
 
     # ------------------------------------------------------------------ release
 

@@ -96,6 +96,7 @@ _TASK_MODELS = (
     "BatchJobReleaseTask",
 )
 _POOL_MODELS = ("BatchPoolCreateOptions", "BatchPoolSpecification")
+MAX_INSTANCES = 64  # localbatch's node limit per pool (``ServiceConfig.max_nodes_per_pool``)
 _RETRIES = Limit(lo=-1)
 _SLOTS = Limit(lo=1, hi=256)
 _NODES = Limit(lo=0)
@@ -136,6 +137,8 @@ LIMITS: dict[tuple[str, str], Limit] = {
     ),
     ("BatchNodeRemoveOptions", "nodeList"): Limit(lo=1, hi=100),
     ("BatchMetadataItem", "value"): Limit(allow_empty=True),
+    ("MultiInstanceSettings", "coordinationCommandLine"): Limit(required=True, max_length=8000),
+    ("MultiInstanceSettings", "numberOfInstances"): Limit(lo=1, hi=MAX_INSTANCES),
 }
 
 
@@ -237,6 +240,14 @@ RETIRED = {
 }
 
 
+def _one_slot_per_instance(body: dict[str, Any], prefix: str) -> None:
+    """A multi-instance task takes one slot on each of its nodes: ``requiredSlots`` must be 1."""
+    if body.get("multiInstanceSettings") is not None and body.get("requiredSlots") not in (None, 1):
+        raise invalid_property(
+            prefix + "requiredSlots", body["requiredSlots"], "For multi-instance tasks it must be 1."
+        )
+
+
 def _refuse_retired(body: dict[str, Any], prefix: str = "") -> None:
     """Retired features are refused as today's Azure refuses them (not accepted, then failed)."""
     for key, reason in RETIRED.items():
@@ -246,7 +257,8 @@ def _refuse_retired(body: dict[str, Any], prefix: str = "") -> None:
 
 RULES: dict[str, tuple[Rule, ...]] = {
     "BatchTaskCreateOptions": (
-        _unsupported("containerSettings", "multiInstanceSettings", "applicationPackageReferences"),
+        _unsupported("containerSettings", "applicationPackageReferences"),
+        _one_slot_per_instance,
     ),
     "BatchStartTask": (_unsupported("containerSettings"),),
     **{

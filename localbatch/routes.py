@@ -10,6 +10,7 @@ from __future__ import annotations
 
 ROUTES: tuple[tuple[str, dict[str, str]], ...] = (
     ("supportedimages", {"GET": "list_supported_images"}),
+    ("nodeagentskus", {"GET": "list_node_agent_skus"}),  # api-versions before 2020-09-01 only
     ("nodecounts", {"GET": "list_node_counts"}),
     ("poolusagemetrics", {"GET": "list_usage_metrics"}),
     ("pools", {"GET": "list_pools", "POST": "create_pool"}),

@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from localbatch import autopools, autoscaling, errors, jobschedules, jobtasks, storage, weather
+from localbatch import autopools, autoscaling, errors, jobschedules, jobtasks, multiinstance, storage, weather
 from localbatch.errors import BatchError
 from localbatch.etags import new_etag
 from localbatch.models import (
@@ -95,7 +95,7 @@ class RunningTask:
     job: str
     node_id: str
     slots: int
-    execution: Execution
+    execution: Execution | multiinstance.MultiExecution
     spec: TaskSpec
 
 
@@ -137,6 +137,7 @@ class Service(PoolsAndNodes):
         self.schedules = jobschedules.JobSchedules(self)
         self.jobtasks = jobtasks.JobTasks(self)
         self.autopools = autopools.AutoPools(self)
+        self.multi = multiinstance.MultiInstance(self)
         # Tasks picked by the scheduler, waiting out the weather's task latency: seq -> (job, node, slots).
         self._dispatching: dict[int, tuple[str, NodeRuntime, int]] = {}
         self._stopping = False
@@ -197,6 +198,7 @@ class Service(PoolsAndNodes):
             if pool.get("enableAutoScale") and pool["state"] == "active":
                 self.autoscaler.start(pool)
         self.schedules.load()
+        self.multi.load()
         self._loop_task = asyncio.create_task(self._schedule_loop())
         self.ready.set()
         self.wake()
@@ -478,6 +480,7 @@ class Service(PoolsAndNodes):
             etag = new_etag()
             etags.append(etag)
             deps = t.get("dependsOn") or {}
+            self.multi.added(key, t)
             rows.append(
                 {
                     "id": t["id"],
@@ -604,9 +607,14 @@ class Service(PoolsAndNodes):
                 continue
             limits = self._parallel_limits(jobs)
             want = free + len(limits) * free + len(self._dispatching)
+            want += self.multi.waiting([j["id"].lower() for j in jobs])  # they must not crowd others out
             rows = self.store.runnable([j["id"].lower() for j in jobs], want)
             for row in rows:
                 if row.seq in self._dispatching:
+                    continue
+                if self.multi.is_multi(row):  # whole nodes, numberOfInstances of them
+                    if self.multi.dispatch(row, pool, free_nodes):
+                        free = sum(max(0, n.slots - n.used) for n in free_nodes)
                     continue
                 if row.job in limits:
                     if limits[row.job] <= 0:
@@ -689,7 +697,9 @@ class Service(PoolsAndNodes):
         env["AZ_BATCH_TASK_ID"] = row.task_id
         env.update(self.jobtasks.task_environment(job, node))
         directory = task_dir(node_root(self.config.data_dir, node.id), job["id"], row.task_id)
-        execution = Execution(spec, directory, env, self.config.auto_storage)
+        execution = self.multi.execution(row, spec, directory, env) or Execution(
+            spec, directory, env, self.config.auto_storage
+        )
         # A requeued task starts over, as on a new node: files of the lost run must not be uploaded.
         execution.fresh = row.requeue_count > 0 and row.node_id is None
         seq = row.seq

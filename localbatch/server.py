@@ -213,6 +213,7 @@ class BatchApi(NodeOperations, ApplicationOperations):
             current = self._version(ctx)
             if current is not None:  # a missing resource: the handler answers its 404
                 conditions.check(ctx.request.headers, ctx.method, current)
+        ctx.body = api_versions.upgrade_body(ctx.body, ctx.api_version)
         bodies.check_request(ctx.method, shape, ctx.body, ctx.api_version != api_versions.CURRENT)
         return await handler(ctx)
 

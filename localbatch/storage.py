@@ -182,17 +182,22 @@ def _status(exc: Exception) -> int | None:
     return status if isinstance(status, int) else None
 
 
+DEFAULT_FILE_MODE = 0o770
+
+
 @contextlib.contextmanager
 def _replacing(target: Path) -> Iterator[BinaryIO]:
     """Write a new file that replaces ``target`` when complete (a symlink there is replaced, not followed).
 
     The temporary name is short and fixed in length, so any ``target`` name a file system
-    accepts can be written (a name near 255 bytes plus a suffix would not be).
+    accepts can be written (a name near 255 bytes plus a suffix would not be). The file's mode is
+    0770, Batch's default for a resource file on a Linux node (a ``fileMode`` is applied after).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".lb-{secrets.token_hex(8)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, DEFAULT_FILE_MODE)
     try:
+        os.fchmod(fd, DEFAULT_FILE_MODE)  # whatever the umask
         with open(fd, "wb") as fh:
             yield fh
         os.replace(tmp, target)

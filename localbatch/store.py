@@ -321,6 +321,15 @@ class Store:
             ).fetchone()[0]
         )
 
+    def multi_instance_tasks(self) -> list[tuple[str, str]]:
+        """(job, task key) of the unfinished tasks with ``multiInstanceSettings``."""
+        return list(
+            self._db.execute(
+                "SELECT job, key FROM tasks WHERE state != 'completed'"
+                " AND instr(spec, '\"multiInstanceSettings\"') > 0"
+            )
+        )
+
     def tasks_in_state(self, state: str, job: str | None = None) -> list[TaskRow]:
         if job is None:
             rows = self._db.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE state = ?", (state,))

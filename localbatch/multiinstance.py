@@ -1,0 +1,333 @@
+"""Multi-instance tasks (``multiInstanceSettings``), run as Batch runs them for MPI.
+
+* **Add**: ``numberOfInstances`` (default 1, at most the account's node limit per pool),
+  ``coordinationCommandLine`` (required), ``commonResourceFiles`` (as resource files); a
+  ``requiredSlots`` other than 1 is refused (400 ``InvalidPropertyValue``), as the spec says
+  "for multi-instance Tasks, this must be 1".
+* **Scheduling**: the task stays ``active`` until ``numberOfInstances`` nodes of its pool are
+  idle (whole nodes, one instance each); on a pool without ``enableInterNodeCommunication`` or
+  with ``taskSlotsPerNode`` > 1 it is never scheduled and stays ``active``, as Batch's MPI
+  documentation says it does.
+* **Run**: on every node (the primary's first) the common resource files are downloaded into the
+  task's root directory (``AZ_BATCH_TASK_SHARED_DIR``, one above the working directory) and the
+  coordination command runs; when every one has exited 0 the primary runs the task's command
+  line (with its ``resourceFiles`` and ``outputFiles``, on the primary only). A coordination
+  command that fails fails the task (retried per its constraints) without running the command
+  line. When the primary ends, every instance's processes end (a coordination command's
+  background services included: its process group is killed) and the subtasks complete.
+  Terminating the task (or its job) ends all instances at once.
+* **Environment**: ``AZ_BATCH_HOST_LIST`` (``ip,ip``), ``AZ_BATCH_NODE_LIST`` (``ip;ip``),
+  ``AZ_BATCH_MASTER_NODE`` (``ip:port``), ``AZ_BATCH_IS_CURRENT_NODE_MASTER`` (``true``/``false``),
+  ``AZ_BATCH_TASK_SHARED_DIR``. Every local node's IP is 127.0.0.1, so the lists repeat it.
+* **Subtasks** (``GET .../subtasksinfo``): ids 1 .. N-1 (the primary is the task itself), each
+  with its node (``nodeInfo.taskRootDirectory`` readable through the node's files), state,
+  times, exit code (its coordination command's) and result. Kept in memory: after a restart a
+  task that ran before lists none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from localbatch import transfer
+from localbatch.models import NodeState, ResourceFile, TaskSpec, _resource_files, iso, utcnow
+from localbatch.node import Execution, Outcome, failure_info, node_root, task_dir
+from localbatch.transfer import TransferError
+
+if TYPE_CHECKING:
+    from localbatch.pools import NodeRuntime
+    from localbatch.scheduler import Service
+    from localbatch.store import TaskRow
+
+log = logging.getLogger(__name__)
+
+MASTER_PORT = 6000  # the port Batch names in AZ_BATCH_MASTER_NODE (reserved for its own use)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A stored task's multi-instance settings."""
+
+    instances: int
+    coordination: str
+    common_files: tuple[ResourceFile, ...]
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> Settings | None:
+        raw = spec.get("multiInstanceSettings")
+        if not raw:
+            return None
+        return cls(
+            int(raw.get("numberOfInstances") or 1),
+            str(raw["coordinationCommandLine"]),
+            _resource_files(raw.get("commonResourceFiles")),
+        )
+
+
+@dataclass
+class Instance:
+    """One instance of a running multi-instance task: its node, directory, environment, record."""
+
+    index: int  # 0: the primary
+    node: NodeRuntime
+    directory: Path
+    env: dict[str, str]
+    doc: dict[str, Any] = field(default_factory=dict)  # the subtask as listed (index >= 1)
+    pgid: int | None = None
+    execution: Execution | None = None
+
+    def set_state(self, state: str) -> None:
+        now = iso(utcnow())
+        if self.doc.get("state"):
+            self.doc["previousState"] = self.doc["state"]
+            self.doc["previousStateTransitionTime"] = self.doc["stateTransitionTime"]
+        self.doc["state"] = state
+        self.doc["stateTransitionTime"] = now
+
+
+class MultiExecution:
+    """Runs every instance of one multi-instance task; quacks like :class:`~localbatch.node.Execution`
+    for the scheduler (``run``, ``end``, ``fresh``, ``on_spawn``)."""
+
+    def __init__(
+        self, owner: MultiInstance, seq: int, settings: Settings, spec: TaskSpec, instances: list[Instance]
+    ):
+        self.owner = owner
+        self.seq = seq
+        self.settings = settings
+        self.spec = spec
+        self.instances = instances
+        self.fresh = False
+        self.ended_by: str | None = None
+        self.on_spawn: Any = None
+        self._auto_storage = owner.service.config.auto_storage
+
+    def end(self, reason: str) -> None:
+        """End every instance (idempotent)."""
+        if self.ended_by is None:
+            self.ended_by = reason
+        for inst in self.instances:
+            if inst.execution is not None:
+                inst.execution.end(reason)
+        self._kill_groups()
+
+    async def run(self) -> Outcome:
+        """Coordination on every node, then the command line on the primary; never raises for failures."""
+        start = utcnow()
+        try:
+            failed = await self._coordinate(start)
+            if failed is not None:
+                return failed
+            primary = self.instances[0]
+            primary.execution = Execution(self.spec, primary.directory, primary.env, self._auto_storage)
+            primary.execution.on_spawn = self.on_spawn
+            if self.ended_by:
+                primary.execution.end(self.ended_by)
+            outcome = await primary.execution.run()
+            outcome.start_time = start
+            return outcome
+        finally:
+            self._kill_groups()
+            self.owner.finished(self)
+
+    async def _coordinate(self, start: Any) -> Outcome | None:
+        """Stage the common files and run the coordination command everywhere; the failure, if any."""
+        outcomes = await asyncio.gather(*(self._coordinate_one(inst) for inst in self.instances))
+        for inst, outcome in zip(self.instances, outcomes, strict=True):
+            if inst.index:
+                inst.doc["exitCode"] = outcome.exit_code
+                if outcome.failure:
+                    inst.doc["failureInfo"] = outcome.failure
+        if self.ended_by:
+            reason = self.ended_by
+            return Outcome(
+                start, utcnow(), None, failure_info("TaskEnded", "The task was ended: " + reason), reason
+            )
+        for outcome in outcomes:
+            if not outcome.succeeded:
+                return replace(
+                    outcome, start_time=start, end_time=utcnow(), retryable=outcome.exit_code is not None
+                )
+        return None
+
+    async def _coordinate_one(self, inst: Instance) -> Outcome:
+        start = utcnow()
+        try:
+            await asyncio.to_thread(self._stage_common, inst.directory)
+        except TransferError as exc:
+            return Outcome(start, utcnow(), None, failure_info(exc.code, exc.message))
+        spec = replace(
+            self.spec,
+            command_line=self.settings.coordination,
+            resource_files=(),
+            output_files=(),
+            max_retries=0,
+            exit_conditions={},
+        )
+        inst.execution = Execution(spec, inst.directory, inst.env, self._auto_storage)
+        inst.execution.on_spawn = functools.partial(self._spawned, inst)
+        if self.ended_by:
+            inst.execution.end(self.ended_by)
+        return await inst.execution.run()
+
+    def _spawned(self, inst: Instance, pid: int) -> None:
+        inst.pgid = pid
+
+    def _stage_common(self, directory: Path) -> None:
+        """Worker thread: a fresh task root directory (for a requeued task), then the common files in it."""
+        if self.fresh:
+            shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        if not self.settings.common_files:
+            return
+        jobs, modes = transfer.plan_downloads(self.settings.common_files, directory, self._auto_storage)
+        for job in jobs:
+            job()
+        transfer.apply_modes(modes)
+
+    def _kill_groups(self) -> None:
+        """End what the coordination commands left running (background services): their process groups."""
+        for inst in self.instances:
+            if inst.pgid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(inst.pgid, signal.SIGKILL)
+
+
+class MultiInstance:
+    """The service's multi-instance tasks: which tasks are, where they run, their subtasks."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.tasks: dict[str, set[str]] = {}  # job key -> keys of its multi-instance tasks
+        self._picked: dict[int, list[NodeRuntime]] = {}  # seq -> nodes chosen, primary first
+        self._subtasks: dict[tuple[str, str], list[Instance]] = {}  # (job key, task key) -> subtasks
+
+    def load(self) -> None:
+        """After a restart: know the unfinished multi-instance tasks again."""
+        for job, key in self.service.store.multi_instance_tasks():
+            self.tasks.setdefault(job, set()).add(key)
+
+    def added(self, job_key: str, task: dict[str, Any]) -> None:
+        """A task was added to ``job_key``: remember it if it is multi-instance."""
+        if task.get("multiInstanceSettings"):
+            self.tasks.setdefault(job_key, set()).add(str(task["id"]).lower())
+
+    def waiting(self, job_keys: list[str]) -> int:
+        """At most how many multi-instance tasks of these jobs may wait (rows the scheduler skips)."""
+        return sum(len(self.tasks.get(key, ())) for key in job_keys)
+
+    def is_multi(self, row: TaskRow) -> bool:
+        keys = self.tasks.get(row.job)
+        return keys is not None and row.key in keys
+
+    def dispatch(self, row: TaskRow, pool: dict[str, Any], free_nodes: list[NodeRuntime]) -> bool:
+        """Start ``row`` on ``numberOfInstances`` idle nodes if the pool has them; whether it started."""
+        settings = Settings.of(row.spec_json())
+        if settings is None:
+            return False
+        if not pool.get("enableInterNodeCommunication") or int(pool["taskSlotsPerNode"]) != 1:
+            return False  # never scheduled, as Batch documents
+        refuses = self.service.jobtasks.refuses
+        idle = sorted(
+            (n for n in free_nodes if n.used == 0 and n.schedulable and not refuses(row.job, n.id)),
+            key=lambda n: n.id,
+        )
+        if len(idle) < settings.instances:
+            return False
+        nodes = idle[: settings.instances]
+        for node in nodes[1:]:
+            node.used += node.slots
+            node.running.add(row.seq)
+            self.service._set_node_state(node, NodeState.RUNNING, persist=False)
+        self._picked[row.seq] = nodes
+        self.service._start_task(row, nodes[0])
+        return True
+
+    def execution(
+        self, row: TaskRow, spec: TaskSpec, directory: Path, env: dict[str, str]
+    ) -> MultiExecution | None:
+        """The execution of a multi-instance task picked by :meth:`dispatch` (``None`` for any other)."""
+        nodes = self._picked.pop(row.seq, None)
+        settings = Settings.of(row.spec_json()) if nodes else None
+        if nodes is None or settings is None:
+            return None
+        job_id = self.service.jobs[row.job]["id"]
+        ips = [str(n.doc.get("ipAddress") or "127.0.0.1") for n in nodes]
+        shared = {
+            "AZ_BATCH_HOST_LIST": ",".join(ips),
+            "AZ_BATCH_NODE_LIST": ";".join(ips),
+            "AZ_BATCH_MASTER_NODE": f"{ips[0]}:{MASTER_PORT}",
+        }
+        instances = []
+        for index, node in enumerate(nodes):
+            inst_dir = (
+                directory
+                if index == 0
+                else task_dir(node_root(self.service.config.data_dir, node.id), job_id, row.task_id)
+            )
+            inst_env = {**env, **self.service._node_env(node), **shared}
+            inst_env["AZ_BATCH_IS_CURRENT_NODE_MASTER"] = "true" if index == 0 else "false"
+            inst_env["AZ_BATCH_TASK_SHARED_DIR"] = str(inst_dir)
+            inst = Instance(index, node, inst_dir, inst_env)
+            if index:
+                inst.doc = self._subtask_doc(index, node, job_id, row.task_id)
+            instances.append(inst)
+        self._subtasks[(row.job, row.key)] = instances[1:]
+        return MultiExecution(self, row.seq, settings, spec, instances)
+
+    def _subtask_doc(self, index: int, node: NodeRuntime, job_id: str, task_id: str) -> dict[str, Any]:
+        now = iso(utcnow())
+        root = f"workitems/{job_id}/job-1/{task_id}"
+        pool_id = str(node.doc["_poolId"])
+        node_url = f"{self.service.config.account_url}/pools/{quote(pool_id)}/nodes/{quote(node.id)}"
+        return {
+            "id": index,
+            "nodeInfo": {
+                "affinityId": str(node.doc.get("affinityId") or node.id),
+                "nodeUrl": node_url,
+                "poolId": pool_id,
+                "nodeId": node.id,
+                "taskRootDirectory": root,
+                "taskRootDirectoryUrl": f"{node_url}/files/{quote(root)}",
+            },
+            "startTime": now,
+            "state": "running",
+            "stateTransitionTime": now,
+        }
+
+    def finished(self, execution: MultiExecution) -> None:
+        """Every instance ended: the subtasks complete, their nodes are free again."""
+        failed = execution.ended_by is not None
+        for inst in execution.instances[1:]:
+            inst.set_state("completed")
+            inst.doc["endTime"] = inst.doc["stateTransitionTime"]
+            ok = not failed and inst.doc.get("exitCode") == 0 and "failureInfo" not in inst.doc
+            inst.doc["result"] = "success" if ok else "failure"
+            if not ok and "failureInfo" not in inst.doc:
+                reason = execution.ended_by or "the primary task ended"
+                inst.doc["failureInfo"] = failure_info("TaskEnded", "The subtask was ended: " + reason)
+            self._release(inst.node, execution.seq)
+        self.service.wake()
+
+    def _release(self, node: NodeRuntime, seq: int) -> None:
+        if self.service.nodes.get(node.id) is not node:
+            return
+        node.used -= node.slots
+        node.running.discard(seq)
+        if not node.running and node.doc["state"] == NodeState.RUNNING.value:
+            self.service._set_node_state(node, NodeState.IDLE, persist=False)
+
+    def subtasks(self, job_key: str, task_key: str) -> list[dict[str, Any]]:
+        """The subtasks of a task as ``subtasksinfo`` lists them (none for other tasks)."""
+        return [json.loads(json.dumps(inst.doc)) for inst in self._subtasks.get((job_key, task_key), [])]
