@@ -21,15 +21,26 @@ Contracts:
   number is ``files``, and no copy is unfinished. Anything else (a blob missing,
   truncated, rewritten; a half-written entry) is *corrupt*: a miss, never trusted; the
   file runs and its result replaces the entry.
+* **Merged result.** Its key (:func:`merge_key`) is made of the files' keys in file order,
+  the result shape, the merge group size and ``--allow-failures``: what determines the
+  merged counts byte for byte. Its entry is ``cache/<key>/corpus_*``, written like a file's.
 * **Lookup** is one listing of ``cache/`` (one request per 5,000 blobs), never a request
-  per file. **Reuse** copies a hit's blobs server-side to ``<job-id>/<file-id>/``, then
-  one listing of ``<job-id>/`` checks every copy's size and MD5 against the entry
-  before any task is added; a file whose copy does not check out runs (its copies are
-  deleted first).
-* **Publish**, after the job's results are collected: each file whose task succeeded
-  and whose key has no valid entry gets one, copied from ``<job-id>/<file-id>/``. A
-  result blob without a Content-MD5 (uploaded in blocks: over a few MB) could never be
-  verified, so such a file gets no entry (it runs again next time).
+  per file. Nothing is copied: a hit's results stay in its entry. The merges read a cached
+  file's counts there (their resource files name ``cache/<key>/<name>``), and the results
+  are downloaded from the entries (:func:`sources`), each blob checked against the size and
+  MD5 the listing gave (:class:`~runner.storage.CorruptDownload`: the entry is deleted and
+  the error says to submit again). The job records every key in its manifest
+  (``cache_keys``, ``merge_key``, ``cached_merge``), so ``results``, resume and ``retry``
+  find the same entries. When every file and the merged result hit, the job runs no task:
+  its Batch job is created (so ``status``, ``results``, ``jobs`` and ``clean`` know it) and
+  terminated at once (``AllTasksComplete``).
+* **Publish**, in :func:`runner.submit.collect` (``submit``, ``results`` of a ``--no-wait``
+  job, ``retry``): each file that ran and succeeded, and the merged result when the merge ran
+  and every file succeeded, whose key has no valid entry gets one, copied from
+  ``<job-id>/<id>/``. A result blob without a Content-MD5 (uploaded in blocks: over a few MB)
+  could never be verified, so such a file gets no entry (it runs again next time).
+* An entry pruned between a submission and its merge or its download fails that job with
+  a :class:`RemoteError` that says to submit again (nothing is recomputed silently).
 """
 
 from __future__ import annotations
@@ -39,18 +50,19 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from runner.batch_types import TaskInfo, TaskState
-from runner.errors import UsageError
+from runner.errors import RemoteError, RunnerError, UsageError
 from runner.inputs import InputFile
 from runner.manifest import Manifest
 from runner.results import JobResults, TaskOutcome
-from runner.storage import BlobEntry, CopyItem, Storage
+from runner.storage import BlobEntry, CopyItem, CorruptDownload, Storage
+from runner.tasks import MERGE_TASK_ID, report_names
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +192,18 @@ def read_index(storage: Storage, container: str) -> dict[str, Entry]:
 # -- reuse ------------------------------------------------------------------------------
 
 
+def merge_key(file_keys: Sequence[str], shape: ResultShape, group_size: int, allow_failures: bool) -> str:
+    """The key of a job's merged result: its files' keys *in file order* (the merged counts list
+    the inputs in the order the merges read them), the result shape, how the merges are grouped
+    and ``--allow-failures`` (``nodetask merge --allow-missing`` writes another document)."""
+    parts = [KEY_FORMAT, "merge", list(file_keys), shape.code, shape.numwords, group_size, allow_failures]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=True).encode("ascii")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Reuse:
-    """What the lookup decided: ``hits`` (file id -> entry; their results are in place and
-    verified), ``misses`` (file ids to run, in order) and how many wanted entries were corrupt."""
+    """What the lookup decided: ``hits`` (file id -> its valid entry), ``misses`` (file ids to
+    run, in order) and how many wanted entries were corrupt. Nothing is copied."""
 
     hits: dict[str, Entry]
     misses: list[str]
@@ -191,51 +211,79 @@ class Reuse:
 
 
 def partition(keys: Mapping[str, str], index: Mapping[str, Entry]) -> Reuse:
-    """Split the files by whether their key has a valid entry (nothing copied yet)."""
+    """Split the files by whether their key has a valid entry."""
     hits = {fid: index[key] for fid, key in keys.items() if key in index and index[key].valid}
     corrupt = len({key for key in keys.values() if key in index and not index[key].valid})
     return Reuse(hits, [fid for fid in keys if fid not in hits], corrupt)
 
 
-def restore(storage: Storage, container: str, job_id: str, hits: Mapping[str, Entry]) -> set[str]:
-    """Copy every hit's blobs to ``<job-id>/<file-id>/`` and verify them (one listing of
-    ``<job-id>/``); return the file ids whose results are in place. The others' copies are
-    deleted: they must run."""
-    items = [
-        CopyItem(f"{CACHE_PREFIX}{entry.key}/{b.name}", f"{job_id}/{fid}/{b.name}")
-        for fid, entry in hits.items()
-        for b in entry.blobs
-    ]
-    failed = storage.copy_blobs(container, items)
-    listed: dict[str, list[BlobEntry]] = {}
-    for blob in storage.list_entries(container, f"{job_id}/"):
-        listed.setdefault(blob.name.split("/", 2)[1], []).append(blob)
-    good, bad = set(), []
-    for fid, entry in hits.items():
-        there = {b.name.split("/", 2)[2]: b for b in listed.get(fid, [])}
-        want = {b.name: b for b in entry.blobs}
-        ok = there.keys() == want.keys() and all(
-            there[n].size == w.size and there[n].md5 == w.md5 and f"{job_id}/{fid}/{n}" not in failed
-            for n, w in want.items()
-        )
-        if ok:
-            good.add(fid)
+@dataclass(frozen=True)
+class CachedBlob:
+    """A result blob read from an entry (``source``, under ``cache/<key>/``) in place of
+    ``<job-id>/<id>/<name>``; ``size`` and ``md5`` are what the download must get."""
+
+    source: str
+    name: str
+    size: int
+    md5: bytes | None
+
+
+def _blobs_of(entry: Entry) -> list[CachedBlob]:
+    return [CachedBlob(f"{CACHE_PREFIX}{entry.key}/{b.name}", b.name, b.size, b.md5) for b in entry.blobs]
+
+
+def sources(
+    storage: Storage, container: str, manifest: Manifest, index: Mapping[str, Entry] | None = None
+) -> dict[str, list[CachedBlob]]:
+    """Where the job's cached results are: ``{file id or "merge": blobs}`` for every file in
+    ``manifest.cached`` that has a recorded key, and the merged result when it came from the
+    cache. ``index`` (one listing of ``cache/``) is read when not given and something is cached.
+    An entry gone or corrupt since the job took it is a :class:`RemoteError` naming the inputs."""
+    wanted = {fid: manifest.cache_keys[fid] for fid in manifest.cached if fid in manifest.cache_keys}
+    if manifest.cached_merge and manifest.merge_key:
+        wanted[MERGE_TASK_ID] = manifest.merge_key
+    if not wanted:
+        return {}
+    if index is None:
+        index = read_index(storage, container)
+    out, gone = {}, []
+    for fid, key in wanted.items():
+        entry = index.get(key)
+        if entry is None or not entry.valid:
+            gone.append(manifest.by_task[fid].input if fid in manifest.by_task else "(corpus)")
         else:
-            log.warning("cached results of file %s did not check out after the copy: it runs", fid)
-            bad += [b.name for b in listed.get(fid, [])]
-    if bad:
-        storage.delete_names(container, bad)
-    return good
+            out[fid] = _blobs_of(entry)
+    if gone:
+        names = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        raise RemoteError(
+            f"{len(gone)} result(s) job {manifest.job_id} took from the cache are no longer there "
+            f"(pruned or corrupt since): {names}",
+            hint="submit the same inputs under a new --job-id: they are computed again",
+        )
+    return out
 
 
-def reuse(storage: Storage, container: str, job_id: str, keys: Mapping[str, str]) -> Reuse:
-    """Look the keys up (one listing), put the hits' results in place and verify them."""
-    found = partition(keys, read_index(storage, container))
-    if not found.hits:
-        return found
-    good = restore(storage, container, job_id, found.hits)
-    hits = {fid: e for fid, e in found.hits.items() if fid in good}
-    return Reuse(hits, [fid for fid in keys if fid not in hits], found.corrupt)
+def drop_corrupt(storage: Storage, container: str, manifest: Manifest, err: CorruptDownload) -> RunnerError:
+    """A cached result whose bytes did not check out when downloaded: its entry is deleted (the
+    next submission computes it again) and the error to raise says so."""
+    if not err.blob_name.startswith(CACHE_PREFIX):
+        return err
+    key = err.blob_name.split("/", 2)[1]
+    storage.delete_prefix(container, f"{CACHE_PREFIX}{key}/")
+    log.warning("cache entry %s did not check out when downloaded: deleted", key)
+    return RemoteError(
+        f"a result job {manifest.job_id} took from the cache did not check out when downloaded "
+        "(its bytes are not those recorded): that cache entry is deleted",
+        hint="submit the same command again under a new --job-id: the result is computed again",
+    )
+
+
+def counts_source(manifest: Manifest, file_id: str) -> str | None:
+    """The blob a merge reads for a cached file's counts (in its entry, in place), else ``None``."""
+    key = manifest.cache_keys.get(file_id) if file_id in set(manifest.cached) else None
+    if key is None:
+        return None
+    return f"{CACHE_PREFIX}{key}/{report_names(manifest.by_task[file_id].node_name)[1]}"
 
 
 # -- publish ----------------------------------------------------------------------------
@@ -357,10 +405,12 @@ def parse_duration(text: str, option: str = "--older-than") -> timedelta:
 
 @dataclass(frozen=True)
 class JobCache:
-    """The cache's part in one submission: every file's key, and the files served from the cache."""
+    """The cache's part in one submission: every file's key, the files served from the cache, and
+    the listing of ``cache/`` the lookup read (``None`` on resume: nothing was looked up)."""
 
     keys: dict[str, str]
     cached: frozenset[str]
+    index: dict[str, Entry] | None = None
 
 
 def is_reserved_job_id(job_id: str) -> bool:
@@ -379,39 +429,42 @@ def before_tasks(
     *,
     lookup: bool = True,
 ) -> tuple[Manifest, JobCache]:
-    """Key every file; with ``lookup``, reuse the valid entries (results put in place and
-    verified: :func:`reuse`) and return the manifest with those files as ``cached``.
-    ``inputs`` are in the order of ``manifest.tasks``."""
+    """Key every file (and the merged result); with ``lookup`` (one listing of ``cache/``), return
+    the manifest with the files whose key has a valid entry as ``cached`` and, when the merged
+    result's key has one, ``cached_merge``. Nothing is copied: the merges read cached counts in
+    place and the results are downloaded from the entries. Without ``lookup`` (resume) the keys
+    must be those the job recorded. ``inputs`` are in the order of ``manifest.tasks``."""
     files = [CacheFile(t.task_id, i.path, t.node_name) for t, i in zip(manifest.tasks, inputs, strict=True)]
     keys = keys_for(files, shape)
     if not lookup:
-        _refuse_stale(storage, container, manifest, keys)
+        _refuse_stale(manifest, keys)
         return manifest, JobCache(keys, frozenset(manifest.cached))
-    found = reuse(storage, container, manifest.job_id, keys)
-    say(f"{len(found.hits):,} of {len(keys):,} files from cache, {len(found.misses):,} to run")
-    if found.corrupt:
-        say(f"{found.corrupt:,} cache entries did not check out (corrupt or incomplete): recomputed")
-    cached = tuple(sorted(found.hits, key=_numeric))
-    return replace(manifest, cached=cached), JobCache(keys, frozenset(cached))
-
-
-def _refuse_stale(storage: Storage, container: str, manifest: Manifest, keys: Mapping[str, str]) -> None:
-    """On resume: every file the job took from the cache must still have that result, i.e. a
-    valid entry for its key *now* holding what is under ``<job-id>/<file-id>/``. Otherwise
-    its input changed since (or the entry was pruned): a :class:`UsageError` naming them."""
-    if not manifest.cached:
-        return
     index = read_index(storage, container)
-    there: dict[str, dict[str, bytes | None]] = {}
-    for blob in storage.list_entries(container, f"{manifest.job_id}/"):
-        parts = blob.name.split("/", 2)
-        if len(parts) == 3:
-            there.setdefault(parts[1], {})[parts[2]] = blob.md5
-    stale = []
-    for fid in manifest.cached:
-        entry = index.get(keys.get(fid, ""))
-        if entry is None or not entry.valid or {b.name: b.md5 for b in entry.blobs} != there.get(fid):
-            stale.append(manifest.by_task[fid].input if fid in manifest.by_task else fid)
+    found = partition(keys, index)
+    merged = None
+    if manifest.aggregate:
+        order = [keys[t.task_id] for t in manifest.tasks]
+        merged = merge_key(order, shape, manifest.merge_group_size, manifest.allow_failures)
+    cached_merge = merged is not None and merged in index and index[merged].valid
+    corpus = " (and the corpus result)" if cached_merge else ""
+    say(f"{len(found.hits):,} of {len(keys):,} files from cache{corpus}, {len(found.misses):,} to run")
+    corrupt = found.corrupt + int(merged is not None and merged in index and not cached_merge)
+    if corrupt:
+        say(f"{corrupt:,} cache entries did not check out (corrupt or incomplete): recomputed")
+    cached = tuple(sorted(found.hits, key=_numeric))
+    manifest = replace(manifest, cached=cached, cache_keys=keys, merge_key=merged, cached_merge=cached_merge)
+    return manifest, JobCache(keys, frozenset(cached), index)
+
+
+def _refuse_stale(manifest: Manifest, keys: Mapping[str, str]) -> None:
+    """On resume: every file the job took from the cache must have the key it had then (its
+    input unchanged); otherwise a :class:`UsageError` naming them. A file of a job that recorded
+    no key (an older runner) counts as changed: its result cannot be tied to its content."""
+    stale = [
+        manifest.by_task[fid].input if fid in manifest.by_task else fid
+        for fid in manifest.cached
+        if manifest.cache_keys.get(fid) != keys.get(fid)
+    ]
     if stale:
         names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise UsageError(
@@ -425,24 +478,36 @@ def _numeric(file_id: str) -> tuple[int, str]:
 
 
 def cached_states(manifest: Manifest) -> dict[str, TaskInfo]:
-    """What the results see of a cached file: a task that completed and succeeded, run 0 times."""
+    """What the results see of a cached file (and of the merged result when it came from the
+    cache): a task that completed and succeeded, run 0 times."""
     by_task = manifest.by_task
-    return {
+    out = {
         fid: TaskInfo(fid, by_task[fid].input, TaskState.COMPLETED, 0, "success", None, None, None, 0)
         for fid in manifest.cached
         if fid in by_task
     }
+    if manifest.cached_merge:
+        out[MERGE_TASK_ID] = TaskInfo(
+            MERGE_TASK_ID, "(corpus)", TaskState.COMPLETED, 0, "success", None, None, None, 0
+        )
+    return out
 
 
-def after_collect(
-    storage: Storage, container: str, job_id: str, cache: JobCache, results: JobResults
-) -> Published:
-    """Publish the results of every file that ran here and succeeded (not the cached ones)."""
+def after_collect(storage: Storage, container: str, manifest: Manifest, results: JobResults) -> Published:
+    """Publish the results of every file that ran in this job and succeeded, and the merged result
+    when the merge ran and every file succeeded (what the job recorded keys for; cached ones are
+    in the cache already)."""
+    keys, cached = manifest.cache_keys, set(manifest.cached)
     succeeded = {
-        r.task_id: cache.keys[r.task_id]
+        r.task_id: keys[r.task_id]
         for r in results.files
-        if r.outcome is TaskOutcome.SUCCEEDED and r.task_id in cache.keys and r.task_id not in cache.cached
+        if r.outcome is TaskOutcome.SUCCEEDED and r.task_id in keys and r.task_id not in cached
     }
+    corpus = results.corpus
+    whole = not results.failures and all(r.outcome is TaskOutcome.SUCCEEDED for r in results.files)
+    merged = corpus is not None and corpus.outcome is TaskOutcome.SUCCEEDED
+    if manifest.merge_key and not manifest.cached_merge and whole and merged:
+        succeeded[MERGE_TASK_ID] = manifest.merge_key
     if not succeeded:
         return Published(0, 0, 0)
-    return publish(storage, container, job_id, succeeded)
+    return publish(storage, container, manifest.job_id, succeeded)

@@ -26,10 +26,11 @@ schema 1: ``top`` and ``totals.words``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.packed import ERROR_FILE
@@ -42,6 +43,9 @@ from runner.partial_merge import MissingInput, missing_from
 from runner.progress import Reporter
 from runner.storage import DownloadItem, Storage
 from runner.tasks import MERGE_TASK_ID, report_names
+
+if TYPE_CHECKING:
+    from runner.cache import CachedBlob
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +217,13 @@ def download(
     target: str,
     failures: list[TaskFailure],
     reporter: Reporter,
+    cached: Mapping[str, Sequence[CachedBlob]] | None = None,
 ) -> JobResults:
-    """Download every output blob of the job into ``dest`` and summarise it."""
+    """Download every output blob of the job into ``dest`` and summarise it.
+
+    ``cached`` (:func:`runner.cache.sources`): the results of these ids (file ids, ``merge``) are
+    read from their cache entries instead of ``<job-id>/<id>/``, each checked against its
+    recorded size and MD5 (:class:`~runner.storage.CorruptDownload` otherwise)."""
     by_task = manifest.by_task
     command_mode = manifest.command is not None
     names = {} if command_mode else local_names(manifest)
@@ -222,11 +231,14 @@ def download(
     items: list[DownloadItem] = []
     local_files: dict[str, list[Path]] = {}
     total = 0
-    for blob in storage.list_blobs(container, f"{manifest.job_id}/"):
-        parts = blob.name.split("/", 2)
-        if len(parts) < 3 or not parts[2]:
-            continue
-        task_id, rest = parts[1], parts[2]
+    cached = cached or {}
+    listed: list[tuple[str, str, str, int, bytes | None]] = [
+        (blob.name, parts[1], parts[2], blob.size, None)
+        for blob in storage.list_blobs(container, f"{manifest.job_id}/")
+        if len(parts := blob.name.split("/", 2)) == 3 and parts[2] and parts[1] not in cached
+    ]
+    listed += [(b.source, tid, b.name, b.size, b.md5) for tid, blobs in cached.items() for b in blobs]
+    for blob_name, task_id, rest, size, md5 in listed:
         if task_id == MERGE_TASK_ID:
             rel = PurePosixPath(rest)
         elif task_id in by_task:
@@ -234,16 +246,16 @@ def download(
         else:
             continue
         if ".." in rel.parts or rel.is_absolute():
-            log.warning("skipping output blob with an unsafe name: %s", blob.name)
+            log.warning("skipping output blob with an unsafe name: %s", blob_name)
             continue
         path = dest.joinpath(*rel.parts)
         if path in claimed:  # only a task writing unexpected names can get here: keep both
             path = path.with_name(f"{path.name}.task-{task_id}")
-            log.warning("two results map to one file; %s is saved as %s", blob.name, path.name)
+            log.warning("two results map to one file; %s is saved as %s", blob_name, path.name)
         claimed.add(path)
-        items.append(DownloadItem(blob.name, path))
+        items.append(DownloadItem(blob_name, path, md5, size if md5 is not None else None))
         local_files.setdefault(task_id, []).append(path)
-        total += blob.size
+        total += size
     if items:
         with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
             try:
