@@ -56,11 +56,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from runner import cache_bundle
 from runner.batch_types import TaskInfo, TaskState
 from runner.errors import RemoteError, RunnerError, UsageError
 from runner.inputs import InputFile
 from runner.manifest import Manifest
-from runner.results import JobResults, TaskOutcome
+from runner.results import JobResults, TaskOutcome, local_name, local_names
 from runner.storage import BlobEntry, CopyItem, CorruptDownload, Storage
 from runner.tasks import MERGE_TASK_ID, report_names
 
@@ -226,10 +227,24 @@ class CachedBlob:
     name: str
     size: int
     md5: bytes | None
+    #: Read as this member of ``bundle`` (:mod:`runner.cache_bundle`), not as a blob.
+    member: str | None = None
+    bundle: cache_bundle.Bundle | None = None
 
 
 def _blobs_of(entry: Entry) -> list[CachedBlob]:
-    return [CachedBlob(f"{CACHE_PREFIX}{entry.key}/{b.name}", b.name, b.size, b.md5) for b in entry.blobs]
+    return [
+        CachedBlob(f"{CACHE_PREFIX}{entry.key}/{b.name}", b.name, b.size, b.md5)
+        for b in entry.blobs
+        if b.name != cache_bundle.BUNDLE_NAME
+    ]
+
+
+def _bundled(entry: Entry, bundle: cache_bundle.Bundle) -> list[CachedBlob]:
+    """A file's results (named as its entry lists them) read from the merged result's bundle."""
+    return [
+        CachedBlob(bundle.blob, b.name, b.size, b.md5, f"{entry.key}/{b.name}", bundle) for b in entry.blobs
+    ]
 
 
 def sources(
@@ -247,12 +262,13 @@ def sources(
     if index is None:
         index = read_index(storage, container)
     out, gone = {}, []
+    bundle = _bundle_source(manifest, index)
     for fid, key in wanted.items():
         entry = index.get(key)
         if entry is None or not entry.valid:
             gone.append(manifest.by_task[fid].input if fid in manifest.by_task else "(corpus)")
         else:
-            out[fid] = _blobs_of(entry)
+            out[fid] = _blobs_of(entry) if bundle is None or fid == MERGE_TASK_ID else _bundled(entry, bundle)
     if gone:
         names = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
         raise RemoteError(
@@ -278,6 +294,19 @@ def drop_corrupt(storage: Storage, container: str, manifest: Manifest, err: Corr
     )
 
 
+def _bundle_source(manifest: Manifest, index: Mapping[str, Entry]) -> cache_bundle.Bundle | None:
+    """The merged result's bundle when the job takes every file and the corpus from the cache."""
+    if not manifest.cached_merge or not manifest.merge_key or len(manifest.cached) != len(manifest.tasks):
+        return None
+    entry = index.get(manifest.merge_key)
+    found = [b for b in entry.blobs if b.name == cache_bundle.BUNDLE_NAME] if entry is not None else []
+    if entry is None or not entry.valid or not found:
+        return None
+    return cache_bundle.Bundle(
+        f"{CACHE_PREFIX}{entry.key}/{cache_bundle.BUNDLE_NAME}", found[0].size, found[0].md5
+    )
+
+
 def counts_source(manifest: Manifest, file_id: str) -> str | None:
     """The blob a merge reads for a cached file's counts (in its entry, in place), else ``None``."""
     key = manifest.cache_keys.get(file_id) if file_id in set(manifest.cached) else None
@@ -296,10 +325,18 @@ class Published:
     unverifiable: int
 
 
-def publish(storage: Storage, container: str, job_id: str, succeeded: Mapping[str, str]) -> Published:
-    """Write an entry for each ``{file id: key}`` (files whose task succeeded) whose key has
-    no valid entry, by server-side copy of ``<job-id>/<file-id>/*``; corrupt entries of
-    those keys are deleted first. One listing of ``cache/`` and one of ``<job-id>/``."""
+def publish(
+    storage: Storage,
+    container: str,
+    job_id: str,
+    succeeded: Mapping[str, str],
+    bundle_of: tuple[Manifest, Path] | None = None,
+) -> Published:
+    """Write an entry for each ``{id: key}`` (files whose task succeeded; ``merge`` for the merged
+    result) whose key has no valid entry, by server-side copy of ``<job-id>/<id>/*``; corrupt
+    entries of those keys are deleted first. One listing of ``cache/`` and one of ``<job-id>/``.
+    With ``bundle_of`` (the job's manifest and where its results were downloaded), the merged
+    entry also gets the bundle of every file's results (:mod:`runner.cache_bundle`)."""
     index = read_index(storage, container)
     outputs: dict[str, list[BlobEntry]] = {}
     for blob in storage.list_entries(container, f"{job_id}/"):
@@ -307,6 +344,7 @@ def publish(storage: Storage, container: str, job_id: str, succeeded: Mapping[st
         if len(parts) == 3 and parts[2]:
             outputs.setdefault(parts[1], []).append(blob)
     items: list[CopyItem] = []
+    bundles: dict[str, tuple[bytes, dict[str, str]]] = {}
     stale: list[str] = []
     seen: set[str] = set()
     already = unverifiable = 0
@@ -322,11 +360,46 @@ def publish(storage: Storage, container: str, job_id: str, succeeded: Mapping[st
         seen.add(key)
         if entry is not None:
             stale += entry.blob_names()
-        items += [_entry_copy(b.name, key, len(blobs), b.size, b.md5 or b"") for b in blobs]
+        bundle = None
+        if fid == MERGE_TASK_ID and bundle_of is not None:
+            bundle = _bundle(bundle_of[0], bundle_of[1], outputs, index)
+        count = len(blobs) + (bundle is not None)
+        items += [_entry_copy(b.name, key, count, b.size, b.md5 or b"") for b in blobs]
+        if bundle is not None:
+            meta = {"files": str(count), "size": str(len(bundle)), "md5": _b64(_md5(bundle))}
+            bundles[f"{CACHE_PREFIX}{key}/{cache_bundle.BUNDLE_NAME}"] = (bundle, meta)
     if stale:
         storage.delete_names(container, stale)
     storage.copy_blobs(container, items, if_missing=True)
+    for name, (data, meta) in bundles.items():
+        storage.upload_bytes(container, name, data, overwrite=False, metadata=meta)
     return Published(len(seen), already, unverifiable)
+
+
+def _md5(data: bytes) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def _bundle(
+    manifest: Manifest, dest: Path, outputs: Mapping[str, list[BlobEntry]], index: Mapping[str, Entry]
+) -> bytes | None:
+    """Every file's results as downloaded to ``dest``, each checked against its blob's MD5 (the
+    job's, or its cache entry's when it came from the cache); ``None`` when one is missing."""
+    names = local_names(manifest)
+    members: list[tuple[str, Path, bytes | None]] = []
+    for task in manifest.tasks:
+        key = manifest.cache_keys.get(task.task_id)
+        entry = index.get(key or "")
+        listed = outputs.get(task.task_id)
+        blobs = [(b.name.split("/", 2)[2], b.md5) for b in listed] if listed else None
+        if blobs is None and entry is not None and entry.valid:
+            blobs = [(b.name, b.md5) for b in entry.blobs]
+        if key is None or not blobs:
+            return None
+        for rest, md5 in blobs:
+            rel = local_name(task, rest, False, names.get(task.task_id))
+            members.append((f"{key}/{rest}", dest.joinpath(*rel.parts), md5))
+    return cache_bundle.build(members)
 
 
 def _entry_copy(source: str, key: str, count: int, size: int, md5: bytes) -> CopyItem:
@@ -510,4 +583,5 @@ def after_collect(storage: Storage, container: str, manifest: Manifest, results:
         succeeded[MERGE_TASK_ID] = manifest.merge_key
     if not succeeded:
         return Published(0, 0, 0)
-    return publish(storage, container, manifest.job_id, succeeded)
+    bundle_of = (manifest, results.dest) if MERGE_TASK_ID in succeeded else None
+    return publish(storage, container, manifest.job_id, succeeded, bundle_of)

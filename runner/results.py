@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.packed import ERROR_FILE
 from nodetask.results import COUNTS_SUFFIX
+from runner import cache_bundle
 from runner.batch_types import TaskFailure, TaskInfo, TaskState
 from runner.counts_head import load_fields
 from runner.errors import UsageError
@@ -193,7 +194,8 @@ def local_names(manifest: Manifest) -> dict[str, LocalNames]:
         full |= shared
 
 
-def _local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalNames | None) -> PurePosixPath:
+def local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalNames | None) -> PurePosixPath:
+    """Where the result blob ``<job-id>/<file id>/<rest>`` of ``task`` goes, relative to ``dest``."""
     rel = PurePosixPath(task.input)
     if rest == ERROR_FILE:
         return PurePosixPath("files") / f"{rel}.error.txt"
@@ -232,17 +234,18 @@ def download(
     local_files: dict[str, list[Path]] = {}
     total = 0
     cached = cached or {}
-    listed: list[tuple[str, str, str, int, bytes | None]] = [
-        (blob.name, parts[1], parts[2], blob.size, None)
+    listed: list[tuple[str, str, str, int, bytes | None, CachedBlob | None]] = [
+        (blob.name, parts[1], parts[2], blob.size, None, None)
         for blob in storage.list_blobs(container, f"{manifest.job_id}/")
         if len(parts := blob.name.split("/", 2)) == 3 and parts[2] and parts[1] not in cached
     ]
-    listed += [(b.source, tid, b.name, b.size, b.md5) for tid, blobs in cached.items() for b in blobs]
-    for blob_name, task_id, rest, size, md5 in listed:
+    listed += [(b.source, tid, b.name, b.size, b.md5, b) for tid, blobs in cached.items() for b in blobs]
+    bundles: dict[cache_bundle.Bundle, dict[str, Path]] = {}
+    for blob_name, task_id, rest, size, md5, source in listed:
         if task_id == MERGE_TASK_ID:
             rel = PurePosixPath(rest)
         elif task_id in by_task:
-            rel = _local_name(by_task[task_id], rest, command_mode, names.get(task_id))
+            rel = local_name(by_task[task_id], rest, command_mode, names.get(task_id))
         else:
             continue
         if ".." in rel.parts or rel.is_absolute():
@@ -253,18 +256,24 @@ def download(
             path = path.with_name(f"{path.name}.task-{task_id}")
             log.warning("two results map to one file; %s is saved as %s", blob_name, path.name)
         claimed.add(path)
-        items.append(DownloadItem(blob_name, path, md5, size if md5 is not None else None))
+        if source is not None and source.bundle is not None and source.member is not None:
+            bundles.setdefault(source.bundle, {})[source.member] = path  # runner.cache_bundle
+        else:
+            items.append(DownloadItem(blob_name, path, md5, size if md5 is not None else None))
+            total += size
         local_files.setdefault(task_id, []).append(path)
-        total += size
-    if items:
-        with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
-            try:
+    try:
+        for bundle, members in bundles.items():
+            reporter.info(f"unpacking {len(members)} cached result files from one bundle")
+            cache_bundle.extract(storage, container, bundle, members)
+        if items:
+            with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
                 storage.download_files(container, items, advance)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot write results under {dest}: {exc.strerror or exc}",
-                    hint=f"fix the destination, then run `runner results {manifest.job_id}`",
-                ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write results under {dest}: {exc.strerror or exc}",
+            hint=f"fix the destination, then run `runner results {manifest.job_id}`",
+        ) from None
 
     task_of = manifest.task_of
     by_file = {fid: states[tid] for fid, tid in task_of.items() if tid in states}

@@ -232,13 +232,22 @@ class Storage:
         with translate_errors(f"checking blob {name}", self._host):
             return bool(self._client.get_blob_client(container, name).exists())
 
-    def upload_bytes(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
+    def upload_bytes(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        overwrite: bool = True,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         md5 = hashlib.md5(data, usedforsecurity=False).digest()
         with translate_errors(f"uploading {name}", self._host):
             self._client.get_blob_client(container, name).upload_blob(
                 data,
                 overwrite=overwrite,
                 content_settings=ContentSettings(content_md5=bytearray(md5)),
+                metadata=metadata,
             )
 
     def download_bytes(self, container: str, name: str) -> bytes:

@@ -156,12 +156,13 @@ def test_full_hit_runs_no_task_and_every_command_tells_the_truth(
     assert [f["status"] for f in doc["files"]] == ["succeeded"] * len(FILES)  # type: ignore[attr-defined]
     assert doc["corpus"]["status"] == "succeeded"  # type: ignore[index]
     assert _raw_tree(tmp_path / "second") == _raw_tree(first.dest)  # the corpus report too
-    # One listing of cache/; nothing written to the output container; one GET per result blob.
+    # One listing of cache/; nothing written to the output container; three GETs: the corpus
+    # report and counts, and the bundle of every file's results.
     assert _lists_of_cache(proxy) == 1, [r.path for r in proxy.records if "comp=list" in r.path]
     out = f"/{target_outputs.output_container}/"
     assert not [r for r in proxy.records if r.method == "PUT" and out in r.path]
     reads = [r for r in proxy.records if r.method == "GET" and f"{out}cache/" in r.path]
-    assert len(reads) == 2 * len(FILES) + 2
+    assert len(reads) == 3 and f"unpacking {2 * len(FILES)} cached result files" in stderr
     assert proxy.count("PUT", "/cache-second/inputs/") == 0
 
     status = invoke(outputs_file, "--json", "status", "cache-second")
@@ -185,14 +186,17 @@ def _result(path: Path, dest: Path) -> bool:
     return path.is_file() and (path.parts[len(dest.parts)] == "files" or path.name.startswith("corpus_"))
 
 
-def test_corrupt_corpus_entry_runs_the_merge_only(
+def test_corrupt_bundle_runs_the_merge_only(
     first: FirstRun, tmp_path: Path, outputs_file: Path, target_outputs: Outputs
 ) -> None:
-    """The merged result's entry rewritten (same size, metadata kept): only the merge runs, on
-    the cached files' counts read in place, and its entry is written again."""
+    """The merged entry's bundle rewritten (same size, metadata kept): the merged result is a
+    miss, so only the merge runs, on the cached files' counts read in place (nothing copied
+    into the job), and the merged entry is written again."""
     storage, container = Storage(target_outputs), target_outputs.output_container
-    blob = _corpus_entry_blob(storage, container, first.dest / "corpus_counts.json")
-    _rewrite_keeping_metadata(storage, container, blob)
+    bundle = next(
+        b for b in storage.list_entries(container, cache.CACHE_PREFIX) if b.name.endswith("/results.tar")
+    )
+    _rewrite_keeping_metadata(storage, container, bundle.name)
 
     _, stderr = _submit(outputs_file, first.corpus, "cache-merge", tmp_path / "merge", "--cache")
     assert f"{len(FILES)} of {len(FILES)} files from cache, 0 to run" in stderr
@@ -201,12 +205,8 @@ def test_corrupt_corpus_entry_runs_the_merge_only(
     assert not [b for b in storage.list_blobs(container, "cache-merge/") if "/merge/" not in b.name]
     counts = json.loads((tmp_path / "merge" / "corpus_counts.json").read_text(encoding="utf-8"))
     assert counts["counts"] == json.loads((first.dest / "corpus_counts.json").read_text())["counts"]
+    assert _raw_tree(tmp_path / "merge")["files/a_OUTPUT.txt"] == _raw_tree(first.dest)["files/a_OUTPUT.txt"]
     assert cache.stats(storage, container).corrupt == 0
-
-
-def _corpus_entry_blob(storage: Storage, container: str, counts: Path) -> str:
-    md5 = _md5(counts)
-    return next(b.name for b in storage.list_entries(container, cache.CACHE_PREFIX) if b.md5 == md5)
 
 
 def _rewrite_keeping_metadata(storage: Storage, container: str, blob: str) -> None:
