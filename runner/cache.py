@@ -53,7 +53,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import cache_bundle
@@ -236,7 +236,7 @@ def _blobs_of(entry: Entry) -> list[CachedBlob]:
     return [
         CachedBlob(f"{CACHE_PREFIX}{entry.key}/{b.name}", b.name, b.size, b.md5)
         for b in entry.blobs
-        if b.name != cache_bundle.BUNDLE_NAME
+        if b.name not in (cache_bundle.BUNDLE_NAME, cache_bundle.KEYS_NAME)
     ]
 
 
@@ -262,9 +262,11 @@ def sources(
     if index is None:
         index = read_index(storage, container)
     out, gone = {}, []
-    bundle = _bundle_source(manifest, index)
+    whole = _bundle_source(manifest, index)
+    files = {k for f, k in wanted.items() if f != MERGE_TASK_ID}
+    covering = {k: whole for k in files} if whole else _covering(storage, container, index, files)
     for fid, key in wanted.items():
-        entry = index.get(key)
+        entry, bundle = index.get(key), covering.get(key)
         if entry is None or not entry.valid:
             gone.append(manifest.by_task[fid].input if fid in manifest.by_task else "(corpus)")
         else:
@@ -299,12 +301,45 @@ def _bundle_source(manifest: Manifest, index: Mapping[str, Entry]) -> cache_bund
     if not manifest.cached_merge or not manifest.merge_key or len(manifest.cached) != len(manifest.tasks):
         return None
     entry = index.get(manifest.merge_key)
-    found = [b for b in entry.blobs if b.name == cache_bundle.BUNDLE_NAME] if entry is not None else []
-    if entry is None or not entry.valid or not found:
+    return _bundle_in(entry) if entry is not None else None
+
+
+def _bundle_in(entry: Entry) -> cache_bundle.Bundle | None:
+    found = [b for b in entry.blobs if b.name == cache_bundle.BUNDLE_NAME]
+    if not entry.valid or not found:
         return None
-    return cache_bundle.Bundle(
-        f"{CACHE_PREFIX}{entry.key}/{cache_bundle.BUNDLE_NAME}", found[0].size, found[0].md5
-    )
+    return cache_bundle.Bundle(f"{CACHE_PREFIX}{entry.key}/{found[0].name}", found[0].size, found[0].md5)
+
+
+#: Fewer hits than this are downloaded per file; more are looked for in the newest bundles.
+BUNDLE_MIN_HITS = 20
+#: How many of the newest bundles' key lists are read (one small GET each) to cover the hits.
+BUNDLES_TRIED = 3
+
+
+def _covering(
+    storage: Storage, container: str, index: Mapping[str, Entry], keys: set[str]
+) -> dict[str, cache_bundle.Bundle]:
+    """Which hits (file keys) the newest bundles hold, each bundle's key list (``results.keys``,
+    MD5 checked) read once: their results are extracted from one download instead of one per
+    blob. Keys no bundle holds are absent (downloaded from their own entries)."""
+    if len(keys) < BUNDLE_MIN_HITS:
+        return {}
+    candidates = [(e, b) for e in index.values() if (b := _bundle_in(e)) is not None]
+    candidates.sort(key=lambda eb: eb[0].created or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+    out: dict[str, cache_bundle.Bundle] = {}
+    for entry, bundle in candidates[:BUNDLES_TRIED]:
+        listed = next((b for b in entry.blobs if b.name == cache_bundle.KEYS_NAME), None)
+        if listed is None:
+            continue
+        data = storage.try_download_bytes(container, f"{CACHE_PREFIX}{entry.key}/{listed.name}")
+        if data is None or listed.md5 is None or _md5(data) != listed.md5:
+            continue
+        held = (set(data.decode("ascii", errors="replace").split()) & keys) - out.keys()
+        out.update(dict.fromkeys(held, bundle))
+        if len(out) == len(keys):
+            break
+    return out
 
 
 def counts_source(manifest: Manifest, file_id: str) -> str | None:
@@ -360,14 +395,14 @@ def publish(
         seen.add(key)
         if entry is not None:
             stale += entry.blob_names()
-        bundle = None
+        made = None
         if fid == MERGE_TASK_ID and bundle_of is not None:
-            bundle = _bundle(bundle_of[0], bundle_of[1], outputs, index)
-        count = len(blobs) + (bundle is not None)
+            made = _bundle(bundle_of[0], bundle_of[1], outputs, index)
+        count = len(blobs) + (2 if made is not None else 0)
         items += [_entry_copy(b.name, key, count, b.size, b.md5 or b"") for b in blobs]
-        if bundle is not None:
-            meta = {"files": str(count), "size": str(len(bundle)), "md5": _b64(_md5(bundle))}
-            bundles[f"{CACHE_PREFIX}{key}/{cache_bundle.BUNDLE_NAME}"] = (bundle, meta)
+        for name, data in zip((cache_bundle.BUNDLE_NAME, cache_bundle.KEYS_NAME), made or (), strict=False):
+            meta = {"files": str(count), "size": str(len(data)), "md5": _b64(_md5(data))}
+            bundles[f"{CACHE_PREFIX}{key}/{name}"] = (data, meta)
     if stale:
         storage.delete_names(container, stale)
     storage.copy_blobs(container, items, if_missing=True)
@@ -382,9 +417,10 @@ def _md5(data: bytes) -> bytes:
 
 def _bundle(
     manifest: Manifest, dest: Path, outputs: Mapping[str, list[BlobEntry]], index: Mapping[str, Entry]
-) -> bytes | None:
+) -> tuple[bytes, bytes] | None:
     """Every file's results as downloaded to ``dest``, each checked against its blob's MD5 (the
-    job's, or its cache entry's when it came from the cache); ``None`` when one is missing."""
+    job's, or its cache entry's when it came from the cache), and the list of the file keys it
+    holds (one a line); ``None`` when one is missing."""
     names = local_names(manifest)
     members: list[tuple[str, Path, bytes | None]] = []
     for task in manifest.tasks:
@@ -399,7 +435,9 @@ def _bundle(
         for rest, md5 in blobs:
             rel = local_name(task, rest, False, names.get(task.task_id))
             members.append((f"{key}/{rest}", dest.joinpath(*rel.parts), md5))
-    return cache_bundle.build(members)
+    tar = cache_bundle.build(members)
+    keys = "".join(f"{k}\n" for k in dict.fromkeys(m[0].split("/", 1)[0] for m in members))
+    return None if tar is None else (tar, keys.encode("ascii"))
 
 
 def _entry_copy(source: str, key: str, count: int, size: int, md5: bytes) -> CopyItem:

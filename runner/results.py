@@ -209,31 +209,23 @@ def local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalNa
     return names.report.parent / rest
 
 
-def download(
+def _fetch(
     storage: Storage,
     container: str,
     manifest: Manifest,
     dest: Path,
-    states: dict[str, TaskInfo],
-    *,
-    target: str,
-    failures: list[TaskFailure],
+    names: dict[str, LocalNames],
+    cached: Mapping[str, Sequence[CachedBlob]],
     reporter: Reporter,
-    cached: Mapping[str, Sequence[CachedBlob]] | None = None,
-) -> JobResults:
-    """Download every output blob of the job into ``dest`` and summarise it.
-
-    ``cached`` (:func:`runner.cache.sources`): the results of these ids (file ids, ``merge``) are
-    read from their cache entries instead of ``<job-id>/<id>/``, each checked against its
-    recorded size and MD5 (:class:`~runner.storage.CorruptDownload` otherwise)."""
+) -> dict[str, list[Path]]:
+    """Download the job's result blobs (those of ``cached`` ids from the cache) to their local
+    names under ``dest``; return the local files of each id."""
     by_task = manifest.by_task
     command_mode = manifest.command is not None
-    names = {} if command_mode else local_names(manifest)
     claimed: set[Path] = set()
     items: list[DownloadItem] = []
     local_files: dict[str, list[Path]] = {}
     total = 0
-    cached = cached or {}
     listed: list[tuple[str, str, str, int, bytes | None, CachedBlob | None]] = [
         (blob.name, parts[1], parts[2], blob.size, None, None)
         for blob in storage.list_blobs(container, f"{manifest.job_id}/")
@@ -274,6 +266,30 @@ def download(
             f"cannot write results under {dest}: {exc.strerror or exc}",
             hint=f"fix the destination, then run `runner results {manifest.job_id}`",
         ) from None
+
+    return local_files
+
+
+def download(
+    storage: Storage,
+    container: str,
+    manifest: Manifest,
+    dest: Path,
+    states: dict[str, TaskInfo],
+    *,
+    target: str,
+    failures: list[TaskFailure],
+    reporter: Reporter,
+    cached: Mapping[str, Sequence[CachedBlob]] | None = None,
+) -> JobResults:
+    """Download every output blob of the job into ``dest`` and summarise it.
+
+    ``cached`` (:func:`runner.cache.sources`): the results of these ids (file ids, ``merge``) are
+    read from their cache entries instead of ``<job-id>/<id>/``, each checked against its
+    recorded size and MD5 (:class:`~runner.storage.CorruptDownload` otherwise)."""
+    command_mode = manifest.command is not None
+    names = {} if command_mode else local_names(manifest)
+    local_files = _fetch(storage, container, manifest, dest, names, cached or {}, reporter)
 
     task_of = manifest.task_of
     by_file = {fid: states[tid] for fid, tid in task_of.items() if tid in states}

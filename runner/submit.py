@@ -334,7 +334,7 @@ def submit(
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)
-    return watch(session, manifest, opts, reporter)
+    return watch(session, manifest, opts, reporter, index=job_cache.index if job_cache is not None else None)
 
 
 def watch(
@@ -344,10 +344,12 @@ def watch(
     reporter: Reporter,
     *,
     on_results: Callable[[JobResults], None] | None = None,
+    index: dict[str, result_cache.Entry] | None = None,
 ) -> JobResults:
-    """Steps 6-8: monitor, then collect. When monitoring ends otherwise (Ctrl-C, timeout,
-    a pool that cannot run tasks, an unreachable service), the job is left to complete by
-    itself with its last task: nobody watches it any more."""
+    """Steps 6-8: monitor, then collect (``index``: the listing of ``cache/`` the submission
+    read, see :func:`collect`). When monitoring ends otherwise (Ctrl-C, timeout, a pool that
+    cannot run tasks, an unreachable service), the job is left to complete by itself with
+    its last task: nobody watches it any more."""
     try:
         monitor(session, manifest, opts, reporter)
     except UnreachableError:
@@ -356,7 +358,7 @@ def watch(
         _let_complete(session, manifest.job_id)
         raise
     dest = opts.dest or default_dest(manifest.job_id)
-    return collect(session, manifest, dest, reporter, keep=opts.keep, on_results=on_results)
+    return collect(session, manifest, dest, reporter, keep=opts.keep, on_results=on_results, index=index)
 
 
 def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:

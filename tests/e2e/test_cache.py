@@ -176,6 +176,9 @@ def test_full_hit_runs_no_task_and_every_command_tells_the_truth(
     assert _task_ids(target_outputs, "cache-second") == set()
     retry = invoke(outputs_file, "retry", "cache-second")
     assert retry.exit_code == 2 and "nothing is left to run" in retry.stderr
+    report = invoke(outputs_file, "report", "cache-second", "-o", str(tmp_path / "report.html"))
+    assert report.exit_code == 0, report.stderr
+    assert (tmp_path / "report.html").stat().st_size > 0
 
 
 def _raw_tree(dest: Path) -> dict[str, bytes]:
@@ -238,7 +241,11 @@ def _lists_of_cache(proxy: FaultProxy) -> int:
 
 
 def test_changed_input_and_corrupt_entries_run_again(
-    first: FirstRun, tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+    first: FirstRun,
+    tmp_path: Path,
+    outputs_file: Path,
+    target_outputs: Outputs,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     storage = Storage(target_outputs)
     container = target_outputs.output_container
@@ -250,6 +257,7 @@ def test_changed_input_and_corrupt_entries_run_again(
     _rewrite_keeping_metadata(storage, container, next(n for n in rewritten if n.endswith("_OUTPUT.md")))
     gone = entries[_md5(first.dest / "files" / "sub" / "deep" / "c d_counts.json")]
     storage.delete_names(container, [gone[0]])
+    monkeypatch.setattr(cache, "BUNDLE_MIN_HITS", 1)  # the one hit comes from the newest bundle
     # a.txt: same name, new content.
     changed = first.corpus / "a.txt"
     new_text = make_text(99, 120)
@@ -261,6 +269,7 @@ def test_changed_input_and_corrupt_entries_run_again(
 
     assert f"1 of {len(FILES)} files from cache, 3 to run" in stderr
     assert "2 cache entries did not check out" in stderr
+    assert "unpacking 2 cached result files from one bundle" in stderr
     reran = {ids["a.txt"], ids["b.md"], ids["sub/deep/c d.txt"]}
     assert _files_run(target_outputs, "cache-third") == reran  # packed or not, only those run
     by_input = {f["input"]: f for f in doc["files"]}  # type: ignore[attr-defined]
