@@ -423,6 +423,7 @@ def _bundle(
     holds (one a line); ``None`` when one is missing."""
     names = local_names(manifest)
     members: list[tuple[str, Path, bytes | None]] = []
+    seen: set[str] = set()
     for task in manifest.tasks:
         key = manifest.cache_keys.get(task.task_id)
         entry = index.get(key or "")
@@ -434,7 +435,9 @@ def _bundle(
             return None
         for rest, md5 in blobs:
             rel = local_name(task, rest, False, names.get(task.task_id))
-            members.append((f"{key}/{rest}", dest.joinpath(*rel.parts), md5))
+            if f"{key}/{rest}" not in seen:  # two files of one key (same name, same content): once
+                seen.add(f"{key}/{rest}")
+                members.append((f"{key}/{rest}", dest.joinpath(*rel.parts), md5))
     tar = cache_bundle.build(members)
     keys = "".join(f"{k}\n" for k in dict.fromkeys(m[0].split("/", 1)[0] for m in members))
     return None if tar is None else (tar, keys.encode("ascii"))

@@ -78,9 +78,9 @@ def build(members: Iterable[tuple[str, Path, bytes | None]]) -> bytes | None:
     return out.getvalue()
 
 
-def extract(storage: Storage, container: str, bundle: Bundle, wanted: Mapping[str, Path]) -> None:
+def extract(storage: Storage, container: str, bundle: Bundle, wanted: Mapping[str, list[Path]]) -> None:
     """Download ``bundle`` once (its bytes checked against its MD5) and write each wanted member
-    (``{member name: local path}``) to its path."""
+    (``{member name: local paths}``) to each of its paths."""
     if bundle.md5 is None:
         raise CorruptDownload(bundle.blob)
     with tempfile.TemporaryDirectory(prefix="runner-bundle-") as tmp:
@@ -88,13 +88,13 @@ def extract(storage: Storage, container: str, bundle: Bundle, wanted: Mapping[st
         storage.download_files(container, [DownloadItem(bundle.blob, local, bundle.md5, bundle.size)])
         try:
             with tarfile.open(local, mode="r:") as tar:
-                for name, path in wanted.items():
-                    _write(tar, bundle.blob, name, path)
+                for name, paths in wanted.items():
+                    _write(tar, bundle.blob, name, paths)
         except tarfile.TarError:
             raise CorruptDownload(bundle.blob) from None
 
 
-def _write(tar: tarfile.TarFile, blob: str, name: str, path: Path) -> None:
+def _write(tar: tarfile.TarFile, blob: str, name: str, paths: list[Path]) -> None:
     try:
         info = tar.getmember(name)
     except KeyError:
@@ -103,7 +103,8 @@ def _write(tar: tarfile.TarFile, blob: str, name: str, path: Path) -> None:
     if handle is None:
         raise CorruptDownload(f"{blob} (member {name} is not a file)")
     data = handle.read()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    part.write_bytes(data)
-    part.replace(path)
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        part.write_bytes(data)
+        part.replace(path)

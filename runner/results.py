@@ -232,7 +232,7 @@ def _fetch(
         if len(parts := blob.name.split("/", 2)) == 3 and parts[2] and parts[1] not in cached
     ]
     listed += [(b.source, tid, b.name, b.size, b.md5, b) for tid, blobs in cached.items() for b in blobs]
-    bundles: dict[cache_bundle.Bundle, dict[str, Path]] = {}
+    bundles: dict[cache_bundle.Bundle, dict[str, list[Path]]] = {}
     for blob_name, task_id, rest, size, md5, source in listed:
         if task_id == MERGE_TASK_ID:
             rel = PurePosixPath(rest)
@@ -249,7 +249,8 @@ def _fetch(
             log.warning("two results map to one file; %s is saved as %s", blob_name, path.name)
         claimed.add(path)
         if source is not None and source.bundle is not None and source.member is not None:
-            bundles.setdefault(source.bundle, {})[source.member] = path  # runner.cache_bundle
+            # runner.cache_bundle; two files of the same key (same name and content) share members
+            bundles.setdefault(source.bundle, {}).setdefault(source.member, []).append(path)
         else:
             items.append(DownloadItem(blob_name, path, md5, size if md5 is not None else None))
             total += size

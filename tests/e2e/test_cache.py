@@ -360,8 +360,10 @@ def test_command_results_are_keyed_by_the_template(
 def test_no_wait_then_results_stores_the_results(tmp_path: Path, outputs_file: Path) -> None:
     corpus = tmp_path / "nw"
     corpus.mkdir()
+    (corpus / "sub").mkdir()
     for i, name in enumerate(("p.txt", "q.txt")):
         (corpus / name).write_text(f"{secrets.token_hex(8)}\n{make_text(40 + i, 80)}", encoding="utf-8")
+    (corpus / "sub" / "p.txt").write_bytes((corpus / "p.txt").read_bytes())  # same key as p.txt
     sent = invoke(
         outputs_file, "submit", str(corpus), "-n", "4", "--job-id", "cache-nowait", "--no-wait", "--cache"
     )
@@ -370,9 +372,10 @@ def test_no_wait_then_results_stores_the_results(tmp_path: Path, outputs_file: P
         outputs_file, "results", "cache-nowait", "--wait", "--dest", str(tmp_path / "r"), "--timeout", "120"
     )
     assert got.exit_code == 0, got.stderr
-    assert "cache: 3 result(s) stored for later jobs" in got.stderr  # two files and the corpus
+    assert "cache: 3 result(s) stored for later jobs" in got.stderr  # two keys and the corpus
     _, stderr = _submit(outputs_file, corpus, "cache-nowait2", tmp_path / "r2", "--cache")
-    assert "2 of 2 files from cache (and the corpus result), 0 to run" in stderr
+    assert "3 of 3 files from cache (and the corpus result), 0 to run" in stderr
+    assert _raw_tree(tmp_path / "r2") == _raw_tree(tmp_path / "r")  # both p.txt from one bundle member
 
 
 def test_clean_keeps_entries_stats_and_prune(
