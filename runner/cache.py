@@ -178,6 +178,12 @@ def _entry(key: str, listed: list[BlobEntry]) -> Entry:
     return Entry(key, blobs, min(times) if times else None, valid)
 
 
+def read_entry(storage: Storage, container: str, key: str) -> Entry | None:
+    """The entry of one key (valid or not), ``None`` when it has no blob: one listing of its prefix."""
+    listed = storage.list_entries(container, f"{CACHE_PREFIX}{key}/")
+    return _entry(key, listed) if listed else None
+
+
 def read_index(storage: Storage, container: str) -> dict[str, Entry]:
     """Every entry of the cache, valid or not, by key: ONE listing of ``cache/``."""
     grouped: dict[str, list[BlobEntry]] = {}
@@ -259,12 +265,14 @@ def sources(
         wanted[MERGE_TASK_ID] = manifest.merge_key
     if not wanted:
         return {}
-    if index is None:
+    whole = _from_bundle(storage, container, manifest, index)
+    if whole is not None:
+        return whole
+    if index is None or len(index) == 1:  # none, or only the merged entry (the whole-job lookup)
         index = read_index(storage, container)
     out, gone = {}, []
-    whole = _bundle_source(manifest, index)
     files = {k for f, k in wanted.items() if f != MERGE_TASK_ID}
-    covering = {k: whole for k in files} if whole else _covering(storage, container, index, files)
+    covering = _covering(storage, container, index, files)
     for fid, key in wanted.items():
         entry, bundle = index.get(key), covering.get(key)
         if entry is None or not entry.valid:
@@ -296,12 +304,48 @@ def drop_corrupt(storage: Storage, container: str, manifest: Manifest, err: Corr
     )
 
 
-def _bundle_source(manifest: Manifest, index: Mapping[str, Entry]) -> cache_bundle.Bundle | None:
-    """The merged result's bundle when the job takes every file and the corpus from the cache."""
-    if not manifest.cached_merge or not manifest.merge_key or len(manifest.cached) != len(manifest.tasks):
+def _from_bundle(
+    storage: Storage, container: str, manifest: Manifest, index: Mapping[str, Entry] | None
+) -> dict[str, list[CachedBlob]] | None:
+    """When the job takes every file and the corpus from the cache and the merged entry has a
+    bundle: the corpus blobs, and every file's results as the bundle's members (named by its
+    member list, MD5 checked). ``None`` otherwise (then the files come from their entries)."""
+    key = manifest.merge_key
+    if not manifest.cached_merge or key is None or len(manifest.cached) != len(manifest.tasks):
         return None
-    entry = index.get(manifest.merge_key)
-    return _bundle_in(entry) if entry is not None else None
+    entry = index.get(key) if index is not None else None
+    entry = entry if entry is not None else read_entry(storage, container, key)
+    bundle = _bundle_in(entry) if entry is not None else None
+    members = _members(storage, container, entry) if entry is not None else None
+    if entry is None or bundle is None or members is None:
+        return None
+    by_key: dict[str, list[str]] = {}
+    for name in members:
+        by_key.setdefault(name.split("/", 1)[0], []).append(name)
+    out = {MERGE_TASK_ID: _blobs_of(entry)}
+    for fid in manifest.cached:
+        names = by_key.get(manifest.cache_keys.get(fid, ""), [])
+        if not names:
+            return None
+        out[fid] = [CachedBlob(bundle.blob, n.split("/", 1)[1], 0, None, n, bundle) for n in names]
+    return out
+
+
+def _keys_blob(entry: Entry) -> EntryBlob | None:
+    return next((b for b in entry.blobs if b.name == cache_bundle.KEYS_NAME), None)
+
+
+def _members(storage: Storage, container: str, entry: Entry) -> list[str] | None:
+    """The member names (``<file key>/<name>``) of an entry's bundle, from its member list
+    (``results.keys``, MD5 checked); ``None`` when it has none or it does not check out."""
+    listed = _keys_blob(entry)
+    if not entry.valid or listed is None or listed.md5 is None:
+        return None
+    data = storage.try_download_bytes(container, f"{CACHE_PREFIX}{entry.key}/{listed.name}")
+    if data is None or _md5(data) != listed.md5:
+        return None
+    names = data.decode("utf-8", errors="replace").splitlines()
+    return [n for n in names if "/" in n and _KEY.match(n.split("/", 1)[0])]
 
 
 def _bundle_in(entry: Entry) -> cache_bundle.Bundle | None:
@@ -329,13 +373,10 @@ def _covering(
     candidates.sort(key=lambda eb: eb[0].created or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
     out: dict[str, cache_bundle.Bundle] = {}
     for entry, bundle in candidates[:BUNDLES_TRIED]:
-        listed = next((b for b in entry.blobs if b.name == cache_bundle.KEYS_NAME), None)
-        if listed is None:
+        members = _members(storage, container, entry)
+        if members is None:
             continue
-        data = storage.try_download_bytes(container, f"{CACHE_PREFIX}{entry.key}/{listed.name}")
-        if data is None or listed.md5 is None or _md5(data) != listed.md5:
-            continue
-        held = (set(data.decode("ascii", errors="replace").split()) & keys) - out.keys()
+        held = ({n.split("/", 1)[0] for n in members} & keys) - out.keys()
         out.update(dict.fromkeys(held, bundle))
         if len(out) == len(keys):
             break
@@ -419,8 +460,8 @@ def _bundle(
     manifest: Manifest, dest: Path, outputs: Mapping[str, list[BlobEntry]], index: Mapping[str, Entry]
 ) -> tuple[bytes, bytes] | None:
     """Every file's results as downloaded to ``dest``, each checked against its blob's MD5 (the
-    job's, or its cache entry's when it came from the cache), and the list of the file keys it
-    holds (one a line); ``None`` when one is missing."""
+    job's, or its cache entry's when it came from the cache), and the list of its members'
+    names (``<file key>/<name>``, one a line); ``None`` when one is missing."""
     names = local_names(manifest)
     members: list[tuple[str, Path, bytes | None]] = []
     seen: set[str] = set()
@@ -439,8 +480,8 @@ def _bundle(
                 seen.add(f"{key}/{rest}")
                 members.append((f"{key}/{rest}", dest.joinpath(*rel.parts), md5))
     tar = cache_bundle.build(members)
-    keys = "".join(f"{k}\n" for k in dict.fromkeys(m[0].split("/", 1)[0] for m in members))
-    return None if tar is None else (tar, keys.encode("ascii"))
+    listing = "".join(f"{m[0]}\n" for m in members)  # the member list a later job reads
+    return None if tar is None else (tar, listing.encode("utf-8"))
 
 
 def _entry_copy(source: str, key: str, count: int, size: int, md5: bytes) -> CopyItem:
@@ -553,12 +594,20 @@ def before_tasks(
     if not lookup:
         _refuse_stale(manifest, keys)
         return manifest, JobCache(keys, frozenset(manifest.cached))
-    index = read_index(storage, container)
-    found = partition(keys, index)
     merged = None
     if manifest.aggregate:
         order = [keys[t.task_id] for t in manifest.tasks]
         merged = merge_key(order, shape, manifest.merge_group_size, manifest.allow_failures)
+        whole = read_entry(storage, container, merged)
+        if whole is not None and _bundle_in(whole) is not None and _keys_blob(whole) is not None:
+            # The whole job from one entry: its bundle holds every file's results (one listing
+            # of cache/<merged key>/, not of the whole cache).
+            say(f"{len(keys):,} of {len(keys):,} files from cache (and the corpus result), 0 to run")
+            cached = tuple(t.task_id for t in manifest.tasks)
+            manifest = replace(manifest, cached=cached, cache_keys=keys, merge_key=merged, cached_merge=True)
+            return manifest, JobCache(keys, frozenset(cached), {merged: whole})
+    index = read_index(storage, container)
+    found = partition(keys, index)
     cached_merge = merged is not None and merged in index and index[merged].valid
     corpus = " (and the corpus result)" if cached_merge else ""
     say(f"{len(found.hits):,} of {len(keys):,} files from cache{corpus}, {len(found.misses):,} to run")

@@ -34,7 +34,8 @@ from runner.storage import CorruptDownload, DownloadItem, Storage
 log = logging.getLogger(__name__)
 
 BUNDLE_NAME = "results.tar"
-#: Next to the bundle: the file keys it holds, one a line (what a partial hit reads to use it).
+#: Next to the bundle: its members' names (``<file key>/<name>``), one a line; what a later job
+#: reads to take results from the bundle.
 KEYS_NAME = "results.keys"
 #: A bundle larger than this is not written (the rerun downloads per file instead).
 MAX_BUNDLE = 64 * 1024 * 1024

@@ -156,13 +156,16 @@ def test_full_hit_runs_no_task_and_every_command_tells_the_truth(
     assert [f["status"] for f in doc["files"]] == ["succeeded"] * len(FILES)  # type: ignore[attr-defined]
     assert doc["corpus"]["status"] == "succeeded"  # type: ignore[index]
     assert _raw_tree(tmp_path / "second") == _raw_tree(first.dest)  # the corpus report too
-    # One listing of cache/; nothing written to the output container; three GETs: the corpus
-    # report and counts, and the bundle of every file's results.
-    assert _lists_of_cache(proxy) == 1, [r.path for r in proxy.records if "comp=list" in r.path]
+    # No listing of the whole cache: one of the merged entry's prefix; nothing written to the
+    # output container; four GETs: the corpus report and counts, the bundle of every file's
+    # results and its member list.
+    assert _lists_of_cache(proxy) == 0, [r.path for r in proxy.records if "comp=list" in r.path]
+    entry_lists = [r for r in proxy.records if "comp=list" in r.path and "prefix=cache%2F" in r.path]
+    assert len(entry_lists) == 1
     out = f"/{target_outputs.output_container}/"
     assert not [r for r in proxy.records if r.method == "PUT" and out in r.path]
     reads = [r for r in proxy.records if r.method == "GET" and f"{out}cache/" in r.path]
-    assert len(reads) == 3 and f"unpacking {2 * len(FILES)} cached result files" in stderr
+    assert len(reads) == 4 and f"unpacking {2 * len(FILES)} cached result files" in stderr
     assert proxy.count("PUT", "/cache-second/inputs/") == 0
 
     status = invoke(outputs_file, "--json", "status", "cache-second")
