@@ -24,8 +24,14 @@ Contracts:
 * **Merged result.** Its key (:func:`merge_key`) is made of the files' keys in file order,
   the result shape, the merge group size and ``--allow-failures``: what determines the
   merged counts byte for byte. Its entry is ``cache/<key>/corpus_*``, written like a file's.
-* **Lookup** is one listing of ``cache/`` (one request per 5,000 blobs), never a request
-  per file. Nothing is copied: a hit's results stay in its entry. The merges read a cached
+* **Bundle.** The merged entry also holds ``results.tar``, every file's results (members
+  ``<file key>/<name>``), and ``results.keys``, its member list (:mod:`runner.cache_bundle`);
+  both count in its ``files``. A corpus submitted again unchanged is found with one listing
+  of ``cache/<merged key>/`` and its results come from three blobs and that list; hits of a
+  partial rerun come from the newest bundles that hold them (:data:`BUNDLES_TRIED` member
+  lists read), the others from their own entries.
+* **Lookup** is otherwise one listing of ``cache/`` (one request per 5,000 blobs), never a
+  request per file. Nothing is copied: a hit's results stay in its entry. The merges read a cached
   file's counts there (their resource files name ``cache/<key>/<name>``), and the results
   are downloaded from the entries (:func:`sources`), each blob checked against the size and
   MD5 the listing gave (:class:`~runner.storage.CorruptDownload`: the entry is deleted and
