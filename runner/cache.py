@@ -413,13 +413,16 @@ def publish(
     job_id: str,
     succeeded: Mapping[str, str],
     bundle_of: tuple[Manifest, Path] | None = None,
+    index: Mapping[str, Entry] | None = None,
 ) -> Published:
     """Write an entry for each ``{id: key}`` (files whose task succeeded; ``merge`` for the merged
     result) whose key has no valid entry, by server-side copy of ``<job-id>/<id>/*``; corrupt
     entries of those keys are deleted first. One listing of ``cache/`` and one of ``<job-id>/``.
     With ``bundle_of`` (the job's manifest and where its results were downloaded), the merged
-    entry also gets the bundle of every file's results (:mod:`runner.cache_bundle`)."""
-    index = read_index(storage, container)
+    entry also gets the bundle of every file's results (:mod:`runner.cache_bundle`). ``index``:
+    the listing of ``cache/`` the submission read (spares a second one; an entry written since
+    by another job is then found by the write itself: it is left alone)."""
+    index = read_index(storage, container) if index is None else index
     outputs: dict[str, list[BlobEntry]] = {}
     for blob in storage.list_entries(container, f"{job_id}/"):
         parts = blob.name.split("/", 2)
@@ -454,7 +457,11 @@ def publish(
         storage.delete_names(container, stale)
     storage.copy_blobs(container, items, if_missing=True)
     for name, (data, meta) in bundles.items():
-        storage.upload_bytes(container, name, data, overwrite=False, metadata=meta)
+        try:
+            storage.upload_bytes(container, name, data, overwrite=False, metadata=meta)
+        except RunnerError:
+            if not storage.blob_exists(container, name):  # else: another job wrote it meanwhile
+                raise
     return Published(len(seen), already, unverifiable)
 
 
@@ -662,7 +669,13 @@ def cached_states(manifest: Manifest) -> dict[str, TaskInfo]:
     return out
 
 
-def after_collect(storage: Storage, container: str, manifest: Manifest, results: JobResults) -> Published:
+def after_collect(
+    storage: Storage,
+    container: str,
+    manifest: Manifest,
+    results: JobResults,
+    index: Mapping[str, Entry] | None = None,
+) -> Published:
     """Publish the results of every file that ran in this job and succeeded, and the merged result
     when the merge ran and every file succeeded (what the job recorded keys for; cached ones are
     in the cache already)."""
@@ -680,4 +693,4 @@ def after_collect(storage: Storage, container: str, manifest: Manifest, results:
     if not succeeded:
         return Published(0, 0, 0)
     bundle_of = (manifest, results.dest) if MERGE_TASK_ID in succeeded else None
-    return publish(storage, container, manifest.job_id, succeeded, bundle_of)
+    return publish(storage, container, manifest.job_id, succeeded, bundle_of, index)

@@ -667,7 +667,7 @@ def collect(
         cache_doc = {"files": len(manifest.tasks), "fromCache": len(manifest.cached)}
         results = dataclasses.replace(results, extra={**results.extra, "cache": cache_doc})
     if manifest.cache_keys:
-        _publish(session, manifest, results, reporter)
+        _publish(session, manifest, results, reporter, index)
     if on_results is not None:
         on_results(results)
     if failures:
@@ -686,13 +686,19 @@ def collect(
     return results
 
 
-def _publish(session: Session, manifest: mf.Manifest, results: JobResults, reporter: Reporter) -> None:
+def _publish(
+    session: Session,
+    manifest: mf.Manifest,
+    results: JobResults,
+    reporter: Reporter,
+    index: dict[str, result_cache.Entry] | None,
+) -> None:
     """Cache what ran and succeeded (:func:`runner.cache.after_collect`), from ``submit``,
     ``results`` (a ``--no-wait`` job) and ``retry`` alike. A refusal is said, not raised: the
     results are there all the same."""
     try:
         container = session.outputs.output_container
-        done = result_cache.after_collect(session.storage, container, manifest, results)
+        done = result_cache.after_collect(session.storage, container, manifest, results, index)
     except RunnerError as err:
         reporter.info(f"results not cached: {err}")
         return
