@@ -326,15 +326,18 @@ class Batch:
         with translate_errors("listing jobs", self._host):
             return [_job_info(j) for j in self._client.list_jobs()]
 
-    def terminate_job(self, job_id: str) -> None:
+    def terminate_job(self, job_id: str, *, reason: str = "UserTerminate", wait: bool = True) -> None:
+        """Terminate the job (``reason``: its terminateReason); ``wait`` until it is completed."""
         # 409 JobCompleted / JobTerminating: already done.
         with (
             translate_errors(f"terminating job {job_id}", self._host),
             contextlib.suppress(ResourceExistsError),
         ):
             # The SDK needs an options body here, or it fails to build the request itself.
-            options = bm._models.BatchJobTerminateOptions(termination_reason="UserTerminate")
-            self._client.begin_terminate_job(job_id, options, polling_interval=1).result()
+            options = bm._models.BatchJobTerminateOptions(termination_reason=reason)
+            poller = self._client.begin_terminate_job(job_id, options, polling_interval=1)
+            if wait:
+                poller.result()
 
     def delete_job(self, job_id: str) -> bool:
         """Delete the job (waits until gone); ``False`` if it did not exist."""

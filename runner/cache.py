@@ -21,15 +21,32 @@ Contracts:
   number is ``files``, and no copy is unfinished. Anything else (a blob missing,
   truncated, rewritten; a half-written entry) is *corrupt*: a miss, never trusted; the
   file runs and its result replaces the entry.
-* **Lookup** is one listing of ``cache/`` (one request per 5,000 blobs), never a request
-  per file. **Reuse** copies a hit's blobs server-side to ``<job-id>/<file-id>/``, then
-  one listing of ``<job-id>/`` checks every copy's size and MD5 against the entry
-  before any task is added; a file whose copy does not check out runs (its copies are
-  deleted first).
-* **Publish**, after the job's results are collected: each file whose task succeeded
-  and whose key has no valid entry gets one, copied from ``<job-id>/<file-id>/``. A
-  result blob without a Content-MD5 (uploaded in blocks: over a few MB) could never be
-  verified, so such a file gets no entry (it runs again next time).
+* **Merged result.** Its key (:func:`merge_key`) is made of the files' keys in file order,
+  the result shape, the merge group size and ``--allow-failures``: what determines the
+  merged counts byte for byte. Its entry is ``cache/<key>/corpus_*``, written like a file's.
+* **Bundle.** The merged entry also holds ``results.tar``, every file's results (members
+  ``<file key>/<name>``), and ``results.keys``, its member list (:mod:`runner.cache_bundle`);
+  both count in its ``files``. A corpus submitted again unchanged is found with one listing
+  of ``cache/<merged key>/`` and its results come from three blobs and that list; hits of a
+  partial rerun come from the newest bundles that hold them (:data:`BUNDLES_TRIED` member
+  lists read), the others from their own entries.
+* **Lookup** is otherwise one listing of ``cache/`` (one request per 5,000 blobs), never a
+  request per file. Nothing is copied: a hit's results stay in its entry. The merges read a cached
+  file's counts there (their resource files name ``cache/<key>/<name>``), and the results
+  are downloaded from the entries (:func:`sources`), each blob checked against the size and
+  MD5 the listing gave (:class:`~runner.storage.CorruptDownload`: the entry is deleted and
+  the error says to submit again). The job records every key in its manifest
+  (``cache_keys``, ``merge_key``, ``cached_merge``), so ``results``, resume and ``retry``
+  find the same entries. When every file and the merged result hit, the job runs no task:
+  its Batch job is created (so ``status``, ``results``, ``jobs`` and ``clean`` know it) and
+  terminated at once (``AllTasksComplete``).
+* **Publish**, in :func:`runner.submit.collect` (``submit``, ``results`` of a ``--no-wait``
+  job, ``retry``): each file that ran and succeeded, and the merged result when the merge ran
+  and every file succeeded, whose key has no valid entry gets one, copied from
+  ``<job-id>/<id>/``. A result blob without a Content-MD5 (uploaded in blocks: over a few MB)
+  could never be verified, so such a file gets no entry (it runs again next time).
+* An entry pruned between a submission and its merge or its download fails that job with
+  a :class:`RemoteError` that says to submit again (nothing is recomputed silently).
 """
 
 from __future__ import annotations
@@ -39,18 +56,20 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from runner import cache_bundle
 from runner.batch_types import TaskInfo, TaskState
-from runner.errors import UsageError
+from runner.errors import RemoteError, RunnerError, UsageError
 from runner.inputs import InputFile
 from runner.manifest import Manifest
-from runner.results import JobResults, TaskOutcome
-from runner.storage import BlobEntry, CopyItem, Storage
+from runner.results import JobResults, TaskOutcome, local_name, local_names
+from runner.storage import BlobEntry, CopyItem, CorruptDownload, Storage
+from runner.tasks import MERGE_TASK_ID, report_names
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +184,12 @@ def _entry(key: str, listed: list[BlobEntry]) -> Entry:
     return Entry(key, blobs, min(times) if times else None, valid)
 
 
+def read_entry(storage: Storage, container: str, key: str) -> Entry | None:
+    """The entry of one key (valid or not), ``None`` when it has no blob: one listing of its prefix."""
+    listed = storage.list_entries(container, f"{CACHE_PREFIX}{key}/")
+    return _entry(key, listed) if listed else None
+
+
 def read_index(storage: Storage, container: str) -> dict[str, Entry]:
     """Every entry of the cache, valid or not, by key: ONE listing of ``cache/``."""
     grouped: dict[str, list[BlobEntry]] = {}
@@ -180,10 +205,18 @@ def read_index(storage: Storage, container: str) -> dict[str, Entry]:
 # -- reuse ------------------------------------------------------------------------------
 
 
+def merge_key(file_keys: Sequence[str], shape: ResultShape, group_size: int, allow_failures: bool) -> str:
+    """The key of a job's merged result: its files' keys *in file order* (the merged counts list
+    the inputs in the order the merges read them), the result shape, how the merges are grouped
+    and ``--allow-failures`` (``nodetask merge --allow-missing`` writes another document)."""
+    parts = [KEY_FORMAT, "merge", list(file_keys), shape.code, shape.numwords, group_size, allow_failures]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=True).encode("ascii")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Reuse:
-    """What the lookup decided: ``hits`` (file id -> entry; their results are in place and
-    verified), ``misses`` (file ids to run, in order) and how many wanted entries were corrupt."""
+    """What the lookup decided: ``hits`` (file id -> its valid entry), ``misses`` (file ids to
+    run, in order) and how many wanted entries were corrupt. Nothing is copied."""
 
     hits: dict[str, Entry]
     misses: list[str]
@@ -191,51 +224,177 @@ class Reuse:
 
 
 def partition(keys: Mapping[str, str], index: Mapping[str, Entry]) -> Reuse:
-    """Split the files by whether their key has a valid entry (nothing copied yet)."""
+    """Split the files by whether their key has a valid entry."""
     hits = {fid: index[key] for fid, key in keys.items() if key in index and index[key].valid}
     corrupt = len({key for key in keys.values() if key in index and not index[key].valid})
     return Reuse(hits, [fid for fid in keys if fid not in hits], corrupt)
 
 
-def restore(storage: Storage, container: str, job_id: str, hits: Mapping[str, Entry]) -> set[str]:
-    """Copy every hit's blobs to ``<job-id>/<file-id>/`` and verify them (one listing of
-    ``<job-id>/``); return the file ids whose results are in place. The others' copies are
-    deleted: they must run."""
-    items = [
-        CopyItem(f"{CACHE_PREFIX}{entry.key}/{b.name}", f"{job_id}/{fid}/{b.name}")
-        for fid, entry in hits.items()
+@dataclass(frozen=True)
+class CachedBlob:
+    """A result blob read from an entry (``source``, under ``cache/<key>/``) in place of
+    ``<job-id>/<id>/<name>``; ``size`` and ``md5`` are what the download must get."""
+
+    source: str
+    name: str
+    size: int
+    md5: bytes | None
+    #: Read as this member of ``bundle`` (:mod:`runner.cache_bundle`), not as a blob.
+    member: str | None = None
+    bundle: cache_bundle.Bundle | None = None
+
+
+def _blobs_of(entry: Entry) -> list[CachedBlob]:
+    return [
+        CachedBlob(f"{CACHE_PREFIX}{entry.key}/{b.name}", b.name, b.size, b.md5)
         for b in entry.blobs
+        if b.name not in (cache_bundle.BUNDLE_NAME, cache_bundle.KEYS_NAME)
     ]
-    failed = storage.copy_blobs(container, items)
-    listed: dict[str, list[BlobEntry]] = {}
-    for blob in storage.list_entries(container, f"{job_id}/"):
-        listed.setdefault(blob.name.split("/", 2)[1], []).append(blob)
-    good, bad = set(), []
-    for fid, entry in hits.items():
-        there = {b.name.split("/", 2)[2]: b for b in listed.get(fid, [])}
-        want = {b.name: b for b in entry.blobs}
-        ok = there.keys() == want.keys() and all(
-            there[n].size == w.size and there[n].md5 == w.md5 and f"{job_id}/{fid}/{n}" not in failed
-            for n, w in want.items()
-        )
-        if ok:
-            good.add(fid)
+
+
+def _bundled(entry: Entry, bundle: cache_bundle.Bundle) -> list[CachedBlob]:
+    """A file's results (named as its entry lists them) read from the merged result's bundle."""
+    return [
+        CachedBlob(bundle.blob, b.name, b.size, b.md5, f"{entry.key}/{b.name}", bundle) for b in entry.blobs
+    ]
+
+
+def sources(
+    storage: Storage, container: str, manifest: Manifest, index: Mapping[str, Entry] | None = None
+) -> dict[str, list[CachedBlob]]:
+    """Where the job's cached results are: ``{file id or "merge": blobs}`` for every file in
+    ``manifest.cached`` that has a recorded key, and the merged result when it came from the
+    cache. ``index`` (one listing of ``cache/``) is read when not given and something is cached.
+    An entry gone or corrupt since the job took it is a :class:`RemoteError` naming the inputs."""
+    wanted = {fid: manifest.cache_keys[fid] for fid in manifest.cached if fid in manifest.cache_keys}
+    if manifest.cached_merge and manifest.merge_key:
+        wanted[MERGE_TASK_ID] = manifest.merge_key
+    if not wanted:
+        return {}
+    whole = _from_bundle(storage, container, manifest, index)
+    if whole is not None:
+        return whole
+    if index is None or len(index) == 1:  # none, or only the merged entry (the whole-job lookup)
+        index = read_index(storage, container)
+    out, gone = {}, []
+    files = {k for f, k in wanted.items() if f != MERGE_TASK_ID}
+    covering = _covering(storage, container, index, files)
+    for fid, key in wanted.items():
+        entry, bundle = index.get(key), covering.get(key)
+        if entry is None or not entry.valid:
+            gone.append(manifest.by_task[fid].input if fid in manifest.by_task else "(corpus)")
         else:
-            log.warning("cached results of file %s did not check out after the copy: it runs", fid)
-            bad += [b.name for b in listed.get(fid, [])]
-    if bad:
-        storage.delete_names(container, bad)
-    return good
+            out[fid] = _blobs_of(entry) if bundle is None or fid == MERGE_TASK_ID else _bundled(entry, bundle)
+    if gone:
+        names = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        raise RemoteError(
+            f"{len(gone)} result(s) job {manifest.job_id} took from the cache are no longer there "
+            f"(pruned or corrupt since): {names}",
+            hint="submit the same inputs under a new --job-id: they are computed again",
+        )
+    return out
 
 
-def reuse(storage: Storage, container: str, job_id: str, keys: Mapping[str, str]) -> Reuse:
-    """Look the keys up (one listing), put the hits' results in place and verify them."""
-    found = partition(keys, read_index(storage, container))
-    if not found.hits:
-        return found
-    good = restore(storage, container, job_id, found.hits)
-    hits = {fid: e for fid, e in found.hits.items() if fid in good}
-    return Reuse(hits, [fid for fid in keys if fid not in hits], found.corrupt)
+def drop_corrupt(storage: Storage, container: str, manifest: Manifest, err: CorruptDownload) -> RunnerError:
+    """A cached result whose bytes did not check out when downloaded: its entry is deleted (the
+    next submission computes it again) and the error to raise says so."""
+    if not err.blob_name.startswith(CACHE_PREFIX):
+        return err
+    key = err.blob_name.split("/", 2)[1]
+    storage.delete_prefix(container, f"{CACHE_PREFIX}{key}/")
+    log.warning("cache entry %s did not check out when downloaded: deleted", key)
+    return RemoteError(
+        f"a result job {manifest.job_id} took from the cache did not check out when downloaded "
+        "(its bytes are not those recorded): that cache entry is deleted",
+        hint="submit the same command again under a new --job-id: the result is computed again",
+    )
+
+
+def _from_bundle(
+    storage: Storage, container: str, manifest: Manifest, index: Mapping[str, Entry] | None
+) -> dict[str, list[CachedBlob]] | None:
+    """When the job takes every file and the corpus from the cache and the merged entry has a
+    bundle: the corpus blobs, and every file's results as the bundle's members (named by its
+    member list, MD5 checked). ``None`` otherwise (then the files come from their entries)."""
+    key = manifest.merge_key
+    if not manifest.cached_merge or key is None or len(manifest.cached) != len(manifest.tasks):
+        return None
+    entry = index.get(key) if index is not None else None
+    entry = entry if entry is not None else read_entry(storage, container, key)
+    bundle = _bundle_in(entry) if entry is not None else None
+    members = _members(storage, container, entry) if entry is not None else None
+    if entry is None or bundle is None or members is None:
+        return None
+    by_key: dict[str, list[str]] = {}
+    for name in members:
+        by_key.setdefault(name.split("/", 1)[0], []).append(name)
+    out = {MERGE_TASK_ID: _blobs_of(entry)}
+    for fid in manifest.cached:
+        names = by_key.get(manifest.cache_keys.get(fid, ""), [])
+        if not names:
+            return None
+        out[fid] = [CachedBlob(bundle.blob, n.split("/", 1)[1], 0, None, n, bundle) for n in names]
+    return out
+
+
+def _keys_blob(entry: Entry) -> EntryBlob | None:
+    return next((b for b in entry.blobs if b.name == cache_bundle.KEYS_NAME), None)
+
+
+def _members(storage: Storage, container: str, entry: Entry) -> list[str] | None:
+    """The member names (``<file key>/<name>``) of an entry's bundle, from its member list
+    (``results.keys``, MD5 checked); ``None`` when it has none or it does not check out."""
+    listed = _keys_blob(entry)
+    if not entry.valid or listed is None or listed.md5 is None:
+        return None
+    data = storage.try_download_bytes(container, f"{CACHE_PREFIX}{entry.key}/{listed.name}")
+    if data is None or _md5(data) != listed.md5:
+        return None
+    names = data.decode("utf-8", errors="replace").splitlines()
+    return [n for n in names if "/" in n and _KEY.match(n.split("/", 1)[0])]
+
+
+def _bundle_in(entry: Entry) -> cache_bundle.Bundle | None:
+    found = [b for b in entry.blobs if b.name == cache_bundle.BUNDLE_NAME]
+    if not entry.valid or not found:
+        return None
+    return cache_bundle.Bundle(f"{CACHE_PREFIX}{entry.key}/{found[0].name}", found[0].size, found[0].md5)
+
+
+#: Fewer hits than this are downloaded per file; more are looked for in the newest bundles.
+BUNDLE_MIN_HITS = 20
+#: How many of the newest bundles' key lists are read (one small GET each) to cover the hits.
+BUNDLES_TRIED = 3
+
+
+def _covering(
+    storage: Storage, container: str, index: Mapping[str, Entry], keys: set[str]
+) -> dict[str, cache_bundle.Bundle]:
+    """Which hits (file keys) the newest bundles hold, each bundle's key list (``results.keys``,
+    MD5 checked) read once: their results are extracted from one download instead of one per
+    blob. Keys no bundle holds are absent (downloaded from their own entries)."""
+    if len(keys) < BUNDLE_MIN_HITS:
+        return {}
+    candidates = [(e, b) for e in index.values() if (b := _bundle_in(e)) is not None]
+    candidates.sort(key=lambda eb: eb[0].created or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+    out: dict[str, cache_bundle.Bundle] = {}
+    for entry, bundle in candidates[:BUNDLES_TRIED]:
+        members = _members(storage, container, entry)
+        if members is None:
+            continue
+        held = ({n.split("/", 1)[0] for n in members} & keys) - out.keys()
+        out.update(dict.fromkeys(held, bundle))
+        if len(out) == len(keys):
+            break
+    return out
+
+
+def counts_source(manifest: Manifest, file_id: str) -> str | None:
+    """The blob a merge reads for a cached file's counts (in its entry, in place), else ``None``."""
+    key = manifest.cache_keys.get(file_id) if file_id in set(manifest.cached) else None
+    if key is None:
+        return None
+    return f"{CACHE_PREFIX}{key}/{report_names(manifest.by_task[file_id].node_name)[1]}"
 
 
 # -- publish ----------------------------------------------------------------------------
@@ -248,17 +407,29 @@ class Published:
     unverifiable: int
 
 
-def publish(storage: Storage, container: str, job_id: str, succeeded: Mapping[str, str]) -> Published:
-    """Write an entry for each ``{file id: key}`` (files whose task succeeded) whose key has
-    no valid entry, by server-side copy of ``<job-id>/<file-id>/*``; corrupt entries of
-    those keys are deleted first. One listing of ``cache/`` and one of ``<job-id>/``."""
-    index = read_index(storage, container)
+def publish(
+    storage: Storage,
+    container: str,
+    job_id: str,
+    succeeded: Mapping[str, str],
+    bundle_of: tuple[Manifest, Path] | None = None,
+    index: Mapping[str, Entry] | None = None,
+) -> Published:
+    """Write an entry for each ``{id: key}`` (files whose task succeeded; ``merge`` for the merged
+    result) whose key has no valid entry, by server-side copy of ``<job-id>/<id>/*``; corrupt
+    entries of those keys are deleted first. One listing of ``cache/`` and one of ``<job-id>/``.
+    With ``bundle_of`` (the job's manifest and where its results were downloaded), the merged
+    entry also gets the bundle of every file's results (:mod:`runner.cache_bundle`). ``index``:
+    the listing of ``cache/`` the submission read (spares a second one; an entry written since
+    by another job is then found by the write itself: it is left alone)."""
+    index = read_index(storage, container) if index is None else index
     outputs: dict[str, list[BlobEntry]] = {}
     for blob in storage.list_entries(container, f"{job_id}/"):
         parts = blob.name.split("/", 2)
         if len(parts) == 3 and parts[2]:
             outputs.setdefault(parts[1], []).append(blob)
     items: list[CopyItem] = []
+    bundles: dict[str, tuple[bytes, dict[str, str]]] = {}
     stale: list[str] = []
     seen: set[str] = set()
     already = unverifiable = 0
@@ -274,11 +445,56 @@ def publish(storage: Storage, container: str, job_id: str, succeeded: Mapping[st
         seen.add(key)
         if entry is not None:
             stale += entry.blob_names()
-        items += [_entry_copy(b.name, key, len(blobs), b.size, b.md5 or b"") for b in blobs]
+        made = None
+        if fid == MERGE_TASK_ID and bundle_of is not None:
+            made = _bundle(bundle_of[0], bundle_of[1], outputs, index)
+        count = len(blobs) + (2 if made is not None else 0)
+        items += [_entry_copy(b.name, key, count, b.size, b.md5 or b"") for b in blobs]
+        for name, data in zip((cache_bundle.BUNDLE_NAME, cache_bundle.KEYS_NAME), made or (), strict=False):
+            meta = {"files": str(count), "size": str(len(data)), "md5": _b64(_md5(data))}
+            bundles[f"{CACHE_PREFIX}{key}/{name}"] = (data, meta)
     if stale:
         storage.delete_names(container, stale)
     storage.copy_blobs(container, items, if_missing=True)
+    for name, (data, meta) in bundles.items():
+        try:
+            storage.upload_bytes(container, name, data, overwrite=False, metadata=meta)
+        except RunnerError:
+            if not storage.blob_exists(container, name):  # else: another job wrote it meanwhile
+                raise
     return Published(len(seen), already, unverifiable)
+
+
+def _md5(data: bytes) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def _bundle(
+    manifest: Manifest, dest: Path, outputs: Mapping[str, list[BlobEntry]], index: Mapping[str, Entry]
+) -> tuple[bytes, bytes] | None:
+    """Every file's results as downloaded to ``dest``, each checked against its blob's MD5 (the
+    job's, or its cache entry's when it came from the cache), and the list of its members'
+    names (``<file key>/<name>``, one a line); ``None`` when one is missing."""
+    names = local_names(manifest)
+    members: list[tuple[str, Path, bytes | None]] = []
+    seen: set[str] = set()
+    for task in manifest.tasks:
+        key = manifest.cache_keys.get(task.task_id)
+        entry = index.get(key or "")
+        listed = outputs.get(task.task_id)
+        blobs = [(b.name.split("/", 2)[2], b.md5) for b in listed] if listed else None
+        if blobs is None and entry is not None and entry.valid:
+            blobs = [(b.name, b.md5) for b in entry.blobs]
+        if key is None or not blobs:
+            return None
+        for rest, md5 in blobs:
+            rel = local_name(task, rest, False, names.get(task.task_id))
+            if f"{key}/{rest}" not in seen:  # two files of one key (same name, same content): once
+                seen.add(f"{key}/{rest}")
+                members.append((f"{key}/{rest}", dest.joinpath(*rel.parts), md5))
+    tar = cache_bundle.build(members)
+    listing = "".join(f"{m[0]}\n" for m in members)  # the member list a later job reads
+    return None if tar is None else (tar, listing.encode("utf-8"))
 
 
 def _entry_copy(source: str, key: str, count: int, size: int, md5: bytes) -> CopyItem:
@@ -357,10 +573,12 @@ def parse_duration(text: str, option: str = "--older-than") -> timedelta:
 
 @dataclass(frozen=True)
 class JobCache:
-    """The cache's part in one submission: every file's key, and the files served from the cache."""
+    """The cache's part in one submission: every file's key, the files served from the cache, and
+    the listing of ``cache/`` the lookup read (``None`` on resume: nothing was looked up)."""
 
     keys: dict[str, str]
     cached: frozenset[str]
+    index: dict[str, Entry] | None = None
 
 
 def is_reserved_job_id(job_id: str) -> bool:
@@ -379,39 +597,50 @@ def before_tasks(
     *,
     lookup: bool = True,
 ) -> tuple[Manifest, JobCache]:
-    """Key every file; with ``lookup``, reuse the valid entries (results put in place and
-    verified: :func:`reuse`) and return the manifest with those files as ``cached``.
-    ``inputs`` are in the order of ``manifest.tasks``."""
+    """Key every file (and the merged result); with ``lookup`` (one listing of ``cache/``), return
+    the manifest with the files whose key has a valid entry as ``cached`` and, when the merged
+    result's key has one, ``cached_merge``. Nothing is copied: the merges read cached counts in
+    place and the results are downloaded from the entries. Without ``lookup`` (resume) the keys
+    must be those the job recorded. ``inputs`` are in the order of ``manifest.tasks``."""
     files = [CacheFile(t.task_id, i.path, t.node_name) for t, i in zip(manifest.tasks, inputs, strict=True)]
     keys = keys_for(files, shape)
     if not lookup:
-        _refuse_stale(storage, container, manifest, keys)
+        _refuse_stale(manifest, keys)
         return manifest, JobCache(keys, frozenset(manifest.cached))
-    found = reuse(storage, container, manifest.job_id, keys)
-    say(f"{len(found.hits):,} of {len(keys):,} files from cache, {len(found.misses):,} to run")
-    if found.corrupt:
-        say(f"{found.corrupt:,} cache entries did not check out (corrupt or incomplete): recomputed")
-    cached = tuple(sorted(found.hits, key=_numeric))
-    return replace(manifest, cached=cached), JobCache(keys, frozenset(cached))
-
-
-def _refuse_stale(storage: Storage, container: str, manifest: Manifest, keys: Mapping[str, str]) -> None:
-    """On resume: every file the job took from the cache must still have that result, i.e. a
-    valid entry for its key *now* holding what is under ``<job-id>/<file-id>/``. Otherwise
-    its input changed since (or the entry was pruned): a :class:`UsageError` naming them."""
-    if not manifest.cached:
-        return
+    merged = None
+    if manifest.aggregate:
+        order = [keys[t.task_id] for t in manifest.tasks]
+        merged = merge_key(order, shape, manifest.merge_group_size, manifest.allow_failures)
+        whole = read_entry(storage, container, merged)
+        if whole is not None and _bundle_in(whole) is not None and _keys_blob(whole) is not None:
+            # The whole job from one entry: its bundle holds every file's results (one listing
+            # of cache/<merged key>/, not of the whole cache).
+            say(f"{len(keys):,} of {len(keys):,} files from cache (and the corpus result), 0 to run")
+            cached = tuple(t.task_id for t in manifest.tasks)
+            manifest = replace(manifest, cached=cached, cache_keys=keys, merge_key=merged, cached_merge=True)
+            return manifest, JobCache(keys, frozenset(cached), {merged: whole})
     index = read_index(storage, container)
-    there: dict[str, dict[str, bytes | None]] = {}
-    for blob in storage.list_entries(container, f"{manifest.job_id}/"):
-        parts = blob.name.split("/", 2)
-        if len(parts) == 3:
-            there.setdefault(parts[1], {})[parts[2]] = blob.md5
-    stale = []
-    for fid in manifest.cached:
-        entry = index.get(keys.get(fid, ""))
-        if entry is None or not entry.valid or {b.name: b.md5 for b in entry.blobs} != there.get(fid):
-            stale.append(manifest.by_task[fid].input if fid in manifest.by_task else fid)
+    found = partition(keys, index)
+    cached_merge = merged is not None and merged in index and index[merged].valid
+    corpus = " (and the corpus result)" if cached_merge else ""
+    say(f"{len(found.hits):,} of {len(keys):,} files from cache{corpus}, {len(found.misses):,} to run")
+    corrupt = found.corrupt + int(merged is not None and merged in index and not cached_merge)
+    if corrupt:
+        say(f"{corrupt:,} cache entries did not check out (corrupt or incomplete): recomputed")
+    cached = tuple(sorted(found.hits, key=_numeric))
+    manifest = replace(manifest, cached=cached, cache_keys=keys, merge_key=merged, cached_merge=cached_merge)
+    return manifest, JobCache(keys, frozenset(cached), index)
+
+
+def _refuse_stale(manifest: Manifest, keys: Mapping[str, str]) -> None:
+    """On resume: every file the job took from the cache must have the key it had then (its
+    input unchanged); otherwise a :class:`UsageError` naming them. A file of a job that recorded
+    no key (an older runner) counts as changed: its result cannot be tied to its content."""
+    stale = [
+        manifest.by_task[fid].input if fid in manifest.by_task else fid
+        for fid in manifest.cached
+        if manifest.cache_keys.get(fid) != keys.get(fid)
+    ]
     if stale:
         names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise UsageError(
@@ -425,24 +654,43 @@ def _numeric(file_id: str) -> tuple[int, str]:
 
 
 def cached_states(manifest: Manifest) -> dict[str, TaskInfo]:
-    """What the results see of a cached file: a task that completed and succeeded, run 0 times."""
+    """What the results see of a cached file (and of the merged result when it came from the
+    cache): a task that completed and succeeded, run 0 times."""
     by_task = manifest.by_task
-    return {
+    out = {
         fid: TaskInfo(fid, by_task[fid].input, TaskState.COMPLETED, 0, "success", None, None, None, 0)
         for fid in manifest.cached
         if fid in by_task
     }
+    if manifest.cached_merge:
+        out[MERGE_TASK_ID] = TaskInfo(
+            MERGE_TASK_ID, "(corpus)", TaskState.COMPLETED, 0, "success", None, None, None, 0
+        )
+    return out
 
 
 def after_collect(
-    storage: Storage, container: str, job_id: str, cache: JobCache, results: JobResults
+    storage: Storage,
+    container: str,
+    manifest: Manifest,
+    results: JobResults,
+    index: Mapping[str, Entry] | None = None,
 ) -> Published:
-    """Publish the results of every file that ran here and succeeded (not the cached ones)."""
+    """Publish the results of every file that ran in this job and succeeded, and the merged result
+    when the merge ran and every file succeeded (what the job recorded keys for; cached ones are
+    in the cache already)."""
+    keys, cached = manifest.cache_keys, set(manifest.cached)
     succeeded = {
-        r.task_id: cache.keys[r.task_id]
+        r.task_id: keys[r.task_id]
         for r in results.files
-        if r.outcome is TaskOutcome.SUCCEEDED and r.task_id in cache.keys and r.task_id not in cache.cached
+        if r.outcome is TaskOutcome.SUCCEEDED and r.task_id in keys and r.task_id not in cached
     }
+    corpus = results.corpus
+    whole = not results.failures and all(r.outcome is TaskOutcome.SUCCEEDED for r in results.files)
+    merged = corpus is not None and corpus.outcome is TaskOutcome.SUCCEEDED
+    if manifest.merge_key and not manifest.cached_merge and whole and merged:
+        succeeded[MERGE_TASK_ID] = manifest.merge_key
     if not succeeded:
         return Published(0, 0, 0)
-    return publish(storage, container, job_id, succeeded)
+    bundle_of = (manifest, results.dest) if MERGE_TASK_ID in succeeded else None
+    return publish(storage, container, manifest.job_id, succeeded, bundle_of, index)

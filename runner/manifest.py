@@ -9,7 +9,7 @@ target, with nothing kept locally. It holds no secret and no SAS URL.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,7 +62,7 @@ class Manifest:
     #: ``--max-wall-clock`` in seconds (``None``: no limit); recorded so a resume can check it.
     max_wall_clock: float | None = None
     #: Ids of the files whose results came from the result cache (:mod:`runner.cache`): they
-    #: have no Batch task; their results were put at ``<job-id>/<file-id>/`` before the job ran.
+    #: have no Batch task; their results are read from their entries (``cache_keys``).
     cached: tuple[str, ...] = ()
     #: ``--allow-failures``: the merges run on the files that succeeded.
     allow_failures: bool = False
@@ -70,6 +70,11 @@ class Manifest:
     #: packed tasks; a file in no pack runs as the task whose id is its file id.
     pack: str = "none"
     packs: tuple[ManifestPack, ...] = ()
+    #: The result cache's key of every file (file id -> key; empty without the cache) and of the
+    #: merged result; ``cached_merge``: the merged result came from the cache (no merge task).
+    cache_keys: dict[str, str] = field(default_factory=dict)
+    merge_key: str | None = None
+    cached_merge: bool = False
 
     @property
     def by_task(self) -> dict[str, ManifestTask]:
@@ -97,8 +102,9 @@ class Manifest:
 
     @property
     def merge_steps(self) -> list[MergeStep]:
-        """The job's merge tasks (none without the aggregate), the final ``merge`` last."""
-        if not self.aggregate:
+        """The job's merge tasks (none without the aggregate, or when the merged result came from
+        the result cache), the final ``merge`` last."""
+        if not self.aggregate or self.cached_merge:
             return []
         steps = merge_steps(len(self.tasks), self.merge_group_size)
         return [merge_dependencies(s, self.task_of) for s in steps] if self.packs else steps
@@ -119,6 +125,9 @@ class Manifest:
                 "pack": self.pack,
             },
             "cached": list(self.cached),
+            "cacheKeys": dict(self.cache_keys),
+            "mergeKey": self.merge_key,
+            "cachedMerge": self.cached_merge,
             "packs": [{"id": p.task_id, "files": list(p.file_ids)} for p in self.packs],
             "tasks": [
                 {"id": t.task_id, "input": t.input, "blob": t.blob, "nodeName": t.node_name, "size": t.size}
@@ -154,6 +163,9 @@ class Manifest:
                 for t in data["tasks"]
             ),
             cached=tuple(str(c) for c in data.get("cached", [])),
+            cache_keys={str(k): str(v) for k, v in (data.get("cacheKeys") or {}).items()},
+            merge_key=None if data.get("mergeKey") is None else str(data["mergeKey"]),
+            cached_merge=bool(data.get("cachedMerge", False)),
         )
 
 

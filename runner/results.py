@@ -26,14 +26,16 @@ schema 1: ``top`` and ``totals.words``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.packed import ERROR_FILE
 from nodetask.results import COUNTS_SUFFIX
+from runner import cache_bundle
 from runner.batch_types import TaskFailure, TaskInfo, TaskState
 from runner.counts_head import load_fields
 from runner.errors import UsageError
@@ -42,6 +44,9 @@ from runner.partial_merge import MissingInput, missing_from
 from runner.progress import Reporter
 from runner.storage import DownloadItem, Storage
 from runner.tasks import MERGE_TASK_ID, report_names
+
+if TYPE_CHECKING:
+    from runner.cache import CachedBlob
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +221,8 @@ def local_names(manifest: Manifest) -> dict[str, LocalNames]:
         full |= shared
 
 
-def _local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalNames | None) -> PurePosixPath:
+def local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalNames | None) -> PurePosixPath:
+    """Where the result blob ``<job-id>/<file id>/<rest>`` of ``task`` goes, relative to ``dest``."""
     rel = PurePosixPath(task.input)
     if rest == ERROR_FILE:
         return PurePosixPath("files") / f"{rel}.error.txt"
@@ -230,6 +236,68 @@ def _local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalN
     return names.report.parent / rest
 
 
+def _fetch(
+    storage: Storage,
+    container: str,
+    manifest: Manifest,
+    dest: Path,
+    names: dict[str, LocalNames],
+    cached: Mapping[str, Sequence[CachedBlob]],
+    reporter: Reporter,
+) -> dict[str, list[Path]]:
+    """Download the job's result blobs (those of ``cached`` ids from the cache) to their local
+    names under ``dest``; return the local files of each id."""
+    by_task = manifest.by_task
+    command_mode = manifest.command is not None
+    claimed: set[Path] = set()
+    items: list[DownloadItem] = []
+    local_files: dict[str, list[Path]] = {}
+    total = 0
+    listed: list[tuple[str, str, str, int, bytes | None, CachedBlob | None]] = [
+        (blob.name, parts[1], parts[2], blob.size, None, None)
+        for blob in storage.list_blobs(container, f"{manifest.job_id}/")
+        if len(parts := blob.name.split("/", 2)) == 3 and parts[2] and parts[1] not in cached
+    ]
+    listed += [(b.source, tid, b.name, b.size, b.md5, b) for tid, blobs in cached.items() for b in blobs]
+    bundles: dict[cache_bundle.Bundle, dict[str, list[Path]]] = {}
+    for blob_name, task_id, rest, size, md5, source in listed:
+        if task_id == MERGE_TASK_ID:
+            rel = PurePosixPath(rest)
+        elif task_id in by_task:
+            rel = local_name(by_task[task_id], rest, command_mode, names.get(task_id))
+        else:
+            continue
+        if ".." in rel.parts or rel.is_absolute():
+            log.warning("skipping output blob with an unsafe name: %s", blob_name)
+            continue
+        path = dest.joinpath(*rel.parts)
+        if path in claimed:  # only a task writing unexpected names can get here: keep both
+            path = path.with_name(f"{path.name}.task-{task_id}")
+            log.warning("two results map to one file; %s is saved as %s", blob_name, path.name)
+        claimed.add(path)
+        if source is not None and source.bundle is not None and source.member is not None:
+            # runner.cache_bundle; two files of the same key (same name and content) share members
+            bundles.setdefault(source.bundle, {}).setdefault(source.member, []).append(path)
+        else:
+            items.append(DownloadItem(blob_name, path, md5, size if md5 is not None else None))
+            total += size
+        local_files.setdefault(task_id, []).append(path)
+    try:
+        for bundle, members in bundles.items():
+            reporter.info(f"unpacking {len(members)} cached result files from one bundle")
+            cache_bundle.extract(storage, container, bundle, members)
+        if items:
+            with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
+                storage.download_files(container, items, advance)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write results under {dest}: {exc.strerror or exc}",
+            hint=f"fix the destination, then run `runner results {manifest.job_id}`",
+        ) from None
+
+    return local_files
+
+
 def download(
     storage: Storage,
     container: str,
@@ -240,46 +308,16 @@ def download(
     target: str,
     failures: list[TaskFailure],
     reporter: Reporter,
+    cached: Mapping[str, Sequence[CachedBlob]] | None = None,
 ) -> JobResults:
-    """Download every output blob of the job into ``dest`` and summarise it."""
-    by_task = manifest.by_task
+    """Download every output blob of the job into ``dest`` and summarise it.
+
+    ``cached`` (:func:`runner.cache.sources`): the results of these ids (file ids, ``merge``) are
+    read from their cache entries instead of ``<job-id>/<id>/``, each checked against its
+    recorded size and MD5 (:class:`~runner.storage.CorruptDownload` otherwise)."""
     command_mode = manifest.command is not None
     names = {} if command_mode else local_names(manifest)
-    claimed: set[Path] = set()
-    items: list[DownloadItem] = []
-    local_files: dict[str, list[Path]] = {}
-    total = 0
-    for blob in storage.list_blobs(container, f"{manifest.job_id}/"):
-        parts = blob.name.split("/", 2)
-        if len(parts) < 3 or not parts[2]:
-            continue
-        task_id, rest = parts[1], parts[2]
-        if task_id == MERGE_TASK_ID:
-            rel = PurePosixPath(rest)
-        elif task_id in by_task:
-            rel = _local_name(by_task[task_id], rest, command_mode, names.get(task_id))
-        else:
-            continue
-        if ".." in rel.parts or rel.is_absolute():
-            log.warning("skipping output blob with an unsafe name: %s", blob.name)
-            continue
-        path = dest.joinpath(*rel.parts)
-        if path in claimed:  # only a task writing unexpected names can get here: keep both
-            path = path.with_name(f"{path.name}.task-{task_id}")
-            log.warning("two results map to one file; %s is saved as %s", blob.name, path.name)
-        claimed.add(path)
-        items.append(DownloadItem(blob.name, path))
-        local_files.setdefault(task_id, []).append(path)
-        total += blob.size
-    if items:
-        with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
-            try:
-                storage.download_files(container, items, advance)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot write results under {dest}: {exc.strerror or exc}",
-                    hint=f"fix the destination, then run `runner results {manifest.job_id}`",
-                ) from None
+    local_files = _fetch(storage, container, manifest, dest, names, cached or {}, reporter)
 
     task_of = manifest.task_of
     by_file = {fid: states[tid] for fid, tid in task_of.items() if tid in states}

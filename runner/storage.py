@@ -114,8 +114,21 @@ class CopyItem:
 
 @dataclass(frozen=True)
 class DownloadItem:
+    """A blob and the local file it goes to; with ``md5`` (and ``size``), the bytes must hash to it."""
+
     blob_name: str
     dest: Path
+    md5: bytes | None = None
+    size: int | None = None
+
+
+class CorruptDownload(RemoteError):
+    """A downloaded blob whose bytes are not those expected (``DownloadItem.md5`` / ``size``);
+    nothing was written at its destination."""
+
+    def __init__(self, blob_name: str) -> None:
+        super().__init__(f"the bytes of {blob_name} did not match their recorded size and MD5")
+        self.blob_name = blob_name
 
 
 def file_md5(path: Path) -> bytes:
@@ -219,13 +232,22 @@ class Storage:
         with translate_errors(f"checking blob {name}", self._host):
             return bool(self._client.get_blob_client(container, name).exists())
 
-    def upload_bytes(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
+    def upload_bytes(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        overwrite: bool = True,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         md5 = hashlib.md5(data, usedforsecurity=False).digest()
         with translate_errors(f"uploading {name}", self._host):
             self._client.get_blob_client(container, name).upload_blob(
                 data,
                 overwrite=overwrite,
                 content_settings=ContentSettings(content_md5=bytearray(md5)),
+                metadata=metadata,
             )
 
     def download_bytes(self, container: str, name: str) -> bytes:
@@ -423,7 +445,8 @@ class Storage:
         """Download in parallel to each item's ``dest`` (parents created, written atomically).
 
         Every ``dest`` must be distinct (``ValueError`` otherwise): two parallel
-        downloads to one path would race on its temporary file.
+        downloads to one path would race on its temporary file. An item with ``md5`` whose
+        bytes do not hash to it (or are not ``size`` long) is :class:`CorruptDownload`.
         """
         if len({item.dest for item in items}) != len(items):
             raise ValueError("two downloads to the same local path")
@@ -431,13 +454,19 @@ class Storage:
         def one(item: DownloadItem) -> None:
             item.dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = item.dest.with_name(item.dest.name + ".part")
+            digest, size = hashlib.md5(usedforsecurity=False), 0
             with translate_errors(f"downloading {item.blob_name}", self._host):
                 stream = self._client.get_blob_client(container, item.blob_name).download_blob()
                 with open(tmp, "wb") as handle:
                     for chunk in stream.chunks():
                         handle.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
                         if progress:
                             progress(len(chunk))
+            if item.md5 is not None and (digest.digest() != item.md5 or size != (item.size or size)):
+                tmp.unlink()
+                raise CorruptDownload(item.blob_name)
             tmp.replace(item.dest)
 
         self._run_parallel(one, items)

@@ -5,7 +5,8 @@ The caller (the CLI) has already validated the inputs (:func:`runner.inputs.expa
 and resolved the target (step 1). Then:
 
 2. with the result cache (:mod:`runner.cache`), the files whose results a valid entry
-   holds get them copied to ``<job-id>/<file-id>/`` and verified, and do not run; the
+   holds do not run (nor does the merge when the merged result's entry is valid; with
+   nothing to run, no task is added and the results come straight from the cache); the
    other inputs are uploaded in parallel to ``<job-id>/inputs/<relative path>``;
    unchanged blobs (same MD5) are skipped;
 3. the node code is uploaded under its content hash (unless ``--command``);
@@ -62,7 +63,7 @@ from runner.packing import FileToRun, PackPolicy, PlannedTask, group, parse_pack
 from runner.pool_watch import PoolWatcher, Slowness
 from runner.progress import Reporter
 from runner.results import JobResults, download, rerun_lines
-from runner.storage import UploadItem
+from runner.storage import CorruptDownload, UploadItem
 from runner.targets import AuthMode, Session
 from runner.task_access import TaskAccess, task_access
 from runner.tasks import (
@@ -182,8 +183,10 @@ def _counts_urls(
     node_names = {t.task_id: t.node_name for t in manifest.tasks}
     urls = {}
     for step in manifest.merge_steps:
-        for tid in step.sources:
-            blob = counts_blob(manifest.job_id, tid, node_names.get(tid))
+        for tid in step.sources:  # a cached file's counts are read in place, in its cache entry
+            blob = result_cache.counts_source(manifest, tid) or counts_blob(
+                manifest.job_id, tid, node_names.get(tid)
+            )
             urls[tid] = access.read_url(out.output_container, blob, expiry)
     return urls
 
@@ -309,12 +312,20 @@ def submit(
     specs = plan(
         planned,
         plan_opts,
-        aggregate=uses_deps,
+        aggregate=uses_deps and not manifest.cached_merge,
         counts_urls=counts,
         merge_group_size=manifest.merge_group_size,
         n_files=len(manifest.tasks),
         tasks=_planned_tasks(manifest),
     )
+    if not specs:  # every result came from the cache: the job runs no task (runner.cache)
+        batch.terminate_job(job_id, reason="AllTasksComplete", wait=False)
+        reporter.info(f"job {job_id}: no task to run, every result from the cache")
+        if not opts.wait:
+            return Submitted(job_id, 0, summary.uploaded, summary.skipped)
+        index = job_cache.index if job_cache is not None else None
+        return collect(session, manifest, opts.dest or default_dest(job_id), reporter, keep=opts.keep,
+                       index=index)  # fmt: skip
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
     # Every task is in. Job life cycle (docs/architecture.md): nobody watches a --no-wait
@@ -324,28 +335,7 @@ def submit(
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)
-    publish = None if job_cache is None else _publisher(session, job_cache, reporter)
-    return watch(session, manifest, opts, reporter, on_results=publish)
-
-
-def _publisher(
-    session: Session, job_cache: result_cache.JobCache, reporter: Reporter
-) -> Callable[[JobResults], None]:
-    """What :func:`collect` calls with the results (before any cleanup): cache the files that
-    ran and succeeded. A refusal is said, not raised: the results are there all the same."""
-
-    def publish(results: JobResults) -> None:
-        try:
-            done = result_cache.after_collect(
-                session.storage, session.outputs.output_container, results.job_id, job_cache, results
-            )
-        except RunnerError as err:
-            reporter.info(f"results not cached: {err}")
-            return
-        if done.written:
-            reporter.info(f"cache: {done.written:,} file result(s) stored for later jobs")
-
-    return publish
+    return watch(session, manifest, opts, reporter, index=job_cache.index if job_cache is not None else None)
 
 
 def watch(
@@ -355,10 +345,12 @@ def watch(
     reporter: Reporter,
     *,
     on_results: Callable[[JobResults], None] | None = None,
+    index: dict[str, result_cache.Entry] | None = None,
 ) -> JobResults:
-    """Steps 6-8: monitor, then collect. When monitoring ends otherwise (Ctrl-C, timeout,
-    a pool that cannot run tasks, an unreachable service), the job is left to complete by
-    itself with its last task: nobody watches it any more."""
+    """Steps 6-8: monitor, then collect (``index``: the listing of ``cache/`` the submission
+    read, see :func:`collect`). When monitoring ends otherwise (Ctrl-C, timeout, a pool that
+    cannot run tasks, an unreachable service), the job is left to complete by itself with
+    its last task: nobody watches it any more."""
     try:
         monitor(session, manifest, opts, reporter)
         while (
@@ -372,7 +364,7 @@ def watch(
         _let_complete(session, manifest.job_id)
         raise
     dest = opts.dest or default_dest(manifest.job_id)
-    return collect(session, manifest, dest, reporter, keep=opts.keep, on_results=on_results)
+    return collect(session, manifest, dest, reporter, keep=opts.keep, on_results=on_results, index=index)
 
 
 def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
@@ -647,31 +639,41 @@ def collect(
     *,
     keep: bool = True,
     on_results: Callable[[JobResults], None] | None = None,
+    index: dict[str, result_cache.Entry] | None = None,
 ) -> JobResults:
-    """Download results, gather failures; raise :class:`TaskFailures` if any task failed.
-    ``on_results`` sees the results first (before ``--cleanup`` deletes the job's blobs)."""
+    """Download results (the cached ones from their entries: ``index``, the listing of ``cache/``
+    a submission read, spares another), gather failures, cache what ran and succeeded; raise
+    :class:`TaskFailures` if any task failed. ``on_results`` sees the results first (before
+    ``--cleanup`` deletes the job's blobs)."""
     out = session.outputs
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
     states.update(result_cache.cached_states(manifest))
+    cached = result_cache.sources(session.storage, out.output_container, manifest, index)
     failures: list[TaskFailure] = (
         session.batch.failed_tasks(manifest.job_id)
         if any(s.result == "failure" for s in states.values())
         else []
     )
-    results = download(
-        session.storage,
-        out.output_container,
-        manifest,
-        dest,
-        states,
-        target=session.target.label,
-        failures=failures,
-        reporter=reporter,
-    )
+    try:
+        results = download(
+            session.storage,
+            out.output_container,
+            manifest,
+            dest,
+            states,
+            target=session.target.label,
+            failures=failures,
+            reporter=reporter,
+            cached=cached,
+        )
+    except CorruptDownload as err:
+        raise result_cache.drop_corrupt(session.storage, out.output_container, manifest, err) from None
     _say_reruns(results, reporter)
     if manifest.cached:  # --json says how many files came from the result cache
         cache_doc = {"files": len(manifest.tasks), "fromCache": len(manifest.cached)}
         results = dataclasses.replace(results, extra={**results.extra, "cache": cache_doc})
+    if manifest.cache_keys:
+        _publish(session, manifest, results, reporter, index)
     if on_results is not None:
         on_results(results)
     if failures:
@@ -688,6 +690,26 @@ def collect(
         cleanup(session, manifest.job_id)
         reporter.info(f"job {manifest.job_id} and its blobs deleted (--cleanup)")
     return results
+
+
+def _publish(
+    session: Session,
+    manifest: mf.Manifest,
+    results: JobResults,
+    reporter: Reporter,
+    index: dict[str, result_cache.Entry] | None,
+) -> None:
+    """Cache what ran and succeeded (:func:`runner.cache.after_collect`), from ``submit``,
+    ``results`` (a ``--no-wait`` job) and ``retry`` alike. A refusal is said, not raised: the
+    results are there all the same."""
+    try:
+        container = session.outputs.output_container
+        done = result_cache.after_collect(session.storage, container, manifest, results, index)
+    except RunnerError as err:
+        reporter.info(f"results not cached: {err}")
+        return
+    if done.written:
+        reporter.info(f"cache: {done.written:,} result(s) stored for later jobs")
 
 
 def _say_reruns(results: JobResults, reporter: Reporter, limit: int = 20) -> None:

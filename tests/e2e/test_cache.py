@@ -21,7 +21,7 @@ from runner import cache
 from runner import manifest as mf
 from runner.batch import Batch
 from runner.outputs import Outputs, write_file
-from runner.storage import CopyItem, Storage
+from runner.storage import CopyItem, CorruptDownload, DownloadItem, Storage
 from tests.e2e.test_submit import invoke, make_text, reference_counts, top
 from tests.weather.faultproxy import FaultProxy, via
 
@@ -134,36 +134,105 @@ def counted_outputs(tmp_path: Path, target_outputs: Outputs) -> Iterator[tuple[P
 
 def test_first_run_computes_and_stores_every_file(first: FirstRun) -> None:
     assert f"0 of {len(FILES)} files from cache, {len(FILES)} to run" in first.stderr
-    assert f"cache: {len(FILES)} file result(s) stored for later jobs" in first.stderr
+    assert f"cache: {len(FILES) + 1} result(s) stored for later jobs" in first.stderr  # and the corpus
     by_input = {f["input"]: f for f in first.doc["files"]}  # type: ignore[attr-defined]
     for rel, text in first.texts.items():
         assert by_input[rel]["top"] == top(reference_counts(text), 4), rel
 
 
-def test_second_job_runs_no_per_file_task_and_gives_identical_results(
+def test_full_hit_runs_no_task_and_every_command_tells_the_truth(
     first: FirstRun, tmp_path: Path, counted_outputs: tuple[Path, FaultProxy], target_outputs: Outputs
 ) -> None:
+    """Every file and the corpus from the cache: a Batch job with no task, completed at once;
+    nothing copied into the job's prefix; results byte for byte those of the first run; then
+    status, results, resume and retry on that job."""
     outputs_file, proxy = counted_outputs
     doc, stderr = _submit(outputs_file, first.corpus, "cache-second", tmp_path / "second", "--cache")
 
-    assert f"{len(FILES)} of {len(FILES)} files from cache, 0 to run" in stderr
-    assert _task_ids(target_outputs, "cache-second") == {"merge"}  # the merge still reads every file
+    assert f"{len(FILES)} of {len(FILES)} files from cache (and the corpus result), 0 to run" in stderr
+    assert _task_ids(target_outputs, "cache-second") == set()
+    assert Batch(target_outputs).get_job("cache-second").state in ("completed", "terminating")
     assert doc["cache"] == {"files": len(FILES), "fromCache": len(FILES)}
     assert [f["status"] for f in doc["files"]] == ["succeeded"] * len(FILES)  # type: ignore[attr-defined]
-    corpus, was = doc["corpus"], first.doc["corpus"]
-    assert (corpus["status"], corpus["top"], corpus["words"]) == (was["status"], was["top"], was["words"])  # type: ignore[index]
-    assert _tree(tmp_path / "second") == _tree(first.dest)
-    # The lookup is one listing of cache/ (these entries fit in one page), not a request per
-    # file; each result blob is one Copy Blob; the hits' inputs are not uploaded. (Azurite reads
-    # a copy's source through its URL, here the proxy: a HEAD and a GET per copy, Storage's own.)
-    assert _lists_of_cache(proxy) == 1, [r.path for r in proxy.records if "comp=list" in r.path]
+    assert doc["corpus"]["status"] == "succeeded"  # type: ignore[index]
+    assert _raw_tree(tmp_path / "second") == _raw_tree(first.dest)  # the corpus report too
+    # No listing of the whole cache: one of the merged entry's prefix; nothing written to the
+    # output container; four GETs: the corpus report and counts, the bundle of every file's
+    # results and its member list.
+    assert _lists_of_cache(proxy) == 0, [r.path for r in proxy.records if "comp=list" in r.path]
+    entry_lists = [r for r in proxy.records if "comp=list" in r.path and "prefix=cache%2F" in r.path]
+    assert len(entry_lists) == 1
     out = f"/{target_outputs.output_container}/"
-    copies = [r for r in proxy.records if r.method == "PUT" and f"{out}cache-second/" in r.path]
-    copies = [r for r in copies if "/merge/" not in r.path]
-    assert len(copies) == 2 * len(FILES)  # a report and a counts file each
-    reads = [r for r in proxy.records if f"{out}cache/" in r.path]
-    assert {r.method for r in reads} <= {"HEAD", "GET"} and len(reads) <= 2 * len(copies)
+    assert not [r for r in proxy.records if r.method == "PUT" and out in r.path]
+    reads = [r for r in proxy.records if r.method == "GET" and f"{out}cache/" in r.path]
+    assert len(reads) == 4 and f"unpacking {2 * len(FILES)} cached result files" in stderr
     assert proxy.count("PUT", "/cache-second/inputs/") == 0
+
+    status = invoke(outputs_file, "--json", "status", "cache-second")
+    assert status.exit_code == 0, status.stderr
+    assert status.stdout.count('"cached"') >= len(FILES)
+    again = invoke(outputs_file, "--json", "results", "cache-second", "--dest", str(tmp_path / "again"))
+    assert again.exit_code == 0, again.stderr
+    assert _raw_tree(tmp_path / "again") == _raw_tree(first.dest)
+    resumed, res_err = _submit(outputs_file, first.corpus, "cache-second", tmp_path / "resumed", "--cache")
+    assert "exists, resuming" in res_err and resumed["corpus"]["top"] == doc["corpus"]["top"]  # type: ignore[index]
+    assert _task_ids(target_outputs, "cache-second") == set()
+    retry = invoke(outputs_file, "retry", "cache-second")
+    assert retry.exit_code == 2 and "nothing is left to run" in retry.stderr
+    report = invoke(outputs_file, "report", "cache-second", "-o", str(tmp_path / "report.html"))
+    assert report.exit_code == 0, report.stderr
+    assert (tmp_path / "report.html").stat().st_size > 0
+
+
+def _raw_tree(dest: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(dest)): p.read_bytes() for p in sorted(dest.glob("**/*")) if _result(p, dest)}
+
+
+def _result(path: Path, dest: Path) -> bool:
+    return path.is_file() and (path.parts[len(dest.parts)] == "files" or path.name.startswith("corpus_"))
+
+
+def test_corrupt_bundle_runs_the_merge_only(
+    first: FirstRun, tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+) -> None:
+    """The merged entry's bundle rewritten (same size, metadata kept): the merged result is a
+    miss, so only the merge runs, on the cached files' counts read in place (nothing copied
+    into the job), and the merged entry is written again."""
+    storage, container = Storage(target_outputs), target_outputs.output_container
+    bundle = next(
+        b for b in storage.list_entries(container, cache.CACHE_PREFIX) if b.name.endswith("/results.tar")
+    )
+    _rewrite_keeping_metadata(storage, container, bundle.name)
+
+    _, stderr = _submit(outputs_file, first.corpus, "cache-merge", tmp_path / "merge", "--cache")
+    assert f"{len(FILES)} of {len(FILES)} files from cache, 0 to run" in stderr
+    assert "1 cache entries did not check out" in stderr and "cache: 1 result(s) stored" in stderr
+    assert _task_ids(target_outputs, "cache-merge") == {"merge"}
+    assert not [b for b in storage.list_blobs(container, "cache-merge/") if "/merge/" not in b.name]
+    counts = json.loads((tmp_path / "merge" / "corpus_counts.json").read_text(encoding="utf-8"))
+    assert counts["counts"] == json.loads((first.dest / "corpus_counts.json").read_text())["counts"]
+    assert _raw_tree(tmp_path / "merge")["files/a_OUTPUT.txt"] == _raw_tree(first.dest)["files/a_OUTPUT.txt"]
+    assert cache.stats(storage, container).corrupt == 0
+
+
+def _rewrite_keeping_metadata(storage: Storage, container: str, blob: str) -> None:
+    """Other bytes of the same size under ``blob``, its metadata kept (only the MD5 can tell)."""
+    listed = next(b for b in storage.list_entries(container, blob) if b.name == blob)
+    old = storage.download_bytes(container, blob)
+    storage.upload_bytes(container, "scratch/corrupt", old[::-1] if old[::-1] != old else b"x" * len(old))
+    assert storage.copy_blobs(container, [CopyItem("scratch/corrupt", blob, listed.metadata)]) == {}
+    storage.delete_names(container, ["scratch/corrupt"])
+
+
+def test_download_refuses_bytes_that_do_not_match_their_md5(tmp_path: Path, storage_outputs: Outputs) -> None:
+    storage, container = Storage(storage_outputs), storage_outputs.output_container
+    storage.upload_bytes(container, "scratch/x.txt", b"what was written")
+    good = hashlib.md5(b"what was written", usedforsecurity=False).digest()
+    ok, bad = tmp_path / "ok.txt", tmp_path / "bad.txt"
+    storage.download_files(container, [DownloadItem("scratch/x.txt", ok, good, 16)])
+    with pytest.raises(CorruptDownload):
+        storage.download_files(container, [DownloadItem("scratch/x.txt", bad, b"0" * 16, 16)])
+    assert ok.read_bytes() == b"what was written" and not bad.exists() and not list(tmp_path.glob("*.part"))
 
 
 def _lists_of_cache(proxy: FaultProxy) -> int:
@@ -175,7 +244,11 @@ def _lists_of_cache(proxy: FaultProxy) -> int:
 
 
 def test_changed_input_and_corrupt_entries_run_again(
-    first: FirstRun, tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+    first: FirstRun,
+    tmp_path: Path,
+    outputs_file: Path,
+    target_outputs: Outputs,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     storage = Storage(target_outputs)
     container = target_outputs.output_container
@@ -184,14 +257,10 @@ def test_changed_input_and_corrupt_entries_run_again(
     # b.md: one blob rewritten with other bytes of the same size, its metadata kept (only the
     # MD5 can tell); c d.txt: one blob deleted.
     rewritten = entries[_md5(first.dest / "files" / "b_counts.json")]
-    blob = next(n for n in rewritten if n.endswith("_OUTPUT.md"))
-    listed = next(b for b in storage.list_entries(container, blob) if b.name == blob)
-    old = storage.download_bytes(container, blob)
-    storage.upload_bytes(container, "scratch/corrupt", old[::-1] if old[::-1] != old else b"x" * len(old))
-    assert storage.copy_blobs(container, [CopyItem("scratch/corrupt", blob, listed.metadata)]) == {}
-    storage.delete_names(container, ["scratch/corrupt"])
+    _rewrite_keeping_metadata(storage, container, next(n for n in rewritten if n.endswith("_OUTPUT.md")))
     gone = entries[_md5(first.dest / "files" / "sub" / "deep" / "c d_counts.json")]
     storage.delete_names(container, [gone[0]])
+    monkeypatch.setattr(cache, "BUNDLE_MIN_HITS", 1)  # the one hit comes from the newest bundle
     # a.txt: same name, new content.
     changed = first.corpus / "a.txt"
     new_text = make_text(99, 120)
@@ -203,10 +272,16 @@ def test_changed_input_and_corrupt_entries_run_again(
 
     assert f"1 of {len(FILES)} files from cache, 3 to run" in stderr
     assert "2 cache entries did not check out" in stderr
+    assert "unpacking 2 cached result files from one bundle" in stderr
     reran = {ids["a.txt"], ids["b.md"], ids["sub/deep/c d.txt"]}
     assert _files_run(target_outputs, "cache-third") == reran  # packed or not, only those run
     by_input = {f["input"]: f for f in doc["files"]}  # type: ignore[attr-defined]
     assert by_input["a.txt"]["top"] == top(reference_counts(new_text), 4)
+    # The cached file was not copied into the job: the merge read its counts in its entry.
+    naive = ids["sub/naïve résumé #1.txt"]
+    assert not storage.list_blobs(container, f"cache-third/{naive}/")
+    everything = "\n".join(new_text if rel == "a.txt" else t for rel, t in first.texts.items())
+    assert doc["corpus"]["top"] == top(reference_counts(everything), 4)  # type: ignore[index]
     third, before = _tree(tmp_path / "third", runs=True), _tree(first.dest, runs=True)
     for rel in ("files/b_OUTPUT.md", "files/sub/deep/c d_OUTPUT.txt", "files/sub/naïve résumé #1_OUTPUT.txt"):
         assert third[rel] == before[rel], rel  # recomputed (or reused) results are the same bytes
@@ -285,6 +360,27 @@ def test_command_results_are_keyed_by_the_template(
     assert got["cache-cmd1"] == got["cache-cmd2"] != got["cache-cmd3"]
 
 
+def test_no_wait_then_results_stores_the_results(tmp_path: Path, outputs_file: Path) -> None:
+    corpus = tmp_path / "nw"
+    corpus.mkdir()
+    (corpus / "sub").mkdir()
+    for i, name in enumerate(("p.txt", "q.txt")):
+        (corpus / name).write_text(f"{secrets.token_hex(8)}\n{make_text(40 + i, 80)}", encoding="utf-8")
+    (corpus / "sub" / "p.txt").write_bytes((corpus / "p.txt").read_bytes())  # same key as p.txt
+    sent = invoke(
+        outputs_file, "submit", str(corpus), "-n", "4", "--job-id", "cache-nowait", "--no-wait", "--cache"
+    )
+    assert sent.exit_code == 0, sent.stderr
+    got = invoke(
+        outputs_file, "results", "cache-nowait", "--wait", "--dest", str(tmp_path / "r"), "--timeout", "120"
+    )
+    assert got.exit_code == 0, got.stderr
+    assert "cache: 3 result(s) stored for later jobs" in got.stderr  # two keys and the corpus
+    _, stderr = _submit(outputs_file, corpus, "cache-nowait2", tmp_path / "r2", "--cache")
+    assert "3 of 3 files from cache (and the corpus result), 0 to run" in stderr
+    assert _raw_tree(tmp_path / "r2") == _raw_tree(tmp_path / "r")  # both p.txt from one bundle member
+
+
 def test_clean_keeps_entries_stats_and_prune(
     first: FirstRun, outputs_file: Path, target_outputs: Outputs
 ) -> None:
@@ -293,6 +389,7 @@ def test_clean_keeps_entries_stats_and_prune(
     assert before.entries >= len(FILES) and before.bytes > 0 and before.oldest is not None
 
     assert invoke(outputs_file, "clean", "cache-first").exit_code == 0
+    assert invoke(outputs_file, "clean", "cache-second").exit_code == 0  # the job that ran no task
     res = invoke(outputs_file, "--json", "cache", "stats")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["entries"] == before.entries  # clean leaves the cache alone
