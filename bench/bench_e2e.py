@@ -132,9 +132,17 @@ def run_floor(files: list[Path], work: Path) -> tuple[float, float, Path]:
 
 
 def run_runner(
-    srv: Servers, inputs: Path, outputs_file: Path, work: Path, *, job_id: str = "e2e"
+    srv: Servers,
+    inputs: Path,
+    outputs_file: Path,
+    work: Path,
+    *,
+    job_id: str = "e2e",
+    pack: str | None = None,
 ) -> tuple[float, float, Path]:
-    """``runner submit`` in a subprocess; returns (seconds, CPU seconds, corpus counts JSON).
+    """``runner submit --no-cache`` in a subprocess (``--pack pack`` when given); returns (seconds,
+    CPU seconds, corpus counts JSON). Without ``--no-cache`` a second run of the same inputs on
+    the same target would take every result from the result cache and run no task.
 
     The CPU time is the runner's, its servers' and the tasks' (localbatch's waited-for children).
     """
@@ -152,6 +160,8 @@ def run_runner(
         str(dest),
         "--job-id",
         job_id,
+        "--no-cache",
+        *(["--pack", pack] if pack else []),
     ]
     servers_cpu = cpu_seconds(srv.localbatch.pid) + cpu_seconds(srv.azurite.pid)
     cpu0 = children_cpu()
