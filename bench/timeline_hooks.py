@@ -90,7 +90,7 @@ def main() -> None:
 
     sys.argv = ["runner", *sys.argv[2:]]
     _note("imported")
-    sys.exit(runner_main())
+    runner_main()
 
 
 if __name__ == "__main__":
