@@ -26,6 +26,7 @@ schema 1: ``top`` and ``totals.words``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
@@ -40,7 +41,7 @@ from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
 from runner.partial_merge import MissingInput, missing_from
 from runner.progress import Reporter
-from runner.storage import DownloadItem, Storage
+from runner.storage import BlobInfo, DownloadItem, Storage
 from runner.tasks import MERGE_TASK_ID, report_names
 
 log = logging.getLogger(__name__)
@@ -203,26 +204,25 @@ def _local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalN
     return names.report.parent / rest
 
 
-def download(
-    storage: Storage,
-    container: str,
-    manifest: Manifest,
-    dest: Path,
-    states: dict[str, TaskInfo],
-    *,
-    target: str,
-    failures: list[TaskFailure],
-    reporter: Reporter,
-) -> JobResults:
-    """Download every output blob of the job into ``dest`` and summarise it."""
+@dataclass(frozen=True)
+class PlannedDownload:
+    """One output blob and where it goes: ``task_id`` is the file id (or the merge's) it is under."""
+
+    task_id: str
+    item: DownloadItem
+    size: int
+
+
+def plan_downloads(blobs: list[BlobInfo], manifest: Manifest, dest: Path) -> list[PlannedDownload]:
+    """Where each of the job's output blobs goes under ``dest`` (blobs of no task of the manifest,
+    and unsafe names, are left out), each path claimed by one blob only; the item carries the
+    listed ETag."""
     by_task = manifest.by_task
     command_mode = manifest.command is not None
     names = {} if command_mode else local_names(manifest)
     claimed: set[Path] = set()
-    items: list[DownloadItem] = []
-    local_files: dict[str, list[Path]] = {}
-    total = 0
-    for blob in storage.list_blobs(container, f"{manifest.job_id}/"):
+    out: list[PlannedDownload] = []
+    for blob in blobs:
         parts = blob.name.split("/", 2)
         if len(parts) < 3 or not parts[2]:
             continue
@@ -241,9 +241,52 @@ def download(
             path = path.with_name(f"{path.name}.task-{task_id}")
             log.warning("two results map to one file; %s is saved as %s", blob.name, path.name)
         claimed.add(path)
-        items.append(DownloadItem(blob.name, path))
-        local_files.setdefault(task_id, []).append(path)
-        total += blob.size
+        out.append(PlannedDownload(task_id, DownloadItem(blob.name, path, blob.etag), blob.size))
+    return out
+
+
+def already_here(planned: PlannedDownload, prefetched: Mapping[str, PlannedDownload]) -> bool:
+    """``planned`` was downloaded before (:mod:`runner.prefetch`): same blob version (ETag), same
+    local path, and that file is still there with the blob's size."""
+    earlier = prefetched.get(planned.item.blob_name)
+    if earlier is None or earlier.item.etag is None or earlier.item.etag != planned.item.etag:
+        return False
+    path = planned.item.dest
+    try:
+        return earlier.item.dest == path and path.stat().st_size == planned.size
+    except OSError:
+        return False
+
+
+def download(
+    storage: Storage,
+    container: str,
+    manifest: Manifest,
+    dest: Path,
+    states: dict[str, TaskInfo],
+    *,
+    target: str,
+    failures: list[TaskFailure],
+    reporter: Reporter,
+    prefetched: Mapping[str, PlannedDownload] | None = None,
+) -> JobResults:
+    """Download every output blob of the job into ``dest`` and summarise it. A blob in
+    ``prefetched`` that :func:`already_here` says is on disk in the version listed now is not
+    downloaded again; one rewritten since (a retry) is."""
+    command_mode = manifest.command is not None
+    names = {} if command_mode else local_names(manifest)
+    items: list[DownloadItem] = []
+    local_files: dict[str, list[Path]] = {}
+    total = skipped = 0
+    for planned in plan_downloads(storage.list_blobs(container, f"{manifest.job_id}/"), manifest, dest):
+        local_files.setdefault(planned.task_id, []).append(planned.item.dest)
+        if prefetched and already_here(planned, prefetched):
+            skipped += 1
+            continue
+        items.append(DownloadItem(planned.item.blob_name, planned.item.dest))
+        total += planned.size
+    if skipped:
+        log.info("%d result file(s) were downloaded while the merge ran", skipped)
     if items:
         with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
             try:

@@ -88,6 +88,8 @@ class UploadSummary:
 class BlobInfo:
     name: str
     size: int
+    #: The version listed (Storage's ETag): a rewritten blob has another one.
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ class CopyItem:
 class DownloadItem:
     blob_name: str
     dest: Path
+    #: When set, only this version is downloaded (a conditional GET: a blob rewritten since it
+    #: was listed is a RemoteError, never a mix of versions).
+    etag: str | None = None
 
 
 def file_md5(path: Path) -> bytes:
@@ -243,7 +248,7 @@ class Storage:
     def list_blobs(self, container: str, prefix: str) -> list[BlobInfo]:
         with translate_errors(f"listing {container}/{prefix}", self._host):
             return [
-                BlobInfo(b.name, int(b.size or 0))
+                BlobInfo(b.name, int(b.size or 0), b.etag)
                 for b in self._client.get_container_client(container).list_blobs(name_starts_with=prefix)
             ]
 
@@ -432,7 +437,10 @@ class Storage:
             item.dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = item.dest.with_name(item.dest.name + ".part")
             with translate_errors(f"downloading {item.blob_name}", self._host):
-                stream = self._client.get_blob_client(container, item.blob_name).download_blob()
+                cond: dict[str, Any] = (
+                    {"etag": item.etag, "match_condition": MatchConditions.IfNotModified} if item.etag else {}
+                )
+                stream = self._client.get_blob_client(container, item.blob_name).download_blob(**cond)
                 with open(tmp, "wb") as handle:
                     for chunk in stream.chunks():
                         handle.write(chunk)
