@@ -281,10 +281,13 @@ def _spread(values: list[float], fmt: str) -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
-def measure_e2e(srv: Servers, work: Path, rounds: int, packs: tuple[str, ...] = PACKS) -> list[Row]:
+def measure_e2e(
+    srv: Servers, work: Path, rounds: int, packs: tuple[str, ...] = PACKS, before: Path | None = None
+) -> list[Row]:
     """The end to end rows, one per ``--pack`` mode in ``packs``: each round runs the floor, then
     ``runner submit --no-cache --pack MODE`` for each mode, so every ratio is against the floor
-    of its own round."""
+    of its own round. With ``before`` (another checkout), each mode also runs that checkout's
+    runner right before this one's, against the same servers: a before/after row per mode."""
     inputs = input_files(E2E_FILES)
     files = sorted(inputs.glob("*.txt"))
     outputs_file = work / "outputs.json"
@@ -295,22 +298,27 @@ def measure_e2e(srv: Servers, work: Path, rounds: int, packs: tuple[str, ...] = 
         (warm / f.name).write_bytes(f.read_bytes()[:10_000])
     (work / "warm").mkdir()
     run_runner(srv, warm, outputs_file, work / "warm", job_id="warm")
-    ours: dict[str, list[tuple[float, float]]] = {p: [] for p in packs}
+    variants = [(p, None) for p in packs]
+    if before is not None:
+        variants = [v for p in packs for v in ((f"{p} (before)", before), (p, None))]
+    ours: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     floor: list[tuple[float, float]] = []
     loads: list[float] = []
     for r in range(rounds):  # alternated: the ratio of a round is less sensitive to load than its times
         loads.append(os.getloadavg()[0])
         (work / f"floor{r}").mkdir()
         floor.append(run_floor(files, work / f"floor{r}")[:2])
-        for pack in packs:
-            run_dir = work / f"e2e{r}-{pack}"
+        for v, (name, tree) in enumerate(variants):
+            pack = name.split()[0]
+            run_dir = work / f"e2e{r}-{v}"
             run_dir.mkdir()
-            ours[pack].append(
-                run_runner(srv, inputs, outputs_file, run_dir, job_id=f"e2e{r}{pack}", pack=pack)[:2]
+            job = f"e2e{r}-{v}"
+            ours[name].append(
+                run_runner(srv, inputs, outputs_file, run_dir, job_id=job, pack=pack, tree=tree)[:2]
             )
     cpu_floor = statistics.median(f[1] for f in floor)
     rows = []
-    for pack in packs:
+    for pack, _ in variants:
         ratios = [o[0] / f[0] for o, f in zip(ours[pack], floor, strict=True)]
         ratio = statistics.median(ratios)
         cpu_ours = statistics.median(o[1] for o in ours[pack])
@@ -329,7 +337,9 @@ def measure_e2e(srv: Servers, work: Path, rounds: int, packs: tuple[str, ...] = 
     return rows
 
 
-def run(quick: bool, e2e: bool = True, phases: bool = True, rounds: int | None = None) -> list[Row]:
+def run(
+    quick: bool, e2e: bool = True, phases: bool = True, rounds: int | None = None, before: Path | None = None
+) -> list[Row]:
     n = 30 if quick else 60
     pool = PoolSpec()
     rows: list[Row] = []
@@ -340,7 +350,7 @@ def run(quick: bool, e2e: bool = True, phases: bool = True, rounds: int | None =
         if not e2e:
             return rows
         with tempfile.TemporaryDirectory(prefix="bench-taskpath-work-") as tmp:
-            rows += measure_e2e(srv, Path(tmp), rounds=rounds or (1 if quick else 3))
+            rows += measure_e2e(srv, Path(tmp), rounds=rounds or (1 if quick else 3), before=before)
     return rows
 
 
@@ -350,10 +360,15 @@ def main() -> int:
     parser.add_argument("--phases-only", action="store_true", help="skip the end to end ratio")
     parser.add_argument("--e2e-only", action="store_true", help="skip the phases")
     parser.add_argument("--rounds", type=int, default=None, help="end to end rounds (default 3, quick 1)")
+    parser.add_argument(
+        "--before", type=Path, default=None, help="another checkout: its runner runs beside this one's"
+    )
     args = parser.parse_args()
     from run import render  # bench/run.py's table
 
-    rows = run(args.quick, e2e=not args.phases_only, phases=not args.e2e_only, rounds=args.rounds)
+    rows = run(
+        args.quick, e2e=not args.phases_only, phases=not args.e2e_only, rounds=args.rounds, before=args.before
+    )
     print(render(rows, markdown=True))  # type: ignore[arg-type]
     return 0
 
