@@ -338,7 +338,12 @@ def measure_e2e(
 
 
 def run(
-    quick: bool, e2e: bool = True, phases: bool = True, rounds: int | None = None, before: Path | None = None
+    quick: bool,
+    e2e: bool = True,
+    phases: bool = True,
+    rounds: int | None = None,
+    before: Path | None = None,
+    packs: tuple[str, ...] = PACKS,
 ) -> list[Row]:
     n = 30 if quick else 60
     pool = PoolSpec()
@@ -350,7 +355,9 @@ def run(
         if not e2e:
             return rows
         with tempfile.TemporaryDirectory(prefix="bench-taskpath-work-") as tmp:
-            rows += measure_e2e(srv, Path(tmp), rounds=rounds or (1 if quick else 3), before=before)
+            rows += measure_e2e(
+                srv, Path(tmp), rounds=rounds or (1 if quick else 3), before=before, packs=packs
+            )
     return rows
 
 
@@ -363,11 +370,19 @@ def main() -> int:
     parser.add_argument(
         "--before", type=Path, default=None, help="another checkout: its runner runs beside this one's"
     )
+    parser.add_argument(
+        "--packs", default=",".join(PACKS), help="--pack modes of the end to end, comma-separated"
+    )
     args = parser.parse_args()
     from run import render  # bench/run.py's table
 
     rows = run(
-        args.quick, e2e=not args.phases_only, phases=not args.e2e_only, rounds=args.rounds, before=args.before
+        args.quick,
+        e2e=not args.phases_only,
+        phases=not args.e2e_only,
+        rounds=args.rounds,
+        before=args.before,
+        packs=tuple(args.packs.split(",")),
     )
     print(render(rows, markdown=True))  # type: ignore[arg-type]
     return 0
