@@ -132,11 +132,21 @@ def run_floor(files: list[Path], work: Path) -> tuple[float, float, Path]:
 
 
 def run_runner(
-    srv: Servers, inputs: Path, outputs_file: Path, work: Path, *, job_id: str = "e2e"
+    srv: Servers,
+    inputs: Path,
+    outputs_file: Path,
+    work: Path,
+    *,
+    job_id: str = "e2e",
+    pack: str | None = None,
+    tree: Path | None = None,
 ) -> tuple[float, float, Path]:
-    """``runner submit`` in a subprocess; returns (seconds, CPU seconds, corpus counts JSON).
+    """``runner submit --no-cache`` in a subprocess (``--pack pack`` when given); returns (seconds,
+    CPU seconds, corpus counts JSON). Without ``--no-cache`` a second run of the same inputs on
+    the same target would take every result from the result cache and run no task.
 
     The CPU time is the runner's, its servers' and the tasks' (localbatch's waited-for children).
+    ``tree``: run the runner of that checkout instead (first on ``PYTHONPATH``; the servers stay).
     """
     dest = work / "results"
     cmd = [
@@ -152,11 +162,14 @@ def run_runner(
         str(dest),
         "--job-id",
         job_id,
+        "--no-cache",
+        *(["--pack", pack] if pack else []),
     ]
     servers_cpu = cpu_seconds(srv.localbatch.pid) + cpu_seconds(srv.azurite.pid)
     cpu0 = children_cpu()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
+    env = None if tree is None else dict(os.environ, PYTHONPATH=str(tree))
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False, env=env)
     elapsed = time.perf_counter() - t0
     cpu = children_cpu() - cpu0
     cpu += cpu_seconds(srv.localbatch.pid) + cpu_seconds(srv.azurite.pid) - servers_cpu

@@ -22,7 +22,8 @@ localbatch's DEBUG line ``<task>: succeeded in X ms (download ..., process
 
 End to end (same run, same machine): ``runner submit`` of 60 files of ~1 MB
 on the warm local target (servers up, pool idle, one small submit done
-before, so the node code is uploaded) vs. ``xargs -P 2`` nodetask + merge on
+before, so the node code is uploaded; ``--no-cache``, once with ``--pack none``
+and once with ``--pack auto``) vs. ``xargs -P 2`` nodetask + merge on
 the same files (bench_e2e's floor), alternated, 3 rounds (1 in quick mode):
 the median and the range of each time and of the ratio of each round (ours /
 that round's floor; the goal is on the median ratio). Goal: <= 1.3x. Quick:
@@ -68,6 +69,8 @@ from runner.pool_spec import PoolSpec  # noqa: E402
 
 E2E_FILES = 60
 E2E_GOAL = 1.3
+#: The ``--pack`` modes of the end to end rows (``auto`` is the default; 60 x 1 MB makes 4 packs).
+PACKS = ("none", "auto")
 OVERHEAD_GOAL_MS = 60.0
 PHASES = (
     "queued -> started",
@@ -278,7 +281,13 @@ def _spread(values: list[float], fmt: str) -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
-def measure_e2e(srv: Servers, work: Path, rounds: int) -> Row:
+def measure_e2e(
+    srv: Servers, work: Path, rounds: int, packs: tuple[str, ...] = PACKS, before: Path | None = None
+) -> list[Row]:
+    """The end to end rows, one per ``--pack`` mode in ``packs``: each round runs the floor, then
+    ``runner submit --no-cache --pack MODE`` for each mode, so every ratio is against the floor
+    of its own round. With ``before`` (another checkout), each mode also runs that checkout's
+    runner right before this one's, against the same servers: a before/after row per mode."""
     inputs = input_files(E2E_FILES)
     files = sorted(inputs.glob("*.txt"))
     outputs_file = work / "outputs.json"
@@ -289,37 +298,66 @@ def measure_e2e(srv: Servers, work: Path, rounds: int) -> Row:
         (warm / f.name).write_bytes(f.read_bytes()[:10_000])
     (work / "warm").mkdir()
     run_runner(srv, warm, outputs_file, work / "warm", job_id="warm")
-    ours: list[tuple[float, float]] = []
+    variants = [(p, None) for p in packs]
+    if before is not None:
+        variants = [v for p in packs for v in ((f"{p} (before)", before), (p, None))]
+    ours: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     floor: list[tuple[float, float]] = []
+    loads: list[float] = []
     for r in range(rounds):  # alternated: the ratio of a round is less sensitive to load than its times
+        loads.append(os.getloadavg()[0])
         (work / f"floor{r}").mkdir()
         floor.append(run_floor(files, work / f"floor{r}")[:2])
-        (work / f"e2e{r}").mkdir()
-        ours.append(run_runner(srv, inputs, outputs_file, work / f"e2e{r}", job_id=f"e2e{r}")[:2])
-    ratios = [o[0] / f[0] for o, f in zip(ours, floor, strict=True)]
-    ratio = statistics.median(ratios)
-    cpu_ours, cpu_floor = statistics.median(o[1] for o in ours), statistics.median(f[1] for f in floor)
-    return Row(
-        f"end to end: {E2E_FILES} x 1 MB, runner submit (warm local target, 2 nodes) "
-        f"vs xargs -P 2 nodetask + merge ({rounds} rounds alternated: median (min-max))",
-        f"{_spread([o[0] for o in ours], '.1f')} s ({cpu_ours:.0f} CPU-s)",
-        f"{_spread([f[0] for f in floor], '.1f')} s ({cpu_floor:.0f} CPU-s)",
-        f"{_spread(ratios, '.2f')}x",
-        f"<= {E2E_GOAL}x",
-        ratio <= E2E_GOAL,
-    )
+        for v, (name, tree) in enumerate(variants):
+            pack = name.split()[0]
+            run_dir = work / f"e2e{r}-{v}"
+            run_dir.mkdir()
+            job = f"e2e{r}-{v}"
+            ours[name].append(
+                run_runner(srv, inputs, outputs_file, run_dir, job_id=job, pack=pack, tree=tree)[:2]
+            )
+    cpu_floor = statistics.median(f[1] for f in floor)
+    rows = []
+    for pack, _ in variants:
+        ratios = [o[0] / f[0] for o, f in zip(ours[pack], floor, strict=True)]
+        ratio = statistics.median(ratios)
+        cpu_ours = statistics.median(o[1] for o in ours[pack])
+        rows.append(
+            Row(
+                f"end to end: {E2E_FILES} x 1 MB, runner submit --pack {pack} (warm local target, 2 nodes) "
+                f"vs xargs -P 2 nodetask + merge ({rounds} rounds alternated, load {_spread(loads, '.1f')}: "
+                "median (min-max))",
+                f"{_spread([o[0] for o in ours[pack]], '.1f')} s ({cpu_ours:.0f} CPU-s)",
+                f"{_spread([f[0] for f in floor], '.1f')} s ({cpu_floor:.0f} CPU-s)",
+                f"{_spread(ratios, '.2f')}x",
+                f"<= {E2E_GOAL}x",
+                ratio <= E2E_GOAL,
+            )
+        )
+    return rows
 
 
-def run(quick: bool, e2e: bool = True) -> list[Row]:
+def run(
+    quick: bool,
+    e2e: bool = True,
+    phases: bool = True,
+    rounds: int | None = None,
+    before: Path | None = None,
+    packs: tuple[str, ...] = PACKS,
+) -> list[Row]:
     n = 30 if quick else 60
     pool = PoolSpec()
+    rows: list[Row] = []
     with _debug_log(), local_servers(pool, prefix="bench-taskpath-") as srv:
         wait_nodes_idle(Batch(srv.outputs), pool.pool_id, pool.dedicated_nodes)
-        rows = measure_phases(srv, pool.pool_id, n)
+        if phases:
+            rows += measure_phases(srv, pool.pool_id, n)
         if not e2e:
             return rows
         with tempfile.TemporaryDirectory(prefix="bench-taskpath-work-") as tmp:
-            rows.append(measure_e2e(srv, Path(tmp), rounds=1 if quick else 3))
+            rows += measure_e2e(
+                srv, Path(tmp), rounds=rounds or (1 if quick else 3), before=before, packs=packs
+            )
     return rows
 
 
@@ -327,10 +365,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--phases-only", action="store_true", help="skip the end to end ratio")
+    parser.add_argument("--e2e-only", action="store_true", help="skip the phases")
+    parser.add_argument("--rounds", type=int, default=None, help="end to end rounds (default 3, quick 1)")
+    parser.add_argument(
+        "--before", type=Path, default=None, help="another checkout: its runner runs beside this one's"
+    )
+    parser.add_argument(
+        "--packs", default=",".join(PACKS), help="--pack modes of the end to end, comma-separated"
+    )
     args = parser.parse_args()
     from run import render  # bench/run.py's table
 
-    print(render(run(args.quick, e2e=not args.phases_only), markdown=True))  # type: ignore[arg-type]
+    rows = run(
+        args.quick,
+        e2e=not args.phases_only,
+        phases=not args.e2e_only,
+        rounds=args.rounds,
+        before=args.before,
+        packs=tuple(args.packs.split(",")),
+    )
+    print(render(rows, markdown=True))  # type: ignore[arg-type]
     return 0
 
 

@@ -42,7 +42,7 @@ from runner.errors import UsageError
 from runner.manifest import Manifest, ManifestTask
 from runner.partial_merge import MissingInput, missing_from
 from runner.progress import Reporter
-from runner.storage import DownloadItem, Storage
+from runner.storage import BlobInfo, DownloadItem, Storage
 from runner.tasks import MERGE_TASK_ID, report_names
 
 if TYPE_CHECKING:
@@ -236,52 +236,122 @@ def local_name(task: ManifestTask, rest: str, command_mode: bool, names: LocalNa
     return names.report.parent / rest
 
 
+@dataclass(frozen=True)
+class PlannedDownload:
+    """One output blob and where it goes: ``task_id`` is the file id (or the merge's) it is under."""
+
+    task_id: str
+    item: DownloadItem
+    size: int
+
+
+class _Destinations:
+    """Local paths of result blobs under ``dest``: each path claimed by one blob only (a task
+    writing unexpected names keeps both), unsafe names and blobs of no task left out."""
+
+    def __init__(self, manifest: Manifest, dest: Path) -> None:
+        self._by_task = manifest.by_task
+        self._command_mode = manifest.command is not None
+        self._names = {} if self._command_mode else local_names(manifest)
+        self._dest = dest
+        self._claimed: set[Path] = set()
+
+    def of(self, blob_name: str, task_id: str, rest: str) -> Path | None:
+        if task_id == MERGE_TASK_ID:
+            rel = PurePosixPath(rest)
+        elif task_id in self._by_task:
+            rel = local_name(self._by_task[task_id], rest, self._command_mode, self._names.get(task_id))
+        else:
+            return None
+        if ".." in rel.parts or rel.is_absolute():
+            log.warning("skipping output blob with an unsafe name: %s", blob_name)
+            return None
+        path = self._dest.joinpath(*rel.parts)
+        if path in self._claimed:
+            path = path.with_name(f"{path.name}.task-{task_id}")
+            log.warning("two results map to one file; %s is saved as %s", blob_name, path.name)
+        self._claimed.add(path)
+        return path
+
+
+def _job_blobs(blobs: list[BlobInfo], skip: Mapping[str, object]) -> list[tuple[BlobInfo, str, str]]:
+    """``(blob, task id, rest)`` of each result blob under ``<job-id>/<task id>/``, but the
+    ids in ``skip``."""
+    return [
+        (blob, parts[1], parts[2])
+        for blob in blobs
+        if len(parts := blob.name.split("/", 2)) == 3 and parts[2] and parts[1] not in skip
+    ]
+
+
+def plan_downloads(blobs: list[BlobInfo], manifest: Manifest, dest: Path) -> list[PlannedDownload]:
+    """Where each of the job's output blobs goes under ``dest`` (:class:`_Destinations`); the
+    item carries the listed ETag."""
+    where = _Destinations(manifest, dest)
+    out: list[PlannedDownload] = []
+    for blob, task_id, rest in _job_blobs(blobs, {}):
+        path = where.of(blob.name, task_id, rest)
+        if path is not None:
+            out.append(PlannedDownload(task_id, DownloadItem(blob.name, path, etag=blob.etag), blob.size))
+    return out
+
+
+def already_here(planned: PlannedDownload, prefetched: Mapping[str, PlannedDownload]) -> bool:
+    """``planned`` was downloaded before (:mod:`runner.prefetch`): same blob version (ETag), same
+    local path, and that file is still there with the blob's size."""
+    earlier = prefetched.get(planned.item.blob_name)
+    if earlier is None or earlier.item.etag is None or earlier.item.etag != planned.item.etag:
+        return False
+    path = planned.item.dest
+    try:
+        return earlier.item.dest == path and path.stat().st_size == planned.size
+    except OSError:
+        return False
+
+
 def _fetch(
     storage: Storage,
     container: str,
     manifest: Manifest,
     dest: Path,
-    names: dict[str, LocalNames],
     cached: Mapping[str, Sequence[CachedBlob]],
+    prefetched: Mapping[str, PlannedDownload],
     reporter: Reporter,
 ) -> dict[str, list[Path]]:
-    """Download the job's result blobs (those of ``cached`` ids from the cache) to their local
-    names under ``dest``; return the local files of each id."""
-    by_task = manifest.by_task
-    command_mode = manifest.command is not None
-    claimed: set[Path] = set()
+    """Download the job's result blobs (those of ``cached`` ids from the cache; those
+    :func:`already_here` not again) to their local names under ``dest``; return the local
+    files of each id."""
+    where = _Destinations(manifest, dest)
     items: list[DownloadItem] = []
     local_files: dict[str, list[Path]] = {}
-    total = 0
-    listed: list[tuple[str, str, str, int, bytes | None, CachedBlob | None]] = [
-        (blob.name, parts[1], parts[2], blob.size, None, None)
-        for blob in storage.list_blobs(container, f"{manifest.job_id}/")
-        if len(parts := blob.name.split("/", 2)) == 3 and parts[2] and parts[1] not in cached
-    ]
-    listed += [(b.source, tid, b.name, b.size, b.md5, b) for tid, blobs in cached.items() for b in blobs]
-    bundles: dict[cache_bundle.Bundle, dict[str, list[Path]]] = {}
-    for blob_name, task_id, rest, size, md5, source in listed:
-        if task_id == MERGE_TASK_ID:
-            rel = PurePosixPath(rest)
-        elif task_id in by_task:
-            rel = local_name(by_task[task_id], rest, command_mode, names.get(task_id))
-        else:
+    total = skipped = 0
+    for blob, task_id, rest in _job_blobs(storage.list_blobs(container, f"{manifest.job_id}/"), cached):
+        path = where.of(blob.name, task_id, rest)
+        if path is None:
             continue
-        if ".." in rel.parts or rel.is_absolute():
-            log.warning("skipping output blob with an unsafe name: %s", blob_name)
-            continue
-        path = dest.joinpath(*rel.parts)
-        if path in claimed:  # only a task writing unexpected names can get here: keep both
-            path = path.with_name(f"{path.name}.task-{task_id}")
-            log.warning("two results map to one file; %s is saved as %s", blob_name, path.name)
-        claimed.add(path)
-        if source is not None and source.bundle is not None and source.member is not None:
-            # runner.cache_bundle; two files of the same key (same name and content) share members
-            bundles.setdefault(source.bundle, {}).setdefault(source.member, []).append(path)
-        else:
-            items.append(DownloadItem(blob_name, path, md5, size if md5 is not None else None))
-            total += size
         local_files.setdefault(task_id, []).append(path)
+        planned = PlannedDownload(task_id, DownloadItem(blob.name, path, etag=blob.etag), blob.size)
+        if prefetched and already_here(planned, prefetched):
+            skipped += 1
+            continue
+        items.append(DownloadItem(blob.name, path))
+        total += blob.size
+    if skipped:
+        log.info("%d result file(s) were downloaded while the merge ran", skipped)
+    bundles: dict[cache_bundle.Bundle, dict[str, list[Path]]] = {}
+    for task_id, sources in cached.items():
+        for source in sources:
+            path = where.of(source.source, task_id, source.name)
+            if path is None:
+                continue
+            local_files.setdefault(task_id, []).append(path)
+            if source.bundle is not None and source.member is not None:
+                # runner.cache_bundle; two files of the same key (same name and content) share members
+                bundles.setdefault(source.bundle, {}).setdefault(source.member, []).append(path)
+            else:
+                size = source.size if source.md5 is not None else None
+                items.append(DownloadItem(source.source, path, source.md5, size))
+                total += source.size
     try:
         for bundle, members in bundles.items():
             reporter.info(f"unpacking {len(members)} cached result files from one bundle")
@@ -294,7 +364,6 @@ def _fetch(
             f"cannot write results under {dest}: {exc.strerror or exc}",
             hint=f"fix the destination, then run `runner results {manifest.job_id}`",
         ) from None
-
     return local_files
 
 
@@ -309,15 +378,18 @@ def download(
     failures: list[TaskFailure],
     reporter: Reporter,
     cached: Mapping[str, Sequence[CachedBlob]] | None = None,
+    prefetched: Mapping[str, PlannedDownload] | None = None,
 ) -> JobResults:
     """Download every output blob of the job into ``dest`` and summarise it.
 
     ``cached`` (:func:`runner.cache.sources`): the results of these ids (file ids, ``merge``) are
     read from their cache entries instead of ``<job-id>/<id>/``, each checked against its
-    recorded size and MD5 (:class:`~runner.storage.CorruptDownload` otherwise)."""
+    recorded size and MD5 (:class:`~runner.storage.CorruptDownload` otherwise). A blob in
+    ``prefetched`` that :func:`already_here` says is on disk in the version listed now is not
+    downloaded again; one rewritten since (a retry) is."""
     command_mode = manifest.command is not None
     names = {} if command_mode else local_names(manifest)
-    local_files = _fetch(storage, container, manifest, dest, names, cached or {}, reporter)
+    local_files = _fetch(storage, container, manifest, dest, cached or {}, prefetched or {}, reporter)
 
     task_of = manifest.task_of
     by_file = {fid: states[tid] for fid, tid in task_of.items() if tid in states}

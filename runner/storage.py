@@ -88,6 +88,8 @@ class UploadSummary:
 class BlobInfo:
     name: str
     size: int
+    #: The version listed (Storage's ETag): a rewritten blob has another one.
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,9 @@ class DownloadItem:
     dest: Path
     md5: bytes | None = None
     size: int | None = None
+    #: When set, only this version is downloaded (a conditional GET: a blob rewritten since it
+    #: was listed is a RemoteError, never a mix of versions).
+    etag: str | None = None
 
 
 class CorruptDownload(RemoteError):
@@ -265,7 +270,7 @@ class Storage:
     def list_blobs(self, container: str, prefix: str) -> list[BlobInfo]:
         with translate_errors(f"listing {container}/{prefix}", self._host):
             return [
-                BlobInfo(b.name, int(b.size or 0))
+                BlobInfo(b.name, int(b.size or 0), b.etag)
                 for b in self._client.get_container_client(container).list_blobs(name_starts_with=prefix)
             ]
 
@@ -456,7 +461,10 @@ class Storage:
             tmp = item.dest.with_name(item.dest.name + ".part")
             digest, size = hashlib.md5(usedforsecurity=False), 0
             with translate_errors(f"downloading {item.blob_name}", self._host):
-                stream = self._client.get_blob_client(container, item.blob_name).download_blob()
+                cond: dict[str, Any] = (
+                    {"etag": item.etag, "match_condition": MatchConditions.IfNotModified} if item.etag else {}
+                )
+                stream = self._client.get_blob_client(container, item.blob_name).download_blob(**cond)
                 with open(tmp, "wb") as handle:
                     for chunk in stream.chunks():
                         handle.write(chunk)

@@ -37,7 +37,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -61,8 +61,9 @@ from runner.nodecode import ensure_node_code
 from runner.pack_recovery import split_packs_with_missing_inputs
 from runner.packing import FileToRun, PackPolicy, PlannedTask, group, parse_pack
 from runner.pool_watch import PoolWatcher, Slowness
+from runner.prefetch import Prefetch
 from runner.progress import Reporter
-from runner.results import JobResults, download, rerun_lines
+from runner.results import JobResults, PlannedDownload, download, rerun_lines
 from runner.storage import CorruptDownload, UploadItem
 from runner.targets import AuthMode, Session
 from runner.task_access import TaskAccess, task_access
@@ -350,21 +351,36 @@ def watch(
     """Steps 6-8: monitor, then collect (``index``: the listing of ``cache/`` the submission
     read, see :func:`collect`). When monitoring ends otherwise (Ctrl-C, timeout, a pool that
     cannot run tasks, an unreachable service), the job is left to complete by itself with
-    its last task: nobody watches it any more."""
+    its last task: nobody watches it any more. While the merge runs, the per-file results
+    already come down (:mod:`runner.prefetch`)."""
+    dest = opts.dest or default_dest(manifest.job_id)
+    early = Prefetch(session, manifest, dest)
     try:
-        monitor(session, manifest, opts, reporter)
+        monitor(session, manifest, opts, reporter, on_poll=early.poll)
         while (
             split := split_packs_with_missing_inputs(session, manifest, opts.timeout, reporter)
         ) is not None:
             manifest = split  # a pack's missing input fails that file alone: the others run again
-            monitor(session, manifest, opts, reporter)
+            early.cancel()  # it watched the tasks of the old plan
+            early = Prefetch(session, manifest, dest)
+            monitor(session, manifest, opts, reporter, on_poll=early.poll)
     except UnreachableError:
+        early.cancel()
         raise  # it cannot be told either
     except (KeyboardInterrupt, RunnerError):
+        early.cancel()
         _let_complete(session, manifest.job_id)
         raise
-    dest = opts.dest or default_dest(manifest.job_id)
-    return collect(session, manifest, dest, reporter, keep=opts.keep, on_results=on_results, index=index)
+    return collect(
+        session,
+        manifest,
+        dest,
+        reporter,
+        keep=opts.keep,
+        on_results=on_results,
+        index=index,
+        prefetched=early.finish(),
+    )
 
 
 def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> JobResults:
@@ -525,8 +541,16 @@ def _merge_blocked(c: TaskCounts, manifest: mf.Manifest) -> bool:
     )
 
 
-def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, reporter: Reporter) -> TaskCounts:
+def monitor(
+    session: Session,
+    manifest: mf.Manifest,
+    opts: SubmitOptions,
+    reporter: Reporter,
+    *,
+    on_poll: Callable[[TaskCounts], None] | None = None,
+) -> TaskCounts:
     """Poll task counts until every task completed (or the merge is blocked); return the last counts.
+    ``on_poll`` sees the counts of every poll that does not end the wait.
 
     One request per poll while tasks run. While tasks wait and none runs, the pool is
     looked at (:class:`~runner.pool_watch.PoolWatcher`: why nothing runs, or a fast
@@ -558,6 +582,8 @@ def monitor(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
                     session, manifest
                 ):
                     return counts
+                if on_poll is not None:
+                    on_poll(counts)
                 if counts.running == 0 and counts.active > 0:
                     pool.check()
                     _check_job_active(session, manifest.job_id)
@@ -640,11 +666,13 @@ def collect(
     keep: bool = True,
     on_results: Callable[[JobResults], None] | None = None,
     index: dict[str, result_cache.Entry] | None = None,
+    prefetched: Mapping[str, PlannedDownload] | None = None,
 ) -> JobResults:
     """Download results (the cached ones from their entries: ``index``, the listing of ``cache/``
     a submission read, spares another), gather failures, cache what ran and succeeded; raise
     :class:`TaskFailures` if any task failed. ``on_results`` sees the results first (before
-    ``--cleanup`` deletes the job's blobs)."""
+    ``--cleanup`` deletes the job's blobs); ``prefetched``: what :mod:`runner.prefetch`
+    downloaded already (not fetched again unless changed)."""
     out = session.outputs
     states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
     states.update(result_cache.cached_states(manifest))
@@ -665,6 +693,7 @@ def collect(
             failures=failures,
             reporter=reporter,
             cached=cached,
+            prefetched=prefetched,
         )
     except CorruptDownload as err:
         raise result_cache.drop_corrupt(session.storage, out.output_container, manifest, err) from None
