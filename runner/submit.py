@@ -388,7 +388,8 @@ def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
     finished, a terminated job too: what never ran is *pending*). A job still running is
     :class:`JobStillRunning`, or with ``opts.wait`` watched until it ends, as ``submit`` does."""
     job_id = manifest.job_id
-    if session.batch.get_job(job_id).state == "active" and not _confirmed(session, manifest):
+    job = session.batch.get_job(job_id)
+    if job.state == "active" and not _confirmed(session, manifest):
         if not opts.wait:
             c = session.batch.task_counts(job_id)
             raise JobStillRunning(
@@ -396,6 +397,10 @@ def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
                 hint=f"`runner results {job_id} --wait` waits for the rest (`runner status {job_id}`)",
             )
         return watch(session, manifest, opts, reporter)
+    if opts.wait and job.state == "active":  # ended before anyone watched: a pack may need its split
+        split = split_packs_with_missing_inputs(session, manifest, opts.timeout, reporter)
+        if split is not None:
+            return watch(session, split, opts, reporter)
     return collect(session, manifest, opts.dest or default_dest(job_id), reporter, keep=opts.keep)
 
 
