@@ -225,6 +225,18 @@ def _delivered(file_id: str, outputs: Outputs) -> bool:
     return outputs.sizes.get(file_id, 0) > 0 and file_id not in outputs.errors
 
 
+def pack_label(names: list[str], failed: list[str]) -> str:
+    """What a pack carries, for a person: ``3 files: a … c``, ``1 file: a``; when files of it
+    failed, those (five at most) and how many of how many. ``""`` for a pack of no files."""
+    if not names:
+        return ""
+    files = "file" if len(names) == 1 else "files"
+    if failed:
+        shown = ", ".join(failed[:5]) + (" …" if len(failed) > 5 else "")
+        return f"{shown} ({len(failed)} of {len(names)} {files} failed)"
+    return f"1 file: {names[0]}" if len(names) == 1 else f"{len(names)} files: {names[0]} … {names[-1]}"
+
+
 def _pack_input(t: TaskInfo, man: mf.Manifest, outputs: Outputs) -> tuple[str, int, int]:
     """A packed task's input label (its failed files when it failed), bytes in and out."""
     pack = next((p for p in man.packs if p.task_id == t.id), None)
@@ -233,14 +245,7 @@ def _pack_input(t: TaskInfo, man: mf.Manifest, outputs: Outputs) -> tuple[str, i
     by_file = man.by_task
     names = [by_file[fid].input for fid in pack.file_ids if fid in by_file]
     bad = [by_file[fid].input for fid in pack.file_ids if fid in by_file and not _delivered(fid, outputs)]
-    if t.result == "failure" and bad:
-        label = (
-            ", ".join(bad[:5])
-            + (" …" if len(bad) > 5 else "")
-            + f" ({len(bad)} of {len(names)} files failed)"
-        )
-    else:
-        label = f"{len(names)} files: {names[0]} … {names[-1]}" if names else t.display_name
+    label = pack_label(names, bad if t.result == "failure" else []) or t.display_name
     size_in = sum(by_file[fid].size for fid in pack.file_ids if fid in by_file)
     return label, size_in, sum(outputs.sizes.get(fid, 0) for fid in pack.file_ids)
 
