@@ -530,12 +530,19 @@ def status(
     for line in job_views.pool_line(ex.pool, ex.nodes).splitlines():
         state.say(line)
     title = f"job {job} ({ex.job.state})" + (f": {len(tasks)} failed task(s)" if failed else "")
-    state.console.print(job_views.task_table(title, tasks, state.console.width))
+    if ex.tasks:
+        state.console.print(job_views.task_table(title, tasks, state.console.width))
+    else:
+        state.say(f"{title}: no Batch task (every result came from the result cache)")
     if ex.packed or any(f.status == "cached" for f in ex.files):
         files = [f for f in ex.files if f.status == "failed" or not failed]
         state.console.print(job_views.file_table(f"files of job {job}", files))
-    state.say(job_views.times_note(tasks))
-    state.say(describe_counts(counts, counts.total))
+    if ex.tasks:
+        state.say(job_views.times_note(tasks))
+        state.say(describe_counts(counts, counts.total))
+    else:
+        cached = sum(1 for f in ex.files if f.status == "cached")
+        state.say(f"{cached:,} of {len(ex.files):,} file(s) from the result cache")
     if state.json:
         typer.echo(report_mod.dumps(job_views.status_json(ex, counts, tasks)))
 

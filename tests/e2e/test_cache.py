@@ -171,6 +171,9 @@ def test_full_hit_runs_no_task_and_every_command_tells_the_truth(
     status = invoke(outputs_file, "--json", "status", "cache-second")
     assert status.exit_code == 0, status.stderr
     assert status.stdout.count('"cached"') >= len(FILES)
+    said = "no Batch task (every result came from the result cache)"
+    assert said in status.stderr
+    assert f"{len(FILES)} of {len(FILES)} file(s) from the result cache" in status.stderr
     again = invoke(outputs_file, "--json", "results", "cache-second", "--dest", str(tmp_path / "again"))
     assert again.exit_code == 0, again.stderr
     assert _raw_tree(tmp_path / "again") == _raw_tree(first.dest)
