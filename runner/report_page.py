@@ -152,6 +152,18 @@ def _notes(ex: Execution, agg: bool) -> str:
     return f'<section id="notes">{title}<ul class="note">{items}</ul></section>'
 
 
+def _no_tasks(ex: Execution) -> str:
+    """The section that stands for the charts of a job without Batch tasks."""
+    cached = sum(1 for f in ex.files if f.status == "cached")
+    why = (
+        f"All {cached:,} files' results came from the result cache (computed by earlier jobs on "
+        "this target), the corpus result too: there is no task to chart."
+        if cached
+        else "The job has no tasks: there is nothing to chart."
+    )
+    return f'<section id="no-tasks"><h2>No Batch task ran</h2><p>{_e(why)}</p></section>'
+
+
 def _header(ex: Execution, s: Summary, target: str) -> str:
     pool = ex.pool
     where = f"pool {pool.id} ({pool.vm_size}, {pool.state})" if pool else f"pool {ex.job.pool_id}"
@@ -175,6 +187,9 @@ def render(ex: Execution, *, target: str = "", price: float | None = None) -> st
         '<div class="row"><section><div id="durations"></div></section>'
         '<section><div id="waits"></div></section></div>'
     )
+    specs, data = figures(ex, s), chart_data(ex, s)
+    if not ex.tasks:  # nothing ran: say why instead of five empty charts
+        charts, specs, data = _no_tasks(ex), {}, {}
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>runner report: {_e(ex.job.id)}</title><style>{_CSS}</style>"
@@ -187,7 +202,7 @@ def render(ex: Execution, *, target: str = "", price: float | None = None) -> st
         + _slowest(s)
         + _notes(ex, agg)
         + '</main><script type="application/json" id="figures">'
-        + script_json({"specs": figures(ex, s), "data": chart_data(ex, s)})
+        + script_json({"specs": specs, "data": data})
         + "</script>"
         + f"<script>{_BOOT}</script></body></html>"
     )

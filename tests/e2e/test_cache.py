@@ -174,6 +174,10 @@ def test_full_hit_runs_no_task_and_every_command_tells_the_truth(
     said = "no Batch task (every result came from the result cache)"
     assert said in status.stderr
     assert f"{len(FILES)} of {len(FILES)} file(s) from the result cache" in status.stderr
+    page = tmp_path / "report.html"
+    assert invoke(outputs_file, "report", "cache-second", "--output", str(page)).exit_code == 0
+    html = page.read_text(encoding="utf-8")
+    assert "No Batch task ran" in html and f"All {len(FILES)} files" in html and "Timeline:" not in html
     again = invoke(outputs_file, "--json", "results", "cache-second", "--dest", str(tmp_path / "again"))
     assert again.exit_code == 0, again.stderr
     assert _raw_tree(tmp_path / "again") == _raw_tree(first.dest)
