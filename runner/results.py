@@ -249,10 +249,12 @@ class _Destinations:
     """Local paths of result blobs under ``dest``: each path claimed by one blob only (a task
     writing unexpected names keeps both), unsafe names and blobs of no task left out."""
 
-    def __init__(self, manifest: Manifest, dest: Path) -> None:
+    def __init__(self, manifest: Manifest, dest: Path, names: dict[str, LocalNames] | None = None) -> None:
         self._by_task = manifest.by_task
         self._command_mode = manifest.command is not None
-        self._names = {} if self._command_mode else local_names(manifest)
+        if names is None:
+            names = {} if self._command_mode else local_names(manifest)
+        self._names = names
         self._dest = dest
         self._claimed: set[Path] = set()
 
@@ -314,6 +316,7 @@ def _fetch(
     container: str,
     manifest: Manifest,
     dest: Path,
+    names: dict[str, LocalNames],
     cached: Mapping[str, Sequence[CachedBlob]],
     prefetched: Mapping[str, PlannedDownload],
     reporter: Reporter,
@@ -321,7 +324,7 @@ def _fetch(
     """Download the job's result blobs (those of ``cached`` ids from the cache; those
     :func:`already_here` not again) to their local names under ``dest``; return the local
     files of each id."""
-    where = _Destinations(manifest, dest)
+    where = _Destinations(manifest, dest, names)
     items: list[DownloadItem] = []
     local_files: dict[str, list[Path]] = {}
     total = skipped = 0
@@ -389,7 +392,7 @@ def download(
     downloaded again; one rewritten since (a retry) is."""
     command_mode = manifest.command is not None
     names = {} if command_mode else local_names(manifest)
-    local_files = _fetch(storage, container, manifest, dest, cached or {}, prefetched or {}, reporter)
+    local_files = _fetch(storage, container, manifest, dest, names, cached or {}, prefetched or {}, reporter)
 
     task_of = manifest.task_of
     by_file = {fid: states[tid] for fid, tid in task_of.items() if tid in states}

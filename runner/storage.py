@@ -279,17 +279,7 @@ class Storage:
         (one request per 256 blobs, not one per blob); returns how many were deleted. A blob
         already gone is fine; any other refusal is a :class:`RemoteError` naming how many."""
         names = [b.name for b in self.list_blobs(container, prefix)]
-        client = self._client.get_container_client(container)
-        failed = 0
-        with translate_errors(f"deleting blobs under {container}/{prefix}", self._host):
-            for start in range(0, len(names), DELETE_BATCH):
-                part = names[start : start + DELETE_BATCH]
-                for resp in client.delete_blobs(*part, raise_on_any_failure=False):
-                    if resp.status_code not in (200, 202, 404):
-                        failed += 1
-        if failed:
-            raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) under {prefix}")
-        return len(names)
+        return self.delete_names(container, names, where=f"under {container}/{prefix}")
 
     # -- leases (runner/submit_lock.py) --------------------------------------------------
 
@@ -579,19 +569,21 @@ class Storage:
             return f"{self._container_base_url(container)}/{quote(name, safe='~/')}"
         return self.blob_read_url(container, name, expiry)
 
-    def delete_names(self, container: str, names: list[str]) -> int:
+    def delete_names(self, container: str, names: list[str], *, where: str = "") -> int:
         """Delete these blobs with Blob Batch requests of :data:`DELETE_BATCH`; a blob already gone
-        is fine; returns how many were asked for. Any other refusal is a :class:`RemoteError`."""
+        is fine; returns how many were asked for. Any other refusal is a :class:`RemoteError`
+        (naming ``where`` they were: by default, the container)."""
+        where = where or f"in {container}"
         client = self._client.get_container_client(container)
         failed = 0
-        with translate_errors(f"deleting {len(names)} blob(s) in {container}", self._host):
+        with translate_errors(f"deleting {len(names)} blob(s) {where}", self._host):
             for start in range(0, len(names), DELETE_BATCH):
                 part = names[start : start + DELETE_BATCH]
                 for resp in client.delete_blobs(*part, raise_on_any_failure=False):
                     if resp.status_code not in (200, 202, 404):
                         failed += 1
         if failed:
-            raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) in {container}")
+            raise RemoteError(f"Storage refused to delete {failed} of {len(names)} blob(s) {where}")
         return len(names)
 
     # -- SAS --------------------------------------------------------------------------
