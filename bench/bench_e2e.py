@@ -131,6 +131,14 @@ def run_floor(files: list[Path], work: Path) -> tuple[float, float, Path]:
     return time.perf_counter() - t0, children_cpu() - cpu0, merged / "corpus_counts.json"
 
 
+def submit_args(outputs_file: Path, inputs: Path, dest: Path, job_id: str, pack: str | None) -> list[str]:
+    """The benchmarked ``runner`` arguments: quiet, ``--no-cache`` (a second run of the same
+    inputs would take every result from the cache), ``--pack pack`` when given."""
+    pack_args = ["--pack", pack] if pack else []
+    return ["--outputs", str(outputs_file), "-q", "submit", str(inputs), "--numwords", str(NUMWORDS),
+            "--dest", str(dest), "--job-id", job_id, "--no-cache", *pack_args]  # fmt: skip
+
+
 def run_runner(
     srv: Servers,
     inputs: Path,
@@ -149,22 +157,7 @@ def run_runner(
     ``tree``: run the runner of that checkout instead (first on ``PYTHONPATH``; the servers stay).
     """
     dest = work / "results"
-    cmd = [
-        str(RUNNER),
-        "--outputs",
-        str(outputs_file),
-        "-q",
-        "submit",
-        str(inputs),
-        "--numwords",
-        str(NUMWORDS),
-        "--dest",
-        str(dest),
-        "--job-id",
-        job_id,
-        "--no-cache",
-        *(["--pack", pack] if pack else []),
-    ]
+    cmd = [str(RUNNER), *submit_args(outputs_file, inputs, dest, job_id, pack)]
     servers_cpu = cpu_seconds(srv.localbatch.pid) + cpu_seconds(srv.azurite.pid)
     cpu0 = children_cpu()
     t0 = time.perf_counter()

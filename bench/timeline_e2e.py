@@ -36,7 +36,7 @@ for _p in (str(BENCH_DIR.parent), str(BENCH_DIR)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_e2e import NUMWORDS, input_files, run_runner  # noqa: E402
+from bench_e2e import input_files, run_runner, submit_args  # noqa: E402
 from harness import Servers, local_servers, wait_nodes_idle  # noqa: E402
 
 from runner.batch import Batch  # noqa: E402
@@ -113,25 +113,8 @@ def _events(path: Path) -> list[tuple[float, str, str]]:
 def one_run(srv: Servers, inputs: Path, outputs_file: Path, work: Path, pack: str, job_id: str) -> None:
     events_file = work / "events.tsv"
     dest = work / "results"
-    cmd = [
-        sys.executable,
-        str(HOOKS),
-        str(events_file),
-        "--outputs",
-        str(outputs_file),
-        "-q",
-        "submit",
-        str(inputs),
-        "--numwords",
-        str(NUMWORDS),
-        "--dest",
-        str(dest),
-        "--job-id",
-        job_id,
-        "--no-cache",
-        "--pack",
-        pack,
-    ]
+    args = submit_args(outputs_file, inputs, dest, job_id, pack)
+    cmd = [sys.executable, str(HOOKS), str(events_file), *args]
     sampler = Sampler(srv)
     sampler.sample()
     sampler.start()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from runner import manifest as mf
 from runner.outputs import Outputs
@@ -24,6 +26,26 @@ def write_counts(name: str) -> str:
     return f"mkdir -p out && echo {json.dumps(COUNTS_JSON)} > out/{name}"
 
 
+def shell_tasks(session: Session, out: Outputs, job_id: str) -> Callable[..., TaskSpec]:
+    """A maker of tasks that run ``/bin/sh -c SCRIPT`` and upload ``out/**`` to the job's
+    ``<job-id>/<task-id>/`` (as the runner's tasks do); keywords go to :class:`TaskSpec`
+    (dependencies)."""
+    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+    sink = OutputFileSpec("out/**/*", session.storage.container_write_url(out.output_container, expiry), "")
+
+    def task(task_id: str, script: str, **deps: Any) -> TaskSpec:
+        return TaskSpec(
+            id=task_id,
+            display_name=task_id,
+            command_line=f"/bin/sh -c '{script}'",
+            resource_files=(),
+            output_files=(dataclasses.replace(sink, path=f"{job_id}/{task_id}"),),
+            **deps,
+        )
+
+    return task
+
+
 def two_files_and_a_merge(
     session: Session, out: Outputs, job_id: str, scripts: dict[str, str]
 ) -> mf.Manifest:
@@ -36,26 +58,14 @@ def two_files_and_a_merge(
     )
     manifest = mf.Manifest(job_id, mf.now_iso(), 3, True, None, 0, tasks)
     mf.save(session.storage, out.input_container, manifest)
-    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
-    sink = OutputFileSpec("out/**/*", session.storage.container_write_url(out.output_container, expiry), "")
-
-    def task(task_id: str, script: str, depends: tuple[int, int] | None = None) -> TaskSpec:
-        return TaskSpec(
-            id=task_id,
-            display_name=task_id,
-            command_line=f"/bin/sh -c '{script}'",
-            resource_files=(),
-            output_files=(dataclasses.replace(sink, path=f"{job_id}/{task_id}"),),
-            depends_on_range=depends,
-        )
-
+    task = shell_tasks(session, out, job_id)
     session.batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=True)
     session.batch.add_tasks(
         job_id,
         [
             task("1", scripts["1"]),
             task("2", scripts["2"]),
-            task(MERGE_TASK_ID, scripts["merge"], depends=(1, 2)),
+            task(MERGE_TASK_ID, scripts["merge"], depends_on_range=(1, 2)),
         ],
     )
     return manifest

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -29,8 +29,8 @@ from runner.results import TaskOutcome
 from runner.storage import Storage
 from runner.submit import SubmitOptions, collect, monitor
 from runner.targets import AuthMode, Session, Target, TargetKind
-from runner.tasks import MERGE_TASK_ID, OutputFileSpec, TaskSpec
-from tests.e2e.handmade_jobs import two_files_and_a_merge, write_counts
+from runner.tasks import MERGE_TASK_ID, TaskSpec
+from tests.e2e.handmade_jobs import shell_tasks, two_files_and_a_merge, write_counts
 from tests.e2e.test_submit import write_corpus
 
 RUNNER = Path(sys.executable).with_name("runner")
@@ -219,18 +219,7 @@ def test_two_level_merge_blocked_by_a_failed_file_is_reported_as_skipped(
     manifest = mf.Manifest(job_id, mf.now_iso(), 3, True, None, 0, tasks, merge_group_size=2)
     assert manifest.task_ids == ["1", "2", "3", "4", "merge-1", "merge-2", MERGE_TASK_ID]
     mf.save(session.storage, out.input_container, manifest)
-    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
-    sink = OutputFileSpec("out/**/*", session.storage.container_write_url(out.output_container, expiry), "")
-
-    def task(task_id: str, script: str, **deps: object) -> TaskSpec:
-        return TaskSpec(
-            id=task_id,
-            display_name=task_id,
-            command_line=f"/bin/sh -c '{script}'",
-            resource_files=(),
-            output_files=(dataclasses.replace(sink, path=f"{job_id}/{task_id}"),),
-            **deps,  # type: ignore[arg-type]
-        )
+    task = shell_tasks(session, out, job_id)
 
     ok = "mkdir -p out && echo ok > out/ok.txt"
     session.batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=True)
