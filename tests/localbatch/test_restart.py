@@ -6,6 +6,7 @@ from pathlib import Path
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
+from azure.core.exceptions import ResourceNotFoundError
 
 from runner import services
 from tests.conftest import Azurite, start_localbatch
@@ -37,7 +38,7 @@ def test_sigkill_then_restart_requeues_running_tasks(tmp_path: Path, azurite: Az
         )
         client.create_task("job", bm.BatchTaskCreateOptions(id="quick", command_line="/bin/echo quick"))
         wait_for(lambda: client.get_task("job", "long").state == "running")
-        wait_for(lambda: b"run" in b"".join(client.download_task_file("job", "long", "runs")))
+        wait_for(lambda: b"run" in _file_or_empty(client, "job", "long", "runs"))
     finally:
         first.process.kill()
 
@@ -177,3 +178,12 @@ def test_task_counts_always_match_the_task_list_across_changes_and_a_restart(
         _assert_counts(client, active=1, running=0, completed=8, succeeded=5, failed=3)
     finally:
         second.process.stop()
+
+
+def _file_or_empty(client: BatchClient, job_id: str, task_id: str, path: str) -> bytes:
+    """A task file's bytes; ``b""`` while it does not exist yet (the task is ``running`` a
+    moment before its shell has written it)."""
+    try:
+        return b"".join(client.download_task_file(job_id, task_id, path))
+    except ResourceNotFoundError:
+        return b""
