@@ -17,7 +17,11 @@ Cases (full / quick / ``--files N`` / ``--large-files N``, 0 to leave a case out
 Each row shows, per mode, the wall time of ``runner submit`` (upload to results), the Batch
 requests it made in total, per Batch task and per input file, and the tasks. Each case also
 checks that both runs give the same corpus-wide top words. ``--pack none`` costs about 0.1 s
-per small file here (2 busy cores): size ``--files`` to the time you have.
+per small file here (2 busy cores): size ``--files`` to the time you have. ``--none-files M``
+(M < N) measures ``none`` on the first M/2 and the first M files only (``auto`` side by side on
+the M files), and shows the N-file ``none`` time as an *estimate*: the straight line through
+the two measured points (one task per file, so linear; the fixed costs of a run, start-up,
+job and merge, are in the intercept, not scaled), next to ``auto`` measured on all N files.
 """
 
 from __future__ import annotations
@@ -102,6 +106,27 @@ def submit(srv: Servers, proxy: TcpProxy, inputs: Path, work: Path, mode: str) -
     return Run(elapsed, requests, tasks, files, top)
 
 
+def first_files(inputs: Path, m: int) -> Path:
+    """A directory holding copies of the first ``m`` files of ``inputs`` (cached)."""
+    out = inputs.with_name(f"{inputs.name}-first-{m}")
+    names = sorted(p.name for p in inputs.glob("*.txt"))[:m]
+    if not (out.is_dir() and len(list(out.glob("*.txt"))) == len(names)):
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (out / name).write_bytes((inputs / name).read_bytes())
+    return out
+
+
+def estimated(half: Run, sample: Run, files: int) -> Run:
+    """``--pack none`` at ``files`` files, extrapolated on the line through two smaller runs."""
+
+    def line(a: float, b: float) -> float:
+        return b + (b - a) / (sample.files - half.files) * (files - sample.files)
+
+    return Run(line(half.seconds, sample.seconds), round(line(half.requests, sample.requests)),
+               round(line(half.tasks, sample.tasks)), files, sample.top)  # fmt: skip
+
+
 def _case(srv: Servers, proxy: TcpProxy, inputs: Path, work: Path) -> tuple[Run, Run]:
     none = submit(srv, proxy, inputs, work, "none")
     auto = submit(srv, proxy, inputs, work, "auto")
@@ -110,7 +135,7 @@ def _case(srv: Servers, proxy: TcpProxy, inputs: Path, work: Path) -> tuple[Run,
     return auto, none
 
 
-def _row(what: str, auto: Run, none: Run, goal: str, met: bool) -> Row:
+def _row(what: str, auto: Run, none: Run, goal: str, met: bool | None) -> Row:
     def shown(r: Run) -> str:
         per_task = r.requests / max(r.tasks, 1)
         per_file = r.requests / max(r.files, 1)
@@ -123,8 +148,11 @@ def _row(what: str, auto: Run, none: Run, goal: str, met: bool) -> Row:
                goal, met)  # fmt: skip
 
 
-def run(quick: bool, n_small: int | None = None, n_large: int | None = None) -> list[Row]:
-    """The rows of both cases; ``n_small``/``n_large`` override the sizes (0: leave the case out)."""
+def run(
+    quick: bool, n_small: int | None = None, n_large: int | None = None, none_files: int | None = None
+) -> list[Row]:
+    """The rows of both cases; ``n_small``/``n_large`` override the sizes (0: leave the case out);
+    ``none_files`` measures ``--pack none`` on that many of the small files only (an estimate row)."""
     n = (300 if quick else 10_000) if n_small is None else n_small
     n_large = (40 if quick else 200) if n_large is None else n_large
     pool = PoolSpec(dedicated_nodes=2, task_slots_per_node=4)
@@ -135,10 +163,18 @@ def run(quick: bool, n_small: int | None = None, n_large: int | None = None) -> 
         with local_servers(pool, prefix="bench-pack-", localbatch_args=args) as srv:
             wait_nodes_idle(Batch(srv.outputs), pool.pool_id, pool.dedicated_nodes, timeout=300)
             with TcpProxy(port_of(srv.outputs.batch_account_url), count=True) as proxy:
-                small = _case(srv, proxy, small_files(n), work) if n else None
+                corpus = small_files(n) if n else None
+                sampled = none_files is not None and corpus is not None and none_files < n
+                if sampled and corpus is not None and none_files is not None:
+                    half = submit(srv, proxy, first_files(corpus, none_files // 2), work, "none")
+                    sample = _case(srv, proxy, first_files(corpus, none_files), work)
+                    whole = submit(srv, proxy, corpus, work, "auto")
+                small = None if corpus is None or sampled else _case(srv, proxy, corpus, work)
                 large = _case(srv, proxy, input_files(n_large), work) if n_large else None
     where = "azure-like weather, 2 nodes x 4 slots"
     rows = []
+    if sampled:
+        rows += _sampled_rows(n, none_files or 0, (half, *sample), whole, where)
     if small is not None:
         s_auto, s_none = small
         rows.append(
@@ -164,6 +200,18 @@ def run(quick: bool, n_small: int | None = None, n_large: int | None = None) -> 
     return rows
 
 
+def _sampled_rows(n: int, m: int, runs: tuple[Run, Run, Run], whole: Run, where: str) -> list[Row]:
+    half, s_auto, s_none = runs
+    guess = estimated(half, s_none, n)
+    return [
+        _row(f"packing: {m:,} files of 4 KB, --pack auto vs none ({where})", s_auto, s_none,
+             "(measured side by side)", None),
+        _row(f"packing: {n:,} files of 4 KB, --pack auto measured vs none ESTIMATED on the line through "
+             f"{half.files:,} and {m:,} files ({where})", whole, guess, f">= {SPEEDUP_GOAL:g}x faster",
+             guess.seconds / whole.seconds >= SPEEDUP_GOAL),
+    ]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -173,8 +221,11 @@ def main() -> int:
     parser.add_argument(
         "--large-files", type=int, help="number of 1 MB files (default: 200; quick: 40; 0: none)"
     )
+    parser.add_argument(
+        "--none-files", type=int, help="measure --pack none on the first M small files, scaled (estimate)"
+    )
     args = parser.parse_args()
-    for row in run(args.quick, args.files, args.large_files):
+    for row in run(args.quick, args.files, args.large_files, args.none_files):
         print(row)
     return 0
 
