@@ -21,8 +21,18 @@
   ``AZ_BATCH_TASK_SHARED_DIR``. Every local node's IP is 127.0.0.1, so the lists repeat it.
 * **Subtasks** (``GET .../subtasksinfo``): ids 1 .. N-1 (the primary is the task itself), each
   with its node (``nodeInfo.taskRootDirectory`` readable through the node's files), state,
-  times, exit code (its coordination command's) and result. Kept in memory: after a restart a
-  task that ran before lists none.
+  times, exit code (its coordination command's) and result. Stored (``subtasks`` table, by the
+  task's seq), so they survive a restart; a new run of the task (a retry, a requeue) replaces them.
+* **Job preparation**: before the task starts, the job's preparation task runs on every node it
+  takes that has not run it (primary and the others); the task is ``preparing`` meanwhile, its
+  nodes held. With ``waitForSuccess`` a failure there sends it back to ``active`` and keeps the
+  job's tasks off that node (they are then never picked). Each instance sees its own node's
+  ``AZ_BATCH_JOB_PREP_DIR``.
+* **Restart** (SIGTERM or a crash): the task is requeued as every running task is (``active``,
+  ``requeueCount`` + 1, no retry counted); the process groups its instances left running (the
+  coordination commands' background services included) are ended on start, found by their
+  ``AZ_BATCH_TASK_DIR``; their subtasks are listed ``completed``/``failure`` (``TaskEnded``,
+  category ``servererror``) until the rerun replaces them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Multi-instance tasks through the official SDK: the MPI flow (common resource files, the
 coordination command on every node, the command line on the primary, Batch's environment,
 ``subtasksinfo``), a task that waits for enough free nodes, termination of every instance, and
-the service's refusals. One pool of 3 nodes with inter-node communication, 1 slot each."""
+the service's refusals, the job preparation task first on every node, and a restart (subtasks
+kept, the crashed run's processes ended, the task requeued). One pool of 3 nodes with inter-node
+communication, 1 slot each; the restart test starts a localbatch of its own."""
 
 from __future__ import annotations
 
