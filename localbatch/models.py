@@ -257,7 +257,7 @@ def _refuse_retired(body: dict[str, Any], prefix: str = "") -> None:
 
 RULES: dict[str, tuple[Rule, ...]] = {
     "BatchTaskCreateOptions": (
-        _unsupported("containerSettings", "applicationPackageReferences"),
+        _unsupported("applicationPackageReferences"),  # containerSettings: accepted, see containers.py
         _one_slot_per_instance,
     ),
     "BatchStartTask": (_unsupported("containerSettings"),),

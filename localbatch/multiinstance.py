@@ -134,6 +134,7 @@ class MultiExecution:
         self.fresh = False
         self.ended_by: str | None = None
         self.on_spawn: Any = None
+        self.refusal: dict[str, Any] | None = None  # see Execution.refusal (containers)
         self._auto_storage = owner.service.config.auto_storage
 
     def end(self, reason: str) -> None:
@@ -149,6 +150,8 @@ class MultiExecution:
         """Coordination on every node, then the command line on the primary; never raises for failures."""
         start = utcnow()
         try:
+            if self.refusal is not None:  # no instance can start (containers): no process anywhere
+                return Outcome(start, utcnow(), None, self.refusal)
             failed = await self._coordinate(start)
             if failed is not None:
                 return failed
