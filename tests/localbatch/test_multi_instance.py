@@ -281,3 +281,24 @@ def test_restart_keeps_subtasks_and_requeues_a_running_multi_instance_task(
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_failed_job_preparation_keeps_a_multi_instance_task_off_its_nodes(
+    client: BatchClient, mpi_pool: str
+) -> None:
+    prep = bm.BatchJobPreparationTask(command_line="/bin/false")
+    job_id = new_job(client, mpi_pool, job_preparation_task=prep)
+    client.create_task(job_id, _multi("mpi", "/bin/true", 2, [], coordination="/bin/true"))
+
+    def failed_nodes() -> set[str] | None:
+        status = client.list_job_preparation_and_release_task_status(job_id)
+        failed = {s.node_id for s in status if s.job_preparation_task_execution_info.result == "failure"}
+        return failed if len(failed) >= 2 else None
+
+    failed = wait_for(failed_nodes)
+    # Back to active once the preparation ended on both of its nodes, and never on a failed node again.
+    task = wait_for(lambda: _in_state(client, job_id, "mpi", "active"))
+    assert task.previous_state == "preparing" and list(client.list_subtasks(job_id, "mpi")) == []
+    healthy = {n.id for n in client.list_nodes(mpi_pool)} - failed
+    assert len(healthy) <= 1  # too few nodes left for 2 instances: it stays active
+    client.begin_delete_job(job_id, polling_interval=0.1).result(timeout=20)
