@@ -16,7 +16,8 @@ downloaded):
   ``ContainerInvalidSettings`` ("At least one value of specified task container settings is
   invalid"), the detail saying which rule was broken.
 
-The start task, job manager, preparation and release tasks' ``containerSettings`` stay refused at
+A registry's ``password`` is never kept (:func:`forget_registry_password`). The start task, job
+manager, preparation and release tasks' ``containerSettings`` stay refused at
 add (400 ``InvalidPropertyValue``, :mod:`localbatch.models`); they run on the host otherwise, as
 Batch runs a start task without container settings.
 """
@@ -26,17 +27,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from localbatch.node import failure_info
-
 INVALID_IMAGE = "One or more container images specified are invalid"
 INVALID_SETTINGS = "At least one value of specified task container settings is invalid"
 _MAX_IMAGE_CHARS = 200
 
 
 def _failure(code: str, message: str, detail: str) -> dict[str, Any]:
-    info = failure_info(code, message)
-    info["details"] = [{"name": "Message", "value": detail}]
-    return info
+    details = [{"name": "Message", "value": detail}]
+    return {"category": "usererror", "code": code, "message": message, "details": details}
+
+
+def forget_registry_password(body: dict[str, Any], prefix: str) -> None:
+    """A rule of ``ContainerRegistryReference`` (a pool's ``containerRegistries``, a task's
+    ``registry``): its ``password`` is dropped as the request is validated, so it is never stored,
+    echoed by a GET or logged. Nothing here pulls images, so nothing needs it."""
+    body.pop("password", None)
 
 
 def refusal(spec_text: str, pool: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -18,6 +18,11 @@ from tests.localbatch.conftest import new_job, unique, wait_nodes_idle, wait_tas
 # Leaves a mark on the node if it ever runs (it must not, in any of the cases here).
 MARK = "/bin/sh -c 'touch \"$AZ_BATCH_NODE_SHARED_DIR/ran-$AZ_BATCH_JOB_ID-$AZ_BATCH_TASK_ID\"'"
 IMAGE = "docker.io/library/busybox:1.36"
+PASSWORD = "registry-password-never-echoed"  # not a real secret: it must never come back
+
+
+def _registry() -> bm.ContainerRegistryReference:
+    return bm.ContainerRegistryReference(registry_server="myacr.azurecr.io", username="me", password=PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,7 @@ def container_pool(client: BatchClient) -> Iterator[str]:
                 ),
                 node_agent_sku_id="batch.node.ubuntu 22.04",
                 container_configuration=bm.BatchContainerConfiguration(
-                    type="dockerCompatible", container_image_names=[IMAGE]
+                    type="dockerCompatible", container_image_names=[IMAGE], container_registries=[_registry()]
                 ),
             ),
         )
@@ -49,7 +54,9 @@ def _task(task_id: str, image: str | None) -> bm.BatchTaskCreateOptions:
     return bm.BatchTaskCreateOptions(
         id=task_id,
         command_line=MARK,
-        container_settings=bm.BatchTaskContainerSettings(image_name=image) if image else None,
+        container_settings=bm.BatchTaskContainerSettings(image_name=image, registry=_registry())
+        if image
+        else None,
         constraints=bm.BatchTaskConstraints(max_task_retry_count=2),
     )
 
@@ -76,7 +83,12 @@ def test_container_tasks_fail_as_batch_fails_a_container_it_cannot_start(
     [detail] = boxed.details
     assert "no container engine" in detail.value and IMAGE in detail.value
     assert "leave out containerSettings" in detail.value  # what to do instead
-    assert client.get_task(job_id, "boxed").container_settings.image_name == IMAGE  # kept as added
+    settings = client.get_task(job_id, "boxed").container_settings
+    assert settings.image_name == IMAGE and settings.registry.username == "me"  # kept as added ...
+    assert PASSWORD not in repr(client.get_task(job_id, "boxed").as_dict())  # ... but the password
+    assert PASSWORD not in repr(client.get_pool(container_pool).as_dict())
+    stored = [p for p in Path(localbatch.data_dir).iterdir() if p.is_file()]  # state, WAL, log
+    assert stored and not [p.name for p in stored if PASSWORD.encode() in p.read_bytes()]
 
     host = _failed_without_running(client, job_id, "host")  # the spec: "this must be set as well"
     assert host.code == "ContainerInvalidSettings" and "must have containerSettings" in host.details[0].value
