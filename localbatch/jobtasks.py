@@ -13,7 +13,8 @@ and ``BatchJobReleaseTask``):
   true) the job's tasks wait for it; if it fails, the waiting tasks go back to ``active`` and
   the job's tasks are never scheduled to that node again (other jobs still use it). Without
   ``waitForSuccess`` tasks start at once and its failure changes nothing. Tasks see
-  ``AZ_BATCH_JOB_PREP_DIR`` and ``AZ_BATCH_JOB_PREP_WORKING_DIR``.
+  ``AZ_BATCH_JOB_PREP_DIR`` and ``AZ_BATCH_JOB_PREP_WORKING_DIR``. A multi-instance task waits
+  the same way for the preparation task on every node it takes (:meth:`JobTasks.prepare_nodes`).
 * **Release**: when the job ends (terminate, completion, delete), it runs on every node that ran
   the preparation task (id default ``jobrelease``, ``maxWallClockTime`` default 15 minutes); the
   job stays ``terminating`` (or ``deleting``) until every release has ended. A preparation task
@@ -138,18 +139,40 @@ class JobTasks:
         prep = (job or {}).get("jobPreparationTask")
         if job is None or not prep:
             return False
-        where = (row.job, node.id)
-        info = job.setdefault("_prep", {}).get(node.id)
-        if info is None or (info["state"] != "completed" and where not in self._preps):
-            self._start_prep(job, node)
-        elif info["state"] == "completed":
-            return False
-        if not prep.get("waitForSuccess", True):
+        if self._ensure_prep(job, node) or not prep.get("waitForSuccess", True):
             return False
         node.used += row.slots
         taskstate.move(self.service.store, row, "preparing", node_id=node.id)
-        self._waiting.setdefault(where, []).append((row.seq, row.slots))
+        self._waiting.setdefault((row.job, node.id), []).append((row.seq, row.slots))
         return True
+
+    def prepare_nodes(self, row: TaskRow, nodes: list[NodeRuntime]) -> bool:
+        """Before multi-instance task ``row`` starts on ``nodes``: run the job's preparation task on
+        each that has not run it. True when the task must wait for them (``waitForSuccess``); the
+        caller holds the nodes and hears of each end through ``MultiInstance.prepared``."""
+        job = self.service.jobs.get(row.job)
+        prep = (job or {}).get("jobPreparationTask")
+        if job is None or not prep:
+            return False
+        done = [self._ensure_prep(job, node) for node in nodes]
+        return not all(done) and bool(prep.get("waitForSuccess", True))
+
+    def prepared(self, key: str, node_id: str) -> bool:
+        """Whether the job's preparation task has ended on this node (or the job has none)."""
+        job = self.service.jobs.get(key)
+        if job is None or not job.get("jobPreparationTask"):
+            return True
+        info = job.get("_prep", {}).get(node_id)
+        return bool(info and info["state"] == "completed")
+
+    def _ensure_prep(self, job: dict[str, Any], node: NodeRuntime) -> bool:
+        """Start the preparation task on ``node`` unless it ran or runs there; whether it has ended."""
+        info = job.setdefault("_prep", {}).get(node.id)
+        if info is not None and info["state"] == "completed":
+            return True
+        if info is None or (job["id"].lower(), node.id) not in self._preps:
+            self._start_prep(job, node)
+        return False
 
     def task_environment(self, job: dict[str, Any], node: NodeRuntime) -> dict[str, str]:
         """``AZ_BATCH_JOB_PREP_*`` for a task of a job with a preparation task."""
@@ -195,6 +218,7 @@ class JobTasks:
         if job is not None:
             self.service.store.put_job(job)
         self._release_waiting(key, node, outcome.succeeded)
+        self.service.multi.prepared(key, node)
         self.service._maybe_complete_job(key)
         self.service.wake()
 

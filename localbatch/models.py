@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+from localbatch.containers import forget_registry_password
 from localbatch.errors import BatchError, invalid_property, missing_property
 from localbatch.schema import Limit, Rule, Validator
 from localbatch.schema import parse_duration as parse_duration
@@ -257,7 +258,7 @@ def _refuse_retired(body: dict[str, Any], prefix: str = "") -> None:
 
 RULES: dict[str, tuple[Rule, ...]] = {
     "BatchTaskCreateOptions": (
-        _unsupported("containerSettings", "applicationPackageReferences"),
+        _unsupported("applicationPackageReferences"),  # containerSettings: accepted, see containers.py
         _one_slot_per_instance,
     ),
     "BatchStartTask": (_unsupported("containerSettings"),),
@@ -276,6 +277,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "BatchPoolSpecification": (_refuse_retired, _autoscale),
     "BatchPoolCreateOptions": (_autoscale,),
     "BatchNodeRemoveOptions": (_node_ids,),
+    "ContainerRegistryReference": (forget_registry_password,),  # never stored nor echoed
 }
 
 SCHEMA = Validator(LIMITS, RULES)

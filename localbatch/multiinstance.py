@@ -21,8 +21,18 @@
   ``AZ_BATCH_TASK_SHARED_DIR``. Every local node's IP is 127.0.0.1, so the lists repeat it.
 * **Subtasks** (``GET .../subtasksinfo``): ids 1 .. N-1 (the primary is the task itself), each
   with its node (``nodeInfo.taskRootDirectory`` readable through the node's files), state,
-  times, exit code (its coordination command's) and result. Kept in memory: after a restart a
-  task that ran before lists none.
+  times, exit code (its coordination command's) and result. Stored (``subtasks`` table, by the
+  task's seq), so they survive a restart; a new run of the task (a retry, a requeue) replaces them.
+* **Job preparation**: before the task starts, the job's preparation task runs on every node it
+  takes that has not run it (primary and the others); the task is ``preparing`` meanwhile, its
+  nodes held. With ``waitForSuccess`` a failure there sends it back to ``active`` and keeps the
+  job's tasks off that node (they are then never picked). Each instance sees its own node's
+  ``AZ_BATCH_JOB_PREP_DIR``.
+* **Restart** (SIGTERM or a crash): the task is requeued as every running task is (``active``,
+  ``requeueCount`` + 1, no retry counted); the process groups its instances left running (the
+  coordination commands' background services included) are ended on start, found by their
+  ``AZ_BATCH_TASK_DIR``; their subtasks are listed ``completed``/``failure`` (``TaskEnded``,
+  category ``servererror``) until the rerun replaces them.
 """
 
 from __future__ import annotations
@@ -30,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
 import shutil
@@ -40,9 +49,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from localbatch import transfer
+from localbatch import taskstate, transfer
 from localbatch.models import NodeState, ResourceFile, TaskSpec, _resource_files, iso, utcnow
-from localbatch.node import Execution, Outcome, failure_info, node_root, task_dir
+from localbatch.node import Execution, Outcome, failure_info, kill_orphaned_group, node_root, task_dir
+from localbatch.store import SubtaskRow
 from localbatch.transfer import TransferError
 
 if TYPE_CHECKING:
@@ -52,6 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RESTART_ENDED = "The subtask was ended: the service restarted; its task was requeued"
 MASTER_PORT = 6000  # the port Batch names in AZ_BATCH_MASTER_NODE (reserved for its own use)
 
 
@@ -87,6 +98,11 @@ class Instance:
     pgid: int | None = None
     execution: Execution | None = None
 
+    def row(self) -> SubtaskRow:
+        """This instance as the store keeps it (its marker: what its processes carry, see
+        :func:`~localbatch.node.kill_orphaned_group`)."""
+        return (self.index, self.doc, self.pgid, f"AZ_BATCH_TASK_DIR={self.directory}")
+
     def set_state(self, state: str) -> None:
         now = iso(utcnow())
         if self.doc.get("state"):
@@ -101,16 +117,24 @@ class MultiExecution:
     for the scheduler (``run``, ``end``, ``fresh``, ``on_spawn``)."""
 
     def __init__(
-        self, owner: MultiInstance, seq: int, settings: Settings, spec: TaskSpec, instances: list[Instance]
+        self,
+        owner: MultiInstance,
+        seq: int,
+        job: str,
+        settings: Settings,
+        spec: TaskSpec,
+        instances: list[Instance],
     ):
         self.owner = owner
         self.seq = seq
+        self.job = job
         self.settings = settings
         self.spec = spec
         self.instances = instances
         self.fresh = False
         self.ended_by: str | None = None
         self.on_spawn: Any = None
+        self.refusal: dict[str, Any] | None = None  # see Execution.refusal (containers)
         self._auto_storage = owner.service.config.auto_storage
 
     def end(self, reason: str) -> None:
@@ -126,6 +150,8 @@ class MultiExecution:
         """Coordination on every node, then the command line on the primary; never raises for failures."""
         start = utcnow()
         try:
+            if self.refusal is not None:  # no instance can start (containers): no process anywhere
+                return Outcome(start, utcnow(), None, self.refusal)
             failed = await self._coordinate(start)
             if failed is not None:
                 return failed
@@ -149,6 +175,7 @@ class MultiExecution:
                 inst.doc["exitCode"] = outcome.exit_code
                 if outcome.failure:
                     inst.doc["failureInfo"] = outcome.failure
+        self.owner.save(self)
         if self.ended_by:
             reason = self.ended_by
             return Outcome(
@@ -183,6 +210,7 @@ class MultiExecution:
 
     def _spawned(self, inst: Instance, pid: int) -> None:
         inst.pgid = pid
+        self.owner.save(self, inst)
 
     def _stage_common(self, directory: Path) -> None:
         """Worker thread: a fresh task root directory (for a requeued task), then the common files in it."""
@@ -211,12 +239,30 @@ class MultiInstance:
         self.service = service
         self.tasks: dict[str, set[str]] = {}  # job key -> keys of its multi-instance tasks
         self._picked: dict[int, list[NodeRuntime]] = {}  # seq -> nodes chosen, primary first
-        self._subtasks: dict[tuple[str, str], list[Instance]] = {}  # (job key, task key) -> subtasks
+        # seq -> (job key, nodes held) of tasks waiting for the job preparation task on their nodes.
+        self._preparing: dict[int, tuple[str, list[NodeRuntime]]] = {}
 
     def load(self) -> None:
-        """After a restart: know the unfinished multi-instance tasks again."""
+        """After a restart: know the unfinished multi-instance tasks again, and end what their
+        instances left running (the tasks themselves were requeued, as every running task is)."""
         for job, key in self.service.store.multi_instance_tasks():
             self.tasks.setdefault(job, set()).add(key)
+        now = iso(utcnow())
+        for seq, idx, doc, pgid, marker in self.service.store.live_subtasks():
+            if pgid is not None:
+                kill_orphaned_group(pgid, marker)
+            if doc.get("state") == "running":
+                doc.update(previousState="running", previousStateTransitionTime=doc["stateTransitionTime"])
+                doc.update(state="completed", stateTransitionTime=now, endTime=now, result="failure")
+                doc["failureInfo"] = failure_info("TaskEnded", RESTART_ENDED, "servererror")
+            row = self.service.store.get_task_by_seq(seq)
+            if row is not None:
+                self.service.store.put_subtasks(seq, row.job, [(idx, doc, None, marker)])
+
+    def save(self, execution: MultiExecution, inst: Instance | None = None) -> None:
+        """Store the instances of a running task (only ``inst`` if given)."""
+        rows = [inst.row()] if inst is not None else [i.row() for i in execution.instances]
+        self.service.store.put_subtasks(execution.seq, execution.job, rows)
 
     def added(self, job_key: str, task: dict[str, Any]) -> None:
         """A task was added to ``job_key``: remember it if it is multi-instance."""
@@ -246,13 +292,46 @@ class MultiInstance:
         if len(idle) < settings.instances:
             return False
         nodes = idle[: settings.instances]
+        if self.service.jobtasks.prepare_nodes(row, nodes):  # the job preparation task runs first
+            for node in nodes:
+                node.used += node.slots
+            taskstate.move(self.service.store, row, "preparing", node_id=nodes[0].id)
+            self._preparing[row.seq] = (row.job, nodes)
+            return True
+        self._start(row, nodes)
+        return True
+
+    def _start(self, row: TaskRow, nodes: list[NodeRuntime]) -> None:
         for node in nodes[1:]:
             node.used += node.slots
             node.running.add(row.seq)
             self.service._set_node_state(node, NodeState.RUNNING, persist=False)
         self._picked[row.seq] = nodes
         self.service._start_task(row, nodes[0])
-        return True
+
+    def prepared(self, job_key: str, node: NodeRuntime) -> None:
+        """The job preparation task ended on ``node``: start the tasks that waited for it there once
+        it has ended on all their nodes, or send them back to ``active`` if it failed on one (or the
+        job, or a node, went away meanwhile), as Batch keeps a job's tasks off such a node."""
+        jobtasks = self.service.jobtasks
+        for seq, (job, nodes) in list(self._preparing.items()):
+            if job != job_key or node not in nodes or not all(jobtasks.prepared(job, n.id) for n in nodes):
+                continue
+            del self._preparing[seq]
+            for n in nodes:
+                n.used -= n.slots
+            row = self.service.store.get_task_by_seq(seq)
+            if row is None or row.state != "preparing":
+                continue  # terminated or deleted meanwhile
+            job_doc = self.service.jobs.get(job)
+            usable = all(
+                self.service.nodes.get(n.id) is n and n.schedulable and not jobtasks.refuses(job, n.id)
+                for n in nodes
+            )
+            if usable and job_doc is not None and job_doc["state"] == "active":
+                self._start(row, nodes)
+            else:
+                taskstate.move(self.service.store, row, "active", node_id=None)
 
     def execution(
         self, row: TaskRow, spec: TaskSpec, directory: Path, env: dict[str, str]
@@ -276,15 +355,16 @@ class MultiInstance:
                 if index == 0
                 else task_dir(node_root(self.service.config.data_dir, node.id), job_id, row.task_id)
             )
-            inst_env = {**env, **self.service._node_env(node), **shared}
+            job_env = self.service.jobtasks.task_environment(self.service.jobs[row.job], node)
+            inst_env = {**env, **self.service._node_env(node), **job_env, **shared}
             inst_env["AZ_BATCH_IS_CURRENT_NODE_MASTER"] = "true" if index == 0 else "false"
             inst_env["AZ_BATCH_TASK_SHARED_DIR"] = str(inst_dir)
             inst = Instance(index, node, inst_dir, inst_env)
             if index:
                 inst.doc = self._subtask_doc(index, node, job_id, row.task_id)
             instances.append(inst)
-        self._subtasks[(row.job, row.key)] = instances[1:]
-        return MultiExecution(self, row.seq, settings, spec, instances)
+        self.service.store.put_subtasks(row.seq, row.job, [i.row() for i in instances], replace=True)
+        return MultiExecution(self, row.seq, row.job, settings, spec, instances)
 
     def _subtask_doc(self, index: int, node: NodeRuntime, job_id: str, task_id: str) -> dict[str, Any]:
         now = iso(utcnow())
@@ -318,6 +398,9 @@ class MultiInstance:
                 reason = execution.ended_by or "the primary task ended"
                 inst.doc["failureInfo"] = failure_info("TaskEnded", "The subtask was ended: " + reason)
             self._release(inst.node, execution.seq)
+        for inst in execution.instances:
+            inst.pgid = None  # its process group was killed
+        self.save(execution)
         self.service.wake()
 
     def _release(self, node: NodeRuntime, seq: int) -> None:
@@ -330,4 +413,5 @@ class MultiInstance:
 
     def subtasks(self, job_key: str, task_key: str) -> list[dict[str, Any]]:
         """The subtasks of a task as ``subtasksinfo`` lists them (none for other tasks)."""
-        return [json.loads(json.dumps(inst.doc)) for inst in self._subtasks.get((job_key, task_key), [])]
+        row = self.service.store.get_task(job_key, task_key)
+        return self.service.store.subtasks(row.seq) if row is not None else []

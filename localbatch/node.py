@@ -105,6 +105,9 @@ class Execution:
     ended_by: str | None = None
     fresh: bool = False  # start from an empty task directory (a requeued task: its old node is "gone")
     on_spawn: Callable[[int], None] | None = None
+    # Containers (localbatch.containers): the failure info of a task that needs a container engine;
+    # set, the execution runs no process and fails with it, as Batch fails a container it cannot start.
+    refusal: dict[str, Any] | None = None
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _phases: dict[str, float] = field(default_factory=dict, repr=False)
     _end_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -143,6 +146,8 @@ class Execution:
                 await self._in_pool(functools.partial(_prepare_directory, self.directory, wd, self.fresh))
         except _Ended:
             return self._ended(start, None)
+        if self.refusal is not None:
+            return Outcome(start, utcnow(), None, self.refusal)
         env = {**self.env, "AZ_BATCH_TASK_WORKING_DIR": str(wd), "AZ_BATCH_TASK_DIR": str(self.directory)}
         for name, value in self.spec.environment:
             env[name] = value

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from localbatch import autopools, autoscaling, errors, jobschedules, jobtasks, multiinstance, storage, weather
+from localbatch.containers import refusal as container_refusal
 from localbatch.errors import BatchError
 from localbatch.etags import new_etag
 from localbatch.models import (
@@ -704,6 +705,7 @@ class Service(PoolsAndNodes):
         execution.fresh = row.requeue_count > 0 and row.node_id is None
         seq = row.seq
         execution.on_spawn = lambda pid: self.store.update_task(seq, pgid=pid)
+        execution.refusal = container_refusal(row.spec, self.pools.get(node.pool_key))  # no container engine
         rt = RunningTask(row.seq, row.job, node.id, row.slots, execution, spec)
         self.running[row.seq] = rt
         node.used += row.slots

@@ -53,6 +53,18 @@ CREATE TABLE IF NOT EXISTS tasks (
     pgid INTEGER,
     UNIQUE (job, key)
 );
+-- The instances of multi-instance tasks (localbatch/multiinstance.py), by the task's seq (never
+-- reused, so a deleted task's rows are never shown for a new task of the same id): index 0 is the
+-- primary (its coordination command's process group only), 1 .. N-1 the subtasks as listed.
+CREATE TABLE IF NOT EXISTS subtasks (
+    seq INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    job TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    pgid INTEGER,
+    marker TEXT NOT NULL,
+    PRIMARY KEY (seq, idx)
+);
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job, state, blocked, seq);
 CREATE INDEX IF NOT EXISTS tasks_active ON tasks (state, blocked, seq);
 -- Task counts per (job, state, result), kept by triggers on every write to tasks, so
@@ -115,6 +127,10 @@ TASK_FILTER_COLUMNS = {
     "displayName": "json_extract(spec, '$.displayName')",
     "commandLine": "json_extract(spec, '$.commandLine')",
 }
+
+
+# One instance of a multi-instance task as stored: (index, listed document, process group, marker).
+SubtaskRow = tuple[int, dict[str, Any], int | None, str]
 
 
 @dataclass
@@ -194,6 +210,7 @@ class Store:
             self._db.execute("DELETE FROM jobs WHERE key = ?", (job_id.lower(),))
             self._db.execute("DELETE FROM tasks WHERE job = ?", (job_id.lower(),))
             self._db.execute("DELETE FROM task_counts WHERE job = ?", (job_id.lower(),))
+            self._db.execute("DELETE FROM subtasks WHERE job = ?", (job_id.lower(),))
 
     def put_job_schedule(self, doc: dict[str, Any]) -> None:
         self._db.execute(
@@ -329,6 +346,34 @@ class Store:
                 " AND instr(spec, '\"multiInstanceSettings\"') > 0"
             )
         )
+
+    # ------------------------------------------------------------------ multi-instance
+
+    def put_subtasks(self, seq: int, job: str, rows: Sequence[SubtaskRow], *, replace: bool = False) -> None:
+        """Write instances ``(idx, doc, pgid, marker)`` of task ``seq`` (``marker``: see
+        :meth:`live_subtasks`); with ``replace`` (a new run) they replace every earlier one."""
+        with self.transaction():
+            if replace:
+                self._db.execute("DELETE FROM subtasks WHERE seq = ?", (seq,))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO subtasks (seq, idx, job, doc, pgid, marker)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(seq, idx, job, json.dumps(doc), pgid, marker) for idx, doc, pgid, marker in rows],
+            )
+
+    def subtasks(self, seq: int) -> list[dict[str, Any]]:
+        """The listed subtasks (index >= 1) of task ``seq``, in index order."""
+        rows = self._db.execute("SELECT doc FROM subtasks WHERE seq = ? AND idx > 0 ORDER BY idx", (seq,))
+        return [json.loads(doc) for (doc,) in rows]
+
+    def live_subtasks(self) -> list[tuple[int, int, dict[str, Any], int | None, str]]:
+        """After a restart: ``(seq, idx, doc, pgid, marker)`` of instances that had not ended, where
+        ``marker`` is the ``AZ_BATCH_TASK_DIR=...`` their processes carry."""
+        rows = self._db.execute(
+            "SELECT seq, idx, doc, pgid, marker FROM subtasks WHERE pgid IS NOT NULL"
+            " OR json_extract(doc, '$.state') = 'running'"
+        )
+        return [(seq, idx, json.loads(doc), pgid, marker) for seq, idx, doc, pgid, marker in rows]
 
     def tasks_in_state(self, state: str, job: str | None = None) -> list[TaskRow]:
         if job is None:
