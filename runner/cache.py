@@ -354,6 +354,12 @@ def _members(storage: Storage, container: str, entry: Entry) -> list[str] | None
     return [n for n in names if "/" in n and _KEY.match(n.split("/", 1)[0])]
 
 
+def bundle_members(storage: Storage, container: str, entry: Entry) -> list[str] | None:
+    """The member names of a merged entry's bundle (``<file key>/<name>``), read from its member
+    list (one small GET, MD5 checked); ``None`` when it has none or it does not check out."""
+    return _members(storage, container, entry)
+
+
 def _bundle_in(entry: Entry) -> cache_bundle.Bundle | None:
     found = [b for b in entry.blobs if b.name == cache_bundle.BUNDLE_NAME]
     if not entry.valid or not found:
