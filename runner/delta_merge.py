@@ -12,13 +12,15 @@ Contracts:
   whose merged result did not hit. No SDK here (Storage through :mod:`runner.storage`).
 * **Base**: a valid merged entry of the cache listing (its ``corpus_counts.json``, bundle and
   member list, :mod:`runner.cache_bundle`) whose member list is near the size this job's would
-  have. At most :data:`BASES_TRIED` member lists are read, newest first. A file key holds the
+  have. None is read when more files miss the cache than may change; else at most
+  :data:`BASES_TRIED` member lists, newest first. A file key holds the
   result shape (node code, ``--numwords``), so a base sharing keys with the job has its shape;
   the merge group size only orders the inputs, which ``--order`` sets.
 * **Chosen** when the files in and out number at most twice :data:`MAX_CHANGED_SHARE` of the
-  job's (a changed file is one in and one out; at least 2), at least one file comes in, every file going out has a valid cache entry
-  with its counts, and the base's counts (read once, MD5 checked) list one input per member
-  key and no ``missing``: the base holds each of its keys exactly once. Else today's full merge.
+  job's (a changed file is one in and one out; at least 2), at least one file comes in, every
+  file going out has a valid cache entry with its counts, and the base's counts (read once,
+  MD5 checked) list one input per member key and no ``missing``: the base holds each of its
+  keys exactly once. Else today's full merge.
 * **Byte for byte** the full merge's result: the order blob (``<job-id>/merge-order.json`` in
   the input container, :func:`write_order`) lists the inputs as the full merge would
   (:func:`full_merge_order`), and nodetask refuses a count, total or input that would go
@@ -176,6 +178,8 @@ def choose(
     index = job_cache.index
     # A changed file is one in and one out: the limit counts files changed, in + out.
     limit = 2 * max(1, int(len(manifest.tasks) * MAX_CHANGED_SHARE))
+    if len(manifest.tasks) - len(job_cache.cached) > limit // 2:  # too many misses: no read at all
+        return manifest
     best: _Delta | None = None
     for entry in _candidates(manifest, index):
         members = bundle_members(storage, container, entry)
