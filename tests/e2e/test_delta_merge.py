@@ -7,8 +7,14 @@ import json
 import secrets
 from pathlib import Path
 
+from runner import cache
+from runner import manifest as mf
 from runner.batch import Batch
+from runner.batch_types import TaskFailure
 from runner.outputs import Outputs
+from runner.results import FileResult, JobResults, TaskOutcome
+from runner.storage import Storage
+from runner.tasks import DeltaSources
 from tests.e2e.test_submit import invoke, make_text
 
 N_FILES = 30
@@ -57,3 +63,26 @@ def test_few_changed_files_merge_as_one_delta_task_equal_to_a_full_merge(
     counts = json.loads(_corpus(tmp_path / "b")[0])
     assert f"vanishing{salt}" not in counts["counts"] and "ünïcödé" not in counts["counts"]
     assert counts["counts"]["猫"] == 2 and len(counts["inputs"]) == N_FILES - 1
+
+
+def test_a_refused_delta_merge_drops_its_base_and_only_that(storage_outputs: Outputs, tmp_path: Path) -> None:
+    storage, container = Storage(storage_outputs), storage_outputs.output_container
+    base, other = secrets.token_hex(32), secrets.token_hex(32)
+    for key in (base, other):
+        storage.upload_bytes(
+            container, f"{cache.CACHE_PREFIX}{key}/corpus_counts.json", b"{}", overwrite=True
+        )
+    delta = DeltaSources(f"{cache.CACHE_PREFIX}{base}/corpus_counts.json", (), "j/merge-order.json")
+    task = mf.ManifestTask("1", "a.txt", "j/inputs/a.txt", "a.txt", 1)
+    manifest = mf.Manifest("j", "now", 4, True, None, 0, (task,), delta=delta, delta_sources=("1",))
+    corpus = FileResult("merge", "(corpus)", TaskOutcome.FAILED)
+
+    def failed(code: int) -> JobResults:
+        failure = TaskFailure("merge", "corpus-wide top words", code, "UserError", None, None, "")
+        return JobResults("j", "local", tmp_path, 4, (), corpus, (failure,))
+
+    cache.after_collect(storage, container, manifest, failed(1))  # another failure: kept
+    assert cache.read_entry(storage, container, base) is not None
+    cache.after_collect(storage, container, manifest, failed(2))  # nodetask refused the base
+    assert cache.read_entry(storage, container, base) is None
+    assert cache.read_entry(storage, container, other) is not None
