@@ -17,7 +17,8 @@ Contracts:
   result shape (node code, ``--numwords``), so a base sharing keys with the job has its shape;
   the merge group size only orders the inputs, which ``--order`` sets.
 * **Chosen** when the files in and out number at most twice :data:`MAX_CHANGED_SHARE` of the
-  job's (a changed file is one in and one out; at least 2), at least one file comes in, every
+  job's (a changed file is one in and one out; at least 2) and at most ``--merge-group-size``
+  (what one merge task may read within Batch's 1 MB task), at least one file comes in, every
   file going out has a valid cache entry with its counts, and the base's counts (read once,
   MD5 checked) list one input per member key and no ``missing``: the base holds each of its
   keys exactly once. Else today's full merge.
@@ -91,6 +92,13 @@ def full_merge_order(manifest: Manifest) -> list[str]:
             for name in ([by_task[tid].node_name] if tid in by_task else inputs_of[tid])
         ]
     return inputs_of.get(MERGE_TASK_ID, [])
+
+
+def delta_limit(n_files: int, group_size: int) -> int:
+    """How many files may come in and go out of a delta merge of ``n_files``: a changed file is
+    one in and one out, so twice :data:`MAX_CHANGED_SHARE` of them (at least 2), and no more than
+    one merge task may read (``group_size``, within Batch's 1 MB task)."""
+    return min(2 * max(1, int(n_files * MAX_CHANGED_SHARE)), group_size)
 
 
 def _eligible(manifest: Manifest, job_cache: JobCache) -> bool:
@@ -176,8 +184,7 @@ def choose(
     if not _eligible(manifest, job_cache) or job_cache.index is None:
         return manifest
     index = job_cache.index
-    # A changed file is one in and one out: the limit counts files changed, in + out.
-    limit = 2 * max(1, int(len(manifest.tasks) * MAX_CHANGED_SHARE))
+    limit = delta_limit(len(manifest.tasks), manifest.merge_group_size)
     if len(manifest.tasks) - len(job_cache.cached) > limit // 2:  # too many misses: no read at all
         return manifest
     best: _Delta | None = None
