@@ -48,6 +48,8 @@ Contracts:
   are where an unpacked task puts them. A merge depends on the tasks that
   carry its files (``taskIdRanges`` when they are the plain ``1..N``,
   ``taskIds`` otherwise) and still reads every file's counts blob.
+* A delta merge (:mod:`runner.delta_merge`, :class:`DeltaSources`) is the job's one ``merge``:
+  a cached corpus's counts, minus cached counts, plus the counts of the files new or changed.
 """
 
 from __future__ import annotations
@@ -317,14 +319,15 @@ def merge_task(
     argv = ["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
     argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
     argv += ["--allow-missing"] if opts.allow_failures else []
+    delta_files, delta_argv = _delta_inputs(step.delta, counts_urls) if step.delta else ((), [])
+    argv += delta_argv
     final = step.is_final
-    delta = _delta_inputs(step.delta, counts_urls) if step.delta is not None else ((), [], "")
     return TaskSpec(
         id=step.task_id,
-        display_name=(
-            ("corpus-wide top words" + delta[2]) if final else f"partial merge of tasks {_span(step)}"
-        )[:_MAX_DISPLAY_NAME],
-        command_line=shlex.join(argv + delta[1]),
+        display_name=("corpus-wide top words" if final else f"partial merge of tasks {_span(step)}")[
+            :_MAX_DISPLAY_NAME
+        ],
+        command_line=shlex.join(argv),
         resource_files=(
             ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url),
             *(
@@ -333,7 +336,7 @@ def merge_task(
                 )
                 for tid in step.sources
             ),
-            *delta[0],
+            *delta_files,
         ),
         output_files=(_outputs(opts, step.task_id),),
         max_task_retry_count=opts.retries,
@@ -349,10 +352,8 @@ _DELTA_SUBTRACT = "subtract"
 _DELTA_ORDER = "order.json"
 
 
-def _delta_inputs(
-    delta: DeltaSources, urls: Mapping[str, str]
-) -> tuple[tuple[ResourceFileSpec, ...], list[str], str]:
-    """A delta merge's extra resource files (``urls`` by blob name), arguments and name suffix."""
+def _delta_inputs(delta: DeltaSources, urls: Mapping[str, str]) -> tuple[list[ResourceFileSpec], list[str]]:
+    """A delta merge's extra resource files (``urls`` by blob name) and arguments."""
     blobs = [delta.base, *delta.subtract, delta.order]
     missing = [b for b in blobs if b not in urls]
     if missing:
@@ -365,7 +366,7 @@ def _delta_inputs(
     files.append(ResourceFileSpec(file_path=_DELTA_ORDER, http_url=urls[delta.order]))
     argv = ["--base", _DELTA_BASE, "--order", _DELTA_ORDER]
     argv += ["--subtract", _DELTA_SUBTRACT] if delta.subtract else []
-    return tuple(files), argv, f" (delta merge: {len(delta.subtract)} out)"
+    return files, argv
 
 
 def pack_task(task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOptions) -> TaskSpec:
