@@ -13,7 +13,7 @@ Contracts:
 * **Base**: a valid merged entry of the cache listing (its ``corpus_counts.json``, bundle and
   member list, :mod:`runner.cache_bundle`) whose member list is near the size this job's would
   have. None is read when more files miss the cache than may change; else at most
-  :data:`BASES_TRIED` member lists, newest first. A file key holds the
+  :data:`BASES_TRIED` member lists, the closest in size first, then the newest. A file key holds the
   result shape (node code, ``--numwords``), so a base sharing keys with the job has its shape;
   the merge group size only orders the inputs, which ``--order`` sets.
 * **Chosen** when the files in and out number at most twice :data:`MAX_CHANGED_SHARE` of the
@@ -124,17 +124,19 @@ def _members_size(manifest: Manifest) -> int:
 
 
 def _candidates(manifest: Manifest, index: Mapping[str, Entry]) -> list[Entry]:
-    """Merged entries near this job's size, newest first, at most :data:`BASES_TRIED`."""
+    """Merged entries near this job's size, at most :data:`BASES_TRIED`: the closest in size first
+    (a corpus whose changed files kept their names has exactly the size), then the newest."""
     want = _members_size(manifest)
     low, high = want * _SIZE_BAND[0], want * _SIZE_BAND[1]
-    found = []
+    found: list[tuple[int, float, Entry]] = []
     for entry in index.values():
         names = {b.name: b for b in entry.blobs}
         keys = names.get(cache_bundle.KEYS_NAME)
         if entry.valid and names.keys() >= _MERGED and keys is not None and low <= keys.size <= high:
-            found.append(entry)
-    found.sort(key=lambda e: e.created or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
-    return found[:BASES_TRIED]
+            created = (entry.created or datetime.min.replace(tzinfo=timezone.utc)).timestamp()
+            found.append((abs(keys.size - want), -created, entry))
+    found.sort(key=lambda c: (c[0], c[1]))
+    return [c[2] for c in found[:BASES_TRIED]]
 
 
 def _delta(manifest: Manifest, index: Mapping[str, Entry], base: Entry, members: list[str]) -> _Delta | None:
