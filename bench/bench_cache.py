@@ -11,7 +11,7 @@ boot delays set to 0 as in bench_packing (the pool exists, idle, before the cloc
 * the second, under a new job id, unchanged: goal at most 5% of the first run's wall time,
   0 Batch tasks (every file and the corpus from the cache);
 * the third with 1% of the files changed: goal at most 10%; only those files (and the
-  merges) run.
+  one delta merge, runner.delta_merge) run.
 
 Each run downloads all results. Files of 4 KB, packed (``--pack auto``, the default), on
 2 nodes x 4 slots; ``N`` = 1,000 (quick: 200; ``--files N``). Each run also prints, as it goes,
@@ -75,9 +75,9 @@ class Run:
     corpus: bytes
 
 
-def submit(outputs: Outputs, outputs_file: Path, corpus: Path, job: str, work: Path) -> Run:
+def submit(outputs: Outputs, outputs_file: Path, corpus: Path, job: str, work: Path, extra: list[str]) -> Run:
     """One ``runner submit --cache``; its progress lines are timestamped as they arrive."""
-    cmd = [str(RUNNER), "--outputs", str(outputs_file), "submit", str(corpus), "--cache"]
+    cmd = [str(RUNNER), "--outputs", str(outputs_file), "submit", str(corpus), "--cache", *extra]
     cmd += ["--job-id", job, "--dest", str(work / job), "--timeout", "900"]
     env = {**os.environ, "COLUMNS": "150"}
     t0 = time.perf_counter()
@@ -100,12 +100,13 @@ def submit(outputs: Outputs, outputs_file: Path, corpus: Path, job: str, work: P
 
 def _phase(line: str) -> bool:
     """The progress lines that mark a phase (not the results table)."""
-    starts = ("job ", "inputs:", "tasks", "downloading", "cache:", "node code", "uploading")
+    starts = ("job ", "inputs:", "tasks", "downloading", "cache:", "node code", "uploading", "corpus:")
     return line.startswith(starts) or "from cache" in line
 
 
-def run(quick: bool, n_files: int | None = None) -> list[Row]:
+def run(quick: bool, n_files: int | None = None, group: int | None = None) -> list[Row]:
     n = n_files or (200 if quick else 1000)
+    extra = [] if group is None else ["--merge-group-size", str(group)]
     pool = PoolSpec(dedicated_nodes=NODES, task_slots_per_node=SLOTS)
     with tempfile.TemporaryDirectory(prefix="bench-cache-work-") as tmp:
         work = Path(tmp)
@@ -116,17 +117,18 @@ def run(quick: bool, n_files: int | None = None) -> list[Row]:
             wait_nodes_idle(Batch(srv.outputs), pool.pool_id, NODES, timeout=300)
             outputs_file = work / "outputs.json"
             write_file(outputs_file, srv.outputs)
-            first = submit(srv.outputs, outputs_file, work / "corpus", "first", work)
-            same = submit(srv.outputs, outputs_file, work / "corpus", "same", work)
+            first = submit(srv.outputs, outputs_file, work / "corpus", "first", work, extra)
+            same = submit(srv.outputs, outputs_file, work / "corpus", "same", work, extra)
             changed = files[::100]  # 1%
             for path in changed:
                 path.write_text(path.read_text(encoding="utf-8") + " changed", encoding="utf-8")
-            part = submit(srv.outputs, outputs_file, work / "corpus", "changed", work)
+            part = submit(srv.outputs, outputs_file, work / "corpus", "changed", work, extra)
     if same.corpus != first.corpus:
         raise RuntimeError("the unchanged rerun's corpus counts differ from the first run's")
     for name, r in (("first run", first), ("unchanged rerun", same), ("1% changed", part)):
         print(f"-- {name}: {r.seconds:.1f} s, {r.tasks} Batch task(s)", file=sys.stderr)
     setting = f"{n:,} files of 4 KB, packed, 2 nodes x 4 slots, azure-like weather (no allocation delay)"
+    setting += "" if group is None else f", --merge-group-size {group}"
     return [
         Row(
             f"cache: same corpus again under a new job id ({setting})",
@@ -151,8 +153,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--files", type=int, help="number of 4 KB files (default: 1,000; quick: 200)")
+    parser.add_argument(
+        "--merge-group-size",
+        type=int,
+        help="passed to every run: e.g. 100 with --files 400 gives the merge levels of 2,000 files",
+    )
     args = parser.parse_args()
-    for row in run(args.quick, args.files):
+    for row in run(args.quick, args.files, args.merge_group_size):
         print(f"{row.case}\n  {row.ours} | {row.baseline} | {row.ratio} | {row.goal} | met: {row.met}")
     return 0
 

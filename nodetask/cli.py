@@ -7,6 +7,7 @@ line on stderr. See the package docstring for the commands and formats.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -16,9 +17,9 @@ from typing import NoReturn
 
 from nodetask.counting import DEFAULT_CHUNK_SIZE, DEFAULT_MIN_PARALLEL_BYTES
 from nodetask.errors import EXIT_BAD_INPUT, InputError, NodeTaskError
-from nodetask.merge import CORPUS_NAME, merge_paths, merge_tolerant
+from nodetask.merge import CORPUS_NAME, collect_inputs, merge_delta, merge_paths, merge_tolerant
 from nodetask.packed import CountOptions, command_one, count_one, run_pack
-from nodetask.results import COUNTS_SUFFIX, write_outputs
+from nodetask.results import COUNTS_SUFFIX, CountsDocument, write_outputs
 
 log = logging.getLogger("nodetask")
 
@@ -76,7 +77,29 @@ def _merge_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Merge what is there: skip placeholders and unreadable counts files, list them as missing.",
     )
+    _delta_options(p)
     return p
+
+
+def _delta_options(p: argparse.ArgumentParser) -> None:
+    """A delta merge: a merged corpus's counts, minus some files' counts, plus FILE_OR_DIR's."""
+    p.add_argument("--base", type=Path, help="Delta merge: the merged counts to start from.")
+    p.add_argument("--subtract", type=Path, help="Delta merge: counts file(s) (or directory) to take away.")
+    p.add_argument("--order", type=Path, help="Delta merge: JSON list of the result's inputs, in order.")
+
+
+def _run_delta(args: argparse.Namespace) -> CountsDocument:
+    """``merge --base B --subtract S --order O FILE_OR_DIR...`` (:func:`nodetask.merge.merge_delta`)."""
+    if args.base is None or args.order is None or args.allow_missing:
+        raise InputError("a delta merge needs --base and --order, and no --allow-missing")
+    try:
+        order = json.loads(args.order.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"unusable --order file {args.order}: {exc}") from None
+    if not isinstance(order, list) or not all(isinstance(i, str) for i in order):
+        raise InputError(f"--order file {args.order} must be a JSON list of file names")
+    subtract = collect_inputs([args.subtract]) if args.subtract is not None else []
+    return merge_delta(args.base, collect_inputs(args.inputs), subtract, order)
 
 
 def _pack_parser() -> argparse.ArgumentParser:
@@ -124,7 +147,9 @@ def run_count(args: argparse.Namespace) -> tuple[Path, Path]:
 def run_merge(args: argparse.Namespace) -> tuple[Path, Path]:
     _check_numwords(args.numwords)
     extra = None
-    if args.allow_missing:
+    if args.base is not None or args.subtract is not None or args.order is not None:
+        doc = _run_delta(args)
+    elif args.allow_missing:
         partial = merge_tolerant(args.inputs)
         doc, extra = partial.doc, {"missing": list(partial.missing)}
     else:

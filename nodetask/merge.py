@@ -116,3 +116,54 @@ def merge_tolerant(args: Iterable[Path]) -> PartialMerge:
     if not docs:
         raise InputError(f"nothing to merge: all {len(missing)} input(s) are missing")
     return PartialMerge(merge_documents(docs), tuple(missing))
+
+
+def _take(total: Counter[str], doc: CountsDocument, path: Path) -> None:
+    """``total -= doc``'s counts; a word that drops to 0 is deleted, one that would go below 0 is
+    an :class:`InputError` (the base does not hold what is subtracted)."""
+    for word, count in doc.result.counts.items():
+        left = total.get(word, 0) - count
+        if left < 0:
+            raise InputError(f"subtracting {path.name} takes a count below 0: the base does not hold it")
+        if left:
+            total[word] = left
+        else:
+            del total[word]
+
+
+def merge_delta(
+    base: Path, add: Sequence[Path], subtract: Sequence[Path], order: Sequence[str]
+) -> CountsDocument:
+    """``base`` (a merged corpus's counts) minus the ``subtract`` counts files plus the ``add`` ones,
+    its inputs listed as ``order``: exactly what a full merge of the resulting files writes.
+
+    Counts are additive, so this is the full merge's document whenever the base holds every
+    subtracted file. Refused (:class:`InputError`): a base that is a partial merge (a non-empty
+    ``missing`` list), any count, total or input that would go below 0 (a wrong base), an
+    ``order`` that is not the resulting inputs (as a multiset), mixed case modes.
+    """
+    if _missing_list(base)[1]:
+        raise InputError(f"{base.name} is a partial merge: it cannot be a delta merge's base")
+    start = load_counts(base)
+    added = [load_counts(p) for p in add]
+    taken = [(load_counts(p), p) for p in subtract]
+    if len({start.ignore_case, *(d.ignore_case for d in added), *(d.ignore_case for d, _ in taken)}) > 1:
+        raise InputError("cannot merge case-sensitive and --ignore-case counts")
+    total = Counter(start.result.counts)
+    inputs = Counter(start.inputs)
+    invalid, size = start.result.invalid_bytes, start.result.input_bytes
+    for doc, path in taken:
+        _take(total, doc, path)
+        invalid -= doc.result.invalid_bytes
+        size -= doc.result.input_bytes
+        inputs.subtract(doc.inputs)
+        if invalid < 0 or size < 0 or min(inputs.values(), default=0) < 0:
+            raise InputError(f"subtracting {path.name} takes a total below 0: the base does not hold it")
+    for doc in added:
+        total.update(doc.result.counts)
+        invalid += doc.result.invalid_bytes
+        size += doc.result.input_bytes
+        inputs.update(doc.inputs)
+    if +inputs != Counter(order):
+        raise InputError("the inputs of the delta merge are not those --order lists: wrong base or sources")
+    return CountsDocument(CORPUS_NAME, tuple(order), start.ignore_case, FileCounts(total, invalid, size))

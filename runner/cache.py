@@ -62,6 +62,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from nodetask.errors import EXIT_BAD_INPUT
 from runner import cache_bundle
 from runner.batch_types import TaskInfo, TaskState
 from runner.errors import RemoteError, RunnerError, UsageError
@@ -352,6 +353,12 @@ def _members(storage: Storage, container: str, entry: Entry) -> list[str] | None
         return None
     names = data.decode("utf-8", errors="replace").splitlines()
     return [n for n in names if "/" in n and _KEY.match(n.split("/", 1)[0])]
+
+
+def bundle_members(storage: Storage, container: str, entry: Entry) -> list[str] | None:
+    """The member names of a merged entry's bundle (``<file key>/<name>``), read from its member
+    list (one small GET, MD5 checked); ``None`` when it has none or it does not check out."""
+    return _members(storage, container, entry)
 
 
 def _bundle_in(entry: Entry) -> cache_bundle.Bundle | None:
@@ -669,6 +676,22 @@ def cached_states(manifest: Manifest) -> dict[str, TaskInfo]:
     return out
 
 
+def _drop_refused_base(storage: Storage, container: str, manifest: Manifest, results: JobResults) -> None:
+    """A delta merge (:mod:`runner.delta_merge`) that nodetask refused (exit 2: a count below 0,
+    inputs other than the order: its base is not what it claims) deletes that base's entry, so
+    the next submission merges in full instead of choosing it again."""
+    refused = any(f.task_id == MERGE_TASK_ID and f.exit_code == EXIT_BAD_INPUT for f in results.failures)
+    if manifest.delta is None or not refused:
+        return
+    key = manifest.delta.base.split("/", 2)[1]
+    storage.delete_prefix(container, f"{CACHE_PREFIX}{key}/")
+    log.warning(
+        "the delta merge refused the cached corpus %s it started from (deleted): submit again under "
+        "a new --job-id to merge the corpus in full",
+        key,
+    )
+
+
 def after_collect(
     storage: Storage,
     container: str,
@@ -679,6 +702,7 @@ def after_collect(
     """Publish the results of every file that ran in this job and succeeded, and the merged result
     when the merge ran and every file succeeded (what the job recorded keys for; cached ones are
     in the cache already)."""
+    _drop_refused_base(storage, container, manifest, results)
     keys, cached = manifest.cache_keys, set(manifest.cached)
     succeeded = {
         r.task_id: keys[r.task_id]

@@ -15,7 +15,14 @@ from typing import Any
 
 from runner.errors import NotFoundError, RemoteError
 from runner.storage import Storage
-from runner.tasks import MERGE_GROUP_SIZE, MergeStep, merge_dependencies, merge_steps
+from runner.tasks import (
+    MERGE_GROUP_SIZE,
+    MERGE_TASK_ID,
+    DeltaSources,
+    MergeStep,
+    merge_dependencies,
+    merge_steps,
+)
 
 MANIFEST_VERSION = 1
 
@@ -75,6 +82,10 @@ class Manifest:
     cache_keys: dict[str, str] = field(default_factory=dict)
     merge_key: str | None = None
     cached_merge: bool = False
+    #: A delta merge (:mod:`runner.delta_merge`): the job's one merge starts from a cached corpus;
+    #: ``delta_sources``: the file ids it adds (new or changed since that corpus).
+    delta: DeltaSources | None = None
+    delta_sources: tuple[str, ...] = ()
 
     @property
     def by_task(self) -> dict[str, ManifestTask]:
@@ -106,6 +117,10 @@ class Manifest:
         the result cache), the final ``merge`` last."""
         if not self.aggregate or self.cached_merge:
             return []
+        if self.delta is not None:
+            cached = set(self.cached)
+            runs = {f: t for f, t in self.task_of.items() if f not in cached}
+            return [merge_dependencies(MergeStep(MERGE_TASK_ID, self.delta_sources, delta=self.delta), runs)]
         steps = merge_steps(len(self.tasks), self.merge_group_size)
         return [merge_dependencies(s, self.task_of) for s in steps] if self.packs else steps
 
@@ -128,6 +143,9 @@ class Manifest:
             "cacheKeys": dict(self.cache_keys),
             "mergeKey": self.merge_key,
             "cachedMerge": self.cached_merge,
+            "deltaMerge": None
+            if self.delta is None
+            else {"sources": list(self.delta_sources), **self.delta.to_json()},
             "packs": [{"id": p.task_id, "files": list(p.file_ids)} for p in self.packs],
             "tasks": [
                 {"id": t.task_id, "input": t.input, "blob": t.blob, "nodeName": t.node_name, "size": t.size}
@@ -166,6 +184,8 @@ class Manifest:
             cache_keys={str(k): str(v) for k, v in (data.get("cacheKeys") or {}).items()},
             merge_key=None if data.get("mergeKey") is None else str(data["mergeKey"]),
             cached_merge=bool(data.get("cachedMerge", False)),
+            delta=None if not data.get("deltaMerge") else DeltaSources.from_json(data["deltaMerge"]),
+            delta_sources=tuple(str(f) for f in (data.get("deltaMerge") or {}).get("sources", [])),
         )
 
 

@@ -43,7 +43,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import cache as result_cache
-from runner import image_eol, partial_merge, polling
+from runner import delta_merge, image_eol, partial_merge, polling
 from runner import manifest as mf
 from runner.batch_types import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
@@ -189,6 +189,7 @@ def _counts_urls(
                 manifest.job_id, tid, node_names.get(tid)
             )
             urls[tid] = access.read_url(out.output_container, blob, expiry)
+    urls.update(delta_merge.read_urls(access, out.output_container, out.input_container, manifest, expiry))
     return urls
 
 
@@ -255,6 +256,8 @@ def submit(
         manifest, job_cache = result_cache.before_tasks(
             storage, out.output_container, manifest, inputs, shape, reporter.info, lookup=not resuming
         )
+        if not resuming:  # few files changed since a cached corpus: one merge (runner.delta_merge)
+            manifest = delta_merge.choose(storage, out.output_container, manifest, job_cache, reporter.info)
         if manifest.cached and not resuming:  # pack only the files that run
             manifest = _packed(manifest, policy)
     cached = set(manifest.cached)
@@ -286,6 +289,8 @@ def submit(
     mf.save(storage, out.input_container, manifest)
     if manifest.allow_failures:
         partial_merge.write_placeholders(session, manifest)
+    if manifest.delta is not None and not manifest.cached_merge:
+        delta_merge.write_order(storage, out.input_container, manifest)
     uses_deps = opts.aggregate and opts.command is None
     created = batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=uses_deps)
     reporter.info(f"job {job_id}: {'created' if created else 'exists, resuming'} on pool {out.pool_id}")
@@ -318,6 +323,7 @@ def submit(
         merge_group_size=manifest.merge_group_size,
         n_files=len(manifest.tasks),
         tasks=_planned_tasks(manifest),
+        delta=manifest.merge_steps[0] if manifest.delta is not None and not manifest.cached_merge else None,
     )
     if not specs:  # every result came from the cache: the job runs no task (runner.cache)
         batch.terminate_job(job_id, reason="AllTasksComplete", wait=False)

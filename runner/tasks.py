@@ -48,6 +48,8 @@ Contracts:
   are where an unpacked task puts them. A merge depends on the tasks that
   carry its files (``taskIdRanges`` when they are the plain ``1..N``,
   ``taskIds`` otherwise) and still reads every file's counts blob.
+* A delta merge (:mod:`runner.delta_merge`, :class:`DeltaSources`) is the job's one ``merge``:
+  a cached corpus's counts, minus cached counts, plus the counts of the files new or changed.
 """
 
 from __future__ import annotations
@@ -222,6 +224,28 @@ _GROUP_PREFIX = "merge-"
 
 
 @dataclass(frozen=True, slots=True)
+class DeltaSources:
+    """What a delta merge (:mod:`runner.delta_merge`) reads besides its sources' counts: the
+    cached corpus counts it starts from (``base``) and the cached counts it takes away
+    (``subtract``), blobs of the output container; the result's inputs in order (``order``,
+    a JSON list in the input container)."""
+
+    base: str
+    subtract: tuple[str, ...]
+    order: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"base": self.base, "subtract": list(self.subtract), "order": self.order}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> DeltaSources:
+        subtract = data["subtract"]
+        if not isinstance(subtract, list):
+            raise ValueError("deltaMerge.subtract must be a list")
+        return cls(str(data["base"]), tuple(str(s) for s in subtract), str(data["order"]))
+
+
+@dataclass(frozen=True, slots=True)
 class MergeStep:
     """One merge task: its id, the task ids whose counts it reads (and depends on)."""
 
@@ -230,6 +254,9 @@ class MergeStep:
     source_range: tuple[int, int] | None = None
     #: The Batch tasks it waits for when they are not its sources (packed files).
     depends_on: tuple[str, ...] | None = None
+    #: A delta merge: the one ``merge`` of a job, from a cached corpus (``sources``: the files
+    #: new or changed since it).
+    delta: DeltaSources | None = None
 
     @property
     def is_final(self) -> bool:
@@ -292,6 +319,8 @@ def merge_task(
     argv = ["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
     argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
     argv += ["--allow-missing"] if opts.allow_failures else []
+    delta_files, delta_argv = _delta_inputs(step.delta, counts_urls) if step.delta else ((), [])
+    argv += delta_argv
     final = step.is_final
     return TaskSpec(
         id=step.task_id,
@@ -307,6 +336,7 @@ def merge_task(
                 )
                 for tid in step.sources
             ),
+            *delta_files,
         ),
         output_files=(_outputs(opts, step.task_id),),
         max_task_retry_count=opts.retries,
@@ -315,6 +345,28 @@ def merge_task(
         depends_on_ids=() if step.source_range is not None else step.dependencies,
         satisfies_dependents_on_failure=opts.allow_failures and not final,
     )
+
+
+_DELTA_BASE = "base/" + CORPUS_COUNTS
+_DELTA_SUBTRACT = "subtract"
+_DELTA_ORDER = "order.json"
+
+
+def _delta_inputs(delta: DeltaSources, urls: Mapping[str, str]) -> tuple[list[ResourceFileSpec], list[str]]:
+    """A delta merge's extra resource files (``urls`` by blob name) and arguments."""
+    blobs = [delta.base, *delta.subtract, delta.order]
+    missing = [b for b in blobs if b not in urls]
+    if missing:
+        raise ValueError(f"no URL for the delta merge's blob(s) {', '.join(missing[:5])}")
+    files = [ResourceFileSpec(file_path=_DELTA_BASE, http_url=urls[delta.base])]
+    files += [
+        ResourceFileSpec(file_path=f"{_DELTA_SUBTRACT}/{i}{COUNTS_SUFFIX}", http_url=urls[blob])
+        for i, blob in enumerate(delta.subtract, start=1)
+    ]
+    files.append(ResourceFileSpec(file_path=_DELTA_ORDER, http_url=urls[delta.order]))
+    argv = ["--base", _DELTA_BASE, "--order", _DELTA_ORDER]
+    argv += ["--subtract", _DELTA_SUBTRACT] if delta.subtract else []
+    return files, argv
 
 
 def pack_task(task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOptions) -> TaskSpec:
@@ -355,6 +407,10 @@ def merge_dependencies(step: MergeStep, task_of: Mapping[str, str] | None) -> Me
     ``task_of`` maps file id -> Batch task id (``None``: one task per file, as the
     step already says). Files with no task (nothing to run) add no dependency.
     """
+    if step.delta is not None and task_of is not None:  # its sources: the files that changed
+        return replace(
+            step, depends_on=tuple(dict.fromkeys(task_of[f] for f in step.sources if f in task_of))
+        )
     if task_of is None or step.source_range is None:
         return step
     deps = list(dict.fromkeys(task_of[fid] for fid in step.sources if fid in task_of))
@@ -393,6 +449,7 @@ def plan(
     merge_group_size: int = MERGE_GROUP_SIZE,
     n_files: int | None = None,
     tasks: list[PlannedTask] | None = None,
+    delta: MergeStep | None = None,
 ) -> list[TaskSpec]:
     """All tasks of a job: the per-file work, plus the merge tasks when ``aggregate``.
 
@@ -403,6 +460,8 @@ def plan(
     ``tasks`` (:func:`runner.packing.group`) says which Batch task carries which file ids;
     ``None`` is one task per input. ``counts_urls`` maps every file id a merge reads
     (see :func:`merge_steps`) to a read-only URL of its counts blob (:func:`counts_blob`).
+    ``delta``: the one merge step instead (:mod:`runner.delta_merge`); ``counts_urls`` then
+    also maps each blob its :class:`DeltaSources` names to a read URL.
     """
     total = len(inputs) if n_files is None else n_files
     items = {i.task_id: i for i in inputs}
@@ -416,7 +475,10 @@ def plan(
         if counts_urls is None:
             raise ValueError("the aggregate needs a read URL of every counts blob it merges")
         task_of = {fid: t.task_id for t in tasks for fid in t.file_ids}
-        steps = [merge_dependencies(s, task_of) for s in merge_steps(total, merge_group_size)]
+        steps = [
+            merge_dependencies(s, task_of)
+            for s in ([delta] if delta else merge_steps(total, merge_group_size))
+        ]
         specs += [merge_task(step, opts, counts_urls) for step in steps]
     if opts.identity_id is not None:
         specs = [through_identity(spec, opts.identity_id) for spec in specs]
