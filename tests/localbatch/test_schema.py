@@ -15,6 +15,8 @@ import copy
 import inspect
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,7 +27,7 @@ from azure.batch._utils.model_base import SdkJSONEncoder
 from azure.batch.models import _models
 from azure.core.exceptions import ResourceNotFoundError
 
-from localbatch import bodies, models, schema
+from localbatch import bodies, models, schema, schemagen
 from localbatch.errors import BatchError
 from tests.localbatch.conftest import RawBatch, unique
 
@@ -61,6 +63,24 @@ def test_required_properties_are_the_sdk_docstrings() -> None:
         assert {f.name for f in compiled.required} == declared | made, name
     with pytest.raises(KeyError, match=r"BatchTaskCreateOptions\.comandLine"):
         schema.compile_models({("BatchTaskCreateOptions", "comandLine"): schema.Limit(max_length=1)}, {})
+
+
+def test_schema_data_is_current_and_the_server_never_loads_the_sdk() -> None:
+    """The committed ``schema_data.json`` is what the installed SDK generates (an SDK upgrade
+    cannot drift silently), and a server that has compiled its validation from it has imported
+    nothing of ``azure`` nor the contract reader (parsing the SDK cost the server ~11 MB)."""
+    committed = schemagen.DATA_FILE.read_text(encoding="utf-8")
+    assert committed == schemagen.generate(), "stale: run `python -m localbatch.schemagen --write`"
+    assert schema.load_tables().sdk == json.loads(committed)["sdk"]
+    code = (
+        "import sys, localbatch.cli, localbatch.server\n"
+        "from localbatch.models import SCHEMA\n"
+        "assert len(SCHEMA.models) > 100\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'azure'"
+        " or m.startswith(('localbatch.contract', 'localbatch.schemagen'))))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]", run.stdout
 
 
 def _python_value(f: schema.Field, depth: int) -> Any:
