@@ -24,7 +24,7 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.batch._utils.model_base import SdkJSONEncoder
-from azure.batch.models import _models
+from azure.batch.models import _enums, _models
 from azure.core.exceptions import ResourceNotFoundError
 
 from localbatch import bodies, models, schema, schemagen
@@ -364,6 +364,29 @@ def _full_pool(pool_id: str) -> bm.BatchPoolCreateOptions:
     )
 
 
+def _check_action_options(raw: RawBatch, job_id: str, pool_id: str) -> None:
+    """A node/job action's option takes the SDK enum's values, in any case (no hand-kept sets): a
+    value outside it is refused naming them, before the (missing) node is looked up."""
+    node = f"/pools/{pool_id}/nodes/nonode"
+    actions = [
+        (f"{node}/reboot", "nodeRebootOption", _enums.BatchNodeRebootKind),
+        (f"{node}/reimage", "nodeReimageOption", _enums.BatchNodeReimageOption),
+        (f"{node}/deallocate", "nodeDeallocateOption", _enums.BatchNodeDeallocateOption),
+        (f"{node}/disablescheduling", "nodeDisableSchedulingOption", bm.BatchNodeDisableSchedulingOption),
+        (f"/jobs/{job_id}/disable", "disableTasks", bm.DisableBatchJobOption),
+    ]
+    for path, key, enum in actions:
+        status, err, _ = raw.send("POST", path, json.dumps({key: "sideways"}).encode())
+        assert err is not None and (status, *_named(err)) == (400, "InvalidPropertyValue", key), (path, err)
+        reason = {v["key"]: v["value"] for v in err["values"]}["Reason"]  # type: ignore[index]
+        assert reason == "must be one of " + ", ".join(sorted(e.value for e in enum)), path
+        if "nonode" in path:
+            status, err, _ = raw.send("POST", path, json.dumps({key: "TaskCompletion"}).encode())
+            assert (status, err and err["code"]) == (404, "NodeNotFound"), (path, err)
+    status, err, _ = raw.send("POST", f"/jobs/{job_id}/disable", b"{}")
+    assert (status, *_named(err)) == (400, "MissingRequiredProperty", "disableTasks")
+
+
 def test_the_service_validates_as_the_sdk_models_declare(raw: RawBatch, client: BatchClient) -> None:
     """Wrong types deep in bodies name their path; required properties missing are named; fully
     populated SDK models are accepted, and what the service normalises it stores normalised."""
@@ -375,6 +398,7 @@ def test_the_service_validates_as_the_sdk_models_declare(raw: RawBatch, client: 
             status, err, _ = raw.send(method, path, json.dumps(body).encode())
             assert (status, *_named(err)) == (400, code, prop), (method, path, err)
         assert not list(client.list_tasks(job_id)) and client.get_job(job_id).constraints.max_wall_clock_time
+        _check_action_options(raw, job_id, pool_id)
         client.create_task(job_id, _full_task())
         # As clients other than this SDK send them: an integer as a string, an enum in another case.
         output = {
