@@ -162,22 +162,12 @@ class Tables:
     models: dict[str, dict[str, Any]]  # name -> {"required": [wire], "properties": {wire: type code}}
 
 
-@functools.lru_cache(maxsize=1)
 def load_tables() -> Tables:
-    """Read ``schema_data.json`` (once per process). Raises OSError/ValueError if it is unreadable."""
+    """Read ``schema_data.json``. Not cached: :func:`compile_models` reads it once per validator,
+    and the compiled schema keeps only what it needs. Raises OSError/ValueError if unreadable."""
     data = json.loads(DATA_FILE.read_text(encoding="utf-8"))
     enums = {name: tuple(values) for name, values in data["enums"].items()}
     return Tables(sdk=data["sdk"], enums=enums, models=data["models"])
-
-
-def enum_values(model: str, prop: str) -> Mapping[str, str]:
-    """The values the SDK defines for the enum property ``prop`` of ``model`` (lowercased ->
-    the SDK's spelling). Raises KeyError if the model or property is unknown or not an enum."""
-    code = load_tables().models[model]["properties"][prop]
-    kind, _, name = code.partition(":")
-    if kind != "enum":
-        raise KeyError(f"{model}.{prop} is not an enum property")
-    return {v.lower(): v for v in load_tables().enums[name]}
 
 
 class _Compiler:
