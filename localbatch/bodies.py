@@ -9,7 +9,7 @@ names that are defined by the type." (Batch's documented answer, e.g. for
 such a property.
 
 The defined properties come from the installed SDK's models (generated from
-the REST spec; read with :func:`localbatch.contract.spec.load_models`, never
+the REST spec; as :mod:`localbatch.schemagen` wrote them, the SDK is never
 imported), compiled once into :data:`localbatch.models.SCHEMA`, the schema the
 handlers' type validation uses too, so the check follows the spec localbatch
 implements. OData

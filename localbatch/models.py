@@ -15,6 +15,7 @@ Errors are :class:`~localbatch.errors.BatchError` 400s naming the property.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -232,7 +233,6 @@ def _node_ids(body: dict[str, Any], prefix: str) -> None:
             raise invalid_property(f"{prefix}nodeList[{i}]", node_id, "expected a node id")
 
 
-DEALLOCATION_OPTIONS = {"requeue", "terminate", "taskcompletion", "retaineddata"}
 RETIRED = {
     "cloudServiceConfiguration": "Cloud Services Configuration pools were retired by Azure "
     "on 29 February 2024; use virtualMachineConfiguration",
@@ -321,16 +321,40 @@ def validate_pool(body: Any, max_nodes: int) -> dict[str, Any]:
     return body
 
 
-def validate_option(body: Any, key: str, allowed: set[str], default: str | None, what: str) -> str:
-    """The one enum option of a node/job action body (``default`` when the body or key is absent)."""
+def validate_option(body: Any, model: str, key: str, default: str | None, what: str) -> str:
+    """The one enum option ``key`` of a node/job action body, whose SDK model is ``model``.
+
+    The allowed values are the SDK's enum for that property (compiled into :data:`SCHEMA`),
+    matched case-insensitively; returns the SDK's spelling, or ``default`` when the body or key
+    is absent (``None``: the option is required). Raises 400 ``MissingRequiredProperty`` or
+    ``InvalidPropertyValue`` (naming the values); KeyError if ``model.key`` is no SDK enum.
+    """
+    values = SCHEMA.models[model].fields[key].values
+    if values is None:
+        raise KeyError(f"{model}.{key} is not an enum property of the SDK")
+    return _enum_option(body, key, values, default, what)
+
+
+# A node restart action (the URL's last segment) -> the SDK model of its body and its option.
+NODE_RESTART_OPTIONS = {
+    "reboot": ("BatchNodeRebootOptions", "nodeRebootOption"),
+    "reimage": ("BatchNodeReimageOptions", "nodeReimageOption"),
+    "deallocate": ("BatchNodeDeallocateOptions", "nodeDeallocateOption"),
+}
+# Earlier api-versions' targetNodeCommunicationMode: an enum the SDK (2025-06-01) no longer defines.
+_COMMUNICATION_MODES = {v: v for v in ("default", "classic", "simplified")}
+
+
+def _enum_option(body: Any, key: str, values: Mapping[str, str], default: str | None, what: str) -> str:
     value = None if body is None else require_body_object(body, what).get(key)
     if value is None:
         if default is None:
             raise missing_property(key)
         return default
-    if not isinstance(value, str) or value.lower() not in allowed:
-        raise invalid_property(key, value, "must be one of " + ", ".join(sorted(allowed)))
-    return value.lower()
+    spelled = values.get(value.lower()) if isinstance(value, str) else None
+    if spelled is None:
+        raise invalid_property(key, value, "must be one of " + ", ".join(sorted(values.values())))
+    return spelled
 
 
 def validate_remove_nodes(body: Any) -> dict[str, Any]:
@@ -354,8 +378,8 @@ def validate_replace_pool(body: Any) -> dict[str, Any]:
         )
     mode = body.get("targetNodeCommunicationMode")  # an earlier api-version's property
     if mode is not None:
-        body["targetNodeCommunicationMode"] = validate_option(
-            body, "targetNodeCommunicationMode", {"default", "classic", "simplified"}, None, "pool properties"
+        body["targetNodeCommunicationMode"] = _enum_option(
+            body, "targetNodeCommunicationMode", _COMMUNICATION_MODES, None, "pool properties"
         )
     return body
 

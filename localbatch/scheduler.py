@@ -38,7 +38,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from localbatch import autopools, autoscaling, errors, jobschedules, jobtasks, multiinstance, storage, weather
+from localbatch import (
+    autopools,
+    autoscaling,
+    errors,
+    jobschedules,
+    jobtasks,
+    multiinstance,
+    storage,
+    taskstate,
+    weather,
+)
 from localbatch.containers import refusal as container_refusal
 from localbatch.errors import BatchError
 from localbatch.etags import new_etag
@@ -516,14 +526,11 @@ class Service(PoolsAndNodes):
             return
         now = iso(utcnow())
         failure = failure_info("TaskEnded", "The task was ended by a user request")
-        self.store.update_task(
-            row.seq,
-            prev_state=row.state,
-            prev_state_time=row.state_time,
-            state="completed",
-            state_time=now,
-            last_modified=now,
-            etag=new_etag(),
+        taskstate.move(
+            self.store,
+            row,
+            "completed",
+            at=now,
             end_time=now,
             result="failure",
             failure=json.dumps(failure),
@@ -550,17 +557,12 @@ class Service(PoolsAndNodes):
                 "TaskNotFailed" if row.state == TaskState.COMPLETED.value else "TaskNotCompleted",
                 "Only a task that completed with a failure can be reactivated.",
             )
-        now = iso(utcnow())
         spec = row.spec_json()
         deps = spec.get("dependsOn") or {}
-        self.store.update_task(
-            row.seq,
-            prev_state=row.state,
-            prev_state_time=row.state_time,
-            state="active",
-            state_time=now,
-            last_modified=now,
-            etag=new_etag(),
+        taskstate.move(
+            self.store,
+            row,
+            "active",
             start_time=None,
             end_time=None,
             exit_code=None,
@@ -678,14 +680,11 @@ class Service(PoolsAndNodes):
     def _start_task(self, row: TaskRow, node: NodeRuntime) -> None:
         job = self.jobs[row.job]
         now = iso(utcnow())
-        self.store.update_task(
-            row.seq,
-            prev_state=row.state,
-            prev_state_time=row.state_time,
-            state="running",
-            state_time=now,
-            last_modified=now,
-            etag=new_etag(),
+        taskstate.move(
+            self.store,
+            row,
+            "running",
+            at=now,
             node_id=node.id,
             start_time=now,
             end_time=None,
@@ -693,14 +692,9 @@ class Service(PoolsAndNodes):
             failure=None,
         )
         spec = task_spec_from_json(row.spec_json(), job)
-        env = self._node_env(node)
-        env["AZ_BATCH_JOB_ID"] = job["id"]
-        env["AZ_BATCH_TASK_ID"] = row.task_id
-        env.update(self.jobtasks.task_environment(job, node))
-        directory = task_dir(node_root(self.config.data_dir, node.id), job["id"], row.task_id)
-        execution = self.multi.execution(row, spec, directory, env) or Execution(
-            spec, directory, env, self.config.auto_storage
-        )
+        plain = taskstate.execution(self, job, node, row.task_id, spec)
+        plain.env.update(self.jobtasks.task_environment(job, node))
+        execution = self.multi.execution(row, spec, plain.directory, plain.env) or plain
         # A requeued task starts over, as on a new node: files of the lost run must not be uploaded.
         execution.fresh = row.requeue_count > 0 and row.node_id is None
         seq = row.seq
@@ -749,18 +743,12 @@ class Service(PoolsAndNodes):
         if row is None or job is None or row.state != TaskState.RUNNING.value:
             return
         now = iso(utcnow())
-        common = {
-            "prev_state": row.state,
-            "prev_state_time": row.state_time,
-            "state_time": now,
-            "last_modified": now,
-            "etag": new_etag(),
-        }
         if outcome.ended_by in REQUEUE_REASONS:
-            self.store.update_task(
-                rt.seq,
-                **common,
-                state="active",
+            taskstate.move(
+                self.store,
+                row,
+                "active",
+                at=now,
                 node_id=None,
                 requeue_count=row.requeue_count + 1,
                 last_requeue_time=now,
@@ -777,10 +765,11 @@ class Service(PoolsAndNodes):
             and job["state"] == JobState.ACTIVE.value
             and (retries == -1 or row.retry_count < retries)
         ):
-            self.store.update_task(
-                rt.seq,
-                **common,
-                state="active",
+            taskstate.move(
+                self.store,
+                row,
+                "active",
+                at=now,
                 exit_code=outcome.exit_code,
                 retry_count=row.retry_count + 1,
                 last_retry_time=now,
@@ -789,10 +778,11 @@ class Service(PoolsAndNodes):
         failed = not outcome.succeeded
         pre = outcome.exit_code is None and outcome.failure is not None and outcome.ended_by is None
         opts = rt.spec.exit_options(outcome.exit_code, failed, pre_processing=pre)
-        self.store.update_task(
-            rt.seq,
-            **common,
-            state="completed",
+        taskstate.move(
+            self.store,
+            row,
+            "completed",
+            at=now,
             start_time=iso(outcome.start_time),
             end_time=iso(outcome.end_time),
             exit_code=outcome.exit_code,

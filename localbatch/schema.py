@@ -1,9 +1,12 @@
 """Request-body validation, declared by the installed SDK's models rather than written by hand.
 
 The SDK (azure-batch 15) is generated from the REST specification the service
-implements; :func:`localbatch.contract.spec.load_models` reads its models (one
-walk of the SDK source, shared with :mod:`localbatch.bodies`' unknown-property
-check). Each model compiles once into a :class:`ModelSchema`: per property its
+implements. Its models and enums are read from ``schema_data.json``, which
+:mod:`localbatch.schemagen` derives from the SDK's source (a test fails when
+the file is stale for the installed SDK): the server never imports or parses
+the SDK, whose 635 KB ``_models.py`` cost ~20 MB of transient memory to parse.
+The same tables serve :mod:`localbatch.bodies`' unknown-property check.
+Each model compiles once into a :class:`ModelSchema`: per property its
 wire name, its kind (string, integer, number, boolean, enum and its values,
 ISO 8601 duration, date-time, list of X, map of X, nested model) and whether it
 is required (the SDK's annotation is not ``Optional[...]``; its docstring says
@@ -26,19 +29,18 @@ batch`` sends ``"2"``) becomes the integer, an enum value its SDK spelling
 from __future__ import annotations
 
 import functools
+import json
 import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import isodate
 
 from localbatch.errors import invalid_property, missing_property
-
-if TYPE_CHECKING:
-    from localbatch.contract.spec import TypeRef
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_STRING = 32768  # the longest string property localbatch accepts unless a Limit says otherwise
@@ -148,32 +150,61 @@ def _parse_datetime(text: str) -> datetime:
 # ----------------------------------------------------------------------------- compiling
 
 _KINDS = frozenset({"str", "int", "float", "bool", "enum", "model", "list", "dict", "duration", "datetime"})
+DATA_FILE = Path(__file__).with_name("schema_data.json")
 
 
-def _compile_field(
-    name: str, t: TypeRef, required: bool, limit: Limit | None, enums: Mapping[str, frozenset[str]]
-) -> Field:
-    kind = t.kind if t.kind in _KINDS else "any"  # "Any", bytes and unions: accepted unchecked
-    item = _compile_field("", t.item, False, None, enums) if t.item is not None else None
-    values = {v.lower(): v for v in enums.get(t.name, ())} if kind == "enum" else None
-    if kind == "enum" and not values:
-        kind = "str"  # an enum the SDK lists no values for: any string
-    lim = limit or Limit()
-    default_lo = 0 if kind == "list" else INT32_MIN
-    return Field(
-        name=name,
-        kind=kind,
-        required=required or lim.required,
-        model=t.name if kind == "model" else "",
-        values=values,
-        item=item,
-        lo=default_lo if lim.lo is None else lim.lo,
-        hi=INT32_MAX if lim.hi is None else lim.hi,
-        max_length=MAX_STRING if lim.max_length is None else lim.max_length,
-        pattern=lim.pattern,
-        reason=lim.reason,
-        allow_empty=lim.allow_empty,
-    )
+@dataclass(frozen=True)
+class Tables:
+    """The SDK's models and enums as :mod:`localbatch.schemagen` wrote them (no SDK import)."""
+
+    sdk: str  # "azure-batch 15.1.0": the SDK the file was generated from
+    enums: dict[str, tuple[str, ...]]
+    models: dict[str, dict[str, Any]]  # name -> {"required": [wire], "properties": {wire: type code}}
+
+
+def load_tables() -> Tables:
+    """Read ``schema_data.json``. Not cached: :func:`compile_models` reads it once per validator,
+    and the compiled schema keeps only what it needs. Raises OSError/ValueError if unreadable."""
+    data = json.loads(DATA_FILE.read_text(encoding="utf-8"))
+    enums = {name: tuple(values) for name, values in data["enums"].items()}
+    return Tables(sdk=data["sdk"], enums=enums, models=data["models"])
+
+
+class _Compiler:
+    """Turns the tables' type codes into :class:`Field` objects, sharing one value map per enum."""
+
+    def __init__(self, tables: Tables):
+        self._tables = tables
+        self._values: dict[str, Mapping[str, str]] = {}
+
+    def field(self, name: str, code: str, required: bool, limit: Limit | None) -> Field:
+        kind, _, rest = code.partition(":")
+        item = self.field("", rest, False, None) if kind in ("list", "dict") else None
+        kind = kind if kind in _KINDS else "any"  # "Any", bytes and unions: accepted unchecked
+        values = self._enum(rest) if kind == "enum" else None
+        if kind == "enum" and not values:
+            kind = "str"  # an enum the SDK lists no values for: any string
+        lim = limit or Limit()
+        default_lo = 0 if kind == "list" else INT32_MIN
+        return Field(
+            name=name,
+            kind=kind,
+            required=required or lim.required,
+            model=rest if kind == "model" else "",
+            values=values,
+            item=item,
+            lo=default_lo if lim.lo is None else lim.lo,
+            hi=INT32_MAX if lim.hi is None else lim.hi,
+            max_length=MAX_STRING if lim.max_length is None else lim.max_length,
+            pattern=lim.pattern,
+            reason=lim.reason,
+            allow_empty=lim.allow_empty,
+        )
+
+    def _enum(self, name: str) -> Mapping[str, str] | None:
+        if name not in self._values:
+            self._values[name] = {v.lower(): v for v in self._tables.enums.get(name, ())}
+        return self._values[name] or None
 
 
 def compile_models(
@@ -182,15 +213,14 @@ def compile_models(
     """Every SDK model as a :class:`ModelSchema`, with ``limits`` ((model, property) -> Limit) and
     ``rules`` (model -> rules) compiled in. Raises KeyError naming an entry of either table that
     no SDK model or property matches (a typo would switch a check off)."""
-    # Imported here: serving without --check-contract loads the SDK's model table, never the checker.
-    from localbatch.contract.spec import load_enums, load_models
-
-    enums = load_enums()
+    tables = load_tables()
+    compiler = _Compiler(tables)
     out: dict[str, ModelSchema] = {}
-    for model, props in load_models().items():
+    for model, entry in tables.models.items():
+        required = set(entry["required"])
         fields = {
-            wire: _compile_field(wire, p.type, p.required, limits.get((model, wire)), enums)
-            for wire, p in props.items()
+            wire: compiler.field(wire, code, wire in required, limits.get((model, wire)))
+            for wire, code in entry["properties"].items()
         }
         out[model] = ModelSchema(
             name=model,

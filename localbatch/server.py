@@ -398,10 +398,8 @@ class BatchApi(NodeOperations, ApplicationOperations):
 
     async def restart_node(self, ctx: Ctx) -> web.StreamResponse:
         kind = ctx.segments[4].lower()
-        key = {"reboot": "nodeRebootOption", "reimage": "nodeReimageOption"}.get(kind, "nodeDeallocateOption")
-        option = models.validate_option(
-            self._optional_json(ctx), key, models.DEALLOCATION_OPTIONS, "requeue", f"node {kind}"
-        )
+        model, key = models.NODE_RESTART_OPTIONS[kind]  # the route table admits only these three
+        option = models.validate_option(self._optional_json(ctx), model, key, "requeue", f"node {kind}")
         node = self.service.node(ctx.segments[1], ctx.segments[3])
         self.service.restart_node(ctx.segments[1], node.id, kind, option)
         return self._node_done(ctx, node, 202)
@@ -417,8 +415,8 @@ class BatchApi(NodeOperations, ApplicationOperations):
         if not enable:
             option = models.validate_option(
                 self._optional_json(ctx),
+                "BatchNodeDisableSchedulingOptions",
                 "nodeDisableSchedulingOption",
-                {"requeue", "terminate", "taskcompletion"},
                 "requeue",
                 "disable scheduling",
             )
@@ -513,7 +511,7 @@ class BatchApi(NodeOperations, ApplicationOperations):
 
     async def disable_job(self, ctx: Ctx) -> web.StreamResponse:
         option = models.validate_option(
-            ctx.json(), "disableTasks", {"requeue", "terminate", "wait"}, None, "job disable"
+            ctx.json(), "BatchJobDisableOptions", "disableTasks", None, "job disable"
         )
         return self._job_done(ctx, self.service.disable_job(ctx.segments[1], option), 202)
 

@@ -7,8 +7,8 @@ the process of a task on a node.
 * :func:`execution`: a task process on a node: the node's ``AZ_BATCH_*`` environment with the
   job's and task's ids, in the task's directory of that node (``workitems/<job>/job-1/<task>``).
 
-Used by the job's own tasks (:mod:`localbatch.jobtasks`); the scheduler's start and finish
-blocks do the same and can call these.
+Used by the scheduler (start, finish, requeue, retry, terminate, reactivate) and by the job's
+own tasks (:mod:`localbatch.jobtasks`): each transition has this one implementation.
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ if TYPE_CHECKING:
     from localbatch.store import Store, TaskRow
 
 
-def move(store: Store, row: TaskRow, state: str, **changes: Any) -> str:
-    """Store ``row``'s move to ``state`` and ``changes``; return the transition time."""
-    now = iso(utcnow())
+def move(store: Store, row: TaskRow, state: str, at: str | None = None, **changes: Any) -> str:
+    """Store ``row``'s move to ``state`` and ``changes`` in one write; return the transition time.
+
+    ``at`` is the transition time (Batch's ISO 8601 text; default: now), for a caller whose
+    ``changes`` record the same instant (``endTime``, ``lastRetryTime``).
+    """
+    now = at or iso(utcnow())
     store.update_task(
         row.seq,
         prev_state=row.state,

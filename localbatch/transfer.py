@@ -66,11 +66,14 @@ class TransferCancelled(Exception):
 
 
 class DaemonPool:
-    """A fixed set of daemon worker threads (made on first use).
+    """Up to ``workers`` daemon worker threads, each made when the work in hand needs it.
 
     Unlike :class:`concurrent.futures.ThreadPoolExecutor`, nothing waits for its
     threads at interpreter exit: a transfer stuck on a dead server cannot keep a
-    stopping service alive. Futures cancelled before they start never run.
+    stopping service alive. Futures cancelled before they start never run. A new
+    thread starts only when more jobs are pending (queued or running) than there
+    are threads, so a service running two tasks at a time holds two, not eight
+    (each thread costs memory: its stack and its own malloc arena).
     """
 
     def __init__(self, workers: int, name: str) -> None:
@@ -78,34 +81,38 @@ class DaemonPool:
         self._name = name
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._started = False
+        self._threads = 0
+        self._pending = 0  # jobs submitted and not finished
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn()`` on a worker; its result or exception lands in the returned future."""
-        self._start()
         fut: Future[T] = Future()
+        with self._lock:
+            self._pending += 1
+            if self._pending > self._threads and self._threads < self._workers:
+                threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
+                self._threads += 1
         self._queue.put((fut, fn))
         return fut
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._started:
-                return
-            for i in range(self._workers):
-                threading.Thread(target=self._work, name=f"{self._name}-{i}", daemon=True).start()
-            self._started = True
 
     def _work(self) -> None:
         while True:
             fut, fn = self._queue.get()
             if not fut.set_running_or_notify_cancel():
+                self._finished()
                 continue
             try:
                 result = fn()
             except BaseException as exc:  # handed to whoever waits on the future
+                self._finished()
                 fut.set_exception(exc)
             else:
+                self._finished()  # before the result: its waiter may submit the next job at once
                 fut.set_result(result)
+
+    def _finished(self) -> None:
+        with self._lock:
+            self._pending -= 1
 
 
 POOL = DaemonPool(TRANSFER_THREADS, "localbatch-transfer")

@@ -15,6 +15,8 @@ import copy
 import inspect
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,10 +24,10 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.batch._utils.model_base import SdkJSONEncoder
-from azure.batch.models import _models
+from azure.batch.models import _enums, _models
 from azure.core.exceptions import ResourceNotFoundError
 
-from localbatch import bodies, models, schema
+from localbatch import bodies, models, schema, schemagen
 from localbatch.errors import BatchError
 from tests.localbatch.conftest import RawBatch, unique
 
@@ -61,6 +63,24 @@ def test_required_properties_are_the_sdk_docstrings() -> None:
         assert {f.name for f in compiled.required} == declared | made, name
     with pytest.raises(KeyError, match=r"BatchTaskCreateOptions\.comandLine"):
         schema.compile_models({("BatchTaskCreateOptions", "comandLine"): schema.Limit(max_length=1)}, {})
+
+
+def test_schema_data_is_current_and_the_server_never_loads_the_sdk() -> None:
+    """The committed ``schema_data.json`` is what the installed SDK generates (an SDK upgrade
+    cannot drift silently), and a server that has compiled its validation from it has imported
+    nothing of ``azure`` nor the contract reader (parsing the SDK cost the server ~11 MB)."""
+    committed = schemagen.DATA_FILE.read_text(encoding="utf-8")
+    assert committed == schemagen.generate(), "stale: run `python -m localbatch.schemagen --write`"
+    assert schema.load_tables().sdk == json.loads(committed)["sdk"]
+    code = (
+        "import sys, localbatch.cli, localbatch.server\n"
+        "from localbatch.models import SCHEMA\n"
+        "assert len(SCHEMA.models) > 100\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'azure'"
+        " or m.startswith(('localbatch.contract', 'localbatch.schemagen'))))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]", run.stdout
 
 
 def _python_value(f: schema.Field, depth: int) -> Any:
@@ -344,6 +364,29 @@ def _full_pool(pool_id: str) -> bm.BatchPoolCreateOptions:
     )
 
 
+def _check_action_options(raw: RawBatch, job_id: str, pool_id: str) -> None:
+    """A node/job action's option takes the SDK enum's values, in any case (no hand-kept sets): a
+    value outside it is refused naming them, before the (missing) node is looked up."""
+    node = f"/pools/{pool_id}/nodes/nonode"
+    actions = [
+        (f"{node}/reboot", "nodeRebootOption", _enums.BatchNodeRebootKind),
+        (f"{node}/reimage", "nodeReimageOption", _enums.BatchNodeReimageOption),
+        (f"{node}/deallocate", "nodeDeallocateOption", _enums.BatchNodeDeallocateOption),
+        (f"{node}/disablescheduling", "nodeDisableSchedulingOption", bm.BatchNodeDisableSchedulingOption),
+        (f"/jobs/{job_id}/disable", "disableTasks", bm.DisableBatchJobOption),
+    ]
+    for path, key, enum in actions:
+        status, err, _ = raw.send("POST", path, json.dumps({key: "sideways"}).encode())
+        assert err is not None and (status, *_named(err)) == (400, "InvalidPropertyValue", key), (path, err)
+        reason = {v["key"]: v["value"] for v in err["values"]}["Reason"]  # type: ignore[index]
+        assert reason == "must be one of " + ", ".join(sorted(e.value for e in enum)), path
+        if "nonode" in path:
+            status, err, _ = raw.send("POST", path, json.dumps({key: "TaskCompletion"}).encode())
+            assert (status, err and err["code"]) == (404, "NodeNotFound"), (path, err)
+    status, err, _ = raw.send("POST", f"/jobs/{job_id}/disable", b"{}")
+    assert (status, *_named(err)) == (400, "MissingRequiredProperty", "disableTasks")
+
+
 def test_the_service_validates_as_the_sdk_models_declare(raw: RawBatch, client: BatchClient) -> None:
     """Wrong types deep in bodies name their path; required properties missing are named; fully
     populated SDK models are accepted, and what the service normalises it stores normalised."""
@@ -355,6 +398,7 @@ def test_the_service_validates_as_the_sdk_models_declare(raw: RawBatch, client: 
             status, err, _ = raw.send(method, path, json.dumps(body).encode())
             assert (status, *_named(err)) == (400, code, prop), (method, path, err)
         assert not list(client.list_tasks(job_id)) and client.get_job(job_id).constraints.max_wall_clock_time
+        _check_action_options(raw, job_id, pool_id)
         client.create_task(job_id, _full_task())
         # As clients other than this SDK send them: an integer as a string, an enum in another case.
         output = {
