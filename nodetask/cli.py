@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from nodetask.bundle import RESULTS_TAR
 from nodetask.counting import DEFAULT_CHUNK_SIZE, DEFAULT_MIN_PARALLEL_BYTES
 from nodetask.errors import EXIT_BAD_INPUT, InputError, NodeTaskError
 from nodetask.merge import CORPUS_NAME, merge_paths, merge_tolerant
-from nodetask.packed import CountOptions, command_one, count_one, run_pack
+from nodetask.packed import CountOptions, Process, command_one, count_one, run_pack
 from nodetask.results import COUNTS_SUFFIX, write_outputs
 
 log = logging.getLogger("nodetask")
@@ -86,6 +87,14 @@ def _pack_parser() -> argparse.ArgumentParser:
         "results in OUTPUT_DIR/<file id>/ (see nodetask.packed).",
     )
     p.add_argument("--in-dir", required=True, type=Path, help="One directory per file id, one file in each.")
+    p.add_argument(
+        "--in-tar", type=Path, default=None, help="Fill IN_DIR from this tar of <file id>/<file> first."
+    )
+    p.add_argument(
+        "--results-tar",
+        action="store_true",
+        help=f"Also write every file's results into OUTPUT_DIR/{RESULTS_TAR} (members <file id>/...).",
+    )
     _output_dir(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--numwords", type=_int, help="Count words: how many to report (N >= 1).")
@@ -105,11 +114,14 @@ def _count_options(args: argparse.Namespace) -> CountOptions:
 
 def run_packed(args: argparse.Namespace) -> int:
     """``nodetask pack``: every file of the pack; the exit code of :func:`nodetask.packed.run_pack`."""
+    process: Process
     if args.command is not None:
         template: str = args.command
-        return run_pack(args.in_dir, args.output_dir, lambda path, out: command_one(template, path, out))
-    opts = _count_options(args)
-    return run_pack(args.in_dir, args.output_dir, lambda path, out: count_one(path, opts, out, os.environ))
+        process = lambda path, out: command_one(template, path, out)  # noqa: E731
+    else:
+        opts = _count_options(args)
+        process = lambda path, out: count_one(path, opts, out, os.environ)  # noqa: E731
+    return run_pack(args.in_dir, args.output_dir, process, in_tar=args.in_tar, results_tar=args.results_tar)
 
 
 def _check_numwords(n: int) -> None:
