@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -43,7 +44,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import cache as result_cache
-from runner import image_eol, partial_merge, polling
+from runner import image_eol, pack_tars, partial_merge, polling
 from runner import manifest as mf
 from runner.batch_types import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
@@ -259,17 +260,21 @@ def submit(
             manifest = _packed(manifest, policy)
     cached = set(manifest.cached)
 
-    # 2. inputs
-    items = [
-        UploadItem(i.path, t.blob)
-        for t, i in zip(manifest.tasks, inputs, strict=True)
-        if t.task_id not in cached
-    ]
-    if resuming:
-        _refuse_changed_inputs(session, manifest, items)
-    total_bytes = sum(i.size for t, i in zip(manifest.tasks, inputs, strict=True) if t.task_id not in cached)
-    with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
-        summary = storage.upload_files(out.input_container, items, advance)
+    # 2. inputs (a bundled pack's files in one tar: runner.pack_tars)
+    in_tar = pack_tars.bundled_files(manifest)
+    local = {t.task_id: i.path for t, i in zip(manifest.tasks, inputs, strict=True)}
+    with tempfile.TemporaryDirectory(prefix="runner-packs-") as tars:
+        items = [
+            UploadItem(local[t.task_id], t.blob)
+            for t in manifest.tasks
+            if t.task_id not in cached.union(in_tar)
+        ]
+        items += _input_tars(manifest, local, Path(tars))
+        if resuming:
+            _refuse_changed_inputs(session, manifest, items)
+        total_bytes = sum(i.path.stat().st_size for i in items)
+        with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
+            summary = storage.upload_files(out.input_container, items, advance)
     reporter.info(f"inputs: {summary.uploaded} uploaded, {summary.skipped} unchanged")
 
     # 3. node code
@@ -310,6 +315,13 @@ def submit(
         if t.task_id not in cached
     ]
     counts = _counts_urls(session, access, manifest, expiry) if uses_deps else None
+    bundles = {
+        p.task_id: (
+            access.read_url(out.input_container, pack_tars.input_tar_blob(job_id, p.task_id), expiry),
+            access.read_url(out.output_container, pack_tars.results_tar_blob(job_id, p.task_id), expiry),
+        )
+        for p in (manifest.packs if pack_tars.bundled(manifest) else ())
+    }
     specs = plan(
         planned,
         plan_opts,
@@ -318,6 +330,7 @@ def submit(
         merge_group_size=manifest.merge_group_size,
         n_files=len(manifest.tasks),
         tasks=_planned_tasks(manifest),
+        bundles=bundles,
     )
     if not specs:  # every result came from the cache: the job runs no task (runner.cache)
         batch.terminate_job(job_id, reason="AllTasksComplete", wait=False)
@@ -428,13 +441,38 @@ def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[
         else set()
     )
     runs = manifest.task_of
-    stale = [task_of[i.blob_name].input for i in changed if runs[task_of[i.blob_name].task_id] in existing]
+    tars = {pack_tars.input_tar_blob(manifest.job_id, p.task_id): p for p in manifest.packs}
+    stale = [
+        task_of[i.blob_name].input
+        for i in changed
+        if i.blob_name in task_of and runs[task_of[i.blob_name].task_id] in existing
+    ]
+    by_id = (
+        manifest.by_task
+    )  # a pack's input tar changed: one of its files did (which one, the tar does not say)
+    stale += [
+        by_id[f].input
+        for i in changed
+        if (p := tars.get(i.blob_name)) and p.task_id in existing
+        for f in p.file_ids
+    ]
     if stale:
         names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise UsageError(
             f"{len(stale)} input(s) changed since job {manifest.job_id} ran them: {names}",
             hint="their results are of the old content: submit the changed files under a new --job-id",
         )
+
+
+def _input_tars(manifest: mf.Manifest, local: Mapping[str, Path], workdir: Path) -> list[UploadItem]:
+    """The bundled packs' input tars, built under ``workdir`` (:mod:`runner.pack_tars`)."""
+    try:
+        return pack_tars.input_tars(manifest, local, workdir)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot pack the inputs of job {manifest.job_id}: {exc.filename or ''} {exc.strerror or exc}",
+            hint="check that every input file is still there and readable, then submit again",
+        ) from None
 
 
 def _planned_tasks(manifest: mf.Manifest) -> list[PlannedTask]:
