@@ -19,10 +19,12 @@ pack one input tar and one results tar (:mod:`nodetask.bundle` is the format):
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from nodetask.bundle import RESULTS_TAR, write_tar
+from nodetask.bundle import RESULTS_TAR, member_parts, read_member, write_tar
 from runner.manifest import Manifest
 from runner.storage import UploadItem
 
@@ -57,3 +59,27 @@ def input_tars(manifest: Manifest, local: Mapping[str, Path], workdir: Path) -> 
         write_tar(path, [(f"{fid}/{by_id[fid].node_name}", local[fid]) for fid in pack.file_ids])
         items.append(UploadItem(path, input_tar_blob(manifest.job_id, pack.task_id)))
     return items
+
+
+def changed_members(tar_bytes: bytes, local: Mapping[str, Path]) -> list[str]:
+    """The file ids of an input tar (its bytes) whose local file (``{file id: path}``) now holds
+    other bytes than its member, or cannot be read. A tar that cannot be read tells nothing:
+    then none (the tar is uploaded again, as a missing one is)."""
+    held: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+            for info in tar:
+                parts, why = member_parts(info)
+                if why is None and parts[0] in local:
+                    held[parts[0]] = read_member(tar, info)
+    except tarfile.TarError:
+        return []
+    out = []
+    for fid, data in held.items():
+        try:
+            same = local[fid].read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            out.append(fid)
+    return out

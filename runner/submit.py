@@ -271,7 +271,7 @@ def submit(
         ]
         items += _input_tars(manifest, local, Path(tars))
         if resuming:
-            _refuse_changed_inputs(session, manifest, items)
+            _refuse_changed_inputs(session, manifest, items, local)
         total_bytes = sum(i.path.stat().st_size for i in items)
         with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
             summary = storage.upload_files(out.input_container, items, advance)
@@ -426,7 +426,9 @@ def _let_complete(session: Session, job_id: str) -> None:
         log.warning("job %s may stay active: %s", job_id, err)
 
 
-def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[UploadItem]) -> None:
+def _refuse_changed_inputs(
+    session: Session, manifest: mf.Manifest, items: list[UploadItem], local: Mapping[str, Path]
+) -> None:
     """On resume, refuse (before anything is uploaded) inputs whose content changed since their
     task was added: its results are those of the old content, and Batch cannot rerun a task
     that succeeded. Inputs whose task does not exist yet (interrupted upload) may change."""
@@ -447,21 +449,27 @@ def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[
         for i in changed
         if i.blob_name in task_of and runs[task_of[i.blob_name].task_id] in existing
     ]
-    by_id = (
-        manifest.by_task
-    )  # a pack's input tar changed: one of its files did (which one, the tar does not say)
-    stale += [
-        by_id[f].input
-        for i in changed
-        if (p := tars.get(i.blob_name)) and p.task_id in existing
-        for f in p.file_ids
-    ]
+    changed_tars = [i.blob_name for i in changed if (p := tars.get(i.blob_name)) and p.task_id in existing]
+    stale += _changed_in_tars(session, manifest, changed_tars, local)  # which files of the pack
     if stale:
         names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise UsageError(
             f"{len(stale)} input(s) changed since job {manifest.job_id} ran them: {names}",
             hint="their results are of the old content: submit the changed files under a new --job-id",
         )
+
+
+def _changed_in_tars(
+    session: Session, manifest: mf.Manifest, blobs: list[str], local: Mapping[str, Path]
+) -> list[str]:
+    """The inputs whose local bytes differ from their member in these (changed) input tars of
+    packs that exist: one download per changed tar, only on a resume that changed something."""
+    by_id = manifest.by_task
+    stale: list[str] = []
+    for blob in blobs:
+        data = session.storage.try_download_bytes(session.outputs.input_container, blob) or b""
+        stale += [by_id[fid].input for fid in pack_tars.changed_members(data, local)]
+    return stale
 
 
 def _input_tars(manifest: mf.Manifest, local: Mapping[str, Path], workdir: Path) -> list[UploadItem]:
