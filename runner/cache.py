@@ -43,7 +43,9 @@ Contracts:
 * **Publish**, in :func:`runner.submit.collect` (``submit``, ``results`` of a ``--no-wait``
   job, ``retry``): each file that ran and succeeded, and the merged result when the merge ran
   and every file succeeded, whose key has no valid entry gets one, copied from
-  ``<job-id>/<id>/``. A result blob without a Content-MD5 (uploaded in blocks: over a few MB)
+  ``<job-id>/<id>/`` (a bundled pack's files, whose results are members of one results tar,
+  :mod:`runner.pack_tars`: uploaded from the downloaded files, with their MD5, the same entry
+  blobs a copy makes). A result blob without a Content-MD5 (uploaded in blocks: over a few MB)
   could never be verified, so such a file gets no entry (it runs again next time).
 * An entry pruned between a submission and its merge or its download fails that job with
   a :class:`RemoteError` that says to submit again (nothing is recomputed silently).
