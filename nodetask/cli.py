@@ -11,14 +11,16 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from nodetask.bundle import RESULTS_TAR
 from nodetask.counting import DEFAULT_CHUNK_SIZE, DEFAULT_MIN_PARALLEL_BYTES
 from nodetask.errors import EXIT_BAD_INPUT, InputError, NodeTaskError
 from nodetask.merge import CORPUS_NAME, collect_inputs, merge_delta, merge_paths, merge_tolerant
-from nodetask.packed import CountOptions, command_one, count_one, run_pack
+from nodetask.packed import CountOptions, Process, command_one, count_one, run_pack
 from nodetask.results import COUNTS_SUFFIX, CountsDocument, write_outputs
 
 log = logging.getLogger("nodetask")
@@ -98,8 +100,9 @@ def _run_delta(args: argparse.Namespace) -> CountsDocument:
         raise InputError(f"unusable --order file {args.order}: {exc}") from None
     if not isinstance(order, list) or not all(isinstance(i, str) for i in order):
         raise InputError(f"--order file {args.order} must be a JSON list of file names")
-    subtract = collect_inputs([args.subtract]) if args.subtract is not None else []
-    return merge_delta(args.base, collect_inputs(args.inputs), subtract, order)
+    with tempfile.TemporaryDirectory(prefix="nodetask-delta-") as tmp:  # for results tars' members
+        subtract = collect_inputs([args.subtract]) if args.subtract is not None else []
+        return merge_delta(args.base, collect_inputs(args.inputs, Path(tmp)), subtract, order)
 
 
 def _pack_parser() -> argparse.ArgumentParser:
@@ -109,6 +112,14 @@ def _pack_parser() -> argparse.ArgumentParser:
         "results in OUTPUT_DIR/<file id>/ (see nodetask.packed).",
     )
     p.add_argument("--in-dir", required=True, type=Path, help="One directory per file id, one file in each.")
+    p.add_argument(
+        "--in-tar", type=Path, default=None, help="Fill IN_DIR from this tar of <file id>/<file> first."
+    )
+    p.add_argument(
+        "--results-tar",
+        action="store_true",
+        help=f"Also write every file's results into OUTPUT_DIR/{RESULTS_TAR} (members <file id>/...).",
+    )
     _output_dir(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--numwords", type=_int, help="Count words: how many to report (N >= 1).")
@@ -128,11 +139,14 @@ def _count_options(args: argparse.Namespace) -> CountOptions:
 
 def run_packed(args: argparse.Namespace) -> int:
     """``nodetask pack``: every file of the pack; the exit code of :func:`nodetask.packed.run_pack`."""
+    process: Process
     if args.command is not None:
         template: str = args.command
-        return run_pack(args.in_dir, args.output_dir, lambda path, out: command_one(template, path, out))
-    opts = _count_options(args)
-    return run_pack(args.in_dir, args.output_dir, lambda path, out: count_one(path, opts, out, os.environ))
+        process = lambda path, out: command_one(template, path, out)  # noqa: E731
+    else:
+        opts = _count_options(args)
+        process = lambda path, out: count_one(path, opts, out, os.environ)  # noqa: E731
+    return run_pack(args.in_dir, args.output_dir, process, in_tar=args.in_tar, results_tar=args.results_tar)
 
 
 def _check_numwords(n: int) -> None:

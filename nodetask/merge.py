@@ -6,17 +6,27 @@ With ``allow_missing`` (``nodetask merge --allow-missing``, the runner's
 a counts file that a failed task never wrote) or an unreadable counts file is
 skipped, and named in the result's ``"missing"`` list, which merges of merges pass
 on. Without it, both are an :class:`InputError`, as always.
+
+A packed task's results tar (:mod:`nodetask.bundle`) in an input directory is read too: its
+``<file id>/<name>_counts.json`` members are merged as if they were files. A tar named
+``<anything>.<lo>-<hi>.tar`` gives only the members of file ids ``lo..hi`` (a pack whose files
+two merge groups share is read by both, each for its own files); any other member is ignored,
+and an unsafe or non-file member is left out with a warning.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import tarfile
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodetask.bundle import member_parts, read_member
 from nodetask.counting import FileCounts
 from nodetask.errors import InputError
 from nodetask.results import COUNTS_SUFFIX, CountsDocument, load_counts
@@ -27,14 +37,52 @@ CORPUS_NAME = "corpus"
 CORPUS_COUNTS = CORPUS_NAME + COUNTS_SUFFIX
 
 
-def collect_inputs(args: Iterable[Path]) -> list[Path]:
-    """Expand arguments: files as given, directories to ``*_counts.json`` except ``corpus_counts.json``."""
+_RANGE = re.compile(r"\.(\d+)-(\d+)\.tar$")
+
+
+def _wanted(tar_name: str) -> tuple[int, int] | None:
+    match = _RANGE.search(tar_name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def tar_counts(tar_path: Path, scratch: Path) -> list[Path]:
+    """Write the counts members of a results tar (see the module docstring) under ``scratch``."""
+    span = _wanted(tar_path.name)
+    found: list[Path] = []
+    try:
+        scratch.mkdir(parents=True)
+        with tarfile.open(tar_path, mode="r:") as tar:
+            for info in tar:
+                parts, why = member_parts(info)
+                if len(parts) != 2 or not parts[1].endswith(COUNTS_SUFFIX) or not parts[0].isdigit():
+                    continue
+                if why is not None:
+                    log.warning("%s: %s", tar_path.name, why)
+                    continue
+                if span is not None and not span[0] <= int(parts[0]) <= span[1]:
+                    continue
+                path = scratch / f"{parts[0]}{COUNTS_SUFFIX}"
+                if path.exists():
+                    raise InputError(f"results tar {tar_path} holds two counts files of file {parts[0]}")
+                path.write_bytes(read_member(tar, info))
+                found.append(path)
+    except (OSError, tarfile.TarError) as exc:
+        raise InputError(f"unusable results tar {tar_path}: {exc}") from None
+    return found
+
+
+def collect_inputs(args: Iterable[Path], scratch: Path | None = None) -> list[Path]:
+    """Expand arguments: files as given, directories to ``*_counts.json`` except ``corpus_counts.json``
+    and, with ``scratch`` (a directory to write them in), the counts members of ``*.tar``."""
     found: list[Path] = []
     for arg in args:
         if arg.is_dir():
             found += sorted(
                 p for p in arg.iterdir() if p.name.endswith(COUNTS_SUFFIX) and p.name != CORPUS_COUNTS
             )
+            tars = sorted(p for p in arg.iterdir() if p.name.endswith(".tar")) if scratch else []
+            for n, tar_path in enumerate(tars):
+                found += tar_counts(tar_path, (scratch or arg) / f"tar-{len(found)}-{n}")
         elif arg.exists():
             found.append(arg)
         else:
@@ -66,8 +114,9 @@ def merge_documents(docs: Sequence[CountsDocument]) -> CountsDocument:
 
 
 def merge_paths(args: Iterable[Path]) -> CountsDocument:
-    """Load every counts file named by ``args`` and merge them."""
-    return merge_documents([load_counts(p) for p in collect_inputs(args)])
+    """Load every counts file named by ``args`` (results tars' members too) and merge them."""
+    with tempfile.TemporaryDirectory(prefix="nodetask-merge-") as tmp:
+        return merge_documents([load_counts(p) for p in collect_inputs(args, Path(tmp))])
 
 
 #: One input a partial merge lacks: ``{"task": id, "input": relative path, "why": ...}``.

@@ -27,6 +27,16 @@ code counts as 2).
 
 Nothing outside ``IN_DIR`` is read: an entry that is a symbolic link (the
 file id's directory or its file) is that file's failure, never followed.
+
+With an input tar (``--in-tar``, :mod:`nodetask.bundle`) ``IN_DIR`` is first filled from
+it (:func:`extract_inputs`): a member ``<file id>/<name>`` (file id: ASCII digits) becomes
+``IN_DIR/<file id>/<name>``; a member that breaks the rules (a link, a device, an unsafe name,
+a second file for one id) is written nowhere and is that file's failure (a member whose
+file id itself is unusable is logged and fails the run with code 2). With a results tar
+(``--results-tar``) every file's results, exactly the names and bytes under
+``OUT_DIR/<file id>/``, also go into ``OUT_DIR/results.tar`` (members ``<file id>/<path>``,
+regular files only, in file-id order), written atomically once every file was processed,
+failed ones included; a tar that cannot be written is exit code 1.
 """
 
 from __future__ import annotations
@@ -34,12 +44,16 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Mapping
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodetask.bundle import RESULTS_TAR, member_parts, read_member, write_tar
 from nodetask.counting import FileCounts, count_file
 from nodetask.errors import InputError, NodeTaskError, OutputError
 from nodetask.results import CountsDocument, output_names, write_atomic, write_outputs
@@ -138,11 +152,112 @@ def _record_failure(marker: Path, exc: NodeTaskError) -> None:
         log.error("cannot record the failure in %s: %s", marker, again)
 
 
-def run_pack(in_dir: Path, out_dir: Path, process: Process) -> int:
-    """Process every file of ``in_dir`` with ``process(input, its output dir)``; return the exit code."""
-    entries = pack_entries(in_dir)
+#: Problems of an input tar: file id -> why its member is refused; ``None``: members of no
+#: usable file id (logged, they fail the run).
+Problems = dict[str | None, str]
+
+
+def _place(in_dir: Path, file_id: str, name: str, data: bytes) -> None:
+    """Write one input member to ``in_dir/<file id>/<name>``, never through a symbolic link."""
+    folder = in_dir / file_id
+    folder.mkdir(parents=True, exist_ok=True)
+    if not stat.S_ISDIR(os.lstat(folder).st_mode):
+        raise OSError(f"{folder} is not a directory")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".member.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, folder / name)
+
+
+def _extract_one(tar: tarfile.TarFile, info: tarfile.TarInfo, in_dir: Path, seen: set[str]) -> Problems:
+    parts, why = member_parts(info)
+    file_id = parts[0]
+    if not (file_id.isascii() and file_id.isdigit()):
+        return {None: f"member {info.name!r} names no file id"}
+    if why is None and len(parts) != 2:
+        why = f"member {info.name!r} is not <file id>/<name>"
+    if why is None and file_id in seen:
+        why = f"the input tar holds more than one file for file id {file_id}"
+    seen.add(file_id)
+    if why is not None:
+        return {file_id: why}
+    try:
+        _place(in_dir, file_id, parts[1], read_member(tar, info))
+    except (OSError, tarfile.TarError) as exc:
+        return {file_id: f"cannot extract {info.name!r}: {getattr(exc, 'strerror', None) or exc}"}
+    return {}
+
+
+def extract_inputs(tar_path: Path, in_dir: Path) -> Problems:
+    """Fill ``in_dir`` from the input tar (see the module docstring); the refused members.
+
+    An unreadable tar is an InputError (every file of the pack fails with it)."""
+    problems: Problems = {}
+    seen: set[str] = set()
+    try:
+        in_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tar_path, mode="r:") as tar:
+            for info in tar:
+                for key, why in _extract_one(tar, info, in_dir, seen).items():
+                    problems.setdefault(key, why)
+        for key in problems:  # a refused file id keeps none of its members
+            folder = in_dir / key if key is not None else None
+            if folder is not None and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
+    except (OSError, tarfile.TarError) as exc:
+        raise InputError(f"cannot read the pack's input tar {tar_path}: {exc}") from None
+    return problems
+
+
+def _result_files(folder: Path) -> Iterator[tuple[str, Path]]:
+    """``(path relative to folder, file)`` of every regular file under ``folder``, sorted, links
+    never followed."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                yield path.relative_to(folder).as_posix(), path
+
+
+def write_results_tar(out_dir: Path, file_ids: list[str]) -> Path:
+    """``OUT_DIR/results.tar`` of every file's results (see the module docstring)."""
+    dest = out_dir / RESULTS_TAR
+    members = [
+        (f"{fid}/{rel}", path)
+        for fid in file_ids
+        if (out_dir / fid).is_dir() and not (out_dir / fid).is_symlink()
+        for rel, path in _result_files(out_dir / fid)
+    ]
+    try:
+        write_tar(dest, members)
+    except OSError as exc:
+        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    return dest
+
+
+def _with_problems(entries: list[PackEntry], problems: Problems) -> list[PackEntry]:
+    by_id = {e.file_id: e for e in entries}
+    for key, why in problems.items():
+        if key is not None:
+            by_id[key] = PackEntry(key, None, why)
+    return [by_id[k] for k in sorted(by_id, key=_sort_key)]
+
+
+def run_pack(
+    in_dir: Path, out_dir: Path, process: Process, *, in_tar: Path | None = None, results_tar: bool = False
+) -> int:
+    """Process every file of ``in_dir`` (filled from ``in_tar`` first, when given) with
+    ``process(input, its output dir)``, then write the results tar (``results_tar``); return the
+    exit code."""
+    problems = extract_inputs(in_tar, in_dir) if in_tar is not None else {}
+    entries = _with_problems(pack_entries(in_dir), problems)
     failed: list[str] = []
     code = 0
+    if None in problems:
+        log.error("input tar: %s", problems[None])
+        failed.append("(input tar)")
+        code = InputError.exit_code
     for entry in entries:
         target = out_dir / entry.file_id
         marker = target / ERROR_FILE
@@ -157,6 +272,12 @@ def run_pack(in_dir: Path, out_dir: Path, process: Process) -> int:
             log.error("file %s failed: %s", entry.file_id, exc)
             failed.append(entry.file_id)
             code = code or exc.exit_code
+    if results_tar:
+        try:
+            write_results_tar(out_dir, [e.file_id for e in entries])
+        except OutputError as exc:
+            log.error("%s", exc)
+            return exc.exit_code
     if failed:
         shown = ", ".join(failed[:20]) + (", ..." if len(failed) > 20 else "")
         log.error("%d of %d file(s) failed: %s", len(failed), len(entries), shown)

@@ -43,7 +43,9 @@ Contracts:
 * **Publish**, in :func:`runner.submit.collect` (``submit``, ``results`` of a ``--no-wait``
   job, ``retry``): each file that ran and succeeded, and the merged result when the merge ran
   and every file succeeded, whose key has no valid entry gets one, copied from
-  ``<job-id>/<id>/``. A result blob without a Content-MD5 (uploaded in blocks: over a few MB)
+  ``<job-id>/<id>/`` (a bundled pack's files, whose results are members of one results tar,
+  :mod:`runner.pack_tars`: uploaded from the downloaded files, with their MD5, the same entry
+  blobs a copy makes). A result blob without a Content-MD5 (uploaded in blocks: over a few MB)
   could never be verified, so such a file gets no entry (it runs again next time).
 * An entry pruned between a submission and its merge or its download fails that job with
   a :class:`RemoteError` that says to submit again (nothing is recomputed silently).
@@ -63,7 +65,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from nodetask.errors import EXIT_BAD_INPUT
-from runner import cache_bundle
+from runner import cache_bundle, pack_tars
 from runner.batch_types import TaskInfo, TaskState
 from runner.errors import RemoteError, RunnerError, UsageError
 from runner.inputs import InputFile
@@ -421,6 +423,7 @@ def publish(
     succeeded: Mapping[str, str],
     bundle_of: tuple[Manifest, Path] | None = None,
     index: Mapping[str, Entry] | None = None,
+    local: Mapping[str, list[tuple[str, Path]]] | None = None,
 ) -> Published:
     """Write an entry for each ``{id: key}`` (files whose task succeeded; ``merge`` for the merged
     result) whose key has no valid entry, by server-side copy of ``<job-id>/<id>/*``; corrupt
@@ -428,13 +431,17 @@ def publish(
     With ``bundle_of`` (the job's manifest and where its results were downloaded), the merged
     entry also gets the bundle of every file's results (:mod:`runner.cache_bundle`). ``index``:
     the listing of ``cache/`` the submission read (spares a second one; an entry written since
-    by another job is then found by the write itself: it is left alone)."""
+    by another job is then found by the write itself: it is left alone). ``local``: the files
+    of bundled packs (:mod:`runner.pack_tars`: their results are members of a results tar, not
+    blobs), each as ``{id: [(result name, downloaded file)]}``; their entries are uploaded from
+    those files (each blob with its MD5 and the same metadata a copy gets)."""
     index = read_index(storage, container) if index is None else index
     outputs: dict[str, list[BlobEntry]] = {}
     for blob in storage.list_entries(container, f"{job_id}/"):
         parts = blob.name.split("/", 2)
         if len(parts) == 3 and parts[2]:
             outputs.setdefault(parts[1], []).append(blob)
+    local_data = _read_local(job_id, local or {}, outputs)
     items: list[CopyItem] = []
     bundles: dict[str, tuple[bytes, dict[str, str]]] = {}
     stale: list[str] = []
@@ -462,7 +469,9 @@ def publish(
             bundles[f"{CACHE_PREFIX}{key}/{name}"] = (data, meta)
     if stale:
         storage.delete_names(container, stale)
-    storage.copy_blobs(container, items, if_missing=True)
+    uploads = {i.dest: (local_data[i.source], i.metadata or {}) for i in items if i.source in local_data}
+    storage.copy_blobs(container, [i for i in items if i.source not in local_data], if_missing=True)
+    _upload_new(storage, container, uploads)
     for name, (data, meta) in bundles.items():
         try:
             storage.upload_bytes(container, name, data, overwrite=False, metadata=meta)
@@ -470,6 +479,40 @@ def publish(
             if not storage.blob_exists(container, name):  # else: another job wrote it meanwhile
                 raise
     return Published(len(seen), already, unverifiable)
+
+
+def _read_local(
+    job_id: str, local: Mapping[str, list[tuple[str, Path]]], outputs: dict[str, list[BlobEntry]]
+) -> dict[str, bytes]:
+    """The bytes of each local result (by the blob name it stands for), listed in ``outputs``
+    as if it were that blob; an id with a file that cannot be read is left out (unverifiable)."""
+    data: dict[str, bytes] = {}
+    for fid, files in local.items():
+        try:
+            mine = {f"{job_id}/{fid}/{rest}": path.read_bytes() for rest, path in files}
+        except OSError as exc:
+            log.info("results of file %s not cached: %s", fid, exc.strerror or exc)
+            continue
+        data.update(mine)
+        outputs[fid] = [BlobEntry(n, len(b), _md5(b), {}, None) for n, b in mine.items()]
+    return data
+
+
+def _upload_new(
+    storage: Storage, container: str, uploads: Mapping[str, tuple[bytes, dict[str, str]]]
+) -> None:
+    """Upload each entry blob that does not exist yet (another job may have written it: left alone)."""
+
+    def one(name: str) -> None:
+        data, meta = uploads[name]
+        try:
+            storage.upload_bytes(container, name, data, overwrite=False, metadata=meta)
+        except RunnerError:
+            if not storage.blob_exists(container, name):
+                raise
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, uploads))
 
 
 def _md5(data: bytes) -> bytes:
@@ -717,4 +760,20 @@ def after_collect(
     if not succeeded:
         return Published(0, 0, 0)
     bundle_of = (manifest, results.dest) if MERGE_TASK_ID in succeeded else None
-    return publish(storage, container, manifest.job_id, succeeded, bundle_of, index)
+    local = _bundled_results(manifest, results.dest, succeeded)
+    return publish(storage, container, manifest.job_id, succeeded, bundle_of, index, local)
+
+
+def _bundled_results(manifest: Manifest, dest: Path, ids: Iterable[str]) -> dict[str, list[tuple[str, Path]]]:
+    """The downloaded results (result name, local file) of each of ``ids`` that a bundled pack
+    ran (:mod:`runner.pack_tars`): a word count's two files, named as the node named them."""
+    in_pack = pack_tars.bundled_files(manifest)
+    names = local_names(manifest) if in_pack else {}
+    by_id = manifest.by_task
+    out = {}
+    for fid in ids:
+        if fid in in_pack:
+            task = by_id[fid]
+            rests = report_names(task.node_name)
+            out[fid] = [(r, dest.joinpath(*local_name(task, r, False, names[fid]).parts)) for r in rests]
+    return out

@@ -18,6 +18,12 @@ way:
   a corpus without the missing file is not reported as complete (``--allow-failures``
   merges may already have run without the pack's files).
 
+A bundled pack (:mod:`runner.pack_tars`) has one input blob, its input tar: there is no file
+to single out when it is missing, so every file of the pack fails with the task's staging
+error (:func:`runner.results.per_file_failures` says so and what to do); a resume (the same
+`runner submit ... --job-id`) uploads the tar again from the local files, and `runner retry`
+reruns the pack.
+
 A pack that failed at staging with every blob present (a transient download error)
 is left as it is: `runner retry` reruns it whole. `runner retry` of the failed pack
 runs all its files again once the blob is back (their results are the same bytes).
@@ -31,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 
 from nodetask.packed import ERROR_FILE
 from runner import manifest as mf
+from runner import pack_tars
 from runner.batch_types import TaskInfo
 from runner.nodecode import ensure_node_code
 from runner.packing import PlannedTask
@@ -116,8 +123,8 @@ def split_packs_with_missing_inputs(
     Returns the updated manifest (saved) when tasks were added, else ``None``. ``timeout``
     bounds the lifetime of the new tasks' SAS URLs (plus an hour), as for ``submit``."""
     packs = {p.task_id: p for p in manifest.packs}
-    if not packs:
-        return None
+    if not packs or pack_tars.bundled(manifest):
+        return None  # a bundled pack has one input, its tar: see the module docstring
     failed = [
         t
         for t in session.batch.list_tasks(manifest.job_id, only_failed=True)

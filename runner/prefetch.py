@@ -16,7 +16,8 @@ Contracts:
   waits for the completed count to grow before listing again. The polls
   themselves stay one request each.
 * Once started, one listing of ``<job>/`` in the output container, then the
-  blobs of the per-file tasks (never the merge's) are downloaded in a
+  blobs of the per-file tasks (never the merge's; a bundled pack's one results tar,
+  :mod:`runner.pack_tars`, which :func:`runner.results.download` unpacks) are downloaded in a
   background thread, each by the ETag it was listed with (a conditional
   GET: that version or an error, never a mix), in batches so that
   :meth:`cancel` stops it within one batch. Nothing is printed.

@@ -19,6 +19,14 @@ shares that task's state, except in a failed pack: there a file whose own
 results exist and that has no error file *succeeded*, the others *failed*,
 each reported as its own failure (the pack's exit code, the file's error).
 
+A bundled pack (:mod:`runner.pack_tars`) delivers its files' results in one blob,
+``<job-id>/<pack id>/results.tar``: it is downloaded once (to ``.runner-packs/`` under
+``dest``, removed once unpacked) and each member ``<file id>/<name>`` goes where the blob
+``<job-id>/<file id>/<name>`` would, so the local tree is the same as when each result is its
+own blob. A member's name is data, never a path: it must name a file of that pack, be a plain
+relative name (:func:`nodetask.bundle.member_parts`) of a regular file; anything else is
+logged and left out.
+
 Downloads run in parallel. Top words come from the counts JSON (nodetask's
 schema 1: ``top`` and ``totals.words``).
 """
@@ -26,16 +34,20 @@ schema 1: ``top`` and ``totals.words``).
 from __future__ import annotations
 
 import logging
+import shutil
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from nodetask.bundle import RESULTS_TAR, member_parts, read_member
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.packed import ERROR_FILE
 from nodetask.results import COUNTS_SUFFIX
-from runner import cache_bundle
+from runner import cache_bundle, pack_tars
+from runner.atomic import write_atomic
 from runner.batch_types import TaskFailure, TaskInfo, TaskState
 from runner.counts_head import load_fields
 from runner.errors import UsageError
@@ -286,12 +298,34 @@ def _job_blobs(blobs: list[BlobInfo], skip: Mapping[str, object]) -> list[tuple[
     ]
 
 
+#: Under ``dest``: where bundled packs' results tars are downloaded before they are unpacked.
+TARS_DIR = ".runner-packs"
+
+
+def _bundled_packs(manifest: Manifest) -> dict[str, tuple[str, ...]]:
+    return {p.task_id: p.file_ids for p in manifest.packs} if pack_tars.bundled(manifest) else {}
+
+
+def _results_tar(
+    blob: BlobInfo, task_id: str, rest: str, packs: Mapping[str, object], dest: Path
+) -> PlannedDownload | None:
+    """The download of a bundled pack's results tar, or ``None`` when ``blob`` is not one."""
+    if rest != RESULTS_TAR or task_id not in packs:
+        return None
+    item = DownloadItem(blob.name, dest / TARS_DIR / f"{task_id}.tar", etag=blob.etag)
+    return PlannedDownload(task_id, item, blob.size)
+
+
 def plan_downloads(blobs: list[BlobInfo], manifest: Manifest, dest: Path) -> list[PlannedDownload]:
-    """Where each of the job's output blobs goes under ``dest`` (:class:`_Destinations`); the
-    item carries the listed ETag."""
+    """Where each of the job's output blobs goes under ``dest`` (:class:`_Destinations`; a
+    bundled pack's results tar to :data:`TARS_DIR`); the item carries the listed ETag."""
     where = _Destinations(manifest, dest)
+    packs = _bundled_packs(manifest)
     out: list[PlannedDownload] = []
     for blob, task_id, rest in _job_blobs(blobs, {}):
+        if (tar := _results_tar(blob, task_id, rest, packs, dest)) is not None:
+            out.append(tar)
+            continue
         path = where.of(blob.name, task_id, rest)
         if path is not None:
             out.append(PlannedDownload(task_id, DownloadItem(blob.name, path, etag=blob.etag), blob.size))
@@ -328,7 +362,15 @@ def _fetch(
     items: list[DownloadItem] = []
     local_files: dict[str, list[Path]] = {}
     total = skipped = 0
+    packs = _bundled_packs(manifest)
+    tars: list[PlannedDownload] = []
     for blob, task_id, rest in _job_blobs(storage.list_blobs(container, f"{manifest.job_id}/"), cached):
+        if (tar := _results_tar(blob, task_id, rest, packs, dest)) is not None:
+            tars.append(tar)
+            if not (prefetched and already_here(tar, prefetched)):
+                items.append(DownloadItem(blob.name, tar.item.dest))
+                total += blob.size
+            continue
         path = where.of(blob.name, task_id, rest)
         if path is None:
             continue
@@ -362,12 +404,38 @@ def _fetch(
         if items:
             with reporter.transfer(f"downloading {len(items)} result files", total) as advance:
                 storage.download_files(container, items, advance)
+        for tar in tars:
+            _unpack(tar, set(packs[tar.task_id]), where, local_files)
+        shutil.rmtree(dest / TARS_DIR, ignore_errors=True)
     except OSError as exc:
         raise UsageError(
             f"cannot write results under {dest}: {exc.strerror or exc}",
             hint=f"fix the destination, then run `runner results {manifest.job_id}`",
         ) from None
     return local_files
+
+
+def _unpack(
+    tar: PlannedDownload, pack_files: set[str], where: _Destinations, local_files: dict[str, list[Path]]
+) -> None:
+    """Write each member of a downloaded results tar where its blob would go (module docstring)."""
+    blob = tar.item.blob_name
+    try:
+        with tarfile.open(tar.item.dest, mode="r:") as archive:
+            for info in archive:
+                parts, why = member_parts(info)
+                if why is None and (len(parts) < 2 or parts[0] not in pack_files):
+                    why = "it names no file of this pack"
+                path = (
+                    None if why else where.of(f"{blob} member {info.name!r}", parts[0], "/".join(parts[1:]))
+                )
+                if path is None:
+                    log.warning("skipping member %r of %s: %s", info.name, blob, why or "unsafe name")
+                    continue
+                write_atomic(path, read_member(archive, info))
+                local_files.setdefault(parts[0], []).append(path)
+    except tarfile.TarError as exc:
+        log.warning("unreadable results tar %s: %s", blob, exc)
 
 
 def download(
@@ -404,7 +472,7 @@ def download(
         results.append(
             _in_pack(one, task_of[task.task_id], dest) if task_of[task.task_id] != task.task_id else one
         )
-    failures = per_file_failures(failures, results)
+    failures = per_file_failures(failures, results, manifest.job_id)
     corpus = None
     partial: tuple[TaskOutcome, ...] = ()
     missing: tuple[MissingInput, ...] = ()
@@ -488,7 +556,9 @@ def error_path_stale(dest: Path, result: FileResult) -> bool:
     return path.is_file() and path not in result.files
 
 
-def per_file_failures(failures: list[TaskFailure], results: list[FileResult]) -> list[TaskFailure]:
+def per_file_failures(
+    failures: list[TaskFailure], results: list[FileResult], job_id: str = "JOB"
+) -> list[TaskFailure]:
     """Task failures as the user sees them: a failed pack becomes one failure per failed file
     (the pack's exit code, the file's error as its stderr tail); a pack that failed with no
     file failed (killed after its last file), and every other failure, is kept as it is."""
@@ -504,11 +574,22 @@ def per_file_failures(failures: list[TaskFailure], results: list[FileResult]) ->
             continue
         for r in files:
             error = next((p for p in r.files if p.name.endswith(".error.txt")), None)
-            why = (
-                _read_error(error) if error is not None else "no result: the task stopped before this file\n"
-            )
+            why = _read_error(error) if error is not None else _no_result(f, job_id)
             out.append(replace(f, display_name=r.input, stderr_tail=why))
     return out
+
+
+def _no_result(failure: TaskFailure, job_id: str) -> str:
+    """Why a file of a failed pack has no result: the pack never started (its inputs could not
+    be downloaded: Batch's staging error), or it stopped before that file."""
+    if failure.exit_code is None and failure.failure_code is not None:
+        return (
+            f"no result: the packed task could not start ({failure.failure_code}: "
+            f"{failure.failure_message or 'no message'}); if an input is missing, the same "
+            f"`runner submit ... --job-id {job_id}` uploads it again, then "
+            f"`runner retry {job_id}`\n"
+        )
+    return "no result: the task stopped before this file\n"
 
 
 def _read_error(path: Path) -> str:

@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -43,7 +44,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner import cache as result_cache
-from runner import delta_merge, image_eol, partial_merge, polling
+from runner import delta_merge, image_eol, pack_tars, partial_merge, polling
 from runner import manifest as mf
 from runner.batch_types import TaskCounts, TaskFailure, TaskState
 from runner.errors import (
@@ -262,17 +263,21 @@ def submit(
             manifest = _packed(manifest, policy)
     cached = set(manifest.cached)
 
-    # 2. inputs
-    items = [
-        UploadItem(i.path, t.blob)
-        for t, i in zip(manifest.tasks, inputs, strict=True)
-        if t.task_id not in cached
-    ]
-    if resuming:
-        _refuse_changed_inputs(session, manifest, items)
-    total_bytes = sum(i.size for t, i in zip(manifest.tasks, inputs, strict=True) if t.task_id not in cached)
-    with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
-        summary = storage.upload_files(out.input_container, items, advance)
+    # 2. inputs (a bundled pack's files in one tar: runner.pack_tars)
+    in_tar = pack_tars.bundled_files(manifest)
+    local = {t.task_id: i.path for t, i in zip(manifest.tasks, inputs, strict=True)}
+    with tempfile.TemporaryDirectory(prefix="runner-packs-") as tars:
+        items = [
+            UploadItem(local[t.task_id], t.blob)
+            for t in manifest.tasks
+            if t.task_id not in cached.union(in_tar)
+        ]
+        items += _input_tars(manifest, local, Path(tars))
+        if resuming:
+            _refuse_changed_inputs(session, manifest, items, local)
+        total_bytes = sum(i.path.stat().st_size for i in items)
+        with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
+            summary = storage.upload_files(out.input_container, items, advance)
     reporter.info(f"inputs: {summary.uploaded} uploaded, {summary.skipped} unchanged")
 
     # 3. node code
@@ -315,6 +320,13 @@ def submit(
         if t.task_id not in cached
     ]
     counts = _counts_urls(session, access, manifest, expiry) if uses_deps else None
+    bundles = {
+        p.task_id: (
+            access.read_url(out.input_container, pack_tars.input_tar_blob(job_id, p.task_id), expiry),
+            access.read_url(out.output_container, pack_tars.results_tar_blob(job_id, p.task_id), expiry),
+        )
+        for p in (manifest.packs if pack_tars.bundled(manifest) else ())
+    }
     specs = plan(
         planned,
         plan_opts,
@@ -324,6 +336,7 @@ def submit(
         n_files=len(manifest.tasks),
         tasks=_planned_tasks(manifest),
         delta=manifest.merge_steps[0] if manifest.delta is not None and not manifest.cached_merge else None,
+        bundles=bundles,
     )
     if not specs:  # every result came from the cache: the job runs no task (runner.cache)
         batch.terminate_job(job_id, reason="AllTasksComplete", wait=False)
@@ -419,7 +432,9 @@ def _let_complete(session: Session, job_id: str) -> None:
         log.warning("job %s may stay active: %s", job_id, err)
 
 
-def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[UploadItem]) -> None:
+def _refuse_changed_inputs(
+    session: Session, manifest: mf.Manifest, items: list[UploadItem], local: Mapping[str, Path]
+) -> None:
     """On resume, refuse (before anything is uploaded) inputs whose content changed since their
     task was added: its results are those of the old content, and Batch cannot rerun a task
     that succeeded. Inputs whose task does not exist yet (interrupted upload) may change."""
@@ -434,13 +449,44 @@ def _refuse_changed_inputs(session: Session, manifest: mf.Manifest, items: list[
         else set()
     )
     runs = manifest.task_of
-    stale = [task_of[i.blob_name].input for i in changed if runs[task_of[i.blob_name].task_id] in existing]
+    tars = {pack_tars.input_tar_blob(manifest.job_id, p.task_id): p for p in manifest.packs}
+    stale = [
+        task_of[i.blob_name].input
+        for i in changed
+        if i.blob_name in task_of and runs[task_of[i.blob_name].task_id] in existing
+    ]
+    changed_tars = [i.blob_name for i in changed if (p := tars.get(i.blob_name)) and p.task_id in existing]
+    stale += _changed_in_tars(session, manifest, changed_tars, local)  # which files of the pack
     if stale:
         names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise UsageError(
             f"{len(stale)} input(s) changed since job {manifest.job_id} ran them: {names}",
             hint="their results are of the old content: submit the changed files under a new --job-id",
         )
+
+
+def _changed_in_tars(
+    session: Session, manifest: mf.Manifest, blobs: list[str], local: Mapping[str, Path]
+) -> list[str]:
+    """The inputs whose local bytes differ from their member in these (changed) input tars of
+    packs that exist: one download per changed tar, only on a resume that changed something."""
+    by_id = manifest.by_task
+    stale: list[str] = []
+    for blob in blobs:
+        data = session.storage.try_download_bytes(session.outputs.input_container, blob) or b""
+        stale += [by_id[fid].input for fid in pack_tars.changed_members(data, local)]
+    return stale
+
+
+def _input_tars(manifest: mf.Manifest, local: Mapping[str, Path], workdir: Path) -> list[UploadItem]:
+    """The bundled packs' input tars, built under ``workdir`` (:mod:`runner.pack_tars`)."""
+    try:
+        return pack_tars.input_tars(manifest, local, workdir)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot pack the inputs of job {manifest.job_id}: {exc.filename or ''} {exc.strerror or exc}",
+            hint="check that every input file is still there and readable, then submit again",
+        ) from None
 
 
 def _planned_tasks(manifest: mf.Manifest) -> list[PlannedTask]:

@@ -50,6 +50,13 @@ Contracts:
   ``taskIds`` otherwise) and still reads every file's counts blob.
 * A delta merge (:mod:`runner.delta_merge`, :class:`DeltaSources`) is the job's one ``merge``:
   a cached corpus's counts, minus cached counts, plus the counts of the files new or changed.
+* Bundled packs (:mod:`runner.pack_tars`: ``plan(bundles=...)`` gives each pack's input tar
+  URL): the pack reads one resource file, ``in.tar``, and runs ``nodetask pack --in-tar``; its
+  one ``outputFiles`` entry sends ``out/results.tar`` to ``<job-id>/<pack id>/results.tar``.
+  A merge reads such a pack's results tar once, as ``counts/<pack id>.<lo>-<hi>.tar``
+  (``lo..hi``: the merge's file ids in that pack, the only members nodetask merge takes), so
+  its resource files are one per pack, not one per file (``bundle_urls`` of
+  :func:`merge_task`).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import PurePosixPath
 
+from nodetask.bundle import RESULTS_TAR
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.results import COUNTS_SUFFIX, output_names
 from runner.errors import UsageError
@@ -73,6 +81,7 @@ NODE_CODE_FILE = "nodetask.pyz"
 NODE_INPUT_DIR = "in"
 NODE_OUTPUT_DIR = "out"
 NODE_MERGE_INPUT_DIR = "counts"
+NODE_INPUT_TAR = "in.tar"
 _SAFE = re.compile(r"[^\w.\-]", re.ASCII)
 _MAX_DISPLAY_NAME = 1024
 
@@ -302,6 +311,7 @@ def merge_task(
     step: MergeStep,
     opts: PlanOptions,
     counts_urls: Mapping[str, str],
+    bundle_urls: Mapping[str, tuple[str, str]] | None = None,
 ) -> TaskSpec:
     """A merge: reads its sources' ``*_counts.json`` (one read-only URL per blob), writes their sum.
 
@@ -311,9 +321,12 @@ def merge_task(
     with the full counts) is what the next level reads, or the corpus result.
 
     It depends on ``step.dependencies`` (:func:`merge_dependencies`: the tasks that carry its
-    sources; a cached file has none) but reads every source's counts.
+    sources; a cached file has none) but reads every source's counts. ``bundle_urls`` maps a
+    file id of a bundled pack to ``(pack id, URL of its results tar)``: such sources are read
+    from the tar, one resource file per pack (module docstring).
     """
-    missing = [tid for tid in step.sources if tid not in counts_urls]
+    bundle_urls = bundle_urls or {}
+    missing = [tid for tid in step.sources if tid not in counts_urls and tid not in bundle_urls]
     if missing:
         raise ValueError(f"no counts URL for task(s) {', '.join(missing[:5])}")
     argv = ["python3", NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
@@ -330,12 +343,7 @@ def merge_task(
         command_line=shlex.join(argv),
         resource_files=(
             ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url),
-            *(
-                ResourceFileSpec(
-                    file_path=f"{NODE_MERGE_INPUT_DIR}/{tid}{COUNTS_SUFFIX}", http_url=counts_urls[tid]
-                )
-                for tid in step.sources
-            ),
+            *_merge_sources(step, counts_urls, bundle_urls),
             *delta_files,
         ),
         output_files=(_outputs(opts, step.task_id),),
@@ -369,17 +377,53 @@ def _delta_inputs(delta: DeltaSources, urls: Mapping[str, str]) -> tuple[list[Re
     return files, argv
 
 
-def pack_task(task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOptions) -> TaskSpec:
-    """A packed task: ``nodetask pack`` over its files, each file's results at its own prefix."""
+def _merge_sources(
+    step: MergeStep, counts_urls: Mapping[str, str], bundle_urls: Mapping[str, tuple[str, str]]
+) -> list[ResourceFileSpec]:
+    """A merge's inputs: each plain source's counts blob, and each bundled pack's results tar
+    once, named with the range of the step's file ids it holds."""
+    out: list[ResourceFileSpec] = []
+    spans: dict[str, list[int]] = {}
+    for tid in step.sources:
+        if tid in bundle_urls:
+            spans.setdefault(bundle_urls[tid][0], []).append(int(tid))
+        else:
+            path = f"{NODE_MERGE_INPUT_DIR}/{tid}{COUNTS_SUFFIX}"
+            out.append(ResourceFileSpec(file_path=path, http_url=counts_urls[tid]))
+    urls = {pack: url for pack, url in bundle_urls.values()}
+    for pack, ids in spans.items():
+        path = f"{NODE_MERGE_INPUT_DIR}/{pack}.{min(ids)}-{max(ids)}.tar"
+        out.append(ResourceFileSpec(file_path=path, http_url=urls[pack]))
+    return out
+
+
+def pack_task(
+    task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOptions, input_tar_url: str | None = None
+) -> TaskSpec:
+    """A packed task: ``nodetask pack`` over its files, each file's results at its own prefix;
+    with ``input_tar_url`` (a bundled pack) its files come from that tar and its results go into
+    one results tar (module docstring)."""
     files = [items[fid] for fid in task.file_ids]
     resources = [ResourceFileSpec(file_path=NODE_CODE_FILE, http_url=opts.code_url)]
-    resources += [
-        ResourceFileSpec(
-            file_path=f"{NODE_INPUT_DIR}/{f.task_id}/{safe_node_name(f.relpath)}", http_url=f.blob_url
-        )
-        for f in files
-    ]
     argv = ["python3", NODE_CODE_FILE, "pack", "--in-dir", NODE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
+    outputs = OutputFileSpec(
+        pattern=f"{NODE_OUTPUT_DIR}/**/*", container_url=opts.output_container_url, path=opts.job_id
+    )
+    if input_tar_url is not None:
+        resources.append(ResourceFileSpec(file_path=NODE_INPUT_TAR, http_url=input_tar_url))
+        argv += ["--in-tar", NODE_INPUT_TAR, "--results-tar"]
+        outputs = OutputFileSpec(
+            pattern=f"{NODE_OUTPUT_DIR}/{RESULTS_TAR}",
+            container_url=opts.output_container_url,
+            path=f"{task_output_prefix(opts.job_id, task.task_id)}{RESULTS_TAR}",
+        )
+    else:
+        resources += [
+            ResourceFileSpec(
+                file_path=f"{NODE_INPUT_DIR}/{f.task_id}/{safe_node_name(f.relpath)}", http_url=f.blob_url
+            )
+            for f in files
+        ]
     if opts.command_template is not None:
         argv += ["--command", opts.command_template]
     else:
@@ -390,11 +434,7 @@ def pack_task(task: PlannedTask, items: Mapping[str, PlannedInput], opts: PlanOp
         display_name=f"{len(files)} files: {first} ..."[:_MAX_DISPLAY_NAME],
         command_line=shlex.join(argv),
         resource_files=tuple(resources),
-        output_files=(
-            OutputFileSpec(
-                pattern=f"{NODE_OUTPUT_DIR}/**/*", container_url=opts.output_container_url, path=opts.job_id
-            ),
-        ),
+        output_files=(outputs,),
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
         satisfies_dependents_on_failure=opts.allow_failures and opts.command_template is None,
@@ -450,6 +490,7 @@ def plan(
     n_files: int | None = None,
     tasks: list[PlannedTask] | None = None,
     delta: MergeStep | None = None,
+    bundles: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[TaskSpec]:
     """All tasks of a job: the per-file work, plus the merge tasks when ``aggregate``.
 
@@ -462,15 +503,23 @@ def plan(
     (see :func:`merge_steps`) to a read-only URL of its counts blob (:func:`counts_blob`).
     ``delta``: the one merge step instead (:mod:`runner.delta_merge`); ``counts_urls`` then
     also maps each blob its :class:`DeltaSources` names to a read URL.
+    ``bundles`` (:mod:`runner.pack_tars`): pack id -> ``(URL of its input tar, URL of its
+    results tar)`` for bundled packs; their files need no ``counts_urls``.
     """
     total = len(inputs) if n_files is None else n_files
     items = {i.task_id: i for i in inputs}
+    bundles = bundles or {}
     if tasks is None:
         tasks = [PlannedTask(i.task_id, (i.task_id,)) for i in inputs]
     specs = [
-        file_task(items[t.file_ids[0]], opts) if t.file_ids == (t.task_id,) else pack_task(t, items, opts)
+        file_task(items[t.file_ids[0]], opts)
+        if t.file_ids == (t.task_id,)
+        else pack_task(t, items, opts, bundles[t.task_id][0] if t.task_id in bundles else None)
         for t in tasks
     ]
+    tar_of = {
+        fid: (t.task_id, bundles[t.task_id][1]) for t in tasks if t.task_id in bundles for fid in t.file_ids
+    }
     if aggregate and opts.command_template is None:
         if counts_urls is None:
             raise ValueError("the aggregate needs a read URL of every counts blob it merges")
@@ -479,7 +528,7 @@ def plan(
             merge_dependencies(s, task_of)
             for s in ([delta] if delta else merge_steps(total, merge_group_size))
         ]
-        specs += [merge_task(step, opts, counts_urls) for step in steps]
+        specs += [merge_task(step, opts, counts_urls, tar_of) for step in steps]
     if opts.identity_id is not None:
         specs = [through_identity(spec, opts.identity_id) for spec in specs]
     return specs

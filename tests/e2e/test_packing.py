@@ -155,10 +155,9 @@ PREEMPTED_JOB = "w-pack-preempted"
 
 
 def _first_task_download_of_corpus_txt(method: str, path: str, headers: dict[str, str]) -> bool:
+    """The pack's download of its input (one tar per pack: runner.pack_tars)."""
     return (
-        method == "GET"
-        and not from_sdk(method, path, headers)
-        and f"/{PREEMPTED_JOB}/inputs/corpus.txt" in path
+        method == "GET" and not from_sdk(method, path, headers) and f"/{PREEMPTED_JOB}/packs/p1.tar" in path
     )
 
 
@@ -167,7 +166,7 @@ def test_a_preempted_pack_is_requeued_and_gives_the_unpacked_bytes(
     tmp_path: Path, azurite: Azurite, target_outputs: Outputs, unpacked: Unpacked
 ) -> None:
     """Issue 16's "packed run under the weather profile with a preempted node". A proxy between the
-    tasks and Azurite holds the pack's first download of one input for longer than its node lives
+    tasks and Azurite holds the pack's first download of its input tar for longer than its node lives
     (20 s against 4 s), so the pack is certainly running when the node goes: nothing waits on the
     clock. Batch requeues it, it starts over on the returned node, and the job completes with the
     unpacked run's bytes; the requeue is said once, for the pack; `status` shows every file done."""
@@ -215,12 +214,13 @@ def test_a_preempted_pack_is_requeued_and_gives_the_unpacked_bytes(
     ]
 
 
-def test_a_missing_input_fails_only_its_own_file_and_the_pack_delivers_the_others(
+def test_a_missing_input_tar_fails_every_file_of_its_pack_and_resume_then_retry_deliver(
     tmp_path: Path, target_outputs: Outputs
 ) -> None:
-    """One input blob of a pack is deleted before the pack runs (the pool has no node yet): Batch
-    fails the pack at file staging. The runner names that file, with what to do, and reruns the
-    pack's other files, which deliver their results."""
+    """A pack's input tar (runner.pack_tars: one input blob per pack) is deleted before the pack
+    runs (the pool has no node yet): Batch fails the pack at file staging. There is no file to
+    single out, so each file of the pack fails with that reason and what to do; the resume the
+    error names uploads the tar again from the local files, and `runner retry` delivers them all."""
     pool = PoolSpec(pool_id="pack-missing", dedicated_nodes=0)
     Batch(target_outputs).create_pool(pool)
     path = tmp_path / "outputs.json"
@@ -229,7 +229,10 @@ def test_a_missing_input_fails_only_its_own_file_and_the_pack_delivers_the_other
     job, dest = "e2e-pack-missing", tmp_path / "r"
     sent = invoke(path, "submit", str(tmp_path / "in"), "--job-id", job, "--no-wait", "-n", "3")
     assert sent.exit_code == 0, sent.stderr
-    Storage(target_outputs).delete_prefix(target_outputs.input_container, f"{job}/inputs/gone.txt")
+    assert "inputs: 1 uploaded, 0 unchanged" in sent.stderr  # one tar, no per-file blob
+    storage = Storage(target_outputs)
+    assert not storage.list_blobs(target_outputs.input_container, f"{job}/inputs/")
+    storage.delete_prefix(target_outputs.input_container, f"{job}/packs/p1.tar")
     client = BatchClient(
         target_outputs.batch_account_url,
         AzureNamedKeyCredential(target_outputs.batch_account_name, target_outputs.batch_account_key or ""),
@@ -237,17 +240,11 @@ def test_a_missing_input_fails_only_its_own_file_and_the_pack_delivers_the_other
     resize = bm.BatchPoolResizeOptions(target_dedicated_nodes=1)
     client.begin_resize_pool(pool.pool_id, resize, polling_interval=0.1).result()
     try:
-        # The pack fails before anyone watches (as it may on a busy machine): `results --wait`
-        # must still split it (the path of a runner that watched is the same function).
         deadline = time.monotonic() + 60
         while client.get_task(job, "p1").state != bm.BatchTaskState.COMPLETED:
             assert time.monotonic() < deadline, "the pack did not fail at staging"
             time.sleep(0.1)
         res = invoke(path, "--json", "results", job, "--wait", "--dest", str(dest), "--timeout", "60")
-        status = invoke(path, "--json", "status", job)
-        assert res.exit_code == 10, res.stderr
-        error_file = (dest / "files" / "gone.txt.error.txt").read_text(encoding="utf-8")
-        # What the error says to do: a resume uploads the input again, `runner retry` reruns it.
         resumed = invoke(
             path, "submit", str(tmp_path / "in"), "--job-id", job, "-n", "3", "--dest", str(dest)
         )
@@ -257,24 +254,18 @@ def test_a_missing_input_fails_only_its_own_file_and_the_pack_delivers_the_other
     print(res.stderr)  # what the user saw, for a failing run's report
     assert res.exit_code == 10, res.stderr
     doc = json.loads(res.stdout)
-    files = {f["input"]: f for f in doc["files"]}
-    assert files["gone.txt"]["status"] == "failed" and files["gone.txt"]["runBy"] == "p1"
-    for rel in ("a.txt", "sub/c.txt"):
-        assert (files[rel]["status"], files[rel]["runBy"]) == ("succeeded", "p1-2"), files[rel]
-        assert files[rel]["top"] == top(reference_counts(texts[rel]), 3)
-    assert doc["corpus"]["status"] == "skipped"  # a corpus without gone.txt would look complete
-    [failure] = doc["failures"]
-    assert (failure["taskId"], failure["input"]) == ("p1", "gone.txt")
-    why = failure["stderrTail"]
-    assert f"{job}/inputs/gone.txt" in why and "missing" in why and f"--job-id {job}" in why, why
-    assert "task p1 (gone.txt)" in res.stderr and "a.txt" not in res.stderr.split("failed")[-1]
-    assert error_file == why
-    shown = {f["input"]: (f["status"], f["taskId"]) for f in json.loads(status.stdout)["files"]}
-    assert shown == {"a.txt": ("done", "p1-2"), "gone.txt": ("failed", "p1"), "sub/c.txt": ("done", "p1-2")}
-    assert resumed.exit_code == 10 and "inputs: 1 uploaded, 2 unchanged" in resumed.stderr, resumed.stderr
+    assert {f["input"]: (f["status"], f["runBy"]) for f in doc["files"]} == {
+        rel: ("failed", "p1") for rel in texts
+    }
+    assert doc["corpus"]["status"] == "skipped"
+    assert sorted(f["input"] for f in doc["failures"]) == sorted(texts)
+    why = doc["failures"][0]["stderrTail"]
+    assert "could not start" in why and f"--job-id {job}" in why and f"runner retry {job}" in why, why
+    assert resumed.exit_code == 10 and "inputs: 1 uploaded, 0 unchanged" in resumed.stderr, resumed.stderr
     assert again.exit_code == 0, again.stderr
     redone = json.loads(again.stdout)
     assert {f["status"] for f in redone["files"]} == {"succeeded"} and redone["failures"] == []
     corpus = sum((reference_counts(t) for t in texts.values()), start=reference_counts(""))
     assert redone["corpus"]["top"] == top(corpus, 3)
-    assert not (dest / "files" / "gone.txt.error.txt").exists()
+    tops = {f["input"]: f["top"] for f in redone["files"]}
+    assert tops == {rel: top(reference_counts(text), 3) for rel, text in texts.items()}

@@ -8,7 +8,9 @@ before anything is uploaded.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -38,8 +40,11 @@ def test_a_changed_input_is_refused_on_resume_and_nothing_is_uploaded(
     assert res.exit_code == 2, res.stderr
     assert f"1 input(s) changed since job {job_id} ran them: a.txt" in res.stderr
     assert res.stdout == "" and "Traceback" not in res.stderr
-    blob = Storage(target_outputs).download_bytes(target_outputs.input_container, f"{job_id}/inputs/a.txt")
-    assert blob.decode("utf-8") == texts["a.txt"]  # the old content stays: it matches the old results
+    # The old content stays (it matches the old results): in the pack's input tar (runner.pack_tars).
+    tar = Storage(target_outputs).download_bytes(target_outputs.input_container, f"{job_id}/packs/p1.tar")
+    with tarfile.open(fileobj=io.BytesIO(tar)) as members:
+        held = members.extractfile("1/a.txt")
+        assert held is not None and held.read().decode("utf-8") == texts["a.txt"]
 
     (tmp_path / "in" / "a.txt").write_text(texts["a.txt"], encoding="utf-8")  # back as it was
     again = _invoke(outputs_file, *args)

@@ -3,9 +3,12 @@ and a failing file inside a pack reported as that file's failure while the other
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from pathlib import Path
 
+from nodetask.bundle import RESULTS_TAR, write_tar
 from nodetask.packed import ERROR_FILE
 from tests.nodetask.process import run_nodetask
 from tests.nodetask.reference import generate_text
@@ -92,3 +95,71 @@ def test_a_command_runs_once_per_file_and_its_failure_is_that_files(tmp_path: Pa
         if file_id != "3":
             size = (tmp_path / "in" / file_id / name).stat().st_size
             assert (out / file_id / "n").read_text().strip() == str(size)
+
+
+def _hostile(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    return info
+
+
+def _input_tar(tmp_path: Path, in_dir: Path) -> Path:
+    """The runner's input tar of the corpus, plus members a hostile tar could hold."""
+    tar_path = tmp_path / "in.tar"
+    write_tar(tar_path, [(f"{fid}/{name}", in_dir / fid / name) for fid, name in CORPUS.items()])
+    with tarfile.open(tar_path, "a") as tar:
+        link = _hostile(tarfile.TarInfo("7/passwd"))
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        dev = _hostile(tarfile.TarInfo("11/dev"))
+        dev.type = tarfile.CHRTYPE
+        for info in (link, dev):
+            tar.addfile(info)
+        for name in ("8/../../escape.txt", "/abs.txt", "9/a.txt", "9/b.txt"):
+            info = _hostile(tarfile.TarInfo(name))
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"hi\n"))
+    return tar_path
+
+
+def test_input_and_results_tars_carry_the_same_bytes_and_hostile_members_fail_alone(tmp_path: Path) -> None:
+    source = _lay_out(tmp_path / "src")
+    _input_tar(tmp_path, source)
+    files = [(f"{fid}/{name}", source / fid / name) for fid, name in CORPUS.items()]
+    write_tar(tmp_path / "a.tar", files)
+    for _, path in files:
+        os.utime(path, (12345, 12345))
+        path.chmod(0o600)
+    write_tar(tmp_path / "b.tar", files)  # deterministic: the same bytes give the same tar
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    args = ["pack", "--in-tar", "in.tar", "--in-dir", "in", "--numwords", "7", "--output-dir", "out"]
+    proc = run_nodetask([*args, "--workers", "1", "--results-tar"], tmp_path, ENV)
+    assert proc.returncode == 2, proc.stderr
+    assert _tree(tmp_path / "in") == _tree(source)  # the good members, nothing else
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path.parent / "escape.txt").exists()
+    out = tmp_path / "out"
+    with tarfile.open(out / RESULTS_TAR) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+    on_disk = {k: v for k, v in _tree(out).items() if k != RESULTS_TAR}
+    assert members == on_disk  # exactly the names and bytes of OUT_DIR/<file id>/...
+    assert list(members) == sorted(members, key=lambda n: int(n.split("/")[0]))  # file-id order
+    failed = sorted((n.split("/")[0] for n in members if n.endswith(ERROR_FILE)), key=int)
+    assert failed == ["7", "8", "9", "11"]
+    assert "not a regular file" in members[f"7/{ERROR_FILE}"].decode()
+    assert "unsafe member name" in members[f"8/{ERROR_FILE}"].decode()
+    assert "more than one file" in members[f"9/{ERROR_FILE}"].decode()
+    assert "names no file id" in proc.stderr
+    assert sum(n.endswith("_counts.json") for n in members) == len(CORPUS)
+
+    # A merge reads the counts members of the tar, only those of its range of file ids.
+    (tmp_path / "counts").mkdir()
+    (out / RESULTS_TAR).rename(tmp_path / "counts" / "p1.1-4.tar")
+    merged = run_nodetask(["merge", "counts", "--numwords", "5", "--output-dir", "m"], tmp_path, ENV)
+    plain = [
+        str(p.relative_to(tmp_path))
+        for fid in ("1", "2", "3", "4")
+        for p in (out / fid).glob("*_counts.json")
+    ]
+    direct = run_nodetask(["merge", *plain, "--numwords", "5", "--output-dir", "d"], tmp_path, ENV)
+    assert merged.returncode == 0 and direct.returncode == 0, merged.stderr + direct.stderr
+    assert (tmp_path / "m" / "corpus_counts.json").read_bytes() == (
+        tmp_path / "d" / "corpus_counts.json"
+    ).read_bytes()

@@ -137,3 +137,46 @@ def test_a_pack_split_for_a_missing_input_keeps_the_culprit_and_names_the_rest_a
     _, task = _split(split, split.packs[1], {"5"})
     assert (task.task_id, task.file_ids) == ("4", ("4",))
     assert _new_task_id("p1-2", {"p1", "p1-2", "p2"}) == "p1-3"
+
+
+def test_bundled_packs_read_one_tar_and_each_merge_reads_a_pack_once_for_its_own_files() -> None:
+    """runner.pack_tars: a pack's one input tar and one results tar; a merge takes a pack's tar
+    once, named with the range of its own file ids there (a pack two merge groups share)."""
+    inputs = [PlannedInput(str(i), f"f{i}.txt", f"http://h/in/{i}?{SAS}") for i in range(1, 8)]
+    opts = PlanOptions("job-1", 5, 0, None, f"http://h/n.pyz?{SAS}", f"http://h/output?{SAS}")
+    tasks = [PlannedTask("p1", ("1", "2")), PlannedTask("p2", ("3", "4", "5")), PlannedTask("6", ("6",))]
+    tasks.append(PlannedTask("7", ("7",)))
+    bundles = {
+        p: (f"http://h/in/{p}.tar?{SAS}", f"http://h/output/{p}/results.tar?{SAS}") for p in ("p1", "p2")
+    }
+    urls = {
+        fid: f"http://h/output/{fid}_counts.json?{SAS}" for fid in ("6", "7", "merge-1", "merge-2", "merge-3")
+    }
+    specs = {
+        s.id: s
+        for s in plan(
+            inputs, opts, aggregate=True, counts_urls=urls, tasks=tasks, merge_group_size=3, bundles=bundles
+        )
+    }
+    p2 = specs["p2"]
+    assert [(r.file_path, r.http_url) for r in p2.resource_files] == [
+        ("nodetask.pyz", opts.code_url), ("in.tar", bundles["p2"][0])
+    ]  # fmt: skip
+    assert "--in-tar in.tar --results-tar" in p2.command_line
+    [out] = p2.output_files
+    assert (out.pattern, out.path) == ("out/results.tar", "job-1/p2/results.tar")
+    assert [r.file_path for r in specs["6"].resource_files] == ["in/f6.txt", "nodetask.pyz"]  # as today
+
+    def reads(merge_id: str) -> list[tuple[str, str | None]]:
+        return [(r.file_path, r.http_url) for r in specs[merge_id].resource_files[1:]]
+
+    assert reads("merge-1") == [
+        ("counts/p1.1-2.tar", bundles["p1"][1]),
+        ("counts/p2.3-3.tar", bundles["p2"][1]),
+    ]
+    assert reads("merge-2") == [("counts/6_counts.json", urls["6"]), ("counts/p2.4-5.tar", bundles["p2"][1])]
+    assert reads("merge-3") == [("counts/7_counts.json", urls["7"])]
+    assert specs["merge-1"].depends_on_ids == ("p1", "p2")
+    for spec in specs.values():  # Batch takes them, and no SAS is on a command line
+        assert SAS not in spec.command_line
+        _task_model(spec)

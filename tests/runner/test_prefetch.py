@@ -45,6 +45,7 @@ def test_results_come_down_while_the_merge_runs_and_changed_ones_again(
         (corpus / f"t{i}.txt").write_text(f"{words}\n" * 50, encoding="utf-8")
     job_id = "prefetch-1"
     args = ["--outputs", str(outputs_file), "-q", "submit", str(corpus), "--job-id", job_id, "--no-wait"]
+    args += ["--pack", "none"]  # a result blob per file (a pack's results tar: tests/e2e/test_packing.py)
     res = CliRunner().invoke(app, [*args, "--numwords", "3"], catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     session = Session(Target(TargetKind.FILE, outputs_file=outputs_file), target_outputs, AuthMode.SHAREDKEY)

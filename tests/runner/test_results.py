@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import io
+import tarfile
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
 
+from nodetask.packed import ERROR_FILE
 from runner import manifest as mf
-from runner.results import local_names
+from runner.results import TARS_DIR, PlannedDownload, _Destinations, _unpack, local_names
+from runner.storage import DownloadItem
 
 
 def _manifest(*inputs: str) -> mf.Manifest:
@@ -37,3 +42,41 @@ def test_local_names_never_share_a_path_even_through_chains() -> None:
     }
     paths = [p for n in names.values() for p in (n.report, n.counts)]
     assert len(set(paths)) == len(paths)
+
+
+def _member(tar: tarfile.TarFile, name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, len(data) if kind == tarfile.REGTYPE else 0
+    if kind == tarfile.SYMTYPE:
+        info.linkname = "/etc/passwd"
+    tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def test_a_results_tar_unpacks_to_the_per_file_tree_and_its_names_are_data(tmp_path: Path) -> None:
+    """runner.results: a bundled pack's members go where their blobs would; a member that names
+    another pack's file, escapes, is a link or is not a plain name is left out."""
+    manifest = replace(
+        _manifest("a/x.txt", "b/y.txt", "c.txt"), pack="auto", packs=(mf.ManifestPack("p1", ("1", "2")),)
+    )
+    dest = tmp_path / "dest"
+    tar_path = dest / TARS_DIR / "p1.tar"
+    tar_path.parent.mkdir(parents=True)
+    with tarfile.open(tar_path, "w") as tar:
+        _member(tar, "1/x_counts.json", b"{}")
+        _member(tar, "1/x_OUTPUT.txt", b"report")
+        _member(tar, f"2/{ERROR_FILE}", b"why\n")
+        _member(tar, "3/c_counts.json")  # file 3 is not in p1
+        _member(tar, "1/../../../escape.txt")
+        _member(tar, "/abs/1/x.txt")
+        _member(tar, "2/link", kind=tarfile.SYMTYPE)
+        _member(tar, "2/evil\x1b[2Jname")
+    planned = PlannedDownload("p1", DownloadItem("j/p1/results.tar", tar_path), tar_path.stat().st_size)
+    local: dict[str, list[Path]] = {}
+    _unpack(planned, {"1", "2"}, _Destinations(manifest, dest), local)
+    files = sorted(
+        str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and TARS_DIR not in p.parts
+    )
+    assert files == ["files/a/x_OUTPUT.txt", "files/a/x_counts.json", "files/b/y.txt.error.txt"]
+    assert (dest / "files/a/x_OUTPUT.txt").read_bytes() == b"report"
+    assert sorted(local) == ["1", "2"] and not any(tmp_path.parent.glob("escape.txt"))
+    assert not (tmp_path / "escape.txt").exists()
