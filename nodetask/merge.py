@@ -77,12 +77,13 @@ def collect_inputs(args: Iterable[Path], scratch: Path | None = None) -> list[Pa
     found: list[Path] = []
     for arg in args:
         if arg.is_dir():
-            found += sorted(
-                p for p in arg.iterdir() if p.name.endswith(COUNTS_SUFFIX) and p.name != CORPUS_COUNTS
-            )
+            here = [p for p in arg.iterdir() if p.name.endswith(COUNTS_SUFFIX) and p.name != CORPUS_COUNTS]
             tars = sorted(p for p in arg.iterdir() if p.name.endswith(".tar")) if scratch else []
             for n, tar_path in enumerate(tars):
-                found += tar_counts(tar_path, (scratch or arg) / f"tar-{len(found)}-{n}")
+                here += tar_counts(tar_path, (scratch or arg) / f"tar-{len(found)}-{n}")
+            # One order by counts file name, whether a file came plain or in a tar: the result's
+            # ``inputs`` are the same as an unpacked job's (and a delta merge's --order).
+            found += sorted(here, key=lambda p: p.name)
         elif arg.exists():
             found.append(arg)
         else:

@@ -17,7 +17,7 @@ from runner.storage import Storage
 from runner.tasks import DeltaSources
 from tests.e2e.test_submit import invoke, make_text
 
-N_FILES = 30
+N_FILES = 36
 GROUP = ["--merge-group-size", "6"]  # 30 files: merge-1..5 and merge in a full merge
 
 
@@ -49,14 +49,16 @@ def test_few_changed_files_merge_as_one_delta_task_equal_to_a_full_merge(
     job = f"delta-{salt}"
     _submit(outputs_file, corpus, f"{job}-a", tmp_path / "a", "--cache")
 
-    # One file changed (its unique words drop to 0), one removed (the file ids after it shift).
+    # Two files changed (one's unique words drop to 0; the two run as one pack, so their counts
+    # come from the pack's results tar), one removed (the file ids after it shift).
     (corpus / "f03 é.txt").write_text(f"{salt} 猫 猫 {make_text(3, 40)}", encoding="utf-8")
+    (corpus / "f07 é.txt").write_text(f"{salt} mot7 {make_text(70, 40)}", encoding="utf-8")
     (corpus / "f11 é.txt").unlink()
     stderr = _submit(outputs_file, corpus, f"{job}-b", tmp_path / "b", "--cache")
     assert "delta merge" in stderr
     tasks = {t.id for t in Batch(target_outputs).list_tasks(f"{job}-b")}
     assert "merge" in tasks and not any(t.startswith("merge-") for t in tasks), tasks
-    assert len(tasks) == 2, tasks  # the changed file's task and the one merge
+    assert len(tasks) == 2, tasks  # the changed files' pack and the one merge
 
     _submit(outputs_file, corpus, f"{job}-c", tmp_path / "c", "--no-cache")
     assert _corpus(tmp_path / "b") == _corpus(tmp_path / "c")
