@@ -8,13 +8,17 @@ pack runs (Batch then fails the pack at file staging), as in tests/e2e/test_pack
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 from azure.batch import models as bm
+from azure.core.exceptions import ResourceNotFoundError
+from typer.testing import Result
 
 from runner.batch import Batch
 from runner.outputs import Outputs, write_file
@@ -90,4 +94,43 @@ def test_allow_failures_with_a_split_pack_merges_the_rerun_files(
     ]
     assert "merged without 1 of 6 file(s)" in summary and "(gone.txt)" in summary, summary
     assert not any(f"({rel})" in summary for rel in runs), summary
+    assert invoke(path, "clean", job).exit_code == 0
+
+
+def test_a_watching_submit_re_adds_both_merge_levels_after_the_rerun(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    """The same while `runner submit` watches, with merges in two levels (groups of 3): the
+    partial merge of the split pack's files and the final merge wait, then run on the rerun."""
+    pool = PoolSpec(pool_id="pack-partial-2", dedicated_nodes=0)
+    Batch(target_outputs).create_pool(pool)
+    path = tmp_path / "outputs.json"
+    write_file(path, dataclasses.replace(target_outputs, pool_id=pool.pool_id))
+    texts = write_corpus(tmp_path / "in", FILES)
+    job, client, done = "e2e-pack-partial-2", _sdk_client(target_outputs), list[Result]()
+    args = ["--json", "submit", str(tmp_path / "in"), "--job-id", job, "-n", "3", "--allow-failures"]
+    args += ["--pack", "3", "--merge-group-size", "3", "--timeout", "60", "--dest", str(tmp_path / "r")]
+    watcher = threading.Thread(target=lambda: done.append(invoke(path, *args)))
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not done:  # p1, p2, merge-1, merge-2, merge: all added, none can run yet
+            with contextlib.suppress(ResourceNotFoundError):
+                if len(list(client.list_tasks(job))) == 5:
+                    break
+            assert time.monotonic() < deadline, "the tasks were not added"
+            time.sleep(0.1)
+        Storage(target_outputs).delete_prefix(target_outputs.input_container, f"{job}/inputs/gone.txt")
+        resize = bm.BatchPoolResizeOptions(target_dedicated_nodes=1)
+        client.begin_resize_pool(pool.pool_id, resize, polling_interval=0.1).result()
+        watcher.join(90)
+    finally:
+        client.begin_delete_pool(pool.pool_id, polling_interval=0.1).result()
+    [res] = done
+    assert res.exit_code == 10, res.stderr
+    assert "merge(s) merge-1, merge added again without task(s) p1" in res.stderr, res.stderr
+    doc = json.loads(res.stdout)
+    good = sum((reference_counts(t) for rel, t in texts.items() if rel != "gone.txt"), start=Counter[str]())
+    assert (doc["corpus"]["top"], doc["corpus"]["words"]) == (top(good, 3), sum(good.values()))
+    assert [m["input"] for m in doc["missingFromCorpus"]] == ["gone.txt"]
     assert invoke(path, "clean", job).exit_code == 0
