@@ -417,6 +417,14 @@ class Batch:
         ):
             self._client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode=mode), **fast)
 
+    def delete_task(self, job_id: str, task_id: str) -> None:
+        """Batch's delete task (one already gone is fine): its id can be added again."""
+        with (
+            translate_errors(f"deleting task {task_id} of job {job_id}", self._host),
+            contextlib.suppress(ResourceNotFoundError),
+        ):
+            self._client.delete_task(job_id, task_id)
+
     def reactivate_task(self, job_id: str, task_id: str) -> None:
         """Batch's reactivate: a failed task runs again (its retry count starts over).
 
@@ -629,14 +637,26 @@ def _task_model(spec: TaskSpec) -> bm.BatchTaskCreateOptions:
         output_files=outputs,
         constraints=_constraints(spec.max_task_retry_count, spec.max_wall_clock_time),
         depends_on=depends,
-        exit_conditions=_SATISFY_ON_FAILURE if spec.satisfies_dependents_on_failure else None,
+        exit_conditions=_exit_conditions(spec),
     )
+
+
+def _exit_conditions(spec: TaskSpec) -> bm.ExitConditions | None:
+    if not spec.satisfies_dependents_on_failure:
+        return None
+    return _SATISFY_BUT_AT_STAGING if spec.blocks_dependents_at_staging else _SATISFY_ON_FAILURE
 
 
 _SATISFY = bm.ExitOptions(dependency_action=bm.DependencyAction.SATISFY)
 #: ``--allow-failures``: every way a task can fail still satisfies the tasks that depend on it.
 _SATISFY_ON_FAILURE = bm.ExitConditions(
     default=_SATISFY, pre_processing_error=_SATISFY, file_upload_error=_SATISFY
+)
+#: ``--allow-failures``, a pack: the same, but a failure at file staging blocks (runner.merge_replan).
+_SATISFY_BUT_AT_STAGING = bm.ExitConditions(
+    default=_SATISFY,
+    pre_processing_error=bm.ExitOptions(dependency_action=bm.DependencyAction.BLOCK),
+    file_upload_error=_SATISFY,
 )
 
 

@@ -16,16 +16,25 @@ Contracts:
   Storage drops a trailing dot from names, so its blobs would not match.
 * Hidden files and directories (names starting with ``.``) found while
   walking a directory are skipped; a hidden file named explicitly is kept.
+* A symbolic link found while walking a directory that leads nowhere (its
+  target is missing, or a link loop) is skipped with a warning naming it and
+  its target (escaped: names come from data), on the log (stderr), without
+  failing the run; named explicitly, it is refused with the other problems.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import UsageError
+from runner.text import safe
+
+log = logging.getLogger(__name__)
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -115,6 +124,28 @@ def _walk(top: Path, found: dict[Path, None], unreadable: list[str]) -> None:
             candidate = Path(dirpath) / name
             if candidate.is_file():
                 _add_file(candidate, found, unreadable)
+            elif candidate.is_symlink() and not candidate.exists():
+                _warn_broken_link(candidate)
+
+
+def _warn_broken_link(link: Path) -> None:
+    """Say that ``link``, a symbolic link that resolves to nothing, is skipped, and why."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    why = "a link loop" if _loops(link) else "its target does not exist"
+    log.warning("skipped %s: a symbolic link to %s (%s)", safe(link), safe(target), why)
+
+
+def _loops(link: Path) -> bool:
+    try:
+        link.resolve(strict=True)
+    except RuntimeError:  # Python 3.11's pathlib raises this on a loop
+        return True
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _add_file(path: Path, found: dict[Path, None], unreadable: list[str]) -> None:

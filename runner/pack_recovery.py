@@ -15,8 +15,10 @@ way:
 * the pack's other files are added again as a new task ``<pack>-<n>`` (``p1-2``; a single
   file: the task of its file id) with the same options, recorded in the manifest, so
   they deliver their results in this run. The merges keep depending on the failed pack:
-  a corpus without the missing file is not reported as complete (``--allow-failures``
-  merges may already have run without the pack's files).
+  a corpus without the missing file is not reported as complete. With ``--allow-failures``
+  the merges waited for the pack (it blocks them when it fails at staging): they are
+  re-added without it, after the new task (:mod:`runner.merge_replan`), and the missing
+  file's counts placeholder says why it is missing.
 
 A bundled pack (:mod:`runner.pack_tars`) has one input blob, its input tar: there is no file
 to single out when it is missing, so every file of the pack fails with the task's staging
@@ -37,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 
 from nodetask.packed import ERROR_FILE
 from runner import manifest as mf
-from runner import pack_tars
+from runner import merge_replan, pack_tars, partial_merge
 from runner.batch_types import TaskInfo
 from runner.nodecode import ensure_node_code
 from runner.packing import PlannedTask
@@ -152,8 +154,31 @@ def split_packs_with_missing_inputs(
             f"task {pack.task_id}: input(s) missing from the input container ({names}); "
             f"its {len(task.file_ids)} other file(s) run again as task {task.task_id}"
         )
-    if not new_tasks:
-        return None
-    mf.save(session.storage, out.input_container, manifest)
-    session.batch.add_tasks(manifest.job_id, _specs(session, manifest, new_tasks, timeout))
-    return manifest
+    if new_tasks:
+        mf.save(session.storage, out.input_container, manifest)
+        session.batch.add_tasks(manifest.job_id, _specs(session, manifest, new_tasks, timeout))
+    if manifest.allow_failures and _allow_failures_merges(session, manifest, timeout, reporter):
+        return manifest
+    return manifest if new_tasks else None
+
+
+def _allow_failures_merges(
+    session: Session, manifest: mf.Manifest, timeout: timedelta, reporter: Reporter
+) -> bool:
+    """``--allow-failures``: each file whose blob is missing says so in its counts placeholder, and
+    the merges that waited for a pack failed at staging are re-added without it, so that they
+    read the counts of the files run again (:mod:`runner.merge_replan`)."""
+    states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
+    blockers = partial_merge.staging_blockers(manifest, states)
+    if not blockers:
+        return False
+    out = session.outputs
+    present = {b.name for b in session.storage.list_blobs(out.input_container, f"{manifest.job_id}/inputs/")}
+    blocked = {fid for p in manifest.packs if p.task_id in blockers for fid in p.file_ids}
+    for t in manifest.tasks:
+        if t.task_id in blocked and t.blob not in present:
+            why = missing_input_error(manifest.job_id, out.input_container, t).removeprefix(
+                f"input {t.input}: "
+            )
+            partial_merge.mark_missing(session, manifest, t.task_id, why.strip())
+    return merge_replan.rewire_merges(session, manifest, timeout, reporter)

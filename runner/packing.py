@@ -11,7 +11,10 @@ small file is the slowest and most expensive way to process many of them.
   keeps its file id as task id, as with ``--pack none``.
 * Consecutive small files fill a pack until it holds :data:`TARGET_BYTES`
   bytes or its file cap (:data:`AUTO_MAX_FILES` for ``auto``, N for
-  ``--pack N``). A pack of two or more files is the task ``p<k>``
+  ``--pack N``); that many packs are then made even: the small files are
+  spread over them in order, each pack about the same share of files and
+  bytes (:func:`_balanced`), unless that would break a limit below.
+  A pack of two or more files is the task ``p<k>``
   (``p1..pK`` in order); a pack left with one file is that file's own task.
 * Batch's limits hold whatever the cap: a pack is also closed before its
   resource files (one per file plus the node code: a SAS URL, which percent-
@@ -32,6 +35,7 @@ tasks, so the manifest that records them is reproducible.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -128,6 +132,51 @@ def _chunks(files: Iterable[FileToRun], policy: PackPolicy) -> Iterable[list[Fil
         yield current
 
 
+def _weight(f: FileToRun, policy: PackPolicy) -> int:
+    """A small file's share of a pack, scaled to an integer: the larger of its share of the
+    file cap and of the byte target (``max(1/cap, size/target)`` times ``cap * target``)."""
+    return max(policy.target_bytes, f.size * policy.max_files)
+
+
+def _even_cuts(weights: list[int], k: int) -> list[int]:
+    """Where ``k`` consecutive parts of ``weights`` end (each non-empty) so that each holds about
+    ``1/k`` of the total: the cut nearest each ``j/k`` of the running sum (the earlier on a tie)."""
+    sums = [0]
+    for w in weights:
+        sums.append(sums[-1] + w)
+    n, total = len(weights), sums[-1]
+    cuts: list[int] = []
+    for j in range(1, k):
+        lo, hi = (cuts[-1] if cuts else 0) + 1, n - (k - j)
+        i = min(max(bisect.bisect_left(sums, -(-j * total // k)), lo), hi)
+        if i > lo and abs(sums[i - 1] * k - j * total) <= abs(sums[i] * k - j * total):
+            i -= 1
+        cuts.append(i)
+    return [*cuts, n]
+
+
+def _balanced(
+    files: Sequence[FileToRun], chunks: list[list[FileToRun]], policy: PackPolicy
+) -> list[list[FileToRun]]:
+    """The greedy ``chunks`` of ``files`` with their small files spread evenly over as many packs
+    (60 files capped at 17 give 15/15/15/15, not 17/17/17/9), the files' order kept; the greedy
+    ones when an even pack would break a limit (each even pack must be one chunk for
+    :func:`_chunks`). Tasks stay in the order they close (at their last file), as the greedy's."""
+    if policy.max_files == 1:
+        return chunks
+    large = [c for c in chunks if len(c) == 1 and c[0].size >= LARGE_FILE]
+    small = [c for c in chunks if not (len(c) == 1 and c[0].size >= LARGE_FILE)]
+    if len(small) < 2:
+        return chunks
+    pool = [f for c in small for f in c]
+    cuts = _even_cuts([_weight(f, policy) for f in pool], len(small))
+    even = [pool[a:b] for a, b in zip([0, *cuts[:-1]], cuts, strict=True)]
+    if any(sum(1 for _ in _chunks(c, policy)) != 1 for c in even):
+        return chunks
+    place = {f.file_id: i for i, f in enumerate(files)}
+    return sorted([*even, *large], key=lambda c: place[c[-1].file_id])
+
+
 def group(files: Sequence[FileToRun], policy: PackPolicy) -> list[PlannedTask]:
     """The tasks that run ``files``, in the order they fill up (a large file at once); every
     file in exactly one task, none split, a pack's files in the order given."""
@@ -138,7 +187,7 @@ def group(files: Sequence[FileToRun], policy: PackPolicy) -> list[PlannedTask]:
         seen.add(f.file_id)
     tasks: list[PlannedTask] = []
     packs = 0
-    for chunk in _chunks(files, policy):
+    for chunk in _balanced(files, list(_chunks(files, policy)), policy):
         if len(chunk) == 1:
             tasks.append(PlannedTask(chunk[0].file_id, (chunk[0].file_id,)))
         else:

@@ -7,7 +7,10 @@ Contract (the Batch side is in :mod:`runner.tasks`):
   and that does not exist yet; a task that succeeds overwrites its own. A merge's
   resource files therefore always exist, whichever of its sources failed.
 * :func:`blocking_failures`: with the option, no failure blocks a merge (Batch
-  satisfies dependents whatever the outcome), so the runner waits for the merges.
+  satisfies dependents whatever the outcome), so the runner waits for the merges;
+  but a pack that failed at file staging blocks them (:func:`staging_blockers`) until
+  :mod:`runner.merge_replan` re-adds them after the pack's other files ran again.
+* :func:`mark_missing`: a file whose input is gone says why in its placeholder.
 * :func:`missing_from` reads the corpus counts file's ``missing`` list (written by
   ``nodetask merge --allow-missing``) and says for each input why it is missing:
   the failure of its task, when Batch reported one.
@@ -82,10 +85,44 @@ def write_placeholders(session: Session, manifest: Manifest) -> int:
     return len(todo)
 
 
-def blocking_failures(manifest: Manifest, states: dict[str, TaskInfo]) -> set[str]:
-    """The failed tasks whose dependents never run: none with ``--allow-failures``."""
-    if manifest.allow_failures:
+def mark_missing(session: Session, manifest: Manifest, file_id: str, why: str) -> None:
+    """Overwrite the placeholder of ``file_id``'s counts with one that also says ``why`` it is
+    missing (kept by ``nodetask merge --allow-missing`` in the corpus's ``missing`` list, so the
+    console, ``--json``, ``summary.tsv`` and the report give that reason)."""
+    task = manifest.by_task[file_id]
+    body = json.dumps({"missing": [{"task": file_id, "input": task.input, "why": why}]}).encode()
+    blob = counts_blob(manifest.job_id, file_id, task.node_name)
+    session.storage.upload_bytes(session.outputs.output_container, blob, body, overwrite=True)
+
+
+def failed_at_staging(info: TaskInfo) -> bool:
+    """Batch's shape of a task that never ran: a failure with no exit code."""
+    return info.state is TaskState.COMPLETED and info.exit_code is None and info.failure_code is not None
+
+
+def staging_blockers(manifest: Manifest, states: dict[str, TaskInfo]) -> set[str]:
+    """The packs failed at staging that a merge still waits for (``states``: the job's tasks by id)."""
+    packs = {p.task_id for p in manifest.packs}
+    failed = [states[p] for p in packs if p in states and failed_at_staging(states[p])]
+    if not failed:
         return set()
+    merges = [states.get(step.task_id) for step in manifest.merge_steps]
+    waiting = [m for m in merges if m is None or m.state is TaskState.ACTIVE]
+
+    def waits_for(merge: TaskInfo | None, pack: TaskInfo) -> bool:
+        if merge is None or merge.creation_time is None or pack.end_time is None:
+            return True
+        return merge.creation_time < pack.end_time
+
+    return {p.id for p in failed if any(waits_for(m, p) for m in waiting)}
+
+
+def blocking_failures(manifest: Manifest, states: dict[str, TaskInfo]) -> set[str]:
+    """The failed tasks whose dependents never run. With ``--allow-failures``, only the packs
+    failed at staging that a merge still waits for, until :func:`runner.merge_replan.rewire_merges`
+    has re-added the merges without them."""
+    if manifest.allow_failures:
+        return staging_blockers(manifest, states)
     return {tid for tid, t in states.items() if t.state is TaskState.COMPLETED and t.result == "failure"}
 
 

@@ -101,7 +101,7 @@ def _missing(ex: Execution) -> str:
     """``--allow-failures``: the inputs the corpus result lacks, and why."""
     if not ex.missing_from_corpus:
         return ""
-    files = sum(t.kind == "file" for t in ex.tasks)
+    files = len(ex.files) or sum(t.kind == "file" for t in ex.tasks)  # files, not packs
     items = "".join(
         f"<li>task {_e(m.task_id)} ({_e(m.input)}): {_e(m.why)}</li>" for m in ex.missing_from_corpus
     )

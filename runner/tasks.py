@@ -123,6 +123,10 @@ class TaskSpec:
     #: ``--allow-failures``: whatever way this task fails, its dependents still run (Batch's
     #: ``exitConditions`` with ``dependencyAction: satisfy``).
     satisfies_dependents_on_failure: bool = False
+    #: ``--allow-failures``, a pack: a failure at file staging (an input blob gone) blocks its
+    #: dependents instead, until the runner has rerun the pack's other files and re-added the
+    #: merges (:mod:`runner.merge_replan`).
+    blocks_dependents_at_staging: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +442,7 @@ def pack_task(
         max_task_retry_count=opts.retries,
         max_wall_clock_time=opts.max_wall_clock,
         satisfies_dependents_on_failure=opts.allow_failures and opts.command_template is None,
+        blocks_dependents_at_staging=opts.allow_failures and opts.command_template is None,
     )
 
 

@@ -124,10 +124,22 @@ def test_symlink_loops_do_not_hang_and_each_file_counts_once(tmp_path: Path, out
     (root / "a" / "b" / "up").symlink_to(root / "a", target_is_directory=True)  # a loop
     (root / "self").symlink_to(root / "self")  # a link to itself (ELOOP)
     (root / "dangling").symlink_to(root / "nowhere")
+    (root / "a" / "ev\x1b[2Jil").symlink_to("gone\x07")  # a hostile name, a dangling target
     res = invoke(outputs_file, "--json", "submit", str(root), "--job-id", "rel-symlinks", "--dest",
                  str(tmp_path / "r"))  # fmt: skip
     assert res.exit_code == 0, res.stderr
-    doc = json.loads(res.stdout)
+    # Each link that leads nowhere is said on stderr, escaped, and skipped. The console wraps
+    # long lines: compared without whitespace.
+    said = "".join(res.stderr.split())
+    assert said.count("skipped") == 3, res.stderr
+    for line in (
+        f"skipped {root}/dangling: a symbolic link to {root}/nowhere (its target does not exist)",
+        f"skipped {root}/self: a symbolic link to {root}/self (a link loop)",
+        f"skipped {root}/a/ev\\x1b[2Jil: a symbolic link to gone\\x07 (its target does not exist)",
+    ):
+        assert "".join(line.split()) in said, res.stderr
+    assert "\x1b" not in res.stderr and "\x07" not in res.stderr
+    doc = json.loads(res.stdout)  # stdout is the JSON document, and only it
     assert sorted(f["input"] for f in doc["files"]) == ["b/two.txt", "one.txt"]  # from the common root
     assert doc["corpus"]["top"] == [{"word": "alpha", "count": 2}, {"word": "beta", "count": 1},
                                     {"word": "gamma", "count": 1}]  # fmt: skip

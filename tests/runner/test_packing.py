@@ -38,18 +38,48 @@ def test_grouping_caps_targets_keeps_large_files_alone_and_never_splits() -> Non
     sizes = [LARGE_FILE - 1, LARGE_FILE, LARGE_FILE - 1, 5, 50, 60, 70, 80]
     tasks = group(_files(sizes, ids), PackPolicy("auto"))
     assert tasks == [
-        PlannedTask("3", ("3",)),  # the large file alone, at once
-        PlannedTask("p1", ("2", "5", "8")),  # closed at the byte target
-        PlannedTask("p2", ("9", "13", "21", "22")),
+        PlannedTask("2", ("2",)),  # the byte target closed a pack at "8": two, made even in bytes
+        PlannedTask("3", ("3",)),  # the large file alone, where it is
+        PlannedTask("p1", ("5", "8", "9", "13", "21", "22")),  # a pack of one is that file's task
     ]
     capped = group(_files([1] * 7), PackPolicy("3"))
-    assert [t.file_ids for t in capped] == [("1", "2", "3"), ("4", "5", "6"), ("7",)]
-    assert [t.task_id for t in capped] == ["p1", "p2", "7"]  # a pack of one is that file's task
+    assert [t.file_ids for t in capped] == [("1", "2"), ("3", "4", "5"), ("6", "7")]
+    assert [t.task_id for t in capped] == ["p1", "p2", "p3"]
     assert [t.task_id for t in group(_files([1] * 3), PackPolicy("none"))] == ["1", "2", "3"]
     many = group(_files([1] * (AUTO_MAX_FILES + 1)), PackPolicy("auto"))
-    assert [len(t.file_ids) for t in many] == [AUTO_MAX_FILES, 1]
+    assert [len(t.file_ids) for t in many] == [AUTO_MAX_FILES // 2, AUTO_MAX_FILES // 2 + 1]
     with pytest.raises(ValueError, match="twice"):
         group(_files([1, 1], ["4", "4"]), PackPolicy("auto"))
+
+
+def test_packs_are_even_in_files_and_bytes_with_as_many_tasks_and_the_order_kept() -> None:
+    """Issue 16: the greedy fill gave 17/17/17/9 for 60 files capped at 17; as many packs, even."""
+
+    def sizes(tasks: list[PlannedTask]) -> list[int]:
+        return [len(t.file_ids) for t in tasks]
+
+    def ids(tasks: list[PlannedTask]) -> list[str]:
+        return [fid for t in tasks for fid in t.file_ids]
+
+    files = _files([100] * 60)
+    assert sizes(group(files, PackPolicy("17"))) == [15, 15, 15, 15]
+    assert ids(group(files, PackPolicy("17"))) == [f.file_id for f in files]
+    assert sizes(group(_files([100] * 61), PackPolicy("17"))) == [15, 15, 16, 15]
+    mib = 2**20  # 40 files of 1 MiB under the 16 MiB target: 16/16/8 before
+    assert sizes(group(_files([mib] * 40), PackPolicy("auto"))) == [13, 14, 13]
+    # Mixed sizes: as even in bytes as whole files allow (greedy: 18 MiB then 10 MiB), around a
+    # large file that stays alone, first, as the greedy planner put it.
+    mixed = _files([6 * mib, 6 * mib, LARGE_FILE, 1, 1, 6 * mib, 6 * mib, 1, 1, 4 * mib])
+    assert [t.file_ids for t in group(mixed, PackPolicy("auto"))] == [
+        ("3",),
+        ("1", "2", "4", "5"),
+        ("6", "7", "8", "9", "10"),
+    ]
+    # Even packs that would break a limit leave the greedy ones: 9 long names (8 fill a task's
+    # resource-file budget) then 9 short ones would split 9/9; the greedy 8/10 stays.
+    names = [("n" * 20_000 if i <= 9 else "s") + str(i) for i in range(1, 19)]
+    tasks = group([FileToRun(str(i), n, 1) for i, n in enumerate(names, start=1)], PackPolicy("auto"))
+    assert sizes(tasks) == [8, 10]
 
 
 @pytest.mark.parametrize("text", ["0", "-1", f"{MAX_PACK_FILES + 1}", "some", "", "2.5"])
