@@ -8,6 +8,7 @@ target, with nothing kept locally. It holds no secret and no SAS URL.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -87,14 +88,16 @@ class Manifest:
     delta: DeltaSources | None = None
     delta_sources: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def by_task(self) -> dict[str, ManifestTask]:
-        """Files by file id."""
+        """Files by file id (computed once per manifest, which is immutable: do not modify)."""
         return {t.task_id: t for t in self.tasks}
 
-    @property
+    @functools.cached_property
     def task_of(self) -> dict[str, str]:
-        """The Batch task id that runs each file id."""
+        """The Batch task id that runs each file id (computed once: do not modify). Looked up per
+        file in loops (e.g. :attr:`file_task_ids` on every poll), so a property rebuilding it
+        made those loops quadratic in the number of files."""
         out = {t.task_id: t.task_id for t in self.tasks}
         out.update({fid: p.task_id for p in self.packs for fid in p.file_ids})
         return out
