@@ -432,7 +432,7 @@ def _unpack(
                 if path is None:
                     log.warning("skipping member %r of %s: %s", info.name, blob, why or "unsafe name")
                     continue
-                write_atomic(path, read_member(archive, info))
+                write_atomic(path, read_member(archive, info), durable=False)  # the tar can be fetched again
                 local_files.setdefault(parts[0], []).append(path)
     except tarfile.TarError as exc:
         log.warning("unreadable results tar %s: %s", blob, exc)
