@@ -67,7 +67,7 @@ def test_plan_ids_dependencies_and_no_secret_on_command_lines() -> None:
         assert s.max_task_retry_count == 2 and s.max_wall_clock_time == timedelta(minutes=3)
         assert [o.path for o in s.output_files] == [f"job-1/{s.id}"]
     argv = shlex.split(specs[0].command_line)
-    assert argv[:2] == ["python3", "nodetask.pyz"]
+    assert argv[:3] == ["python3", "-S", "nodetask.pyz"]
     assert argv[argv.index("--filepath") + 1] == "in/f_1_.txt"
     assert [r.file_path for r in specs[0].resource_files] == ["in/f_1_.txt", "nodetask.pyz"]
 
@@ -110,7 +110,7 @@ def test_merge_reads_exactly_the_jobs_counts_files_with_no_shell() -> None:
     specs = plan(_inputs(2), _opts(), aggregate=True, counts_urls=_counts_urls(2))
     merge = specs[-1]
     assert shlex.split(merge.command_line) == [
-        "python3", "nodetask.pyz", "merge", "--numwords", "5", "counts", "--output-dir", "out",
+        "python3", "-S", "nodetask.pyz", "merge", "--numwords", "5", "counts", "--output-dir", "out",
     ]  # fmt: skip
     assert [(r.file_path, r.http_url) for r in merge.resource_files[1:]] == [
         ("counts/1_counts.json", f"http://h/output/1_counts.json?{SAS}"),
