@@ -627,7 +627,7 @@ def monitor(
     with reporter.tasks(total) as update:
         while True:
             with slow.watch():
-                counts = session.batch.task_counts(manifest.job_id)
+                counts = poll_counts(session, manifest.job_id, total)
                 update(counts)
                 _say_requeued(last, counts, reporter)
                 if (counts.completed >= total or _merge_blocked(counts, manifest)) and _confirmed(
@@ -648,6 +648,24 @@ def monitor(
             pause = pacer.pause(counts.completed, changed=counts != last)
             last = counts
             time.sleep(pause)
+
+
+#: A job of at most this many tasks is watched through its task list: one request (one page)
+#: as for the counts, but exact at once, where Batch documents task counts as eventually
+#: consistent (they can lag the tasks by seconds: a small job would wait that long for its end).
+LIST_POLL_MAX_TASKS = 100
+
+
+def poll_counts(session: Session, job_id: str, total: int) -> TaskCounts:
+    """The job's task counts for one poll: from the task list for a job of at most
+    :data:`LIST_POLL_MAX_TASKS` tasks, else Batch's (one ``get_job_task_counts``)."""
+    if total > LIST_POLL_MAX_TASKS:
+        return session.batch.task_counts(job_id)
+    tasks = session.batch.list_tasks(job_id)
+    done = [t for t in tasks if t.state is TaskState.COMPLETED]
+    running = sum(t.state in (TaskState.PREPARING, TaskState.RUNNING) for t in tasks)
+    succeeded = sum(t.result == "success" for t in done)
+    return TaskCounts(len(tasks) - len(done) - running, running, len(done), succeeded, len(done) - succeeded)
 
 
 def _say_requeued(last: TaskCounts | None, now: TaskCounts, reporter: Reporter) -> None:

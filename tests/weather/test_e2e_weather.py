@@ -73,3 +73,33 @@ def test_submit_under_azure_weather_gives_every_output_once(
     reports = sorted(p.relative_to(dest).as_posix() for p in (dest / "files").rglob("*_OUTPUT.txt"))
     assert reports == sorted(f"files/{rel[:-4]}_OUTPUT.txt" for rel in texts)  # each exactly once
     assert not list(dest.rglob("*.task-*")) and not list(dest.rglob("*.part"))
+
+
+@needs_weather
+def test_a_small_job_ends_when_its_tasks_do_though_the_task_counts_lag(
+    tmp_path: Path, azurite: Azurite, target_outputs: Outputs
+) -> None:
+    """Task counts an hour stale (Batch: eventually consistent): a job of a few tasks is
+    watched through its task list, so it ends when its tasks do, well within a 60 s timeout
+    (reading the counts, it waited for them until exit 8, past the timeout)."""
+    profile = tmp_path / "weather.json"
+    profile.write_text(json.dumps({"seed": 3, "task_counts_lag": 3600.0}))
+    lb = start_localbatch(tmp_path / "lb", azurite, extra_args=["--weather", str(profile)])
+    try:
+        outputs = dataclasses.replace(
+            target_outputs, batch_account_url=lb.url, batch_account_key=lb.account_key, pool_id="laggy"
+        )
+        Batch(outputs).create_pool(PoolSpec(pool_id="laggy", dedicated_nodes=1))
+        path = tmp_path / "outputs.json"
+        write_file(path, outputs)
+        texts = write_corpus(tmp_path / "in", {f"f{i}.txt": 100 + i for i in range(3)})
+        args = ["--outputs", str(path), "--json", "submit", str(tmp_path / "in"), "--job-id", "laggy"]
+        res = CliRunner().invoke(
+            app, [*args, "--dest", str(tmp_path / "r"), "--timeout", "60"], catch_exceptions=False
+        )
+    finally:
+        lb.process.stop()
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert sorted(f["input"] for f in doc["files"]) == sorted(texts)
+    assert all(f["status"] == "succeeded" for f in doc["files"])
