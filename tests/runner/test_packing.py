@@ -120,7 +120,7 @@ def test_packed_tasks_and_the_merge_depend_on_what_carries_each_file() -> None:
     assert [r.file_path for r in p1.resource_files] == [
         "nodetask.pyz", "in/1/f_1_.txt", "in/2/f_2_.txt", "in/4/f_4_.txt"
     ]  # fmt: skip
-    assert p1.command_line.split()[2:5] == ["pack", "--in-dir", "in"]
+    assert p1.command_line.split()[3:6] == ["pack", "--in-dir", "in"]
     [out] = p1.output_files
     assert (out.pattern, out.path) == ("out/**/*", "job-1")  # out/<file id>/... -> job-1/<file id>/...
     merge = specs[MERGE_TASK_ID]

@@ -74,9 +74,10 @@ def test_a_task_whose_node_left_is_requeued_and_said(tmp_path: Path, target_outp
         try:
             _until("the task to start", started.exists)
             started.unlink()
-            polls = proxy.count("GET", "/taskcounts")
-            # the runner must have seen it running (two polls: one may have been in flight)
-            _until("the runner to poll", lambda: proxy.count("GET", "/taskcounts") >= polls + 2)
+            polls = proxy.count("GET", "/jobs/w-requeued/tasks?")
+            # the runner must have seen it running (two polls of the task list, a one-task job: one
+            # may have been in flight)
+            _until("the runner to poll", lambda: proxy.count("GET", "/jobs/w-requeued/tasks?") >= polls + 2)
             resize = bm.BatchPoolResizeOptions(target_dedicated_nodes=0)
             client.begin_resize_pool(pool.pool_id, resize, polling_interval=0.1).result()
             _until("the runner to see the pool empty", lambda: "has no nodes" in err.read_text())
