@@ -24,17 +24,16 @@ them. Contract:
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from runner import cache as result_cache
 from runner import manifest as mf
 from runner.batch_types import TaskState
-from runner.nodecode import ensure_node_code
 from runner.partial_merge import staging_blockers
 from runner.progress import Reporter
+from runner.replan import job_plan
 from runner.targets import Session
-from runner.task_access import task_access
-from runner.tasks import MergeStep, PlanOptions, TaskSpec, counts_blob, merge_task, through_identity
+from runner.tasks import MergeStep, TaskSpec, counts_blob, merge_task, through_identity
 
 log = logging.getLogger(__name__)
 
@@ -81,21 +80,8 @@ def _merge_specs(
 ) -> list[TaskSpec]:
     """The Batch tasks of ``steps`` with the job's options, each counts blob through a read URL."""
     out = session.outputs
-    access = task_access(session)
-    expiry = datetime.now(timezone.utc) + timeout + timedelta(hours=1)
-    code = ensure_node_code(session.storage, out.application_container)
-    opts = PlanOptions(
-        job_id=manifest.job_id,
-        numwords=manifest.numwords,
-        retries=manifest.retries,
-        max_wall_clock=None
-        if manifest.max_wall_clock is None
-        else timedelta(seconds=manifest.max_wall_clock),
-        code_url=access.read_url(out.application_container, code.blob_name, expiry),
-        output_container_url=access.write_url(out.output_container, expiry),
-        identity_id=access.identity_id,
-        allow_failures=manifest.allow_failures,
-    )
+    job = job_plan(session, manifest, timeout)
+    opts, access, expiry = job.opts, job.access, job.expiry
     node_names = {t.task_id: t.node_name for t in manifest.tasks}
     urls = {}
     for step in steps:

@@ -35,18 +35,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from nodetask.packed import ERROR_FILE
 from runner import manifest as mf
 from runner import merge_replan, pack_tars, partial_merge
 from runner.batch_types import TaskInfo
-from runner.nodecode import ensure_node_code
 from runner.packing import PlannedTask
 from runner.progress import Reporter
+from runner.replan import job_plan
 from runner.targets import Session
-from runner.task_access import task_access
-from runner.tasks import PlannedInput, PlanOptions, TaskSpec, plan
+from runner.tasks import PlannedInput, TaskSpec, plan
 
 log = logging.getLogger(__name__)
 
@@ -92,22 +91,8 @@ def _specs(
 ) -> list[TaskSpec]:
     """The Batch tasks that run ``tasks`` with the job's options (no merge: it exists)."""
     out = session.outputs
-    access = task_access(session)
-    expiry = datetime.now(timezone.utc) + timeout + timedelta(hours=1)
-    code = ensure_node_code(session.storage, out.application_container)
-    opts = PlanOptions(
-        job_id=manifest.job_id,
-        numwords=manifest.numwords,
-        retries=manifest.retries,
-        max_wall_clock=None
-        if manifest.max_wall_clock is None
-        else timedelta(seconds=manifest.max_wall_clock),
-        code_url=access.read_url(out.application_container, code.blob_name, expiry),
-        output_container_url=access.write_url(out.output_container, expiry),
-        command_template=manifest.command,
-        identity_id=access.identity_id,
-        allow_failures=manifest.allow_failures,
-    )
+    job = job_plan(session, manifest, timeout)
+    opts, access, expiry = job.opts, job.access, job.expiry
     by_file = manifest.by_task
     wanted = {fid for t in tasks for fid in t.file_ids}
     inputs = [
