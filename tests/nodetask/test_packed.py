@@ -8,8 +8,12 @@ import os
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from nodetask.bundle import RESULTS_TAR, write_tar
-from nodetask.packed import ERROR_FILE
+from nodetask.errors import InputError
+from nodetask.packed import ERROR_FILE, CountOptions, count_one, run_pack
+from nodetask.tarpack import run_tar_pack
 from tests.nodetask.process import run_nodetask
 from tests.nodetask.reference import generate_text
 
@@ -169,3 +173,17 @@ def test_input_and_results_tars_carry_the_same_bytes_and_hostile_members_fail_al
     assert (tmp_path / "m" / "corpus_counts.json").read_bytes() == (
         tmp_path / "d" / "corpus_counts.json"
     ).read_bytes()
+
+
+def test_a_tar_cut_short_fails_the_pack_in_both_modes_and_writes_no_results(tmp_path: Path) -> None:
+    source = _lay_out(tmp_path / "src")
+    files = [(f"{fid}/{name}", source / fid / name) for fid, name in CORPUS.items()]
+    write_tar(tmp_path / "whole.tar", files)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes((tmp_path / "whole.tar").read_bytes()[:5000])  # inside the second member
+    opts = CountOptions(3, False, 1, 1024, 1 << 30)
+    with pytest.raises(InputError, match="cannot read the pack's input tar"):
+        run_tar_pack(cut, tmp_path / "tar_out", opts, ENV)
+    with pytest.raises(InputError, match="cannot read the pack's input tar"):
+        run_pack(tmp_path / "in", tmp_path / "disk_out", lambda p, o: count_one(p, opts, o, ENV), in_tar=cut)
+    assert not (tmp_path / "tar_out").exists() and not (tmp_path / "disk_out").exists()
