@@ -114,7 +114,11 @@ def _pack_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--in-dir", required=True, type=Path, help="One directory per file id, one file in each.")
     p.add_argument(
-        "--in-tar", type=Path, default=None, help="Fill IN_DIR from this tar of <file id>/<file> first."
+        "--in-tar",
+        type=Path,
+        default=None,
+        help="Fill IN_DIR from this tar of <file id>/<file> first "
+        "(with --results-tar and --numwords: count straight from the tar, IN_DIR unused).",
     )
     p.add_argument(
         "--results-tar",
