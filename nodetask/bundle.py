@@ -21,10 +21,11 @@ Contracts:
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 #: The results tar in a pack's output directory; uploaded as ``<job-id>/<pack id>/results.tar``.
@@ -44,6 +45,28 @@ def write_tar(dest: Path, members: Iterable[tuple[str, Path]]) -> None:
 
     Raises ``OSError`` when a file cannot be read or ``dest`` written (nothing is left at
     ``dest`` then)."""
+
+    def add(tar: tarfile.TarFile) -> None:
+        for name, path in members:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                tar.addfile(_info(name, size), f)
+
+    _write_atomic(dest, add)
+
+
+def write_tar_bytes(dest: Path, members: Iterable[tuple[str, bytes]]) -> None:
+    """:func:`write_tar` of ``(member name, content)``: the same bytes as a tar of files holding
+    those contents. Raises ``OSError`` when ``dest`` cannot be written (nothing is left then)."""
+
+    def add(tar: tarfile.TarFile) -> None:
+        for name, data in members:
+            tar.addfile(_info(name, len(data)), io.BytesIO(data))
+
+    _write_atomic(dest, add)
+
+
+def _write_atomic(dest: Path, add: Callable[[tarfile.TarFile], None]) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
@@ -51,10 +74,7 @@ def write_tar(dest: Path, members: Iterable[tuple[str, Path]]) -> None:
             os.fdopen(fd, "wb") as raw,
             tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for name, path in members:
-                with open(path, "rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    tar.addfile(_info(name, size), f)
+            add(tar)
         os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):

@@ -22,6 +22,7 @@ from nodetask.errors import EXIT_BAD_INPUT, InputError, NodeTaskError
 from nodetask.merge import CORPUS_NAME, collect_inputs, merge_delta, merge_paths, merge_tolerant
 from nodetask.packed import CountOptions, Process, command_one, count_one, run_pack
 from nodetask.results import COUNTS_SUFFIX, CountsDocument, write_outputs
+from nodetask.tarpack import run_tar_pack
 
 log = logging.getLogger("nodetask")
 
@@ -113,7 +114,11 @@ def _pack_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--in-dir", required=True, type=Path, help="One directory per file id, one file in each.")
     p.add_argument(
-        "--in-tar", type=Path, default=None, help="Fill IN_DIR from this tar of <file id>/<file> first."
+        "--in-tar",
+        type=Path,
+        default=None,
+        help="Fill IN_DIR from this tar of <file id>/<file> first "
+        "(with --results-tar and --numwords: count straight from the tar, IN_DIR unused).",
     )
     p.add_argument(
         "--results-tar",
@@ -145,6 +150,8 @@ def run_packed(args: argparse.Namespace) -> int:
         process = lambda path, out: command_one(template, path, out)  # noqa: E731
     else:
         opts = _count_options(args)
+        if args.in_tar is not None and args.results_tar:  # tar mode: nothing per file on disk
+            return run_tar_pack(args.in_tar, args.output_dir, opts, os.environ)
         process = lambda path, out: count_one(path, opts, out, os.environ)  # noqa: E731
     return run_pack(args.in_dir, args.output_dir, process, in_tar=args.in_tar, results_tar=args.results_tar)
 

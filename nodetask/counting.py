@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from nodetask.errors import InputError
 from nodetask.tokens import ASCII_WHITESPACE, count_raw, fold, last_boundary
@@ -62,7 +62,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def iter_chunks(f: BinaryIO, rng: ByteRange, chunk_size: int) -> Iterator[bytes]:
+def iter_chunks(f: IO[bytes], rng: ByteRange, chunk_size: int) -> Iterator[bytes]:
     """Yield the bytes of ``rng`` in pieces of about ``chunk_size`` that never split a token."""
     f.seek(rng.start)
     remaining = rng.end - rng.start
@@ -86,13 +86,31 @@ def iter_chunks(f: BinaryIO, rng: ByteRange, chunk_size: int) -> Iterator[bytes]
         yield carry
 
 
+def _count_open(f: IO[bytes], rng: ByteRange, chunk_size: int, ignore_case: bool) -> tuple[Counter[str], int]:
+    raw: Counter[bytes] = Counter()
+    for chunk in iter_chunks(f, rng, chunk_size):
+        count_raw(chunk, raw)
+    return fold(raw, ignore_case=ignore_case)
+
+
 def count_range(path: Path, rng: ByteRange, chunk_size: int, ignore_case: bool) -> tuple[Counter[str], int]:
     """Word counts and replaced-byte count of one byte range (runs in a worker)."""
-    raw: Counter[bytes] = Counter()
     with path.open("rb") as f:
-        for chunk in iter_chunks(f, rng, chunk_size):
-            count_raw(chunk, raw)
-    return fold(raw, ignore_case=ignore_case)
+        return _count_open(f, rng, chunk_size, ignore_case)
+
+
+def count_stream(
+    f: IO[bytes], size: int, *, ignore_case: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> FileCounts:
+    """Count the first ``size`` bytes of the seekable binary object ``f`` (e.g. a tar member):
+    the same counts as :func:`count_file` of a file holding those bytes, in this process,
+    reading ``chunk_size`` bytes at a time (memory: the vocabulary plus a chunk).
+
+    Read errors propagate unchanged (the caller knows what ``f`` is)."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    counts, invalid = _count_open(f, ByteRange(0, size), chunk_size, ignore_case)
+    return FileCounts(counts, invalid, size)
 
 
 def _count_range_star(args: tuple[Path, ByteRange, int, bool]) -> tuple[Counter[str], int]:

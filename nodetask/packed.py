@@ -37,6 +37,10 @@ file id itself is unusable is logged and fails the run with code 2). With a resu
 ``OUT_DIR/<file id>/``, also go into ``OUT_DIR/results.tar`` (members ``<file id>/<path>``,
 regular files only, in file-id order), written atomically once every file was processed,
 failed ones included; a tar that cannot be written is exit code 1.
+
+With both tars and ``--numwords`` (the runner's bundled packs) nothing of this goes through
+the disk: :mod:`nodetask.tarpack` counts each member from the input tar and writes the same
+results tar, byte for byte, and nothing else.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ class PackEntry:
     problem: str | None = None
 
 
-def _sort_key(name: str) -> tuple[int, int, str]:
+def file_id_key(name: str) -> tuple[int, int, str]:
     return (0, int(name), name) if name.isdigit() else (1, 0, name)
 
 
@@ -94,7 +98,7 @@ def _entry(in_dir: Path, name: str) -> PackEntry:
 def pack_entries(in_dir: Path) -> list[PackEntry]:
     """Every file id under ``in_dir``, in file-id order. An unreadable ``in_dir`` is an InputError."""
     try:
-        names = sorted(os.listdir(in_dir), key=_sort_key)
+        names = sorted(os.listdir(in_dir), key=file_id_key)
         return [_entry(in_dir, n) for n in names]
     except OSError as exc:
         raise InputError(f"cannot read the pack's input directory {in_dir}: {exc.strerror or exc}") from None
@@ -169,20 +173,29 @@ def _place(in_dir: Path, file_id: str, name: str, data: bytes) -> None:
     os.replace(tmp, folder / name)
 
 
-def _extract_one(tar: tarfile.TarFile, info: tarfile.TarInfo, in_dir: Path, seen: set[str]) -> Problems:
+def member_verdict(info: tarfile.TarInfo, seen: set[str]) -> tuple[str | None, str, str | None]:
+    """``(file id, name, why it is refused)`` of an input tar's member (``why`` ``None``: usable;
+    file id ``None``: the member names no usable file id). Adds the file id to ``seen``, so a
+    second member for it is refused."""
     parts, why = member_parts(info)
     file_id = parts[0]
     if not (file_id.isascii() and file_id.isdigit()):
-        return {None: f"member {info.name!r} names no file id"}
+        return None, "", f"member {info.name!r} names no file id"
     if why is None and len(parts) != 2:
         why = f"member {info.name!r} is not <file id>/<name>"
     if why is None and file_id in seen:
         why = f"the input tar holds more than one file for file id {file_id}"
     seen.add(file_id)
+    return file_id, parts[-1], why
+
+
+def _extract_one(tar: tarfile.TarFile, info: tarfile.TarInfo, in_dir: Path, seen: set[str]) -> Problems:
+    file_id, name, why = member_verdict(info, seen)
     if why is not None:
         return {file_id: why}
+    assert file_id is not None  # a usable member names its file id
     try:
-        _place(in_dir, file_id, parts[1], read_member(tar, info))
+        _place(in_dir, file_id, name, read_member(tar, info))
     except (OSError, tarfile.TarError) as exc:
         return {file_id: f"cannot extract {info.name!r}: {getattr(exc, 'strerror', None) or exc}"}
     return {}
@@ -241,7 +254,7 @@ def _with_problems(entries: list[PackEntry], problems: Problems) -> list[PackEnt
     for key, why in problems.items():
         if key is not None:
             by_id[key] = PackEntry(key, None, why)
-    return [by_id[k] for k in sorted(by_id, key=_sort_key)]
+    return [by_id[k] for k in sorted(by_id, key=file_id_key)]
 
 
 def run_pack(
@@ -278,9 +291,14 @@ def run_pack(
         except OutputError as exc:
             log.error("%s", exc)
             return exc.exit_code
+    log_summary(failed, len(entries))
+    return code if failed else 0
+
+
+def log_summary(failed: list[str], total: int) -> None:
+    """The run's last line on stderr: which files failed (the first 20), or how many were processed."""
     if failed:
         shown = ", ".join(failed[:20]) + (", ..." if len(failed) > 20 else "")
-        log.error("%d of %d file(s) failed: %s", len(failed), len(entries), shown)
+        log.error("%d of %d file(s) failed: %s", len(failed), total, shown)
     else:
-        log.info("%d file(s) processed", len(entries))
-    return code if failed else 0
+        log.info("%d file(s) processed", total)

@@ -107,12 +107,21 @@ def write_outputs(
     extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write the counts JSON (with the keys of ``extra`` added) and the text report; return their paths."""
-    body = {**doc.to_json(numwords), **(extra or {})}
+    counts_text, report_text = render_outputs(doc, numwords, env, extra=extra)
     json_path = out_dir / json_name
     report_path = out_dir / report_name
-    write_atomic(json_path, json.dumps(body, ensure_ascii=False, indent=None, separators=(",", ":")) + "\n")
-    write_atomic(report_path, render_report(((w, c) for w, c in body["top"]), env))
+    write_atomic(json_path, counts_text)
+    write_atomic(report_path, report_text)
     return report_path, json_path
+
+
+def render_outputs(
+    doc: CountsDocument, numwords: int, env: Mapping[str, str], *, extra: Mapping[str, Any] | None = None
+) -> tuple[str, str]:
+    """``(counts JSON text, report text)``: exactly what :func:`write_outputs` writes (UTF-8)."""
+    body = {**doc.to_json(numwords), **(extra or {})}
+    counts_text = json.dumps(body, ensure_ascii=False, indent=None, separators=(",", ":")) + "\n"
+    return counts_text, render_report(((w, c) for w, c in body["top"]), env)
 
 
 def _fail(path: Path, why: str) -> InputError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import tempfile
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodetask.counting import ByteRange, aligned_ranges, count_file
+from nodetask.counting import ByteRange, aligned_ranges, count_file, count_stream
 from nodetask.tokens import ASCII_WHITESPACE
 from tests.nodetask.reference import PIECES, generate_text, reference_counts, reference_invalid_bytes
 
@@ -113,3 +114,20 @@ def test_property_multi_worker_matches_reference(pieces: list[bytes], workers: i
         result = count_file(path, workers=workers, chunk_size=5, min_parallel_bytes=0)
     assert result.counts == reference_counts(data)
     assert result.invalid_bytes == reference_invalid_bytes(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(PIECES), max_size=120),
+    st.integers(min_value=1, max_value=16),
+    st.booleans(),
+)
+def test_property_count_stream_of_the_first_size_bytes_is_count_file(
+    pieces: list[bytes], chunk_size: int, ignore_case: bool
+) -> None:
+    data = b"".join(pieces)
+    stream = io.BytesIO(data + b" beyond the member\xff")  # a tar member's object stops at size
+    result = count_stream(stream, len(data), ignore_case=ignore_case, chunk_size=chunk_size)
+    with tempfile.TemporaryDirectory() as d:
+        assert result == count_file(_write(Path(d), data), ignore_case=ignore_case, workers=1)
+    assert result.counts == reference_counts(data, ignore_case=ignore_case)

@@ -8,8 +8,12 @@ import os
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from nodetask.bundle import RESULTS_TAR, write_tar
-from nodetask.packed import ERROR_FILE
+from nodetask.errors import InputError
+from nodetask.packed import ERROR_FILE, CountOptions, count_one, run_pack
+from nodetask.tarpack import run_tar_pack
 from tests.nodetask.process import run_nodetask
 from tests.nodetask.reference import generate_text
 
@@ -130,23 +134,29 @@ def test_input_and_results_tars_carry_the_same_bytes_and_hostile_members_fail_al
         path.chmod(0o600)
     write_tar(tmp_path / "b.tar", files)  # deterministic: the same bytes give the same tar
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
-    args = ["pack", "--in-tar", "in.tar", "--in-dir", "in", "--numwords", "7", "--output-dir", "out"]
-    proc = run_nodetask([*args, "--workers", "1", "--results-tar"], tmp_path, ENV)
-    assert proc.returncode == 2, proc.stderr
+    # Disk mode (no --results-tar): the tar fills IN_DIR, results per file under OUT_DIR/<file id>/.
+    # Tar mode (--in-tar and --results-tar): the same results, straight from the tar to the tar.
+    args = ["pack", "--in-tar", "in.tar", "--numwords", "7", "--workers", "1", "--chunk-size", "100"]
+    disk = run_nodetask([*args, "--in-dir", "in", "--output-dir", "disk"], tmp_path, ENV)
+    proc = run_nodetask([*args, "--in-dir", "in2", "--output-dir", "out", "--results-tar"], tmp_path, ENV)
+    assert disk.returncode == 2 and proc.returncode == 2, disk.stderr + proc.stderr
     assert _tree(tmp_path / "in") == _tree(source)  # the good members, nothing else
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path.parent / "escape.txt").exists()
     out = tmp_path / "out"
+    assert not (tmp_path / "in2").exists() and os.listdir(out) == [RESULTS_TAR]  # nothing per file
     with tarfile.open(out / RESULTS_TAR) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
-    on_disk = {k: v for k, v in _tree(out).items() if k != RESULTS_TAR}
-    assert members == on_disk  # exactly the names and bytes of OUT_DIR/<file id>/...
-    assert list(members) == sorted(members, key=lambda n: int(n.split("/")[0]))  # file-id order
+    assert members == _tree(tmp_path / "disk")  # exactly the names and bytes disk mode writes
+    assert list(members) == sorted(members, key=lambda n: (int(n.split("/")[0]), n))  # file-id order
+    (tmp_path / "expected").mkdir()
+    write_tar(tmp_path / "expected" / "r.tar", [(n, tmp_path / "disk" / n) for n in members])
+    assert (out / RESULTS_TAR).read_bytes() == (tmp_path / "expected" / "r.tar").read_bytes()
     failed = sorted((n.split("/")[0] for n in members if n.endswith(ERROR_FILE)), key=int)
     assert failed == ["7", "8", "9", "11"]
     assert "not a regular file" in members[f"7/{ERROR_FILE}"].decode()
     assert "unsafe member name" in members[f"8/{ERROR_FILE}"].decode()
     assert "more than one file" in members[f"9/{ERROR_FILE}"].decode()
-    assert "names no file id" in proc.stderr
+    assert "names no file id" in proc.stderr and "names no file id" in disk.stderr
     assert sum(n.endswith("_counts.json") for n in members) == len(CORPUS)
 
     # A merge reads the counts members of the tar, only those of its range of file ids.
@@ -156,10 +166,24 @@ def test_input_and_results_tars_carry_the_same_bytes_and_hostile_members_fail_al
     plain = [
         str(p.relative_to(tmp_path))
         for fid in ("1", "2", "3", "4")
-        for p in (out / fid).glob("*_counts.json")
+        for p in (tmp_path / "disk" / fid).glob("*_counts.json")
     ]
     direct = run_nodetask(["merge", *plain, "--numwords", "5", "--output-dir", "d"], tmp_path, ENV)
     assert merged.returncode == 0 and direct.returncode == 0, merged.stderr + direct.stderr
     assert (tmp_path / "m" / "corpus_counts.json").read_bytes() == (
         tmp_path / "d" / "corpus_counts.json"
     ).read_bytes()
+
+
+def test_a_tar_cut_short_fails_the_pack_in_both_modes_and_writes_no_results(tmp_path: Path) -> None:
+    source = _lay_out(tmp_path / "src")
+    files = [(f"{fid}/{name}", source / fid / name) for fid, name in CORPUS.items()]
+    write_tar(tmp_path / "whole.tar", files)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes((tmp_path / "whole.tar").read_bytes()[:5000])  # inside the second member
+    opts = CountOptions(3, False, 1, 1024, 1 << 30)
+    with pytest.raises(InputError, match="cannot read the pack's input tar"):
+        run_tar_pack(cut, tmp_path / "tar_out", opts, ENV)
+    with pytest.raises(InputError, match="cannot read the pack's input tar"):
+        run_pack(tmp_path / "in", tmp_path / "disk_out", lambda p, o: count_one(p, opts, o, ENV), in_tar=cut)
+    assert not (tmp_path / "tar_out").exists() and not (tmp_path / "disk_out").exists()
