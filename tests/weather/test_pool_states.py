@@ -195,8 +195,9 @@ def test_every_node_unusable_is_said(tmp_path: Path, azurite: Azurite, target_ou
 
 def test_a_service_that_stops_answering_is_warned_about(tmp_path: Path, target_outputs: Outputs) -> None:
     job_id = "w-silent"
-    hang = Fault(hang=2.5, count=1, only=lambda m, p, h: "/taskcounts" in p)
-    with FaultProxy(target_outputs.batch_account_url, [hang]) as proxy:
+    # its first poll hangs (a one-task job is watched through its task list)
+    hang = Fault(hang=2.5, count=1, only=lambda m, p, h: f"/jobs/{job_id}/tasks?" in p)
+    with FaultProxy(target_outputs.batch_account_url) as proxy:
         outputs = dataclasses.replace(
             target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
         )
@@ -205,6 +206,7 @@ def test_a_service_that_stops_answering_is_warned_about(tmp_path: Path, target_o
         )
         session.batch.ensure_job(job_id, outputs.pool_id, uses_task_dependencies=False)
         session.batch.add_tasks(job_id, [TaskSpec("1", "one", "/bin/true", (), ())])
+        proxy.faults.append(hang)  # from the monitor's first poll on
         task = mf.ManifestTask("1", "one", mf.input_blob(job_id, "one"), "one", 1)
         manifest = mf.Manifest(job_id, mf.now_iso(), 3, False, "true {input}", 0, (task,))
         said: list[str] = []

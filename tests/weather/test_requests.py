@@ -12,7 +12,10 @@ import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from runner import manifest as mf
+from runner import submit as submit_module
 from runner.outputs import Outputs
 from runner.progress import NullReporter
 from runner.storage import Storage
@@ -33,8 +36,15 @@ def _manifest(job_id: str, n: int) -> mf.Manifest:
     return mf.Manifest(job_id, mf.now_iso(), 3, False, "true {input}", 0, tasks)
 
 
-def test_monitoring_is_one_request_per_poll(tmp_path: Path, target_outputs: Outputs) -> None:
-    job_id, n = "w-one-request", 6
+@pytest.mark.parametrize("by", ["counts", "list"])
+def test_monitoring_is_one_request_per_poll(
+    tmp_path: Path, target_outputs: Outputs, monkeypatch: pytest.MonkeyPatch, by: str
+) -> None:
+    """A job is polled with one request: Batch's task counts, or for a small job (at most
+    ``LIST_POLL_MAX_TASKS`` tasks, patched here to 0 for the counts) its one-page task list."""
+    if by == "counts":
+        monkeypatch.setattr(submit_module, "LIST_POLL_MAX_TASKS", 0)
+    job_id, n = f"w-one-request-{by}", 6
     with FaultProxy(target_outputs.batch_account_url) as proxy:
         outputs = dataclasses.replace(
             target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
@@ -46,11 +56,15 @@ def test_monitoring_is_one_request_per_poll(tmp_path: Path, target_outputs: Outp
         before = len(proxy.records)
         monitor(session, _manifest(job_id, n), SubmitOptions(timeout=timedelta(seconds=120)), NullReporter())
         during = proxy.records[before:]
-    polls = [r for r in during if r.path.split("?")[0].endswith("/taskcounts")]
+    counts = [r for r in during if r.path.split("?")[0].endswith("/taskcounts")]
     listings = [r for r in during if r.path.split("?")[0] == f"/jobs/{job_id}/tasks" and r.method == "GET"]
-    others = [r for r in during if r not in polls and r not in listings]
+    polls = counts if by == "counts" else listings
+    others = [r for r in during if r not in counts and r not in listings]
     assert len(polls) >= 4, during  # the tasks take seconds: several polls
-    assert len(listings) <= 2, [r.path for r in listings]  # the end confirmed from the list, once or twice
+    if by == "counts":
+        assert len(listings) <= 2, [r.path for r in listings]  # the end confirmed from the list
+    else:
+        assert not counts, [r.path for r in counts]
     # between tasks nothing may run for a moment: the pool and job are looked at then, never per task
     assert len(others) <= 3 * len(polls), [r.path for r in others]
     assert all("/tasks/" not in r.path for r in during)
