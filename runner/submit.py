@@ -272,11 +272,12 @@ def submit(
             for t in manifest.tasks
             if t.task_id not in cached.union(in_tar)
         ]
+        plain = len(items)
         items += _input_tars(manifest, local, Path(tars))
         if resuming:
             _refuse_changed_inputs(session, manifest, items, local)
         total_bytes = sum(i.path.stat().st_size for i in items)
-        with reporter.transfer(f"uploading {len(items)} input files", total_bytes) as advance:
+        with reporter.transfer(_upload_label(plain + len(in_tar), len(items)), total_bytes) as advance:
             summary = storage.upload_files(out.input_container, items, advance)
     reporter.info(f"inputs: {summary.uploaded} uploaded, {summary.skipped} unchanged")
 
@@ -476,6 +477,12 @@ def _changed_in_tars(
         data = session.storage.try_download_bytes(session.outputs.input_container, blob) or b""
         stale += [by_id[fid].input for fid in pack_tars.changed_members(data, local)]
     return stale
+
+
+def _upload_label(files: int, blobs: int) -> str:
+    """``uploading 1,001 input files in 21 blobs`` (packs' files go in one tar each)."""
+    packed = "" if blobs == files else f" in {blobs:,} blob{'' if blobs == 1 else 's'}"
+    return f"uploading {files:,} input files{packed}"
 
 
 def _input_tars(manifest: mf.Manifest, local: Mapping[str, Path], workdir: Path) -> list[UploadItem]:

@@ -230,6 +230,7 @@ def test_a_missing_input_tar_fails_every_file_of_its_pack_and_resume_then_retry_
     sent = invoke(path, "submit", str(tmp_path / "in"), "--job-id", job, "--no-wait", "-n", "3")
     assert sent.exit_code == 0, sent.stderr
     assert "inputs: 1 uploaded, 0 unchanged" in sent.stderr  # one tar, no per-file blob
+    assert "uploading 3 input files in 1 blob " in sent.stderr, sent.stderr  # says what it uploads
     storage = Storage(target_outputs)
     assert not storage.list_blobs(target_outputs.input_container, f"{job}/inputs/")
     storage.delete_prefix(target_outputs.input_container, f"{job}/packs/p1.tar")
