@@ -25,28 +25,41 @@ Contracts:
   the result shape, the merge group size and ``--allow-failures``: what determines the
   merged counts byte for byte. Its entry is ``cache/<key>/corpus_*``, written like a file's.
 * **Bundle.** The merged entry also holds ``results.tar``, every file's results (members
-  ``<file key>/<name>``), and ``results.keys``, its member list (:mod:`runner.cache_bundle`);
-  both count in its ``files``. A corpus submitted again unchanged is found with one listing
-  of ``cache/<merged key>/`` and its results come from three blobs and that list; hits of a
-  partial rerun come from the newest bundles that hold them (:data:`BUNDLES_TRIED` member
-  lists read), the others from their own entries.
-* **Lookup** is otherwise one listing of ``cache/`` (one request per 5,000 blobs), never a
-  request per file. Nothing is copied: a hit's results stay in its entry. The merges read a cached
+  ``<file key>/<name>``), and ``results.keys``, its member list (name, size and MD5 of each
+  member: :mod:`runner.cache_bundle`); both count in its ``files``. A corpus submitted again
+  unchanged is found with one listing of ``cache/<merged key>/`` and its results come from
+  three blobs and that list.
+* **Held in a bundle.** A file whose results are members of the bundle its job writes gets no
+  entry of its own (two uploads per file were most of a first run's cost): the bundle *is* its
+  entry. A lookup finds such a key in the member lists of the :data:`BUNDLES_TRIED` newest
+  bundles (an :class:`Entry` with :attr:`Entry.bundle`); a key in an older bundle only is a miss
+  (computed again, never wrong). When a merge must read such a file's counts as a blob (a full
+  merge over cached files, or the counts a delta merge subtracts), the runner first writes the
+  file's own entry from the bundle (:func:`materialize`, MD5 checked), so merges read cached
+  counts in place as ever. Files get entries of their own whenever no bundle is written (the
+  merge failed, ``--no-aggregate``, a bundle over :data:`~runner.cache_bundle.MAX_BUNDLE`).
+* **Lookup** is otherwise one listing of ``cache/`` (one request per 5,000 blobs) and at most
+  :data:`BUNDLES_TRIED` member lists, never a request per file. Nothing is copied: a hit's
+  results stay in its entry or bundle. The merges read a cached
   file's counts there (their resource files name ``cache/<key>/<name>``), and the results
   are downloaded from the entries (:func:`sources`), each blob checked against the size and
   MD5 the listing gave (:class:`~runner.storage.CorruptDownload`: the entry is deleted and
   the error says to submit again). The job records every key in its manifest
   (``cache_keys``, ``merge_key``, ``cached_merge``), so ``results``, resume and ``retry``
-  find the same entries. When every file and the merged result hit, the job runs no task:
+  find the same entries (a bundle-held one in any bundle that holds it). When every file and
+  the merged result hit, the job runs no task:
   its Batch job is created (so ``status``, ``results``, ``jobs`` and ``clean`` know it) and
   terminated at once (``AllTasksComplete``).
 * **Publish**, in :func:`runner.submit.collect` (``submit``, ``results`` of a ``--no-wait``
-  job, ``retry``): each file that ran and succeeded, and the merged result when the merge ran
-  and every file succeeded, whose key has no valid entry gets one, copied from
+  job, ``retry``): the merged result, when the merge ran and every file succeeded, gets its
+  entry and bundle; each file that ran and succeeded, is not held in that bundle, and whose
+  key has no valid entry gets one, copied from
   ``<job-id>/<id>/`` (a bundled pack's files, whose results are members of one results tar,
   :mod:`runner.pack_tars`: uploaded from the downloaded files, with their MD5, the same entry
   blobs a copy makes). A result blob without a Content-MD5 (uploaded in blocks: over a few MB)
   could never be verified, so such a file gets no entry (it runs again next time).
+* **Stats and prune** count a file held in a bundle as one entry; pruning a merged entry
+  removes the results its bundle holds.
 * An entry pruned between a submission and its merge or its download fails that job with
   a :class:`RemoteError` that says to submit again (nothing is recomputed silently).
 """
@@ -78,7 +91,7 @@ log = logging.getLogger(__name__)
 
 CACHE_PREFIX = "cache/"
 #: Part of every key: bump it when what an entry holds changes meaning.
-KEY_FORMAT = 1
+KEY_FORMAT = 2
 _CHUNK = 4 * 1024 * 1024
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
@@ -156,13 +169,16 @@ class Entry:
     blobs: tuple[EntryBlob, ...]
     created: datetime | None
     valid: bool
+    #: Held in this bundle (a merged entry's, :mod:`runner.cache_bundle`): ``blobs`` are its
+    #: members ``<key>/<name>``, as its member list gives them, not blobs of their own.
+    bundle: cache_bundle.Bundle | None = None
 
     @property
     def size(self) -> int:
         return sum(b.size for b in self.blobs)
 
     def blob_names(self) -> list[str]:
-        return [f"{CACHE_PREFIX}{self.key}/{b.name}" for b in self.blobs]
+        return [] if self.bundle else [f"{CACHE_PREFIX}{self.key}/{b.name}" for b in self.blobs]
 
 
 def _b64(md5: bytes) -> str:
@@ -279,11 +295,13 @@ def sources(
         return whole
     if index is None or len(index) == 1:  # none, or only the merged entry (the whole-job lookup)
         index = read_index(storage, container)
+        index.update(held_in_bundles(storage, container, index, _without_entry(index, wanted.values()), None))
     out, gone = {}, []
-    files = {k for f, k in wanted.items() if f != MERGE_TASK_ID}
+    files = {k for f, k in wanted.items() if f != MERGE_TASK_ID and index.get(k) and not index[k].bundle}
     covering = _covering(storage, container, index, files)
     for fid, key in wanted.items():
-        entry, bundle = index.get(key), covering.get(key)
+        entry = index.get(key)
+        bundle = entry.bundle if entry is not None and entry.bundle else covering.get(key)
         if entry is None or not entry.valid:
             gone.append(manifest.by_task[fid].input if fid in manifest.by_task else "(corpus)")
         else:
@@ -324,19 +342,19 @@ def _from_bundle(
         return None
     entry = index.get(key) if index is not None else None
     entry = entry if entry is not None else read_entry(storage, container, key)
-    bundle = _bundle_in(entry) if entry is not None else None
+    bundle = entry_bundle(entry) if entry is not None else None
     members = _members(storage, container, entry) if entry is not None else None
     if entry is None or bundle is None or members is None:
         return None
-    by_key: dict[str, list[str]] = {}
-    for name in members:
-        by_key.setdefault(name.split("/", 1)[0], []).append(name)
+    by_key: dict[str, list[cache_bundle.Member]] = {}
+    for member in members:
+        by_key.setdefault(member.key, []).append(member)
     out = {MERGE_TASK_ID: _blobs_of(entry)}
     for fid in manifest.cached:
-        names = by_key.get(manifest.cache_keys.get(fid, ""), [])
-        if not names:
+        held = by_key.get(manifest.cache_keys.get(fid, ""), [])
+        if not held:
             return None
-        out[fid] = [CachedBlob(bundle.blob, n.split("/", 1)[1], 0, None, n, bundle) for n in names]
+        out[fid] = [CachedBlob(bundle.blob, m.result, m.size, m.md5, m.name, bundle) for m in held]
     return out
 
 
@@ -344,8 +362,8 @@ def _keys_blob(entry: Entry) -> EntryBlob | None:
     return next((b for b in entry.blobs if b.name == cache_bundle.KEYS_NAME), None)
 
 
-def _members(storage: Storage, container: str, entry: Entry) -> list[str] | None:
-    """The member names (``<file key>/<name>``) of an entry's bundle, from its member list
+def _members(storage: Storage, container: str, entry: Entry) -> list[cache_bundle.Member] | None:
+    """The members (``<file key>/<name>``, size, MD5) of an entry's bundle, from its member list
     (``results.keys``, MD5 checked); ``None`` when it has none or it does not check out."""
     listed = _keys_blob(entry)
     if not entry.valid or listed is None or listed.md5 is None:
@@ -353,17 +371,17 @@ def _members(storage: Storage, container: str, entry: Entry) -> list[str] | None
     data = storage.try_download_bytes(container, f"{CACHE_PREFIX}{entry.key}/{listed.name}")
     if data is None or _md5(data) != listed.md5:
         return None
-    names = data.decode("utf-8", errors="replace").splitlines()
-    return [n for n in names if "/" in n and _KEY.match(n.split("/", 1)[0])]
+    members = cache_bundle.parse_members(data)
+    return None if members is None else [m for m in members if _KEY.match(m.key)]
 
 
-def bundle_members(storage: Storage, container: str, entry: Entry) -> list[str] | None:
-    """The member names of a merged entry's bundle (``<file key>/<name>``), read from its member
-    list (one small GET, MD5 checked); ``None`` when it has none or it does not check out."""
+def bundle_members(storage: Storage, container: str, entry: Entry) -> list[cache_bundle.Member] | None:
+    """The members of a merged entry's bundle, read from its member list (one small GET, MD5
+    checked); ``None`` when it has none or it does not check out."""
     return _members(storage, container, entry)
 
 
-def _bundle_in(entry: Entry) -> cache_bundle.Bundle | None:
+def entry_bundle(entry: Entry) -> cache_bundle.Bundle | None:
     found = [b for b in entry.blobs if b.name == cache_bundle.BUNDLE_NAME]
     if not entry.valid or not found:
         return None
@@ -379,23 +397,44 @@ BUNDLES_TRIED = 3
 def _covering(
     storage: Storage, container: str, index: Mapping[str, Entry], keys: set[str]
 ) -> dict[str, cache_bundle.Bundle]:
-    """Which hits (file keys) the newest bundles hold, each bundle's key list (``results.keys``,
-    MD5 checked) read once: their results are extracted from one download instead of one per
-    blob. Keys no bundle holds are absent (downloaded from their own entries)."""
+    """Which hits with entries of their own (file keys) the newest bundles hold too: their
+    results are extracted from one download instead of one per blob. Keys no bundle holds are
+    absent (downloaded from their own entries)."""
     if len(keys) < BUNDLE_MIN_HITS:
         return {}
-    candidates = [(e, b) for e in index.values() if (b := _bundle_in(e)) is not None]
-    candidates.sort(key=lambda eb: eb[0].created or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
-    out: dict[str, cache_bundle.Bundle] = {}
-    for entry, bundle in candidates[:BUNDLES_TRIED]:
-        members = _members(storage, container, entry)
-        if members is None:
-            continue
-        held = ({n.split("/", 1)[0] for n in members} & keys) - out.keys()
-        out.update(dict.fromkeys(held, bundle))
+    held = held_in_bundles(storage, container, index, keys, BUNDLES_TRIED)
+    return {key: e.bundle for key, e in held.items() if e.bundle is not None}
+
+
+def _newest_bundles(index: Mapping[str, Entry]) -> list[tuple[Entry, cache_bundle.Bundle]]:
+    found = [(e, b) for e in index.values() if (b := entry_bundle(e)) is not None]
+    found.sort(key=lambda eb: eb[0].created or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+    return found
+
+
+def held_in_bundles(
+    storage: Storage, container: str, index: Mapping[str, Entry], keys: set[str], tried: int | None
+) -> dict[str, Entry]:
+    """An entry (:attr:`Entry.bundle` set) for each of ``keys`` that one of the ``tried`` newest
+    valid bundles of ``index`` holds (all of them with ``None``), the newest first; each bundle's
+    member list read once (one small GET, MD5 checked). Keys none holds are absent."""
+    out: dict[str, Entry] = {}
+    if not keys:
+        return out
+    for entry, bundle in _newest_bundles(index)[:tried]:
+        by_key: dict[str, list[EntryBlob]] = {}
+        for m in _members(storage, container, entry) or ():
+            if m.key in keys and m.key not in out:
+                by_key.setdefault(m.key, []).append(EntryBlob(m.result, m.size, m.md5))
+        out.update({k: Entry(k, tuple(b), entry.created, True, bundle) for k, b in by_key.items()})
         if len(out) == len(keys):
             break
     return out
+
+
+def _without_entry(index: Mapping[str, Entry], keys: Iterable[str]) -> set[str]:
+    """The keys that have no entry at all in ``index`` (a corrupt entry is recomputed instead)."""
+    return {k for k in keys if k not in index}
 
 
 def counts_source(manifest: Manifest, file_id: str) -> str | None:
@@ -447,6 +486,8 @@ def publish(
     stale: list[str] = []
     seen: set[str] = set()
     already = unverifiable = 0
+    made = _new_bundle(succeeded, bundle_of, outputs, index)
+    held = {m.key for m in cache_bundle.parse_members(made[1]) or ()} if made is not None else set()
     for fid, key in succeeded.items():
         entry = index.get(key)
         if (entry is not None and entry.valid) or key in seen:
@@ -459,12 +500,13 @@ def publish(
         seen.add(key)
         if entry is not None:
             stale += entry.blob_names()
-        made = None
-        if fid == MERGE_TASK_ID and bundle_of is not None:
-            made = _bundle(bundle_of[0], bundle_of[1], outputs, index)
-        count = len(blobs) + (2 if made is not None else 0)
+        if fid != MERGE_TASK_ID and key in held:
+            continue  # its results are members of the merged entry's bundle: no entry of its own
+        count = len(blobs) + (2 if fid == MERGE_TASK_ID and made is not None else 0)
         items += [_entry_copy(b.name, key, count, b.size, b.md5 or b"") for b in blobs]
-        for name, data in zip((cache_bundle.BUNDLE_NAME, cache_bundle.KEYS_NAME), made or (), strict=False):
+        bundled = made if fid == MERGE_TASK_ID else None
+        names = (cache_bundle.BUNDLE_NAME, cache_bundle.KEYS_NAME)
+        for name, data in zip(names, bundled or (), strict=False):
             meta = {"files": str(count), "size": str(len(data)), "md5": _b64(_md5(data))}
             bundles[f"{CACHE_PREFIX}{key}/{name}"] = (data, meta)
     if stale:
@@ -479,6 +521,22 @@ def publish(
             if not storage.blob_exists(container, name):  # else: another job wrote it meanwhile
                 raise
     return Published(len(seen), already, unverifiable)
+
+
+def _new_bundle(
+    succeeded: Mapping[str, str],
+    bundle_of: tuple[Manifest, Path] | None,
+    outputs: Mapping[str, list[BlobEntry]],
+    index: Mapping[str, Entry],
+) -> tuple[bytes, bytes] | None:
+    """The bundle and member list of the merged entry this publish writes, if it writes one."""
+    key = succeeded.get(MERGE_TASK_ID)
+    entry = index.get(key or "")
+    if key is None or bundle_of is None or (entry is not None and entry.valid):
+        return None
+    if not outputs.get(MERGE_TASK_ID):
+        return None
+    return _bundle(bundle_of[0], bundle_of[1], outputs, index)
 
 
 def _read_local(
@@ -533,7 +591,7 @@ def _bundle(
         entry = index.get(key or "")
         listed = outputs.get(task.task_id)
         blobs = [(b.name.split("/", 2)[2], b.md5) for b in listed] if listed else None
-        if blobs is None and entry is not None and entry.valid:
+        if blobs is None and entry is not None and entry.valid:  # its own entry, or a bundle's members
             blobs = [(b.name, b.md5) for b in entry.blobs]
         if key is None or not blobs:
             return None
@@ -542,9 +600,7 @@ def _bundle(
             if f"{key}/{rest}" not in seen:  # two files of one key (same name, same content): once
                 seen.add(f"{key}/{rest}")
                 members.append((f"{key}/{rest}", dest.joinpath(*rel.parts), md5))
-    tar = cache_bundle.build(members)
-    listing = "".join(f"{m[0]}\n" for m in members)  # the member list a later job reads
-    return None if tar is None else (tar, listing.encode("utf-8"))
+    return cache_bundle.build(members)
 
 
 def _entry_copy(source: str, key: str, count: int, size: int, md5: bytes) -> CopyItem:
@@ -566,12 +622,24 @@ class CacheStats:
     oldest: datetime | None
 
 
+def _held_keys(storage: Storage, container: str, entries: Iterable[Entry]) -> set[str]:
+    """The file keys the valid bundles among ``entries`` hold (each member list read once)."""
+    out: set[str] = set()
+    for entry in entries:
+        if entry_bundle(entry) is not None:
+            out.update(m.key for m in _members(storage, container, entry) or ())
+    return out
+
+
 def stats(storage: Storage, container: str) -> CacheStats:
-    """Entries (valid ones), corrupt ones, blobs, bytes and the oldest entry's time: one listing."""
-    index = read_index(storage, container).values()
+    """Entries (valid ones: a file's results held in a bundle count as one), corrupt ones, blobs,
+    bytes and the oldest entry's time: one listing, and each bundle's member list."""
+    listed = read_index(storage, container)
+    index = listed.values()
     times = [e.created for e in index if e.created is not None]
+    held = _held_keys(storage, container, index) - {e.key for e in index if e.valid}
     return CacheStats(
-        entries=sum(e.valid for e in index),
+        entries=sum(e.valid for e in index) + len(held),
         corrupt=sum(not e.valid for e in index),
         blobs=sum(len(e.blobs) for e in index),
         bytes=sum(e.size for e in index),
@@ -589,10 +657,15 @@ class Pruned:
 def prune(storage: Storage, container: str, older_than: timedelta, now: datetime) -> Pruned:
     """Delete every entry (valid or corrupt) written before ``now - older_than``."""
     cutoff = now - older_than
-    old = [e for e in read_index(storage, container).values() if e.created is not None and e.created < cutoff]
+    index = read_index(storage, container)
+    old = [e for e in index.values() if e.created is not None and e.created < cutoff]
+    old_keys = {e.key for e in old}
+    kept = [e for e in index.values() if e.key not in old_keys]
+    gone = _held_keys(storage, container, old) - _held_keys(storage, container, kept)
+    gone -= {e.key for e in index.values()}  # held, but with an entry of its own: counted as that
     names = [n for e in old for n in e.blob_names()]
     storage.delete_names(container, names)
-    return Pruned(len(old), len(names), sum(e.size for e in old))
+    return Pruned(len(old) + len(gone), len(names), sum(e.size for e in old))
 
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -662,7 +735,7 @@ def before_tasks(
         order = [keys[t.task_id] for t in manifest.tasks]
         merged = merge_key(order, shape, manifest.merge_group_size, manifest.allow_failures)
         whole = read_entry(storage, container, merged)
-        if whole is not None and _bundle_in(whole) is not None and _keys_blob(whole) is not None:
+        if whole is not None and entry_bundle(whole) is not None and _keys_blob(whole) is not None:
             # The whole job from one entry: its bundle holds every file's results (one listing
             # of cache/<merged key>/, not of the whole cache).
             say(f"{len(keys):,} of {len(keys):,} files from cache (and the corpus result), 0 to run")
@@ -671,6 +744,10 @@ def before_tasks(
             return manifest, JobCache(keys, frozenset(cached), {merged: whole})
     index = read_index(storage, container)
     found = partition(keys, index)
+    if found.misses:  # results held only in the newest bundles (what publish writes for packs)
+        wanted = _without_entry(index, (keys[fid] for fid in found.misses))
+        index.update(held_in_bundles(storage, container, index, wanted, BUNDLES_TRIED))
+        found = partition(keys, index)
     cached_merge = merged is not None and merged in index and index[merged].valid
     corpus = " (and the corpus result)" if cached_merge else ""
     say(f"{len(found.hits):,} of {len(keys):,} files from cache{corpus}, {len(found.misses):,} to run")
@@ -680,6 +757,48 @@ def before_tasks(
     cached = tuple(sorted(found.hits, key=_numeric))
     manifest = replace(manifest, cached=cached, cache_keys=keys, merge_key=merged, cached_merge=cached_merge)
     return manifest, JobCache(keys, frozenset(cached), index)
+
+
+def materialize(storage: Storage, container: str, manifest: Manifest, entries: Iterable[Entry]) -> int:
+    """Give each bundle-held entry of ``entries`` an entry of its own (its blobs written from its
+    bundle's members, MD5 checked, with the metadata that verifies them), so that a merge task
+    reads its counts as a blob (:func:`counts_source`). Each bundle is downloaded once; returns
+    how many entries were written. A bundle that does not check out is deleted and the
+    :class:`RemoteError` raised says to submit again."""
+    by_bundle: dict[cache_bundle.Bundle, list[Entry]] = {}
+    for entry in entries:
+        if entry.bundle is not None:
+            by_bundle.setdefault(entry.bundle, []).append(entry)
+    uploads: dict[str, tuple[bytes, dict[str, str]]] = {}
+    try:
+        for bundle, held in by_bundle.items():
+            data = cache_bundle.read_members(
+                storage, container, bundle, [f"{e.key}/{b.name}" for e in held for b in e.blobs]
+            )
+            for e in held:
+                for b in e.blobs:
+                    body = data[f"{e.key}/{b.name}"]
+                    if b.md5 is None or _md5(body) != b.md5:
+                        raise CorruptDownload(bundle.blob)
+                    meta = {"files": str(len(e.blobs)), "size": str(len(body)), "md5": _b64(b.md5)}
+                    uploads[f"{CACHE_PREFIX}{e.key}/{b.name}"] = (body, meta)
+    except CorruptDownload as err:
+        raise drop_corrupt(storage, container, manifest, err) from None
+    _upload_new(storage, container, uploads)
+    return sum(len(held) for held in by_bundle.values())
+
+
+def before_merge(storage: Storage, container: str, manifest: Manifest, job_cache: JobCache) -> None:
+    """Before the tasks of a job whose merges read cached files' counts (a full merge, not the
+    cached corpus nor a delta merge): every cached file held only in a bundle gets its own entry
+    (:func:`materialize`), read in place by the merges as today."""
+    index = job_cache.index
+    if index is None or not manifest.aggregate or manifest.cached_merge or manifest.delta is not None:
+        return
+    held = [e for fid in manifest.cached if (e := index.get(manifest.cache_keys.get(fid, ""))) and e.bundle]
+    if held:
+        written = materialize(storage, container, manifest, held)
+        log.info("job %s: %d cached result(s) written from bundles for the merges", manifest.job_id, written)
 
 
 def _refuse_stale(manifest: Manifest, keys: Mapping[str, str]) -> None:

@@ -1,13 +1,18 @@
-"""A merged result's bundle: every per-file result of the job in one blob, so that a fully cached
-rerun downloads three blobs instead of two per file (:mod:`runner.cache`).
+"""A merged result's bundle: every per-file result of the job in one blob, so that a first run
+publishes three blobs instead of two per file and a fully cached rerun downloads three
+(:mod:`runner.cache`).
 
 Contracts:
 
+* The member list (``results.keys``, next to the bundle) has a line per member:
+  name, size and base64 MD5, separated by tabs (:func:`member_list`, :func:`parse_members`). For a file
+  held only in a bundle it is the entry's listing: what its results are and how to check them.
 * The bundle is an uncompressed tar whose members are named ``<file key>/<result name>``,
   regular files only, written with fixed owner, mode and time (the same results give the
   same bytes). :func:`build` takes each member's bytes from a local file and refuses (returns
   ``None``) when one does not hash to the MD5 its blob has, or the whole would be over
-  :data:`MAX_BUNDLE` bytes: then the merged entry has no bundle and hits download per file.
+  :data:`MAX_BUNDLE` bytes, or a name holds a line break: then the merged entry has no
+  bundle and every file gets an entry of its own.
 * The bundle blob is verified as any entry blob is: its listed Content-MD5 and size against
   the metadata recorded when it was written (else the merged entry is corrupt and the merge
   runs again), and the downloaded bytes against that MD5. Its members are not checked one by
@@ -20,6 +25,7 @@ Contracts:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -29,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.atomic import write_atomic
 from runner.storage import CorruptDownload, DownloadItem, Storage
 
 log = logging.getLogger(__name__)
@@ -54,10 +61,12 @@ def _md5(data: bytes) -> bytes:
     return hashlib.md5(data, usedforsecurity=False).digest()
 
 
-def build(members: Iterable[tuple[str, Path, bytes | None]]) -> bytes | None:
-    """The bundle of ``(member name, local file, its blob's MD5)``, or ``None`` (see the module)."""
+def build(members: Iterable[tuple[str, Path, bytes | None]]) -> tuple[bytes, bytes] | None:
+    """The bundle of ``(member name, local file, its blob's MD5)`` and its member list
+    (:func:`member_list`), or ``None`` (see the module)."""
     out = io.BytesIO()
     total = 0
+    listed: list[Member] = []
     with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, path, md5 in members:
             try:
@@ -66,8 +75,8 @@ def build(members: Iterable[tuple[str, Path, bytes | None]]) -> bytes | None:
                 log.info("no bundle: cannot read %s (%s)", path, exc.strerror)
                 return None
             total += len(data)
-            if md5 is None or _md5(data) != md5 or total > MAX_BUNDLE:
-                log.info("no bundle: %s is not its blob's bytes, or the bundle would be too large", path)
+            if md5 is None or _md5(data) != md5 or total > MAX_BUNDLE or "\n" in name or "\r" in name:
+                log.info("no bundle: %s is not its blob's bytes, or cannot be a member", path)
                 return None
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
@@ -76,7 +85,53 @@ def build(members: Iterable[tuple[str, Path, bytes | None]]) -> bytes | None:
             except ValueError:  # a name USTAR cannot hold
                 log.info("no bundle: member name %r does not fit a tar header", name)
                 return None
-    return out.getvalue()
+            listed.append(Member(name, len(data), md5))
+    return out.getvalue(), member_list(listed)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a bundle as its member list gives it: ``<file key>/<result name>``, its size
+    and MD5 (those of the result blob it holds)."""
+
+    name: str
+    size: int
+    md5: bytes
+
+    @property
+    def key(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def result(self) -> str:
+        return self.name.split("/", 1)[1]
+
+
+def member_list(members: Iterable[Member]) -> bytes:
+    """The member list's bytes: a line per member, ``<name>\\t<size>\\t<base64 MD5>``."""
+    lines = (f"{m.name}\t{m.size}\t{base64.b64encode(m.md5).decode('ascii')}\n" for m in members)
+    return "".join(lines).encode("utf-8")
+
+
+def member_line_size(name: str) -> int:
+    """About the bytes of ``name``'s line in a member list (its result's size unknown: 4 digits)."""
+    return len(name.encode("utf-8")) + 1 + 4 + 1 + 24 + 1
+
+
+def parse_members(data: bytes) -> list[Member] | None:
+    """The members a member list names; ``None`` when a line is not one (not this format)."""
+    out = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        name, _, rest = line.partition("\t")
+        size, _, md5 = rest.partition("\t")
+        try:
+            digest = base64.b64decode(md5, validate=True)
+        except ValueError:
+            return None
+        if "/" not in name or not size.isdigit() or len(digest) != 16:
+            return None
+        out.append(Member(name, int(size), digest))
+    return out
 
 
 def extract(storage: Storage, container: str, bundle: Bundle, wanted: Mapping[str, list[Path]]) -> None:
@@ -89,23 +144,40 @@ def extract(storage: Storage, container: str, bundle: Bundle, wanted: Mapping[st
         storage.download_files(container, [DownloadItem(bundle.blob, local, bundle.md5, bundle.size)])
         try:
             with tarfile.open(local, mode="r:") as tar:
+                by_name = {info.name: info for info in tar}  # getmember() scans: quadratic
                 for name, paths in wanted.items():
-                    _write(tar, bundle.blob, name, paths)
+                    _write(tar, by_name.get(name), f"{bundle.blob} (member {name})", paths)
         except tarfile.TarError:
             raise CorruptDownload(bundle.blob) from None
 
 
-def _write(tar: tarfile.TarFile, blob: str, name: str, paths: list[Path]) -> None:
+def read_members(storage: Storage, container: str, bundle: Bundle, wanted: Iterable[str]) -> dict[str, bytes]:
+    """Download ``bundle`` once (MD5 checked) and return the bytes of each wanted member;
+    a member missing or not a file is :class:`~runner.storage.CorruptDownload`."""
+    if bundle.md5 is None:
+        raise CorruptDownload(bundle.blob)
+    data = storage.download_bytes(container, bundle.blob)
+    if _md5(data) != bundle.md5:
+        raise CorruptDownload(bundle.blob)
+    out = {}
     try:
-        info = tar.getmember(name)
-    except KeyError:
-        raise CorruptDownload(f"{blob} (no member {name})") from None
-    handle = tar.extractfile(info) if info.isreg() else None
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            by_name = {info.name: info for info in tar}
+            for name in wanted:
+                out[name] = _read(tar, by_name.get(name), f"{bundle.blob} (member {name})")
+    except tarfile.TarError:
+        raise CorruptDownload(bundle.blob) from None
+    return out
+
+
+def _read(tar: tarfile.TarFile, info: tarfile.TarInfo | None, what: str) -> bytes:
+    handle = tar.extractfile(info) if info is not None and info.isreg() else None
     if handle is None:
-        raise CorruptDownload(f"{blob} (member {name} is not a file)")
-    data = handle.read()
+        raise CorruptDownload(f"{what}: missing or not a file")
+    return handle.read()
+
+
+def _write(tar: tarfile.TarFile, info: tarfile.TarInfo | None, what: str, paths: list[Path]) -> None:
+    data = _read(tar, info, what)
     for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(path.name + ".part")
-        part.write_bytes(data)
-        part.replace(path)
+        write_atomic(path, data, durable=False)  # the bundle can be fetched again

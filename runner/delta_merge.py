@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING
 
 from nodetask.merge import CORPUS_COUNTS
 from nodetask.results import COUNTS_SUFFIX
-from runner import cache_bundle
-from runner.cache import CACHE_PREFIX, Entry, JobCache, bundle_members
+from runner import cache, cache_bundle
+from runner.cache import CACHE_PREFIX, Entry, EntryBlob, JobCache, bundle_members
 from runner.counts_head import load_fields
 from runner.manifest import Manifest
 from runner.storage import Storage
@@ -69,6 +69,9 @@ class _Delta:
     base: Entry
     add: tuple[str, ...]  #: file ids, in file order
     subtract: tuple[str, ...]  #: blob names of cached counts
+    #: The files going out whose results only the base's bundle holds: given entries of their
+    #: own (:func:`runner.cache.materialize`) when this delta is chosen.
+    held: tuple[Entry, ...] = ()
 
     @property
     def size(self) -> int:
@@ -115,12 +118,9 @@ def _eligible(manifest: Manifest, job_cache: JobCache) -> bool:
 
 def _members_size(manifest: Manifest) -> int:
     """The size of the member list this job's bundle would have (two results per file)."""
-    seen = {
-        f"{manifest.cache_keys[t.task_id]}/{name}\n"
-        for t in manifest.tasks
-        for name in report_names(t.node_name)
-    }
-    return sum(len(m.encode("utf-8")) for m in seen)
+    keys = manifest.cache_keys
+    seen = {f"{keys[t.task_id]}/{name}" for t in manifest.tasks for name in report_names(t.node_name)}
+    return sum(cache_bundle.member_line_size(m) for m in seen)
 
 
 def _candidates(manifest: Manifest, index: Mapping[str, Entry]) -> list[Entry]:
@@ -139,14 +139,17 @@ def _candidates(manifest: Manifest, index: Mapping[str, Entry]) -> list[Entry]:
     return [c[2] for c in found[:BASES_TRIED]]
 
 
-def _delta(manifest: Manifest, index: Mapping[str, Entry], base: Entry, members: list[str]) -> _Delta | None:
+def _delta(
+    manifest: Manifest, index: Mapping[str, Entry], base: Entry, members: list[cache_bundle.Member]
+) -> _Delta | None:
     """What the job differs from ``base`` (its ``members``) by; ``None`` when a file going out
-    has no valid entry with its counts."""
+    has neither a valid entry with its counts nor its results in the base's bundle."""
     counts_of: dict[str, str] = {}
-    for member in members:
-        key, name = member.split("/", 1)
-        if name.endswith(COUNTS_SUFFIX):
-            counts_of[key] = name
+    blobs_of: dict[str, list[EntryBlob]] = {}
+    for m in members:
+        blobs_of.setdefault(m.key, []).append(EntryBlob(m.result, m.size, m.md5))
+        if m.result.endswith(COUNTS_SUFFIX):
+            counts_of[m.key] = m.result
     held = set(counts_of)
     add = []
     for task in manifest.tasks:  # each base key stands for one file: a second file of it comes in
@@ -155,16 +158,24 @@ def _delta(manifest: Manifest, index: Mapping[str, Entry], base: Entry, members:
             held.discard(key)
         else:
             add.append(task.task_id)
-    subtract = []
+    subtract, in_bundle = [], []
+    bundle = cache.entry_bundle(base)
     for key in sorted(held):  # in the base, not in the job: its cached counts go out
         entry = index.get(key)
-        if entry is None or not entry.valid or counts_of[key] not in {b.name for b in entry.blobs}:
+        if entry is None or not entry.valid or entry.bundle is not None:
+            if bundle is None:
+                return None
+            entry = Entry(key, tuple(blobs_of[key]), base.created, True, bundle)
+            in_bundle.append(entry)
+        if counts_of[key] not in {b.name for b in entry.blobs}:
             return None
         subtract.append(f"{CACHE_PREFIX}{key}/{counts_of[key]}")
-    return _Delta(base, tuple(add), tuple(subtract))
+    return _Delta(base, tuple(add), tuple(subtract), tuple(in_bundle))
 
 
-def _base_holds_each_once(storage: Storage, container: str, entry: Entry, members: list[str]) -> bool:
+def _base_holds_each_once(
+    storage: Storage, container: str, entry: Entry, members: list[cache_bundle.Member]
+) -> bool:
     """The base's counts list one input per file key of its bundle, and nothing missing."""
     listed = next((b for b in entry.blobs if b.name == CORPUS_COUNTS), None)
     data = storage.try_download_bytes(container, f"{CACHE_PREFIX}{entry.key}/{CORPUS_COUNTS}")
@@ -175,7 +186,7 @@ def _base_holds_each_once(storage: Storage, container: str, entry: Entry, member
     except (UnicodeDecodeError, ValueError):
         return False
     inputs = fields.get("inputs")
-    keys = {m.split("/", 1)[0] for m in members}
+    keys = {m.key for m in members}
     return isinstance(inputs, list) and len(inputs) == len(keys) and not fields.get("missing")
 
 
@@ -199,6 +210,8 @@ def choose(
             best = delta
     if best is None:
         return manifest
+    if best.held:  # the counts going out become blobs of their own, which the merge reads
+        cache.materialize(storage, container, manifest, best.held)
     base = f"{CACHE_PREFIX}{best.base.key}/{CORPUS_COUNTS}"
     sources = DeltaSources(base, best.subtract, order_blob(manifest.job_id))
     say(

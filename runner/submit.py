@@ -259,6 +259,7 @@ def submit(
         )
         if not resuming:  # few files changed since a cached corpus: one merge (runner.delta_merge)
             manifest = delta_merge.choose(storage, out.output_container, manifest, job_cache, reporter.info)
+            result_cache.before_merge(storage, out.output_container, manifest, job_cache)
         if manifest.cached and not resuming:  # pack only the files that run
             manifest = _packed(manifest, policy)
     cached = set(manifest.cached)

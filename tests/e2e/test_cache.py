@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -132,9 +133,20 @@ def counted_outputs(tmp_path: Path, target_outputs: Outputs) -> Iterator[tuple[P
         yield path, proxy
 
 
-def test_first_run_computes_and_stores_every_file(first: FirstRun) -> None:
+def test_first_run_computes_and_stores_every_file(first: FirstRun, target_outputs: Outputs) -> None:
     assert f"0 of {len(FILES)} files from cache, {len(FILES)} to run" in first.stderr
     assert f"cache: {len(FILES) + 1} result(s) stored for later jobs" in first.stderr  # and the corpus
+    # Every file's results are members of the merged entry's bundle: no entry of their own (four
+    # blobs written in all, not two more per file), and the bundle's member list names them.
+    storage, container = Storage(target_outputs), target_outputs.output_container
+    man = mf.load(storage, target_outputs.input_container, "cache-first")
+    assert man is not None and man.merge_key is not None
+    listed = {b.name.split("/")[1] for b in storage.list_entries(container, cache.CACHE_PREFIX)}
+    assert not listed & set(man.cache_keys.values())
+    merged = cache.read_entry(storage, container, man.merge_key)
+    assert merged is not None and merged.valid and len(merged.blobs) == 4
+    members = cache.bundle_members(storage, container, merged)
+    assert members is not None and {m.key for m in members} == set(man.cache_keys.values())
     by_input = {f["input"]: f for f in first.doc["files"]}  # type: ignore[attr-defined]
     for rel, text in first.texts.items():
         assert by_input[rel]["top"] == top(reference_counts(text), 4), rel
@@ -199,12 +211,12 @@ def _result(path: Path, dest: Path) -> bool:
     return path.is_file() and (path.parts[len(dest.parts)] == "files" or path.name.startswith("corpus_"))
 
 
-def test_corrupt_bundle_runs_the_merge_only(
+def test_corrupt_bundle_is_never_trusted(
     first: FirstRun, tmp_path: Path, outputs_file: Path, target_outputs: Outputs
 ) -> None:
-    """The merged entry's bundle rewritten (same size, metadata kept): the merged result is a
-    miss, so only the merge runs, on the cached files' counts read in place (nothing copied
-    into the job), and the merged entry is written again."""
+    """The merged entry's bundle rewritten (same size, metadata kept): the merged entry is
+    corrupt, and the files whose results only its bundle held are misses: every file and the
+    merge run again, with the same results, and the merged entry is written again."""
     storage, container = Storage(target_outputs), target_outputs.output_container
     bundle = next(
         b for b in storage.list_entries(container, cache.CACHE_PREFIX) if b.name.endswith("/results.tar")
@@ -212,14 +224,47 @@ def test_corrupt_bundle_runs_the_merge_only(
     _rewrite_keeping_metadata(storage, container, bundle.name)
 
     _, stderr = _submit(outputs_file, first.corpus, "cache-merge", tmp_path / "merge", "--cache")
-    assert f"{len(FILES)} of {len(FILES)} files from cache, 0 to run" in stderr
-    assert "1 cache entries did not check out" in stderr and "cache: 1 result(s) stored" in stderr
-    assert _task_ids(target_outputs, "cache-merge") == {"merge"}
-    assert not [b for b in storage.list_blobs(container, "cache-merge/") if "/merge/" not in b.name]
-    counts = json.loads((tmp_path / "merge" / "corpus_counts.json").read_text(encoding="utf-8"))
-    assert counts["counts"] == json.loads((first.dest / "corpus_counts.json").read_text())["counts"]
-    assert _raw_tree(tmp_path / "merge")["files/a_OUTPUT.txt"] == _raw_tree(first.dest)["files/a_OUTPUT.txt"]
+    assert f"0 of {len(FILES)} files from cache, {len(FILES)} to run" in stderr
+    assert "1 cache entries did not check out" in stderr
+    assert f"cache: {len(FILES) + 1} result(s) stored" in stderr
+    assert _files_run(target_outputs, "cache-merge") == set(_ids(first).values())
+    assert _tree(tmp_path / "merge", runs=True) == _tree(first.dest, runs=True)
     assert cache.stats(storage, container).corrupt == 0
+
+
+def test_full_merge_reads_counts_held_in_a_bundle(
+    first: FirstRun, tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+) -> None:
+    """Four new files beside the cached four: too many for a delta merge, so the merges read
+    every file's counts. The cached files' results are only members of a bundle: each gets its
+    own entry first (written from the bundle, MD5 checked), the merges read their counts there
+    (nothing copied into the job), and the corpus is that of all eight files."""
+    storage, container = Storage(target_outputs), target_outputs.output_container
+    before = {b.name.split("/")[1] for b in storage.list_entries(container, cache.CACHE_PREFIX)}
+    corpus = tmp_path / "eight"
+    shutil.copytree(first.corpus, corpus)
+    added = {f"new/n{i}.txt": make_text(60 + i, 90) for i in range(4)}
+    for rel, text in added.items():
+        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / rel).write_text(text, encoding="utf-8")
+    doc, stderr = _submit(outputs_file, corpus, "cache-eight", tmp_path / "eight-out", "--cache")
+
+    assert f"{len(FILES)} of {len(FILES) + 4} files from cache, 4 to run" in stderr
+    assert "delta merge" not in stderr
+    man = mf.load(storage, target_outputs.input_container, "cache-eight")
+    assert man is not None
+    cached_keys = {man.cache_keys[fid] for fid in man.cached}
+    own = {b.name.split("/")[1] for b in storage.list_entries(container, cache.CACHE_PREFIX)}
+    assert cached_keys <= own - before  # entries of their own, written for this merge
+    for fid in man.cached:
+        assert not storage.list_blobs(container, f"cache-eight/{fid}/")  # read in place
+    everything = "\n".join([*first.texts.values(), *added.values()])
+    assert doc["corpus"]["top"] == top(reference_counts(everything), 4)  # type: ignore[index]
+    assert cache.stats(storage, container).corrupt == 0
+
+
+def _ids(run: FirstRun) -> dict[str, str]:
+    return {f["input"]: f["taskId"] for f in run.doc["files"]}  # type: ignore[attr-defined]
 
 
 def _rewrite_keeping_metadata(storage: Storage, container: str, blob: str) -> None:

@@ -35,6 +35,12 @@ def _corpus(dest: Path) -> tuple[bytes, bytes]:
     return (dest / "corpus_counts.json").read_bytes(), kept
 
 
+def _files(dest: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(dest)): p.read_bytes() for p in sorted((dest / "files").glob("**/*")) if p.is_file()
+    }
+
+
 def test_few_changed_files_merge_as_one_delta_task_equal_to_a_full_merge(
     tmp_path: Path, outputs_file: Path, target_outputs: Outputs
 ) -> None:
@@ -59,6 +65,13 @@ def test_few_changed_files_merge_as_one_delta_task_equal_to_a_full_merge(
     tasks = {t.id for t in Batch(target_outputs).list_tasks(f"{job}-b")}
     assert "merge" in tasks and not any(t.startswith("merge-") for t in tasks), tasks
     assert len(tasks) == 2, tasks  # the changed files' pack and the one merge
+    # `results` later finds the cached files' results in the bundle that holds them (they have
+    # no entry of their own), the same bytes the submission downloaded.
+    again = invoke(outputs_file, "results", f"{job}-b", "--dest", str(tmp_path / "b2"))
+    assert again.exit_code == 0, again.stderr
+    assert _files(tmp_path / "b2") == _files(tmp_path / "b") and len(_files(tmp_path / "b")) == 2 * (
+        N_FILES - 1
+    )
 
     _submit(outputs_file, corpus, f"{job}-c", tmp_path / "c", "--no-cache")
     assert _corpus(tmp_path / "b") == _corpus(tmp_path / "c")

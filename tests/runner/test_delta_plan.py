@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from runner import delta_merge
 from runner.cache import Entry, EntryBlob
+from runner.cache_bundle import Member
 from runner.manifest import Manifest, ManifestTask
 
 
@@ -19,7 +20,8 @@ def test_delta_counts_each_base_key_once_and_needs_the_counts_of_what_goes_out()
     # Files 1 and 2 hold the same key (same name, same content in two folders); 4 changed.
     keys = {"1": _key("a"), "2": _key("a"), "3": _key("c"), "4": _key("e")}
     manifest = Manifest("j", "now", 3, True, None, 0, tasks, cache_keys=keys)
-    members = [f"{_key(k)}/{k}_counts.json" for k in "acd"] + [f"{_key(k)}/{k}_OUTPUT.txt" for k in "acd"]
+    names_ = [f"{_key(k)}/{k}_counts.json" for k in "acd"] + [f"{_key(k)}/{k}_OUTPUT.txt" for k in "acd"]
+    members = [Member(n, 9, bytes(16)) for n in names_]
     counts = (EntryBlob("d_counts.json", 9, b"x"), EntryBlob("d_OUTPUT.txt", 9, b"y"))
     index = {_key("d"): Entry(_key("d"), counts, None, True)}
     base = Entry(_key("f"), (), None, True)
@@ -27,10 +29,16 @@ def test_delta_counts_each_base_key_once_and_needs_the_counts_of_what_goes_out()
     assert delta is not None
     assert delta.add == ("2", "4")  # the base holds one file of key a: the second comes in
     assert delta.subtract == (f"cache/{_key('d')}/d_counts.json",)
-    # What goes out must have a valid entry with its counts, else no delta (a full merge).
+    assert delta.held == ()  # d has an entry of its own: read in place
+    # What goes out must have a valid entry with its counts, or be in the base's bundle (then it
+    # gets an entry of its own from the bundle), else no delta (a full merge).
     index[_key("d")] = Entry(_key("d"), counts, None, False)
     assert delta_merge._delta(manifest, index, base, members) is None
     assert delta_merge._delta(manifest, {}, base, members) is None
+    bundled = Entry(_key("f"), (EntryBlob("results.tar", 5, b"t" * 16),), None, True)
+    delta = delta_merge._delta(manifest, {}, bundled, members)
+    assert delta is not None and delta.subtract == (f"cache/{_key('d')}/d_counts.json",)
+    assert [(e.key, e.bundle is not None, len(e.blobs)) for e in delta.held] == [(_key("d"), True, 2)]
 
 
 def test_delta_limit_is_a_tenth_changed_and_one_merge_tasks_sources() -> None:
