@@ -6,8 +6,8 @@ Contracts:
   size: the job, the pool, one listing of the pool's nodes, one ``$select``
   listing of the tasks (pages of 1,000), the manifest, one listing of the
   job's output blobs, the ``results.tar`` of at most :data:`MAX_PACK_TARS` failed
-  bundled packs, and the stderr tail of at most :data:`MAX_STDERR_TAILS` failed
-  tasks. Never a request per task otherwise.
+  bundled packs (:data:`MAX_PACK_TAR_BYTES` in all), and the stderr tail of at
+  most :data:`MAX_STDERR_TAILS` failed tasks. Never a request per task otherwise.
 * Times are what Batch says: ``created`` is the task's creation time,
   ``start``/``end`` those of its *last* attempt (Batch keeps no earlier ones),
   so the queue wait of a retried task includes its earlier attempts.
@@ -25,8 +25,9 @@ Contracts:
   ``results.tar``: for a failed one the tar is read (:mod:`runner.pack_outcomes`),
   so its files are told apart the same way, and a failed file carries the first
   line of its ``nodetask_error.txt`` (:attr:`FileStatus.error`). Past
-  :data:`MAX_PACK_TARS` failed packs, the others' tars are not read: their files
-  are all shown failed, and :attr:`Execution.unread_packs` and a note say so. A
+  :data:`MAX_PACK_TARS` failed packs or :data:`MAX_PACK_TAR_BYTES`, the others'
+  tars are not read: their files are all shown failed, and
+  :attr:`Execution.unread_packs` and a note say so. A
   bundled pack's bytes out are its ``results.tar``'s size (from the listing).
 """
 
@@ -43,7 +44,7 @@ from runner import manifest as mf
 from runner import pack_tars
 from runner.batch_types import STDERR_FILE, JobInfo, NodeInfo, PoolInfo, TaskInfo
 from runner.errors import NotFoundError
-from runner.pack_outcomes import PackOutcomes, read_outcomes
+from runner.pack_outcomes import FailedPack, PackOutcomes, read_outcomes
 from runner.partial_merge import MissingInput, missing_in
 from runner.targets import Session
 from runner.tasks import MERGE_TASK_ID, counts_blob
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 MAX_STDERR_TAILS = 100
 #: Failed bundled packs whose ``results.tar`` is read (one request each) to tell their files apart.
 MAX_PACK_TARS = 20
+#: And no more than these bytes of them in all (their sizes as listed).
+MAX_PACK_TAR_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,8 @@ class Outputs:
 
     sizes: dict[str, int]
     errors: set[str]
-    #: The task ids with a ``<job>/<id>/results.tar`` (bundled packs that wrote theirs).
-    results_tars: set[str] = field(default_factory=set)
+    #: The size of each ``<job>/<id>/results.tar`` by task id (bundled packs that wrote theirs).
+    results_tars: dict[str, int] = field(default_factory=dict)
     tars: PackOutcomes = field(default_factory=PackOutcomes)
 
 
@@ -226,7 +229,7 @@ def _outputs(session: Session, job_id: str) -> Outputs:
     tar, from one listing."""
     sizes: dict[str, int] = defaultdict(int)
     errors: set[str] = set()
-    tars: set[str] = set()
+    tars: dict[str, int] = {}
     for blob in session.storage.list_blobs(session.outputs.output_container, f"{job_id}/"):
         parts = blob.name.split("/", 2)
         if len(parts) == 3:
@@ -234,7 +237,7 @@ def _outputs(session: Session, job_id: str) -> Outputs:
             if parts[2] == ERROR_FILE:
                 errors.add(parts[1])
             elif parts[2] == RESULTS_TAR:
-                tars.add(parts[1])
+                tars[parts[1]] = blob.size
     return Outputs(dict(sizes), errors, tars)
 
 
@@ -246,18 +249,21 @@ def _job_outputs(
     outputs = _outputs(session, job_id)
     if man is None or not pack_tars.bundled(man):
         return outputs, []
-    failed = {t.id for t in infos if t.result == "failure"} & outputs.results_tars
-    listed = [(p.task_id, p.file_ids) for p in man.packs if p.task_id in failed]
+    sizes = outputs.results_tars
+    failed = {t.id for t in infos if t.result == "failure"} & sizes.keys()
+    listed = [FailedPack(p.task_id, p.file_ids, sizes[p.task_id]) for p in man.packs if p.task_id in failed]
     if not listed:
         return outputs, []
     notes: list[str] = []
-    tars = read_outcomes(session.storage, session.outputs.output_container, man.job_id, listed, MAX_PACK_TARS)
+    tars = read_outcomes(
+        session.storage, session.outputs.output_container, job_id, listed, MAX_PACK_TARS, MAX_PACK_TAR_BYTES
+    )
     if tars.unread:
         shown = ", ".join(tars.unread[:10]) + (" …" if len(tars.unread) > 10 else "")
         notes.append(
             f"results.tar read for {len(listed) - len(tars.unread)} of {len(listed)} failed packs "
-            f"(at most {MAX_PACK_TARS}): every file of {shown} is shown failed; "
-            f"`runner results {man.job_id}` unpacks them all"
+            f"(at most {MAX_PACK_TARS}, {MAX_PACK_TAR_BYTES // 2**20} MiB): every file of {shown} is "
+            f"shown failed; `runner results {job_id}` unpacks them all"
         )
     if tars.unreadable:
         notes.append(f"results.tar gone or unreadable: pack(s) {', '.join(tars.unreadable)}")

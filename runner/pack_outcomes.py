@@ -8,7 +8,9 @@ that failed, to tell the files that failed from those that delivered.
 Contracts:
 
 * :func:`read_outcomes` downloads at most ``limit`` results tars, one request each, in the
-  order given; the packs beyond are returned as :attr:`PackOutcomes.unread` (never a request).
+  order given, and no more than ``max_bytes`` in all (their sizes as listed: a tar that would
+  go past it is not read); the packs beyond either bound are returned as
+  :attr:`PackOutcomes.unread` (never a request).
 * A member counts only when :func:`nodetask.bundle.member_parts` accepts it (a relative name
   of plain parts, a regular file) and its file id is one of the pack's: a tar's names are
   never trusted. A file *delivered* when it has a member other than ``nodetask_error.txt``
@@ -50,16 +52,25 @@ class PackOutcomes:
     unreadable: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class FailedPack:
+    """A failed bundled pack: its id, its file ids, its results tar's size as listed."""
+
+    pack_id: str
+    file_ids: tuple[str, ...]
+    tar_size: int
+
+
 def read_outcomes(
-    storage: Storage, container: str, job_id: str, packs: Iterable[tuple[str, tuple[str, ...]]], limit: int
+    storage: Storage, container: str, job_id: str, packs: Iterable[FailedPack], limit: int, max_bytes: int
 ) -> PackOutcomes:
-    """The outcomes in the results tars of ``packs`` (``(pack id, its file ids)``), the first
-    ``limit`` of them read (module docstring)."""
-    todo = list(packs)
+    """The outcomes in the results tars of ``packs``, as many read as ``limit`` and
+    ``max_bytes`` allow (module docstring)."""
+    todo, unread = _within(list(packs), limit, max_bytes)
     delivered: set[str] = set()
     errors: dict[str, str] = {}
     unreadable: list[str] = []
-    for pack_id, file_ids in todo[: max(limit, 0)]:
+    for pack_id, file_ids in ((p.pack_id, p.file_ids) for p in todo):
         raw = storage.try_download_bytes(container, results_tar_blob(job_id, pack_id))
         found = None if raw is None else outcomes_in(raw, set(file_ids))
         if found is None:
@@ -68,8 +79,21 @@ def read_outcomes(
             continue
         delivered |= found[0]
         errors.update(found[1])
-    unread = tuple(p for p, _ in todo[max(limit, 0) :])
     return PackOutcomes(frozenset(delivered), errors, unread, tuple(unreadable))
+
+
+def _within(packs: list[FailedPack], limit: int, max_bytes: int) -> tuple[list[FailedPack], tuple[str, ...]]:
+    """The packs to read (in order, within both bounds) and the ids of the others."""
+    read: list[FailedPack] = []
+    unread: list[str] = []
+    spent = 0
+    for p in packs:
+        if len(read) < limit and spent + p.tar_size <= max_bytes:
+            read.append(p)
+            spent += p.tar_size
+        else:
+            unread.append(p.pack_id)
+    return read, tuple(unread)
 
 
 def outcomes_in(tar_bytes: bytes, file_ids: set[str]) -> tuple[set[str], dict[str, str]] | None:

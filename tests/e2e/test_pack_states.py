@@ -29,8 +29,12 @@ from runner.outputs import Outputs, write_file
 from runner.pack_tars import input_tar_blob, results_tar_blob
 from runner.pool_spec import PoolSpec
 from runner.storage import Storage
+from tests.e2e.test_cache import counted_outputs
 from tests.e2e.test_failures import _sdk_client
 from tests.e2e.test_submit import invoke, write_corpus
+from tests.weather.faultproxy import FaultProxy
+
+__all__ = ["counted_outputs"]  # a fixture, shared with tests/e2e/test_cache.py
 
 FILES = {"a.txt": 30, "link.txt": 20, "sub/c.txt": 40, "y.txt": 10, "z.txt": 15}
 JOB = "e2e-pack-states"
@@ -164,12 +168,21 @@ def test_report_and_trace_give_the_failed_files_and_bytes_out(pack_job: PackJob,
     assert all(pack_job.label(p) in page for p in sizes)
 
 
+@pytest.mark.parametrize("bound", ["MAX_PACK_TARS", "MAX_PACK_TAR_BYTES"])
 def test_over_the_bound_a_failed_pack_s_tar_is_not_read_and_status_says_so(
-    pack_job: PackJob, monkeypatch: pytest.MonkeyPatch
+    pack_job: PackJob,
+    monkeypatch: pytest.MonkeyPatch,
+    bound: str,
+    counted_outputs: tuple[Path, FaultProxy],
 ) -> None:
-    monkeypatch.setattr(execution, "MAX_PACK_TARS", 1)
-    res = invoke(pack_job.outputs_file, "--json", "status", JOB)
+    """One tar, or p1's bytes (p1 is read first): p2's results tar is left unread, never requested."""
+    value = 1 if bound == "MAX_PACK_TARS" else _results_tar_sizes(pack_job)["p1"]
+    monkeypatch.setattr(execution, bound, value)
+    outputs_file, proxy = counted_outputs
+    res = invoke(outputs_file, "--json", "status", JOB)
     assert res.exit_code == 0, res.stderr
+    reads = {p: proxy.count("GET", f"/{results_tar_blob(JOB, p)}") for p in ("p1", "p2")}
+    assert reads == {"p1": 1, "p2": 0}
     files = {f["input"]: f["status"] for f in json.loads(res.stdout)["files"]}
     p2 = {t.input for t in pack_job.manifest.tasks if pack_job.manifest.task_of[t.task_id] == "p2"}
     assert files == {rel: "failed" if rel in HOSTILE or rel in p2 else "done" for rel in FILES}
