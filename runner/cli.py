@@ -537,6 +537,10 @@ def status(
     if ex.packed or any(f.status == "cached" for f in ex.files):
         files = [f for f in ex.files if f.status == "failed" or not failed]
         state.console.print(job_views.file_table(f"files of job {job}", files))
+        for line in job_views.file_errors(files):
+            state.say(line)
+    for line in ex.pack_notes:
+        state.say(line)
     if ex.tasks:
         state.say(job_views.times_note(tasks))
         state.say(describe_counts(counts, counts.total))

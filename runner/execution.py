@@ -5,8 +5,9 @@ Contracts:
 * :func:`gather` reads a job with a bounded number of requests, whatever its
   size: the job, the pool, one listing of the pool's nodes, one ``$select``
   listing of the tasks (pages of 1,000), the manifest, one listing of the
-  job's output blobs, and the stderr tail of at most :data:`MAX_STDERR_TAILS`
-  failed tasks. Never a request per task otherwise.
+  job's output blobs, the ``results.tar`` of at most :data:`MAX_PACK_TARS` failed
+  bundled packs (:data:`MAX_PACK_TAR_BYTES` in all), and the stderr tail of at
+  most :data:`MAX_STDERR_TAILS` failed tasks. Never a request per task otherwise.
 * Times are what Batch says: ``created`` is the task's creation time,
   ``start``/``end`` those of its *last* attempt (Batch keeps no earlier ones),
   so the queue wait of a retried task includes its earlier attempts.
@@ -20,6 +21,14 @@ Contracts:
   shares its state, except in a failed pack, where a file with results and no
   ``nodetask_error.txt`` is done and the others failed. A failed pack's record
   names its failed files as its input.
+* A bundled pack (:mod:`runner.pack_tars`) has no blob per file, only its
+  ``results.tar``: for a failed one the tar is read (:mod:`runner.pack_outcomes`),
+  so its files are told apart the same way, and a failed file carries the first
+  line of its ``nodetask_error.txt`` (:attr:`FileStatus.error`). Past
+  :data:`MAX_PACK_TARS` failed packs or :data:`MAX_PACK_TAR_BYTES`, the others'
+  tars are not read: their files are all shown failed, and
+  :attr:`Execution.unread_packs` and a note say so. A
+  bundled pack's bytes out are its ``results.tar``'s size (from the listing).
 """
 
 from __future__ import annotations
@@ -29,10 +38,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
+from nodetask.bundle import RESULTS_TAR
 from nodetask.packed import ERROR_FILE
 from runner import manifest as mf
+from runner import pack_tars
 from runner.batch_types import STDERR_FILE, JobInfo, NodeInfo, PoolInfo, TaskInfo
 from runner.errors import NotFoundError
+from runner.pack_outcomes import FailedPack, PackOutcomes, read_outcomes
 from runner.partial_merge import MissingInput, missing_in
 from runner.targets import Session
 from runner.tasks import MERGE_TASK_ID, counts_blob
@@ -41,6 +53,10 @@ log = logging.getLogger(__name__)
 
 #: Failed tasks whose stderr tail is read (one request each); the rest are grouped by exit code.
 MAX_STDERR_TAILS = 100
+#: Failed bundled packs whose ``results.tar`` is read (one request each) to tell their files apart.
+MAX_PACK_TARS = 20
+#: And no more than these bytes of them in all (their sizes as listed).
+MAX_PACK_TAR_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,14 +107,20 @@ class FileStatus:
     input: str
     task_id: str
     status: str
+    #: A failed file's own error, when known (a bundled pack's ``nodetask_error.txt``, first line).
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """What one listing of ``<job>/`` in the output container says, by file (or task) id."""
+    """What one listing of ``<job>/`` in the output container says, by file (or task) id, and
+    what the results tars of failed bundled packs say (:attr:`tars`)."""
 
     sizes: dict[str, int]
     errors: set[str]
+    #: The size of each ``<job>/<id>/results.tar`` by task id (bundled packs that wrote theirs).
+    results_tars: dict[str, int] = field(default_factory=dict)
+    tars: PackOutcomes = field(default_factory=PackOutcomes)
 
 
 @dataclass(frozen=True)
@@ -114,6 +136,10 @@ class Execution:
     #: ``--allow-failures``: the inputs the corpus result was merged without, and why.
     missing_from_corpus: tuple[MissingInput, ...] = field(default=())
     files: tuple[FileStatus, ...] = ()
+    #: Failed bundled packs whose ``results.tar`` was not read (past :data:`MAX_PACK_TARS`).
+    unread_packs: tuple[str, ...] = ()
+    #: What ``status`` says of those and of tars gone or unreadable (also in :attr:`notes`).
+    pack_notes: tuple[str, ...] = ()
 
     @property
     def packed(self) -> bool:
@@ -161,7 +187,8 @@ def gather(session: Session, job_id: str, *, stderr_tails: bool = True) -> Execu
     man = mf.load(session.storage, session.outputs.input_container, job_id)
     if man is None:
         notes.append("no runner manifest: inputs and input sizes are unknown")
-    outputs = _outputs(session, job_id)
+    outputs, pack_notes = _job_outputs(session, job_id, man, infos)
+    notes += pack_notes
     records = [_record(t, man, outputs) for t in sorted(infos, key=lambda t: sort_key(t.id))]
     files = file_states(man, {r.id: r for r in records}, outputs) if man is not None else ()
     records = assign_slots(records)
@@ -175,7 +202,16 @@ def gather(session: Session, job_id: str, *, stderr_tails: bool = True) -> Execu
     missing = _missing(session, job_id, records) if man is not None and man.allow_failures else ()
     now = datetime.now(timezone.utc)
     return Execution(
-        job, pool, nodes, tuple(records), now, tuple(notes), missing_from_corpus=missing, files=files
+        job,
+        pool,
+        nodes,
+        tuple(records),
+        now,
+        tuple(notes),
+        missing_from_corpus=missing,
+        files=files,
+        unread_packs=outputs.tars.unread,
+        pack_notes=tuple(pack_notes),
     )
 
 
@@ -189,16 +225,49 @@ def _missing(session: Session, job_id: str, records: list[TaskRecord]) -> tuple[
 
 
 def _outputs(session: Session, job_id: str) -> Outputs:
-    """Bytes under each ``<job>/<id>/`` and the ids with an error file, from one listing."""
+    """Bytes under each ``<job>/<id>/``, the ids with an error file and those with a results
+    tar, from one listing."""
     sizes: dict[str, int] = defaultdict(int)
     errors: set[str] = set()
+    tars: dict[str, int] = {}
     for blob in session.storage.list_blobs(session.outputs.output_container, f"{job_id}/"):
         parts = blob.name.split("/", 2)
         if len(parts) == 3:
             sizes[parts[1]] += blob.size
             if parts[2] == ERROR_FILE:
                 errors.add(parts[1])
-    return Outputs(dict(sizes), errors)
+            elif parts[2] == RESULTS_TAR:
+                tars[parts[1]] = blob.size
+    return Outputs(dict(sizes), errors, tars)
+
+
+def _job_outputs(
+    session: Session, job_id: str, man: mf.Manifest | None, infos: list[TaskInfo]
+) -> tuple[Outputs, list[str]]:
+    """The output listing, with what the results tars of the failed bundled packs say (at most
+    :data:`MAX_PACK_TARS` read; the module docstring); and the notes on the tars left unread."""
+    outputs = _outputs(session, job_id)
+    if man is None or not pack_tars.bundled(man):
+        return outputs, []
+    sizes = outputs.results_tars
+    failed = {t.id for t in infos if t.result == "failure"} & sizes.keys()
+    listed = [FailedPack(p.task_id, p.file_ids, sizes[p.task_id]) for p in man.packs if p.task_id in failed]
+    if not listed:
+        return outputs, []
+    notes: list[str] = []
+    tars = read_outcomes(
+        session.storage, session.outputs.output_container, job_id, listed, MAX_PACK_TARS, MAX_PACK_TAR_BYTES
+    )
+    if tars.unread:
+        shown = ", ".join(tars.unread[:10]) + (" …" if len(tars.unread) > 10 else "")
+        notes.append(
+            f"results.tar read for {len(listed) - len(tars.unread)} of {len(listed)} failed packs "
+            f"(at most {MAX_PACK_TARS}, {MAX_PACK_TAR_BYTES // 2**20} MiB): every file of {shown} is "
+            f"shown failed; `runner results {job_id}` unpacks them all"
+        )
+    if tars.unreadable:
+        notes.append(f"results.tar gone or unreadable: pack(s) {', '.join(tars.unreadable)}")
+    return replace(outputs, tars=tars), notes
 
 
 def file_states(man: mf.Manifest, records: dict[str, TaskRecord], outputs: Outputs) -> tuple[FileStatus, ...]:
@@ -217,11 +286,15 @@ def file_states(man: mf.Manifest, records: dict[str, TaskRecord], outputs: Outpu
         word = status_word(rec) if rec is not None else "waiting"
         if word == "failed" and tid != f.task_id and _delivered(f.task_id, outputs):
             word = "done"
-        out.append(FileStatus(f.task_id, f.input, tid, word))
+        error = outputs.tars.errors.get(f.task_id) if word == "failed" else None
+        out.append(FileStatus(f.task_id, f.input, tid, word, error))
     return tuple(out)
 
 
 def _delivered(file_id: str, outputs: Outputs) -> bool:
+    """Results and no error file: under ``<job>/<file id>/``, or in its pack's results tar."""
+    if file_id in outputs.tars.delivered:
+        return True
     return outputs.sizes.get(file_id, 0) > 0 and file_id not in outputs.errors
 
 
@@ -238,7 +311,8 @@ def pack_label(names: list[str], failed: list[str]) -> str:
 
 
 def _pack_input(t: TaskInfo, man: mf.Manifest, outputs: Outputs) -> tuple[str, int, int]:
-    """A packed task's input label (its failed files when it failed), bytes in and out."""
+    """A packed task's input label (its failed files when it failed), bytes in and out (a
+    bundled pack's: its results tar; else its files' blobs)."""
     pack = next((p for p in man.packs if p.task_id == t.id), None)
     if pack is None:
         return t.display_name, 0, 0
@@ -247,6 +321,8 @@ def _pack_input(t: TaskInfo, man: mf.Manifest, outputs: Outputs) -> tuple[str, i
     bad = [by_file[fid].input for fid in pack.file_ids if fid in by_file and not _delivered(fid, outputs)]
     label = pack_label(names, bad if t.result == "failure" else []) or t.display_name
     size_in = sum(by_file[fid].size for fid in pack.file_ids if fid in by_file)
+    if pack_tars.bundled(man):
+        return label, size_in, outputs.sizes.get(t.id, 0)
     return label, size_in, sum(outputs.sizes.get(fid, 0) for fid in pack.file_ids)
 
 

@@ -156,6 +156,20 @@ def file_table(title: str, files: list[FileStatus]) -> Table:
     return table
 
 
+#: Failed files whose own error ``status`` prints under the files table.
+MAX_FILE_ERRORS = 20
+
+
+def file_errors(files: list[FileStatus]) -> list[str]:
+    """A line per failed file with its own error (the first :data:`MAX_FILE_ERRORS`), then how
+    many more; not yet escaped (the caller prints through :func:`runner.text.safe`)."""
+    known = [f for f in files if f.status == "failed" and f.error]
+    lines = [f"file {f.file_id} ({f.input}): {f.error}" for f in known[:MAX_FILE_ERRORS]]
+    if len(known) > MAX_FILE_ERRORS:
+        lines.append(f"… and {len(known) - MAX_FILE_ERRORS:,} more failed file(s) with an error (--json)")
+    return lines
+
+
 def status_json(ex: Execution, counts: TaskCounts, tasks: list[TaskRecord]) -> dict[str, Any]:
     pool = ex.pool
     return {
@@ -183,8 +197,10 @@ def status_json(ex: Execution, counts: TaskCounts, tasks: list[TaskRecord]) -> d
         },
         "tasks": [row(t) for t in tasks],
         "files": [
-            {"fileId": f.file_id, "input": f.input, "status": f.status, "taskId": f.task_id} for f in ex.files
+            {"fileId": f.file_id, "input": f.input, "status": f.status, "taskId": f.task_id, "error": f.error}
+            for f in ex.files
         ],
+        "unreadPacks": list(ex.unread_packs),
     }
 
 
