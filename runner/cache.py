@@ -76,6 +76,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from nodetask.errors import EXIT_BAD_INPUT
 from runner import cache_bundle, pack_tars
@@ -368,11 +369,29 @@ def _members(storage: Storage, container: str, entry: Entry) -> list[cache_bundl
     listed = _keys_blob(entry)
     if not entry.valid or listed is None or listed.md5 is None:
         return None
-    data = storage.try_download_bytes(container, f"{CACHE_PREFIX}{entry.key}/{listed.name}")
+    blob = f"{CACHE_PREFIX}{entry.key}/{listed.name}"
+    memo = _MEMBER_LISTS.setdefault(storage, {})
+    known = memo.get((container, blob, listed.md5))
+    if known is not None:
+        return known
+    data = storage.try_download_bytes(container, blob)
     if data is None or _md5(data) != listed.md5:
         return None
     members = cache_bundle.parse_members(data)
-    return None if members is None else [m for m in members if _KEY.match(m.key)]
+    if members is None:
+        return None
+    if len(memo) >= 16:
+        memo.clear()
+    memo[(container, blob, listed.md5)] = kept = [m for m in members if _KEY.match(m.key)]
+    return kept
+
+
+#: Member lists read through each Storage client (one command), by (container, blob, MD5): an
+#: entry is immutable and the MD5 is the one listed, so the lookup, the delta merge and the
+#: download of one command read each list once.
+_MEMBER_LISTS: WeakKeyDictionary[Storage, dict[tuple[str, str, bytes], list[cache_bundle.Member]]] = (
+    WeakKeyDictionary()
+)
 
 
 def bundle_members(storage: Storage, container: str, entry: Entry) -> list[cache_bundle.Member] | None:
