@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -101,9 +100,8 @@ def _run_delta(args: argparse.Namespace) -> CountsDocument:
         raise InputError(f"unusable --order file {args.order}: {exc}") from None
     if not isinstance(order, list) or not all(isinstance(i, str) for i in order):
         raise InputError(f"--order file {args.order} must be a JSON list of file names")
-    with tempfile.TemporaryDirectory(prefix="nodetask-delta-") as tmp:  # for results tars' members
-        subtract = collect_inputs([args.subtract]) if args.subtract is not None else []
-        return merge_delta(args.base, collect_inputs(args.inputs, Path(tmp)), subtract, order)
+    subtract = collect_inputs([args.subtract]) if args.subtract is not None else []
+    return merge_delta(args.base, collect_inputs(args.inputs, tars=True), subtract, order)
 
 
 def _pack_parser() -> argparse.ArgumentParser:
