@@ -25,7 +25,7 @@ import re
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nodetask.bundle import member_parts, read_member
@@ -154,6 +154,15 @@ def merge_documents(docs: Iterable[CountsDocument]) -> CountsDocument:
 def merge_paths(args: Iterable[Path]) -> CountsDocument:
     """Load every counts file named by ``args`` (results tars' members too) and merge them."""
     return merge_documents(source.load() for source in collect_inputs(args, tars=True))
+
+
+def in_order(doc: CountsDocument, order: Sequence[str]) -> CountsDocument:
+    """``doc`` with its inputs listed as ``order`` (``nodetask merge --order`` without ``--base``: the
+    runner's merge of a job grouped by what each task reads lists them as a grouping by files
+    would). :class:`InputError` unless ``order`` holds the same inputs (as a multiset)."""
+    if Counter(doc.inputs) != Counter(order):
+        raise InputError("the inputs of the merge are not those --order lists")
+    return replace(doc, inputs=tuple(order))
 
 
 #: One input a partial merge lacks: ``{"task": id, "input": relative path, "why": ...}``.
