@@ -16,7 +16,9 @@ Commands
     ``*_counts.json`` in it, except ``corpus_counts.json`` so that a re-run
     never counts a previous merge twice) into the exact corpus-wide top N,
     written as ``corpus_OUTPUT.txt`` and ``corpus_counts.json``. Merged results
-    can be merged again (hierarchical aggregation).
+    can be merged again (hierarchical aggregation). ``--order LIST.json`` (a
+    JSON list of the same inputs) lists the result's ``inputs`` in that order;
+    with ``--base`` and ``--subtract`` it is a delta merge (:mod:`nodetask.merge`).
 
 ``python -m nodetask pack --in-dir IN (--numwords N | --command TEMPLATE) [--output-dir DIR] ...``
     Many files in one run (a packed Batch task): every ``IN/<file id>/<file>``

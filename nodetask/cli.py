@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -19,7 +18,7 @@ from typing import NoReturn
 from nodetask.bundle import RESULTS_TAR
 from nodetask.counting import DEFAULT_CHUNK_SIZE, DEFAULT_MIN_PARALLEL_BYTES
 from nodetask.errors import EXIT_BAD_INPUT, InputError, NodeTaskError
-from nodetask.merge import CORPUS_NAME, collect_inputs, merge_delta, merge_paths, merge_tolerant
+from nodetask.merge import CORPUS_NAME, collect_inputs, in_order, merge_delta, merge_paths, merge_tolerant
 from nodetask.packed import CountOptions, Process, command_one, count_one, run_pack
 from nodetask.results import COUNTS_SUFFIX, CountsDocument, write_outputs
 from nodetask.tarpack import run_tar_pack
@@ -88,22 +87,31 @@ def _delta_options(p: argparse.ArgumentParser) -> None:
     """A delta merge: a merged corpus's counts, minus some files' counts, plus FILE_OR_DIR's."""
     p.add_argument("--base", type=Path, help="Delta merge: the merged counts to start from.")
     p.add_argument("--subtract", type=Path, help="Delta merge: counts file(s) (or directory) to take away.")
-    p.add_argument("--order", type=Path, help="Delta merge: JSON list of the result's inputs, in order.")
+    p.add_argument(
+        "--order",
+        type=Path,
+        help="JSON list of the result's inputs, in order (same inputs; delta merge: required).",
+    )
+
+
+def _read_order(path: Path) -> list[str]:
+    """The ``--order`` file: a JSON list of file names."""
+    try:
+        order = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"unusable --order file {path}: {exc}") from None
+    if not isinstance(order, list) or not all(isinstance(i, str) for i in order):
+        raise InputError(f"--order file {path} must be a JSON list of file names")
+    return order
 
 
 def _run_delta(args: argparse.Namespace) -> CountsDocument:
     """``merge --base B --subtract S --order O FILE_OR_DIR...`` (:func:`nodetask.merge.merge_delta`)."""
     if args.base is None or args.order is None or args.allow_missing:
         raise InputError("a delta merge needs --base and --order, and no --allow-missing")
-    try:
-        order = json.loads(args.order.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"unusable --order file {args.order}: {exc}") from None
-    if not isinstance(order, list) or not all(isinstance(i, str) for i in order):
-        raise InputError(f"--order file {args.order} must be a JSON list of file names")
-    with tempfile.TemporaryDirectory(prefix="nodetask-delta-") as tmp:  # for results tars' members
-        subtract = collect_inputs([args.subtract]) if args.subtract is not None else []
-        return merge_delta(args.base, collect_inputs(args.inputs, Path(tmp)), subtract, order)
+    order = _read_order(args.order)
+    subtract = collect_inputs([args.subtract]) if args.subtract is not None else []
+    return merge_delta(args.base, collect_inputs(args.inputs, tars=True), subtract, order)
 
 
 def _pack_parser() -> argparse.ArgumentParser:
@@ -168,13 +176,16 @@ def run_count(args: argparse.Namespace) -> tuple[Path, Path]:
 def run_merge(args: argparse.Namespace) -> tuple[Path, Path]:
     _check_numwords(args.numwords)
     extra = None
-    if args.base is not None or args.subtract is not None or args.order is not None:
+    if args.base is not None or args.subtract is not None:
         doc = _run_delta(args)
+    elif args.allow_missing and args.order is not None:
+        raise InputError("--order and --allow-missing do not go together (a partial merge lacks inputs)")
     elif args.allow_missing:
         partial = merge_tolerant(args.inputs)
         doc, extra = partial.doc, {"missing": list(partial.missing)}
     else:
         doc = merge_paths(args.inputs)
+        doc = doc if args.order is None else in_order(doc, _read_order(args.order))
     report_name = f"{CORPUS_NAME}_OUTPUT.txt"
     json_name = CORPUS_NAME + COUNTS_SUFFIX
     return write_outputs(doc, args.numwords, args.output_dir, os.environ, report_name, json_name, extra=extra)

@@ -363,7 +363,8 @@ def submit(
         int,
         typer.Option(
             "--merge-group-size",
-            help="At most this many files per merge task; larger jobs merge in two levels "
+            help="At most this many files per merge task (a pack's results tar counts as one); "
+            "larger jobs merge in two levels "
             f"(2-{MAX_MERGE_GROUP_SIZE}).",
         ),
     ] = MERGE_GROUP_SIZE,

@@ -46,7 +46,7 @@ from runner.cache import CACHE_PREFIX, Entry, EntryBlob, JobCache, bundle_member
 from runner.counts_head import load_fields
 from runner.manifest import Manifest
 from runner.storage import Storage
-from runner.tasks import MERGE_TASK_ID, DeltaSources, merge_steps, report_names
+from runner.tasks import MERGE_TASK_ID, DeltaSources, merge_order_blob, merge_steps, report_names
 
 if TYPE_CHECKING:
     from runner.task_access import TaskAccess
@@ -76,10 +76,6 @@ class _Delta:
     @property
     def size(self) -> int:
         return len(self.add) + len(self.subtract)
-
-
-def order_blob(job_id: str) -> str:
-    return f"{job_id}/merge-order.json"
 
 
 def full_merge_order(manifest: Manifest) -> list[str]:
@@ -213,7 +209,7 @@ def choose(
     if best.held:  # the counts going out become blobs of their own, which the merge reads
         cache.materialize(storage, container, manifest, best.held)
     base = f"{CACHE_PREFIX}{best.base.key}/{CORPUS_COUNTS}"
-    sources = DeltaSources(base, best.subtract, order_blob(manifest.job_id))
+    sources = DeltaSources(base, best.subtract, merge_order_blob(manifest.job_id))
     say(
         f"corpus: delta merge from a cached corpus ({len(best.add):,} file(s) in, "
         f"{len(best.subtract):,} out): one merge task"
@@ -223,9 +219,10 @@ def choose(
 
 
 def write_order(storage: Storage, container: str, manifest: Manifest) -> None:
-    """Write the order blob the delta merge reads (the input container; idempotent)."""
+    """Write the order blob the delta merge, or the final merge of a job grouped by reads
+    (:meth:`runner.manifest.Manifest.merge_plan`), reads (the input container; idempotent)."""
     body = json.dumps(full_merge_order(manifest), ensure_ascii=False).encode("utf-8")
-    storage.upload_bytes(container, order_blob(manifest.job_id), body, overwrite=True)
+    storage.upload_bytes(container, merge_order_blob(manifest.job_id), body, overwrite=True)
 
 
 def read_urls(

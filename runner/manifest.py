@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,10 +22,16 @@ from runner.tasks import (
     DeltaSources,
     MergeStep,
     merge_dependencies,
+    merge_order_blob,
     merge_steps,
+    merge_steps_by_reads,
 )
 
 MANIFEST_VERSION = 1
+#: How the merges group files (``options.mergeGroups``): ``files``, ``--merge-group-size`` files a
+#: merge (a manifest without the key: written before ``reads``); ``reads``, that many resource
+#: files a merge (:func:`runner.tasks.merge_steps_by_reads`), what ``submit`` records now.
+MERGE_GROUPS = ("files", "reads")
 
 
 def manifest_blob(job_id: str) -> str:
@@ -87,6 +93,8 @@ class Manifest:
     #: ``delta_sources``: the file ids it adds (new or changed since that corpus).
     delta: DeltaSources | None = None
     delta_sources: tuple[str, ...] = ()
+    #: One of :data:`MERGE_GROUPS`; it changes the plan only for a job with bundled packs.
+    merge_groups: str = "files"
 
     @functools.cached_property
     def by_task(self) -> dict[str, ManifestTask]:
@@ -115,6 +123,29 @@ class Manifest:
         return self.file_task_ids + [m.task_id for m in self.merge_steps]
 
     @property
+    def bundled(self) -> bool:
+        """Whether the packs read an input tar and write a results tar (:mod:`runner.pack_tars`):
+        word counting, no ``--allow-failures`` (its placeholders stand for per-file counts blobs)."""
+        return bool(self.packs) and self.command is None and not self.allow_failures
+
+    def merge_plan(self) -> list[MergeStep]:
+        """The full merge's steps before their dependencies on the tasks that carry the files:
+        grouped by files, or with ``reads`` and bundled packs by resource files (a pack's results
+        tar is one); then the final merge of more than ``merge_group_size`` files lists the
+        inputs as the grouping by files does (``MergeStep.order``, :func:`merge_order_blob`), so
+        the corpus result is the same bytes whichever grouping made it."""
+        n_files = len(self.tasks)
+        if self.merge_groups != "reads" or not self.bundled:
+            return merge_steps(n_files, self.merge_group_size)
+        pack_of = {fid: p.task_id for p in self.packs for fid in p.file_ids}
+        steps = merge_steps_by_reads(
+            [pack_of.get(t.task_id, t.task_id) for t in self.tasks], self.merge_group_size
+        )
+        if n_files > self.merge_group_size:
+            steps[-1] = replace(steps[-1], order=merge_order_blob(self.job_id))
+        return steps
+
+    @property
     def merge_steps(self) -> list[MergeStep]:
         """The job's merge tasks (none without the aggregate, or when the merged result came from
         the result cache), the final ``merge`` last."""
@@ -124,7 +155,7 @@ class Manifest:
             cached = set(self.cached)
             runs = {f: t for f, t in self.task_of.items() if f not in cached}
             return [merge_dependencies(MergeStep(MERGE_TASK_ID, self.delta_sources, delta=self.delta), runs)]
-        steps = merge_steps(len(self.tasks), self.merge_group_size)
+        steps = self.merge_plan()
         return [merge_dependencies(s, self.task_of) for s in steps] if self.packs else steps
 
     def to_json(self) -> dict[str, Any]:
@@ -138,6 +169,7 @@ class Manifest:
                 "command": self.command,
                 "retries": self.retries,
                 "mergeGroupSize": self.merge_group_size,
+                "mergeGroups": self.merge_groups,
                 "maxWallClockSeconds": self.max_wall_clock,
                 "allowFailures": self.allow_failures,
                 "pack": self.pack,
@@ -161,6 +193,8 @@ class Manifest:
         opts = data["options"]
         if int(opts.get("mergeGroupSize", MERGE_GROUP_SIZE)) < 2:
             raise ValueError("mergeGroupSize must be at least 2")
+        if opts.get("mergeGroups", "files") not in MERGE_GROUPS:
+            raise ValueError(f"mergeGroups must be one of {', '.join(MERGE_GROUPS)}")
         return cls(
             job_id=str(data["jobId"]),
             created=str(data["created"]),
@@ -169,6 +203,7 @@ class Manifest:
             command=opts.get("command"),
             retries=int(opts.get("retries", 0)),
             merge_group_size=int(opts.get("mergeGroupSize", MERGE_GROUP_SIZE)),
+            merge_groups=str(opts.get("mergeGroups", "files")),
             max_wall_clock=None
             if opts.get("maxWallClockSeconds") is None
             else float(opts["maxWallClockSeconds"]),

@@ -24,6 +24,7 @@ them. Contract:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from runner import cache as result_cache
@@ -43,7 +44,7 @@ def without(step: MergeStep, dropped: set[str]) -> MergeStep:
     deps = tuple(d for d in step.dependencies if d not in dropped)
     if deps == step.dependencies:
         return step
-    return MergeStep(step.task_id, step.sources, None, deps)
+    return replace(step, source_range=None, depends_on=deps)
 
 
 def rewire_merges(session: Session, manifest: mf.Manifest, timeout: timedelta, reporter: Reporter) -> bool:

@@ -31,7 +31,7 @@ from runner.storage import UploadItem
 
 def bundled(manifest: Manifest) -> bool:
     """Whether the job's packs read an input tar and write a results tar (module docstring)."""
-    return bool(manifest.packs) and manifest.command is None and not manifest.allow_failures
+    return manifest.bundled
 
 
 def input_tar_blob(job_id: str, pack_id: str) -> str:

@@ -190,6 +190,8 @@ def _counts_urls(
                 manifest.job_id, tid, node_names.get(tid)
             )
             urls[tid] = access.read_url(out.output_container, blob, expiry)
+        if step.order is not None:  # the final merge of a job grouped by reads: its input order
+            urls[step.order] = access.read_url(out.input_container, step.order, expiry)
     urls.update(delta_merge.read_urls(access, out.output_container, out.input_container, manifest, expiry))
     return urls
 
@@ -296,7 +298,9 @@ def submit(
     mf.save(storage, out.input_container, manifest)
     if manifest.allow_failures:
         partial_merge.write_placeholders(session, manifest)
-    if manifest.delta is not None and not manifest.cached_merge:
+    if not manifest.cached_merge and (
+        manifest.delta is not None or any(s.order for s in manifest.merge_steps)
+    ):
         delta_merge.write_order(storage, out.input_container, manifest)
     uses_deps = opts.aggregate and opts.command is None
     created = batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=uses_deps)
@@ -339,6 +343,7 @@ def submit(
         tasks=_planned_tasks(manifest),
         delta=manifest.merge_steps[0] if manifest.delta is not None and not manifest.cached_merge else None,
         bundles=bundles,
+        steps=manifest.merge_plan(),
     )
     if not specs:  # every result came from the cache: the job runs no task (runner.cache)
         batch.terminate_job(job_id, reason="AllTasksComplete", wait=False)
@@ -542,6 +547,7 @@ def _manifest_for(
         max_wall_clock=opts.max_wall_clock.total_seconds() if opts.max_wall_clock else None,
         allow_failures=opts.allow_failures,
         pack=policy.mode,
+        merge_groups="reads",
     )
     fresh = _packed(fresh, policy)
     existing = mf.load(session.storage, out.input_container, job_id)

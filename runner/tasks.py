@@ -26,7 +26,11 @@ Contracts:
   counts files, each through a read-only SAS scoped to that blob. Above
   :data:`MERGE_GROUP_SIZE` files (Batch's 1 MB limit on a task), partial
   merges ``merge-1..merge-K`` each take a group of consecutive tasks and
-  ``merge`` depends on (and reads) theirs: see :func:`merge_steps`.
+  ``merge`` depends on (and reads) theirs: see :func:`merge_steps`. A job with
+  bundled packs groups by what a merge downloads instead (one resource file per
+  pack's results tar, :func:`merge_steps_by_reads`), and its final merge, when the
+  grouping by files would have had two levels, lists the corpus inputs as that one
+  does (``--order``): the corpus result is byte for byte the same however it was grouped.
 * ``--allow-failures``: every task a merge reads has ``exitConditions`` whose
   ``dependencyAction`` is ``satisfy`` for every way of failing, and the runner
   writes a *placeholder* in place of each counts blob before the tasks are added
@@ -65,7 +69,7 @@ import json
 import re
 import shlex
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import PurePosixPath
@@ -274,6 +278,10 @@ class MergeStep:
     #: A delta merge: the one ``merge`` of a job, from a cached corpus (``sources``: the files
     #: new or changed since it).
     delta: DeltaSources | None = None
+    #: The final merge of a job grouped by reads (:func:`merge_steps_by_reads`): the blob (input
+    #: container, :func:`merge_order_blob`) listing the result's inputs as the grouping by files
+    #: orders them, read as ``order.json`` and passed as ``nodetask merge --order``.
+    order: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -309,6 +317,45 @@ def merge_steps(n_files: int, group_size: int = MERGE_GROUP_SIZE) -> list[MergeS
     return [*groups, MergeStep(MERGE_TASK_ID, tuple(g.task_id for g in groups))]
 
 
+def merge_steps_by_reads(units: Sequence[str], group_size: int = MERGE_GROUP_SIZE) -> list[MergeStep]:
+    """The merge tasks of a job whose file ``i`` (id ``str(i)``) is read from ``units[i - 1]``: a
+    bundled pack's id (its one results tar, whatever number of its files a merge takes) or the
+    file's own id (its counts blob). A merge's resource files are one per distinct unit, so
+    groups count units, not files: consecutive file ids while at most ``group_size`` units, a
+    pack whose files two groups share read by both (each for its own files). One ``merge``
+    when every unit fits; else ``merge-k`` and ``merge`` as :func:`merge_steps` (more groups
+    than ``group_size``: ``ValueError``; not within ``group_size ** 2`` files, which ``submit``
+    refuses). Deterministic, from the manifest."""
+    n_files = len(units)
+    if n_files < 1:
+        return []
+    if group_size < 2:
+        raise ValueError("a merge group needs at least 2 files")
+    bounds: list[tuple[int, int]] = []
+    first, seen = 1, set[str]()
+    for fid, unit in enumerate(units, start=1):
+        if unit not in seen and len(seen) == group_size:
+            bounds.append((first, fid - 1))
+            first, seen = fid, set()
+        seen.add(unit)
+    bounds.append((first, n_files))
+    if len(bounds) == 1:
+        return [MergeStep(MERGE_TASK_ID, tuple(str(i) for i in range(1, n_files + 1)), (1, n_files))]
+    if len(bounds) > group_size:
+        raise ValueError(f"{n_files} files need more than two merge levels of {group_size} reads")
+    groups = [
+        MergeStep(f"{_GROUP_PREFIX}{k}", tuple(str(i) for i in range(a, b + 1)), (a, b))
+        for k, (a, b) in enumerate(bounds, start=1)
+    ]
+    return [*groups, MergeStep(MERGE_TASK_ID, tuple(g.task_id for g in groups))]
+
+
+def merge_order_blob(job_id: str) -> str:
+    """The blob (input container) listing a merge's result inputs in order: a delta merge's, or
+    the final merge's of a job grouped by reads (``MergeStep.order``)."""
+    return f"{job_id}/merge-order.json"
+
+
 def counts_blob(job_id: str, task_id: str, node_name: str | None = None) -> str:
     """The blob holding a task's counts JSON: a per-file task's (``node_name`` given) or a merge's."""
     name = report_names(node_name)[1] if node_name is not None else CORPUS_COUNTS
@@ -340,7 +387,12 @@ def merge_task(
     argv = [*NODE_PYTHON, NODE_CODE_FILE, "merge", "--numwords", str(opts.numwords)]
     argv += [NODE_MERGE_INPUT_DIR, "--output-dir", NODE_OUTPUT_DIR]
     argv += ["--allow-missing"] if opts.allow_failures else []
-    delta_files, delta_argv = _delta_inputs(step.delta, counts_urls) if step.delta else ((), [])
+    delta_files, delta_argv = _delta_inputs(step.delta, counts_urls) if step.delta else ([], [])
+    if step.order is not None and step.delta is None:
+        if step.order not in counts_urls:
+            raise ValueError(f"no URL for the merge's order blob {step.order}")
+        delta_files.append(ResourceFileSpec(file_path=_DELTA_ORDER, http_url=counts_urls[step.order]))
+        delta_argv += ["--order", _DELTA_ORDER]
     argv += delta_argv
     final = step.is_final
     return TaskSpec(
@@ -465,7 +517,7 @@ def merge_dependencies(step: MergeStep, task_of: Mapping[str, str] | None) -> Me
     deps = list(dict.fromkeys(task_of[fid] for fid in step.sources if fid in task_of))
     if deps == list(step.sources):
         return step
-    return MergeStep(step.task_id, step.sources, None, tuple(deps))
+    return replace(step, source_range=None, depends_on=tuple(deps))
 
 
 def _span(step: MergeStep) -> str:
@@ -500,6 +552,7 @@ def plan(
     tasks: list[PlannedTask] | None = None,
     delta: MergeStep | None = None,
     bundles: Mapping[str, tuple[str, str]] | None = None,
+    steps: Sequence[MergeStep] | None = None,
 ) -> list[TaskSpec]:
     """All tasks of a job: the per-file work, plus the merge tasks when ``aggregate``.
 
@@ -514,6 +567,8 @@ def plan(
     also maps each blob its :class:`DeltaSources` names to a read URL.
     ``bundles`` (:mod:`runner.pack_tars`): pack id -> ``(URL of its input tar, URL of its
     results tar)`` for bundled packs; their files need no ``counts_urls``.
+    ``steps``: the merge steps (before dependencies: :meth:`runner.manifest.Manifest.merge_plan`)
+    instead of :func:`merge_steps` of ``n_files`` and ``merge_group_size``.
     """
     total = len(inputs) if n_files is None else n_files
     items = {i.task_id: i for i in inputs}
@@ -535,7 +590,9 @@ def plan(
         task_of = {fid: t.task_id for t in tasks for fid in t.file_ids}
         steps = [
             merge_dependencies(s, task_of)
-            for s in ([delta] if delta else merge_steps(total, merge_group_size))
+            for s in (
+                [delta] if delta else steps if steps is not None else merge_steps(total, merge_group_size)
+            )
         ]
         specs += [merge_task(step, opts, counts_urls, tar_of) for step in steps]
     if opts.identity_id is not None:

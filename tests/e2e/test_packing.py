@@ -102,6 +102,32 @@ def test_packed_and_unpacked_results_are_byte_identical(
     assert kept.exit_code == 0 and "tasks: 0 added" in kept.stderr, kept.stderr
 
 
+def test_bundled_merges_group_by_tars_and_give_the_bytes_of_merges_grouped_by_files(
+    tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+) -> None:
+    """12 files, merge groups of 4: unpacked, merge-1..3 (4 files each) and merge; in one bundled
+    pack, one merge (one tar); in 6 packs of 2, merge-1 (4 tars: files 1..8), merge-2 and merge.
+    The corpus lists its inputs as the grouping by files does ("10" before "9" in merge-3), so
+    every result is the same bytes."""
+    write_corpus(tmp_path / "in", {f"d/f{i:02d} é.txt": 20 + 7 * i for i in range(1, 13)})
+    trees, tasks = {}, {}
+    for pack in ("none", "auto", "2"):
+        job = f"e2e-mergereads-{pack}-{time.time_ns()}"
+        args = ["--job-id", job, "--dest", str(tmp_path / pack), "-n", "5", "--merge-group-size", "4"]
+        res = invoke(outputs_file, "submit", str(tmp_path / "in"), "--pack", pack, "--no-cache", *args)
+        assert res.exit_code == 0, res.stderr
+        trees[pack] = _tree(tmp_path / pack)
+        tasks[pack] = sorted(t.id for t in Batch(target_outputs).list_tasks(job) if t.id.startswith("merge"))
+    assert tasks == {
+        "none": ["merge", "merge-1", "merge-2", "merge-3"],
+        "auto": ["merge"],
+        "2": ["merge", "merge-1", "merge-2"],
+    }
+    assert trees["auto"] == trees["none"] and trees["2"] == trees["none"]
+    inputs = json.loads(trees["none"]["corpus_counts.json"])["inputs"]
+    assert inputs[8:] == [f"f{i:02d}__.txt" for i in (10, 11, 12, 9)], inputs  # not one merge's order
+
+
 def test_a_broken_file_in_a_pack_fails_alone_and_retry_reruns_it(tmp_path: Path, outputs_file: Path) -> None:
     write_corpus(tmp_path / "in", {"good 1.txt": 30, "bad.txt": 30, "sub/good2.txt": 40})
     fixed = tmp_path / "fixed"

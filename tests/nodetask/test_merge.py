@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
+from nodetask.bundle import write_tar_bytes
 from nodetask.cli import main
 from tests.nodetask.process import run_nodetask
 from tests.nodetask.reference import generate_text, reference_counts, reference_invalid_bytes, reference_top
@@ -101,6 +103,10 @@ def test_merge_refuses_bad_inputs(tmp_path: Path) -> None:
     good["counts"] = {"a": -1}
     (tmp_path / "neg_counts.json").write_text(json.dumps(good))
     _assert_merge_refused(tmp_path, [str(tmp_path / "neg_counts.json")], "non-negative")
+    for n, (count, words) in enumerate([(True, 1), (1.0, 1), ("1", 1), (None, 0)]):  # integers only
+        good["counts"], good["totals"]["words"] = {"a": 4, "b": count}, 4 + words  # type: ignore[index]
+        (tmp_path / f"t{n}_counts.json").write_text(json.dumps(good))
+        _assert_merge_refused(tmp_path, [str(tmp_path / f"t{n}_counts.json")], "non-negative")
     _assert_merge_refused(tmp_path, [str(tmp_path / "empty_dir"), "--numwords", "0"], "at least 1")
 
 
@@ -144,3 +150,78 @@ def test_allow_missing_merges_what_is_there_and_names_what_is_not(tmp_path: Path
     (only_missing / "1_counts.json").write_text(json.dumps({"missing": [{"task": "1", "input": "a"}]}))
     proc = run_nodetask(["merge", "--numwords", "2", "--allow-missing", str(only_missing)], tmp_path)
     assert proc.returncode != 0 and "nothing to merge" in proc.stderr
+
+
+#: File ids of the tar-and-plain test, and where each one's counts are: a tar's name gives the
+#: file ids it stands for (``p1.1-2.tar`` also holds file 3, which that merge does not read).
+_SPREAD = {
+    "1": "p1.1-2.tar",
+    "2": "p1.1-2.tar",
+    "3": "plain",
+    "10": "plain",
+    "4": "p2.4-11.tar",
+    "11": "p2.4-11.tar",
+}
+
+
+def _counts_of(tmp_path: Path, fids: list[str]) -> dict[str, bytes]:
+    """Each file id's counts JSON (``part<i>_counts.json`` of a real count of its own text)."""
+    res = tmp_path / "res"
+    _count_files(tmp_path, [generate_text(seed=200 + i, pieces=400) for i in range(len(fids))], res)
+    return {fid: (res / f"part{i}_counts.json").read_bytes() for i, fid in enumerate(fids)}
+
+
+def test_counts_in_tars_merge_in_one_order_with_plain_files_byte_for_byte(tmp_path: Path) -> None:
+    """A merge's inputs are ordered by counts file name whether they come plain or in a results
+    tar (read in memory), so it writes what the merge of the same files all plain writes."""
+    counts = _counts_of(tmp_path, list(_SPREAD))
+    plain, mixed = tmp_path / "plain", tmp_path / "mixed"
+    plain.mkdir()
+    mixed.mkdir()
+    tars: dict[str, list[tuple[str, bytes]]] = {}
+    for fid, where in _SPREAD.items():
+        (plain / f"{fid}_counts.json").write_bytes(counts[fid])
+        if where == "plain":
+            (mixed / f"{fid}_counts.json").write_bytes(counts[fid])
+        else:
+            tars.setdefault(where, []).append((f"{fid}/part_{fid}_counts.json", counts[fid]))
+            tars[where].append((f"{fid}/part_{fid}_OUTPUT.txt", b"a report, not counts\n"))
+    tars["p1.1-2.tar"].append(("3/part_3_counts.json", counts["1"]))  # outside 1-2: not read
+    for name, members in tars.items():
+        write_tar_bytes(mixed / name, members)
+    for src in (plain, mixed):
+        proc = run_nodetask(
+            ["merge", "--numwords", "7", src.name, "--output-dir", f"out-{src.name}"], tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+    merged = json.loads((tmp_path / "out-mixed" / "corpus_counts.json").read_text(encoding="utf-8"))
+    assert merged["inputs"] == [f"part{i}.txt" for i in (3, 5, 0, 1, 2, 4)]  # 10, 11, 1, 2, 3, 4
+    for name in ("corpus_counts.json", "corpus_OUTPUT.txt"):
+        assert (tmp_path / "out-mixed" / name).read_bytes() == (tmp_path / "out-plain" / name).read_bytes()
+
+
+def test_unusable_results_tars_are_refused_and_unsafe_members_left_out(tmp_path: Path) -> None:
+    counts = _counts_of(tmp_path, ["1", "2"])
+    one = [("1/a_counts.json", counts["1"])]
+    cases = {
+        "two": ([*one, ("1/b_counts.json", counts["2"])], "holds two counts files of file 1"),
+        "notjson": ([*one, ("2/b_counts.json", b"{not json")], "two.1-2.tar:2/b_counts.json: not JSON"),
+    }
+    for name, (members, needle) in cases.items():
+        (tmp_path / name).mkdir()
+        write_tar_bytes(tmp_path / name / "two.1-2.tar", members)
+        _assert_merge_refused(tmp_path, [name], needle)
+    (tmp_path / "cut").mkdir()
+    whole = (tmp_path / "two" / "two.1-2.tar").read_bytes()
+    (tmp_path / "cut" / "p.1-2.tar").write_bytes(whole[:1000])  # inside the first member
+    _assert_merge_refused(tmp_path, ["cut"], "unusable results tar")
+
+    (tmp_path / "hostile").mkdir()
+    write_tar_bytes(tmp_path / "hostile" / "h.tar", one)
+    with tarfile.open(tmp_path / "hostile" / "h.tar", "a") as tar:
+        link = tarfile.TarInfo("2/b_counts.json")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    proc = run_nodetask(["merge", "--numwords", "3", "hostile", "--output-dir", "h"], tmp_path)
+    assert proc.returncode == 0 and "not a regular file" in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "h" / "corpus_counts.json").read_bytes())["inputs"] == ["part0.txt"]

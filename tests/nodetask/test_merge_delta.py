@@ -73,3 +73,25 @@ def test_delta_merge_is_the_full_merge_and_refuses_a_wrong_base(tmp_path: Path) 
     (tmp_path / "order.json").write_text(json.dumps([*order, "x.txt"]), encoding="utf-8")
     assert main([*delta, "--output-dir", str(tmp_path / "wrong")]) == EXIT_BAD_INPUT
     assert not (tmp_path / "wrong").exists()
+
+
+def test_a_full_merge_with_order_lists_its_inputs_so_and_refuses_other_inputs(tmp_path: Path) -> None:
+    """``--order`` without ``--base`` (the final merge of a job grouped by reads): the same document
+    with ``inputs`` as listed; an order that is not the merged inputs is refused, nothing written."""
+    plain = _full(tmp_path / "plain", NEW)
+    inputs = tmp_path / "plain" / "in"
+    order = ["e.txt", "c.txt", "a.txt", "b.txt"]
+    (tmp_path / "order.json").write_text(json.dumps(order), encoding="utf-8")
+    merge = ["merge", "--numwords", "3", str(inputs), "--order", str(tmp_path / "order.json")]
+    assert main([*merge, "--output-dir", str(tmp_path / "ordered")]) == 0
+    got = json.loads((tmp_path / "ordered" / "corpus_counts.json").read_text(encoding="utf-8"))
+    want = json.loads((plain / "corpus_counts.json").read_text(encoding="utf-8"))
+    assert want["inputs"] != order and got == {**want, "inputs": order}
+    assert (tmp_path / "ordered" / "corpus_OUTPUT.txt").read_bytes() == (
+        plain / "corpus_OUTPUT.txt"
+    ).read_bytes()
+    for wrong in (order[:3], [*order, "a.txt"], [*order[:3], "x.txt"]):
+        (tmp_path / "order.json").write_text(json.dumps(wrong), encoding="utf-8")
+        assert main([*merge, "--output-dir", str(tmp_path / "wrong")]) == EXIT_BAD_INPUT
+    assert main([*merge, "--allow-missing", "--output-dir", str(tmp_path / "wrong")]) == EXIT_BAD_INPUT
+    assert not (tmp_path / "wrong").exists()

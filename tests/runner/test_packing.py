@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 
+from runner import manifest as mf
 from runner.batch import _task_model
 from runner.errors import UsageError
 from runner.packing import (
@@ -21,7 +23,7 @@ from runner.packing import (
     group,
     parse_pack,
 )
-from runner.tasks import MERGE_TASK_ID, PlannedInput, PlanOptions, plan
+from runner.tasks import MERGE_TASK_ID, PlannedInput, PlanOptions, merge_steps, merge_steps_by_reads, plan
 
 SAS = "sig=SECRET-SIGNATURE"
 
@@ -150,7 +152,6 @@ def test_a_packed_job_in_two_merge_levels_is_accepted_by_batch() -> None:
 def test_a_pack_split_for_a_missing_input_keeps_the_culprit_and_names_the_rest_anew() -> None:
     """runner.pack_recovery: the files whose input is missing stay with the failed pack; the others
     get a new task (``p1-2``, then ``p1-3`` for a second split; a lone file: its own id)."""
-    from runner import manifest as mf
     from runner.pack_recovery import _new_task_id, _split
 
     tasks = tuple(
@@ -210,3 +211,94 @@ def test_bundled_packs_read_one_tar_and_each_merge_reads_a_pack_once_for_its_own
     for spec in specs.values():  # Batch takes them, and no SAS is on a command line
         assert SAS not in spec.command_line
         _task_model(spec)
+
+
+def _bundled_manifest(n: int, per_pack: int, group_size: int, **extra: object) -> mf.Manifest:
+    """A job of ``n`` files in bundled packs of ``per_pack``, as ``submit`` records it now."""
+    tasks = tuple(
+        mf.ManifestTask(str(i), f"f{i}.txt", f"j/inputs/f{i}.txt", f"f{i}.txt", 1) for i in range(1, n + 1)
+    )
+    packs = tuple(
+        mf.ManifestPack(f"p{k}", tuple(str(i) for i in range(lo, min(lo + per_pack, n + 1))))
+        for k, lo in enumerate(range(1, n + 1, per_pack), start=1)
+    )
+    man = mf.Manifest(
+        "j", "now", 3, True, None, 0, tasks, merge_group_size=group_size, pack="auto", packs=packs
+    )
+    return replace(man, merge_groups="reads", **extra)  # type: ignore[arg-type]
+
+
+def test_bundled_merges_group_by_resource_files_and_list_inputs_as_the_file_grouping() -> None:
+    """10,000 files in 200 bundled packs: one merge reading 200 results tars (not 20 partial merges
+    of 500 files each and the final), its inputs ordered as the file grouping's final merge (the
+    order blob); Batch takes it. A manifest without ``mergeGroups`` (written before) keeps the
+    grouping by files, and so does a job without bundled packs."""
+    from localbatch import models as lb_models
+
+    man = _bundled_manifest(10_000, 50, 500)
+    [step] = man.merge_steps
+    assert (step.task_id, step.order, step.source_range) == (MERGE_TASK_ID, "j/merge-order.json", None)
+    assert step.depends_on == tuple(f"p{k}" for k in range(1, 201))
+    opts = PlanOptions("j", 5, 0, None, f"http://h/n.pyz?{SAS}", f"http://h/output?{SAS}")
+    inputs = [PlannedInput(t.task_id, t.input, f"http://h/in/{t.task_id}?{SAS}") for t in man.tasks]
+    bundles = {
+        p.task_id: (f"http://h/{p.task_id}.tar?{SAS}", f"http://h/o/{p.task_id}/results.tar?{SAS}")
+        for p in man.packs
+    }
+    tasks = [PlannedTask(p.task_id, p.file_ids) for p in man.packs]
+    urls = {"j/merge-order.json": f"http://h/in/j/merge-order.json?{SAS}"}
+    specs = plan(
+        inputs, opts, aggregate=True, counts_urls=urls, tasks=tasks, bundles=bundles, steps=man.merge_plan()
+    )
+    merge = specs[-1]
+    assert [s.id for s in specs if s.id.startswith("merge")] == [MERGE_TASK_ID]
+    assert len(merge.resource_files) == 1 + 200 + 1  # the node code, each pack's tar, the order
+    assert merge.resource_files[-1].file_path == "order.json" and "--order order.json" in merge.command_line
+    lb_models.validate_task(_task_model(merge).as_dict())  # within Batch's limits
+
+    old = mf.Manifest.from_json({**man.to_json(), "options": {**man.to_json()["options"]}})
+    assert old.merge_groups == "reads" and old.merge_steps == man.merge_steps  # recorded, read back
+    del (data := man.to_json())["options"]["mergeGroups"]
+    before = mf.Manifest.from_json(data)  # a manifest from before: 20 groups of 500 files
+    assert [s.task_id for s in before.merge_steps] == [*(f"merge-{k}" for k in range(1, 21)), MERGE_TASK_ID]
+    assert all(s.order is None for s in before.merge_steps)
+    assert len(replace(man, allow_failures=True).merge_steps) == 21  # no bundles: per-file counts
+    with pytest.raises(ValueError, match="mergeGroups"):
+        mf.Manifest.from_json({**data, "options": {**data["options"], "mergeGroups": "packs"}})
+
+
+def test_grouping_by_reads_counts_each_pack_once_and_shares_a_straddling_pack() -> None:
+    """Groups of consecutive file ids with at most ``group_size`` distinct units; a pack whose files
+    two groups take (not contiguous: a large file in between) is read by both, each for its own."""
+    units = ["p1", "p1", "3", "p1", "p2", "p2", "7", "p2", "9"]
+    steps = merge_steps_by_reads(units, 3)
+    assert [(s.task_id, s.source_range) for s in steps] == [
+        ("merge-1", (1, 6)), ("merge-2", (7, 9)), (MERGE_TASK_ID, None)
+    ]  # fmt: skip
+    opts = PlanOptions("j", 5, 0, None, "http://h/n.pyz", "http://h/output")
+    inputs = [PlannedInput(str(i), f"f{i}.txt", f"http://h/in/{i}") for i in range(1, 10)]
+    tasks = [PlannedTask("p1", ("1", "2", "4")), PlannedTask("3", ("3",)), PlannedTask("p2", ("5", "6", "8"))]
+    tasks += [PlannedTask("7", ("7",)), PlannedTask("9", ("9",))]
+    bundles = {p: (f"http://h/{p}.tar", f"http://h/o/{p}/results.tar") for p in ("p1", "p2")}
+    urls = {k: f"http://h/o/{k}_counts.json" for k in ("3", "7", "9", "merge-1", "merge-2")}
+    specs = {
+        s.id: s
+        for s in plan(
+            inputs, opts, aggregate=True, counts_urls=urls, tasks=tasks, bundles=bundles, steps=steps
+        )
+    }
+    assert [r.file_path for r in specs["merge-1"].resource_files[1:]] == [
+        "counts/3_counts.json", "counts/p1.1-4.tar", "counts/p2.5-6.tar"
+    ]  # fmt: skip
+    assert [r.file_path for r in specs["merge-2"].resource_files[1:]] == [
+        "counts/7_counts.json",
+        "counts/9_counts.json",
+        "counts/p2.8-8.tar",
+    ]
+    assert merge_steps_by_reads(["p1"] * 7, 2) == merge_steps(7, 7)  # one tar: one merge of 1..7
+    assert merge_steps_by_reads([str(i) for i in range(1, 10)], 3) == merge_steps(9, 3)  # unpacked: as before
+    with pytest.raises(ValueError, match="two merge levels"):  # 3 groups of 2 reads: a third level
+        merge_steps_by_reads([str(i) for i in range(1, 6)], 2)
+    man = _bundled_manifest(9, 3, 2)  # 3 packs, groups of 2 tars: merge-1 (1..6), merge-2 (7..9)
+    assert [s.source_range for s in man.merge_plan()] == [(1, 6), (7, 9), None]
+    assert man.merge_plan()[-1].order == "j/merge-order.json"
