@@ -264,13 +264,14 @@ def test_bad_options_exit_2_before_anything(tmp_path: Path, outputs_file: Path, 
 def test_two_level_merge_gives_the_exact_corpus_result(
     tmp_path: Path, outputs_file: Path, target_outputs: Outputs
 ) -> None:
-    """7 files in merge groups of 3: merge-1..3 each sum a group, merge sums theirs."""
+    """7 files, one a task, in merge groups of 3: merge-1..3 each sum a group, merge sums theirs
+    (packed, the merges group by the results tars they read: tests/e2e/test_packing.py)."""
     corpus = tmp_path / "corpus"
     texts = write_corpus(corpus, {f"part{i}.txt": 60 + 10 * i for i in range(7)})
     dest = tmp_path / "results"
     job_id = "e2e-two-level"
     args = ["--json", "submit", str(corpus), "-n", "5", "--job-id", job_id, "--dest", str(dest)]
-    res = invoke(outputs_file, *args, "--merge-group-size", "3")
+    res = invoke(outputs_file, *args, "--merge-group-size", "3", "--pack", "none")
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["tasks"] == {"total": 7 + 4, "succeeded": 11, "failed": 0}
