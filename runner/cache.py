@@ -898,6 +898,10 @@ def after_collect(
     if not succeeded:
         return Published(0, 0, 0)
     bundle_of = (manifest, results.dest) if MERGE_TASK_ID in succeeded else None
+    if index is None and bundle_of is not None:  # a later `results`: the cached files' bundles too
+        index = read_index(storage, container)
+        wanted = _without_entry(index, (keys[fid] for fid in cached if fid in keys))
+        index.update(held_in_bundles(storage, container, index, wanted, None))
     local = _bundled_results(manifest, results.dest, succeeded)
     return publish(storage, container, manifest.job_id, succeeded, bundle_of, index, local)
 

@@ -433,6 +433,36 @@ def test_no_wait_then_results_stores_the_results(tmp_path: Path, outputs_file: P
     assert _raw_tree(tmp_path / "r2") == _raw_tree(tmp_path / "r")  # both p.txt from one bundle member
 
 
+def test_results_of_a_no_wait_job_bundle_the_files_it_took_from_a_bundle(
+    tmp_path: Path, outputs_file: Path, target_outputs: Outputs
+) -> None:
+    """Three files cached (only in their job's bundle), then a --no-wait job of those and a new
+    one: the `results` that collects it finds the three in that bundle, so the merged entry it
+    writes has a bundle of all four, and the new file no entry of its own."""
+    corpus = tmp_path / "nb"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"k{i}.txt").write_text(
+            f"{secrets.token_hex(8)}\n{make_text(70 + i, 60)}", encoding="utf-8"
+        )
+    _submit(outputs_file, corpus, "cache-nb1", tmp_path / "r1", "--cache")
+    (corpus / "k3.txt").write_text(f"{secrets.token_hex(8)}\n{make_text(74, 200)}", encoding="utf-8")
+    args = ["submit", str(corpus), "-n", "4", "--job-id", "cache-nb2", "--no-wait", "--cache"]
+    sent = invoke(outputs_file, *args)
+    assert sent.exit_code == 0 and "3 of 4 files from cache, 1 to run" in sent.stderr, sent.stderr
+    got = invoke(
+        outputs_file, "results", "cache-nb2", "--wait", "--dest", str(tmp_path / "r2"), "--timeout", "120"
+    )
+    assert got.exit_code == 0, got.stderr
+    storage, container = Storage(target_outputs), target_outputs.output_container
+    man = mf.load(storage, target_outputs.input_container, "cache-nb2")
+    assert man is not None and man.merge_key is not None
+    merged = cache.read_entry(storage, container, man.merge_key)
+    assert merged is not None and merged.valid and len(merged.blobs) == 4  # corpus x2, bundle, list
+    new_key = next(k for fid, k in man.cache_keys.items() if fid not in man.cached)
+    assert cache.read_entry(storage, container, new_key) is None
+
+
 def test_clean_keeps_entries_stats_and_prune(
     first: FirstRun, outputs_file: Path, target_outputs: Outputs
 ) -> None:
