@@ -436,9 +436,10 @@ def test_no_wait_then_results_stores_the_results(tmp_path: Path, outputs_file: P
 def test_results_of_a_no_wait_job_bundle_the_files_it_took_from_a_bundle(
     tmp_path: Path, outputs_file: Path, target_outputs: Outputs
 ) -> None:
-    """Three files cached (only in their job's bundle), then a --no-wait job of those and a new
-    one: the `results` that collects it finds the three in that bundle, so the merged entry it
-    writes has a bundle of all four, and the new file no entry of its own."""
+    """Three files cached (only in their job's bundle), then a --no-wait job of them with one
+    changed (a delta merge: the two others are read from nowhere else): the `results` that
+    collects it finds those two in that bundle, so the merged entry it writes has a bundle of
+    all three, and the changed file no entry of its own."""
     corpus = tmp_path / "nb"
     corpus.mkdir()
     for i in range(3):
@@ -446,10 +447,11 @@ def test_results_of_a_no_wait_job_bundle_the_files_it_took_from_a_bundle(
             f"{secrets.token_hex(8)}\n{make_text(70 + i, 60)}", encoding="utf-8"
         )
     _submit(outputs_file, corpus, "cache-nb1", tmp_path / "r1", "--cache")
-    (corpus / "k3.txt").write_text(f"{secrets.token_hex(8)}\n{make_text(74, 200)}", encoding="utf-8")
+    (corpus / "k2.txt").write_text(f"{secrets.token_hex(8)}\n{make_text(74, 60)}", encoding="utf-8")
     args = ["submit", str(corpus), "-n", "4", "--job-id", "cache-nb2", "--no-wait", "--cache"]
     sent = invoke(outputs_file, *args)
-    assert sent.exit_code == 0 and "3 of 4 files from cache, 1 to run" in sent.stderr, sent.stderr
+    assert sent.exit_code == 0, sent.stderr
+    assert "2 of 3 files from cache, 1 to run" in sent.stderr and "delta merge" in sent.stderr
     got = invoke(
         outputs_file, "results", "cache-nb2", "--wait", "--dest", str(tmp_path / "r2"), "--timeout", "120"
     )
