@@ -45,21 +45,24 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import (
-    BlobLeaseClient,
-    BlobSasPermissions,
-    BlobServiceClient,
-    ContainerSasPermissions,
-    ContentSettings,
-    ExponentialRetry,
-    UserDelegationKey,
-    generate_blob_sas,
-    generate_container_sas,
-)
 
 from runner.errors import AuthError, NotFoundError, RemoteError, RunnerError, UsageError
 from runner.outputs import Outputs
 from runner.sdk_errors import translated
+from runner.sync_sdk import without_aiohttp_transport
+
+with without_aiohttp_transport():  # sync clients only: aiohttp is not imported (runner.sync_sdk)
+    from azure.storage.blob import (
+        BlobLeaseClient,
+        BlobSasPermissions,
+        BlobServiceClient,
+        ContainerSasPermissions,
+        ContentSettings,
+        ExponentialRetry,
+        UserDelegationKey,
+        generate_blob_sas,
+        generate_container_sas,
+    )
 
 log = logging.getLogger(__name__)
 
