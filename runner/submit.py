@@ -300,8 +300,6 @@ def submit(
     uses_deps = opts.aggregate and opts.command is None
     created = batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=uses_deps)
     reporter.info(f"job {job_id}: {'created' if created else 'exists, resuming'} on pool {out.pool_id}")
-    if created and (eol := image_eol.check(batch, out.pool_id, datetime.now(timezone.utc))):
-        log.warning("%s", eol)
 
     # 5. tasks
     plan_opts = PlanOptions(
@@ -347,6 +345,9 @@ def submit(
         index = job_cache.index if job_cache is not None else None
         return collect(session, manifest, opts.dest or default_dest(job_id), reporter, keep=opts.keep,
                        index=index, tasks=[], ended=True)  # fmt: skip
+    # The job runs tasks on the pool (not one whose every result came from the cache).
+    if created and (eol := image_eol.check(batch, out.pool_id, datetime.now(timezone.utc))):
+        log.warning("%s", eol)
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
     # Every task is in. Job life cycle (docs/architecture.md): nobody watches a --no-wait

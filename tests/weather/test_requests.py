@@ -4,7 +4,8 @@
   the task list is read once, to confirm the end (a small job: the last poll's list is
   that confirmation), and the results are collected from that list, not another;
 * a submit whose every result is in the cache: the job is created and terminated,
-  nothing else (no task list, no update of a job already ending);
+  nothing else (no task list, no update of a job already ending, no look at the pool's
+  image: no task runs on it);
 * a failed task's stderr tail: its last 16 KiB (a ranged read), not the whole file;
 * ``clean``: Blob Batch deletes of 256 blobs per request, not one request per blob.
 """
@@ -144,6 +145,8 @@ def test_a_submit_all_from_the_cache_creates_and_ends_the_job_and_no_more(
         first = invoke(outputs_file, *common, str(tmp_path / "one"), "--job-id", "w-all-cached-1")
         assert first.exit_code == 0, first.stderr
         before = len(proxy.records)
+        # a job that runs tasks: the pool's image is checked (runner.image_eol), once
+        assert sum("/supportedimages" in r.path for r in proxy.records) == 1
         again = invoke(outputs_file, *common, str(tmp_path / "two"), "--job-id", "w-all-cached-2")
         during = proxy.records[before:]
     assert again.exit_code == 0, again.stderr
@@ -152,6 +155,9 @@ def test_a_submit_all_from_the_cache_creates_and_ends_the_job_and_no_more(
     assert ("POST", "/jobs") in on_job and ("POST", "/jobs/w-all-cached-2/terminate") in on_job
     assert not _listings(during, "w-all-cached-2"), on_job
     assert not [r for r in during if r.method in ("PATCH", "PUT")], on_job
+    # no task runs on the pool: its image does not matter to this job
+    pool = f"/pools/{target_outputs.pool_id}"
+    assert [r.method for r in during if r.path.startswith((pool, "/supportedimages"))] == ["HEAD"]
 
 
 def test_a_failure_tail_reads_only_the_last_16_kib(tmp_path: Path, target_outputs: Outputs) -> None:
