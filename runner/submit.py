@@ -352,8 +352,10 @@ def submit(
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
     # Every task is in. Job life cycle (docs/architecture.md): nobody watches a --no-wait
     # job, so it completes with its last task; a watched one stays active until the
-    # runner has seen its end (failed tasks can then be rerun: `runner retry`).
-    batch.complete_when_tasks_done(job_id, complete=not opts.wait)
+    # runner has seen its end (failed tasks can then be rerun: `runner retry`). A job
+    # created now already stays (noAction); a resumed one may have been set to complete.
+    if not (opts.wait and created):
+        batch.complete_when_tasks_done(job_id, complete=not opts.wait)
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)

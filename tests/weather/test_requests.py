@@ -3,6 +3,8 @@
 * monitoring: one request per poll (task counts), however many tasks the job has;
   the task list is read once, to confirm the end (a small job: the last poll's list is
   that confirmation), and the results are collected from that list, not another;
+* a new job that is watched is created as it stays while watched (``onAllTasksComplete``
+  ``noaction``) and updated once, at its end;
 * a submit whose every result is in the cache: the job is created and terminated,
   nothing else (no task list, no update of a job already ending, no look at the pool's
   image: no task runs on it);
@@ -147,6 +149,9 @@ def test_a_submit_all_from_the_cache_creates_and_ends_the_job_and_no_more(
         before = len(proxy.records)
         # a job that runs tasks: the pool's image is checked (runner.image_eol), once
         assert sum("/supportedimages" in r.path for r in proxy.records) == 1
+        # created watched (onAllTasksComplete noaction), it is updated once: to complete at the end
+        updates = [r for r in proxy.records if r.method == "PATCH" and "/jobs/w-all-cached-1?" in r.path]
+        assert len(updates) == 1, updates
         again = invoke(outputs_file, *common, str(tmp_path / "two"), "--job-id", "w-all-cached-2")
         during = proxy.records[before:]
     assert again.exit_code == 0, again.stderr
