@@ -293,12 +293,15 @@ class Batch:
     # -- jobs -------------------------------------------------------------------------
 
     def ensure_job(self, job_id: str, pool_id: str, *, uses_task_dependencies: bool) -> bool:
-        """Create the job; ``False`` when it already exists (it is reused: resume)."""
+        """Create the job, with ``onAllTasksComplete: noAction`` (it stays active when its tasks
+        are done: :meth:`complete_when_tasks_done`); ``False`` when it already exists (it is
+        reused as it is: resume)."""
         job = bm.BatchJobCreateOptions(
             id=job_id,
             pool_info=bm.BatchPoolInfo(pool_id=pool_id),
             uses_task_dependencies=uses_task_dependencies,
             display_name=f"runner {job_id}",
+            all_tasks_complete_mode="noaction",
         )
         with translate_errors(f"creating job {job_id}", self._host):
             try:

@@ -2,8 +2,9 @@
 
 Batch publishes, per image and node agent SKU, a ``batchSupportEndOfLife`` date
 (``GET /supportedimages``); after it, pools with that image can no longer be
-created or grown. The runner says so when it starts a job, within
-:data:`WARN_WITHIN` of the date, and points to docs/azure.md (moving the pool).
+created or grown. The runner says so when it starts a job that runs tasks (not one
+whose every result came from the cache), within :data:`WARN_WITHIN` of the date, and
+points to docs/azure.md (moving the pool).
 Checking never fails a submission: a service that cannot answer is only logged.
 """
 

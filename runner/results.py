@@ -519,14 +519,15 @@ def _summarise(
         report, counts = dest.joinpath(*names.report.parts), dest.joinpath(*names.counts.parts)
     words: int | None = None
     top: tuple[WordCount, ...] = ()
-    if counts.is_file():
+    has_counts = counts.is_file()
+    if has_counts:
         words, top = read_counts(counts)
     return FileResult(
         task_id,
         label,
         outcome,
         report=report if report.is_file() else None,
-        counts=counts if counts.is_file() else None,
+        counts=counts if has_counts else None,
         words=words,
         top=top,
         files=files,

@@ -45,21 +45,24 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import (
-    BlobLeaseClient,
-    BlobSasPermissions,
-    BlobServiceClient,
-    ContainerSasPermissions,
-    ContentSettings,
-    ExponentialRetry,
-    UserDelegationKey,
-    generate_blob_sas,
-    generate_container_sas,
-)
 
 from runner.errors import AuthError, NotFoundError, RemoteError, RunnerError, UsageError
 from runner.outputs import Outputs
 from runner.sdk_errors import translated
+from runner.sync_sdk import without_aiohttp_transport
+
+with without_aiohttp_transport():  # sync clients only: aiohttp is not imported (runner.sync_sdk)
+    from azure.storage.blob import (
+        BlobLeaseClient,
+        BlobSasPermissions,
+        BlobServiceClient,
+        ContainerSasPermissions,
+        ContentSettings,
+        ExponentialRetry,
+        UserDelegationKey,
+        generate_blob_sas,
+        generate_container_sas,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -285,16 +288,24 @@ class Storage:
 
     def try_lease(self, container: str, name: str, seconds: int, body: bytes) -> str | None:
         """Take a ``seconds`` lease on blob ``name`` (created when missing) and write ``body``
-        under it; the lease id, or ``None`` when someone else holds the blob's lease."""
+        under it; the lease id, or ``None`` when someone else holds the blob's lease.
+
+        The blob is created first if missing (a free lock's marker usually is: its holder
+        deleted it), then leased, then written: three requests."""
         blob = self._client.get_blob_client(container, name)
         with translate_errors(f"leasing {name}", self._host):
             for _ in range(3):
                 try:
+                    blob.upload_blob(b"", overwrite=False)
+                except ResourceExistsError:
+                    pass  # there already: leased by someone, or free to lease
+                except HttpResponseError as exc:
+                    if exc.status_code != 412:  # 412: there already, under someone's lease
+                        raise
+                try:
                     lease = blob.acquire_lease(lease_duration=seconds)
                 except ResourceNotFoundError:
-                    with contextlib.suppress(ResourceExistsError):  # a concurrent taker made it
-                        blob.upload_blob(b"", overwrite=False)
-                    continue
+                    continue  # deleted since (its holder released it): make it again
                 except HttpResponseError as exc:
                     if exc.status_code in (409, 412):  # LeaseAlreadyPresent, or written under a lease
                         return None

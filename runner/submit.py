@@ -46,7 +46,7 @@ from pathlib import Path
 from runner import cache as result_cache
 from runner import delta_merge, image_eol, pack_tars, partial_merge, polling
 from runner import manifest as mf
-from runner.batch_types import TaskCounts, TaskFailure, TaskState
+from runner.batch_types import TaskCounts, TaskFailure, TaskInfo, TaskState
 from runner.errors import (
     JobEnded,
     JobStillRunning,
@@ -305,8 +305,6 @@ def submit(
     uses_deps = opts.aggregate and opts.command is None
     created = batch.ensure_job(job_id, out.pool_id, uses_task_dependencies=uses_deps)
     reporter.info(f"job {job_id}: {'created' if created else 'exists, resuming'} on pool {out.pool_id}")
-    if created and (eol := image_eol.check(batch, out.pool_id, datetime.now(timezone.utc))):
-        log.warning("%s", eol)
 
     # 5. tasks
     plan_opts = PlanOptions(
@@ -352,13 +350,18 @@ def submit(
             return Submitted(job_id, 0, summary.uploaded, summary.skipped)
         index = job_cache.index if job_cache is not None else None
         return collect(session, manifest, opts.dest or default_dest(job_id), reporter, keep=opts.keep,
-                       index=index)  # fmt: skip
+                       index=index, tasks=[], ended=True)  # fmt: skip
+    # The job runs tasks on the pool (not one whose every result came from the cache).
+    if created and (eol := image_eol.check(batch, out.pool_id, datetime.now(timezone.utc))):
+        log.warning("%s", eol)
     added = batch.add_tasks(job_id, specs)
     reporter.info(f"tasks: {added} added, {len(specs) - added} already there")
     # Every task is in. Job life cycle (docs/architecture.md): nobody watches a --no-wait
     # job, so it completes with its last task; a watched one stays active until the
-    # runner has seen its end (failed tasks can then be rerun: `runner retry`).
-    batch.complete_when_tasks_done(job_id, complete=not opts.wait)
+    # runner has seen its end (failed tasks can then be rerun: `runner retry`). A job
+    # created now already stays (noAction); a resumed one may have been set to complete.
+    if not (opts.wait and created):
+        batch.complete_when_tasks_done(job_id, complete=not opts.wait)
 
     if not opts.wait:
         return Submitted(job_id, added, summary.uploaded, summary.skipped)
@@ -382,14 +385,14 @@ def watch(
     dest = opts.dest or default_dest(manifest.job_id)
     early = Prefetch(session, manifest, dest)
     try:
-        monitor(session, manifest, opts, reporter, on_poll=early.poll)
+        _, tasks = _monitor(session, manifest, opts, reporter, on_poll=early.poll)
         while (
             split := split_packs_with_missing_inputs(session, manifest, opts.timeout, reporter)
         ) is not None:
             manifest = split  # a pack's missing input fails that file alone: the others run again
             early.cancel()  # it watched the tasks of the old plan
             early = Prefetch(session, manifest, dest)
-            monitor(session, manifest, opts, reporter, on_poll=early.poll)
+            _, tasks = _monitor(session, manifest, opts, reporter, on_poll=early.poll)
     except UnreachableError:
         early.cancel()
         raise  # it cannot be told either
@@ -406,6 +409,7 @@ def watch(
         on_results=on_results,
         index=index,
         prefetched=early.finish(),
+        tasks=tasks,  # the list that confirmed the end: final, not read again
     )
 
 
@@ -415,7 +419,7 @@ def results(session: Session, manifest: mf.Manifest, opts: SubmitOptions, report
     :class:`JobStillRunning`, or with ``opts.wait`` watched until it ends, as ``submit`` does."""
     job_id = manifest.job_id
     job = session.batch.get_job(job_id)
-    if job.state == "active" and not _confirmed(session, manifest):
+    if job.state == "active" and _confirmed(session, manifest) is None:
         if not opts.wait:
             c = session.batch.task_counts(job_id)
             raise JobStillRunning(
@@ -622,8 +626,21 @@ def monitor(
     looked at (:class:`~runner.pool_watch.PoolWatcher`: why nothing runs, or a fast
     failure) and the job too (:func:`_check_job_active`). A poll slower than
     ``opts.unresponsive_after`` is warned about; tasks going back to waiting (their
-    node was preempted or left) are said.
+    node was preempted or left) are said. The end is confirmed by one task list (for a
+    job polled by its list, the last poll's: no other request).
     """
+    return _monitor(session, manifest, opts, reporter, on_poll=on_poll)[0]
+
+
+def _monitor(
+    session: Session,
+    manifest: mf.Manifest,
+    opts: SubmitOptions,
+    reporter: Reporter,
+    *,
+    on_poll: Callable[[TaskCounts], None] | None = None,
+) -> tuple[TaskCounts, list[TaskInfo]]:
+    """:func:`monitor`, which also returns the task list that confirmed the end."""
     total = len(manifest.task_ids)
     deadline = time.monotonic() + opts.timeout.total_seconds()
     policy = polling.policy_for(session.outputs.batch_account_url, opts.poll_interval)
@@ -641,13 +658,12 @@ def monitor(
     with reporter.tasks(total) as update:
         while True:
             with slow.watch():
-                counts = poll_counts(session, manifest.job_id, total)
+                counts, listed = poll_tasks(session, manifest.job_id, total)
                 update(counts)
                 _say_requeued(last, counts, reporter)
-                if (counts.completed >= total or _merge_blocked(counts, manifest)) and _confirmed(
-                    session, manifest
-                ):
-                    return counts
+                ending = counts.completed >= total or _merge_blocked(counts, manifest)
+                if ending and (tasks := _confirmed(session, manifest, listed)) is not None:
+                    return counts, tasks
                 if on_poll is not None:
                     on_poll(counts)
                 if counts.running == 0 and counts.active > 0:
@@ -670,16 +686,18 @@ def monitor(
 LIST_POLL_MAX_TASKS = 100
 
 
-def poll_counts(session: Session, job_id: str, total: int) -> TaskCounts:
-    """The job's task counts for one poll: from the task list for a job of at most
-    :data:`LIST_POLL_MAX_TASKS` tasks, else Batch's (one ``get_job_task_counts``)."""
+def poll_tasks(session: Session, job_id: str, total: int) -> tuple[TaskCounts, list[TaskInfo] | None]:
+    """The job's task counts for one poll, with the task list they come from: for a job of at
+    most :data:`LIST_POLL_MAX_TASKS` tasks, its list (one page); else Batch's counts (one
+    ``get_job_task_counts``) and ``None``."""
     if total > LIST_POLL_MAX_TASKS:
-        return session.batch.task_counts(job_id)
+        return session.batch.task_counts(job_id), None
     tasks = session.batch.list_tasks(job_id)
     done = [t for t in tasks if t.state is TaskState.COMPLETED]
     running = sum(t.state in (TaskState.PREPARING, TaskState.RUNNING) for t in tasks)
     succeeded = sum(t.result == "success" for t in done)
-    return TaskCounts(len(tasks) - len(done) - running, running, len(done), succeeded, len(done) - succeeded)
+    waiting = len(tasks) - len(done) - running
+    return TaskCounts(waiting, running, len(done), succeeded, len(done) - succeeded), tasks
 
 
 def _say_requeued(last: TaskCounts | None, now: TaskCounts, reporter: Reporter) -> None:
@@ -696,28 +714,32 @@ def _say_requeued(last: TaskCounts | None, now: TaskCounts, reporter: Reporter) 
         )
 
 
-def _confirmed(session: Session, manifest: mf.Manifest) -> bool:
-    """Check the end with the task list: Batch documents task counts as possibly lagging.
+def _confirmed(
+    session: Session, manifest: mf.Manifest, listed: list[TaskInfo] | None = None
+) -> list[TaskInfo] | None:
+    """Check the end with the task list (``listed``, just read, or read here): Batch documents
+    task counts as possibly lagging. The list when the job ended, else ``None``.
 
     Done when every per-file task completed and every merge either completed or
     depends on a task that failed or is itself blocked (Batch's default: it never runs).
     """
-    states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
+    tasks = listed if listed is not None else session.batch.list_tasks(manifest.job_id)
+    states = {t.id: t for t in tasks}
     per_file = [states.get(tid) for tid in manifest.file_task_ids]
     if any(t is None or t.state is not TaskState.COMPLETED for t in per_file):
-        return False
+        return None
     stuck = partial_merge.blocking_failures(manifest, states)
     for step in manifest.merge_steps:
         merge = states.get(step.task_id)
         if merge is not None and merge.state is TaskState.COMPLETED:
             continue
         if not any(tid in stuck for tid in step.dependencies):
-            return False  # it can still run
+            return None  # it can still run
         stuck.add(step.task_id)
     final = states.get(MERGE_TASK_ID)
     if MERGE_TASK_ID in stuck and (final is None or final.state is not TaskState.COMPLETED):
         log.info("the merge is blocked by failed tasks: not waiting for it")
-    return True
+    return tasks
 
 
 def _check_job_active(session: Session, job_id: str) -> None:
@@ -751,14 +773,19 @@ def collect(
     on_results: Callable[[JobResults], None] | None = None,
     index: dict[str, result_cache.Entry] | None = None,
     prefetched: Mapping[str, PlannedDownload] | None = None,
+    tasks: list[TaskInfo] | None = None,
+    ended: bool = False,
 ) -> JobResults:
     """Download results (the cached ones from their entries: ``index``, the listing of ``cache/``
     a submission read, spares another), gather failures, cache what ran and succeeded; raise
     :class:`TaskFailures` if any task failed. ``on_results`` sees the results first (before
     ``--cleanup`` deletes the job's blobs); ``prefetched``: what :mod:`runner.prefetch`
-    downloaded already (not fetched again unless changed)."""
+    downloaded already (not fetched again unless changed). ``tasks``: the job's task list
+    as the caller just read it at the job's end (else it is listed here); ``ended``: the
+    caller terminated the job already (no task ran), so it is not told to complete again."""
     out = session.outputs
-    states = {t.id: t for t in session.batch.list_tasks(manifest.job_id)}
+    listed = tasks if tasks is not None else session.batch.list_tasks(manifest.job_id)
+    states = {t.id: t for t in listed}
     states.update(result_cache.cached_states(manifest))
     cached = result_cache.sources(session.storage, out.output_container, manifest, index)
     failures: list[TaskFailure] = (
@@ -798,7 +825,8 @@ def collect(
             hint=_after_failures(session, manifest.job_id),
         )
     if keep:
-        session.batch.complete_when_tasks_done(manifest.job_id)  # nothing to rerun: leave the quota
+        if not ended:  # nothing to rerun: leave the quota
+            session.batch.complete_when_tasks_done(manifest.job_id)
     else:
         cleanup(session, manifest.job_id)
         reporter.info(f"job {manifest.job_id} and its blobs deleted (--cleanup)")

@@ -92,3 +92,25 @@ def test_a_lock_held_from_another_host_is_not_broken_and_names_that_host(storage
     with hold(storage, container, job_id):  # released: free again
         assert storage.blob_exists(container, lock_blob(job_id))
     assert not storage.blob_exists(container, lock_blob(job_id))
+
+
+def test_taking_a_free_lock_costs_three_requests_and_a_held_one_is_refused(storage_outputs: Outputs) -> None:
+    """A new job's lock: the marker made, leased, written (who holds it): three requests, in a
+    proxy's count. Held, another taker is refused and the holder's marker is left as it was."""
+    from dataclasses import replace
+
+    from tests.weather.faultproxy import FaultProxy, via
+
+    job_id, container = "rel-lock-cost", storage_outputs.input_container
+    with FaultProxy(storage_outputs.storage_blob_endpoint) as proxy:
+        endpoint = via(storage_outputs.storage_blob_endpoint, proxy)
+        storage = Storage(replace(storage_outputs, storage_blob_endpoint=endpoint))
+        before = len(proxy.records)
+        with hold(storage, container, job_id) as lock:
+            taking = [r for r in proxy.records[before:] if lock_blob(job_id) in r.path]
+            theirs = Holder.parse(storage.try_download_bytes(container, lock_blob(job_id)))
+            assert storage.try_lease(container, lock_blob(job_id), LEASE_SECONDS, b"{}") is None
+            assert Holder.parse(storage.try_download_bytes(container, lock_blob(job_id))) == theirs
+        assert lock.job_id == job_id and theirs is not None and theirs.command == "submit"
+    assert [r.method for r in taking] == ["PUT"] * 3, [(r.method, r.path, r.status) for r in taking]
+    assert not Storage(storage_outputs).blob_exists(container, lock_blob(job_id))  # released

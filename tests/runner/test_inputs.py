@@ -65,11 +65,12 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
         expand([str(f)])
 
 
-def test_symlink_loop_does_not_hang(tmp_path: Path) -> None:
+def test_symlink_loop_does_not_hang(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _touch(tmp_path / "d" / "a.txt")
     (tmp_path / "d" / "loop").symlink_to(tmp_path / "d", target_is_directory=True)
     got = expand([str(tmp_path / "d")])
     assert [i.relpath for i in got] == ["a.txt"]
+    assert "skipped" not in caplog.text  # the directory is seen again and left: not walked down to ELOOP
 
 
 def test_special_characters_in_names_are_kept(tmp_path: Path) -> None:
@@ -92,3 +93,22 @@ def test_names_ending_in_a_dot_are_refused_before_anything(tmp_path: Path) -> No
     # A dot in the common root is not part of any blob name: fine.
     _touch(tmp_path / "root." / "b.txt")
     assert [i.relpath for i in expand([str(tmp_path / "root.")])] == ["b.txt"]
+
+
+def test_each_file_walked_is_its_real_path_with_its_size(tmp_path: Path) -> None:
+    """Files are named by their real path: a linked file by its target's, a file under a linked
+    directory by the directory's real path; a second link to a directory is not walked again."""
+    root = tmp_path.resolve()
+    real = root / "real"
+    _touch(real / "a.txt", "aaa")
+    _touch(real / "sub" / "b.txt", "bb")
+    outside = _touch(root / "outside" / "o.txt", "o")
+    (real / "link.txt").symlink_to(outside)
+    (real / "sublink").symlink_to(real / "sub", target_is_directory=True)
+    (root / "top").symlink_to(real, target_is_directory=True)
+    got = expand([str(root / "top")])
+    assert {i.relpath: (i.path, i.size) for i in got} == {
+        "outside/o.txt": (outside, 1),
+        "real/a.txt": (real / "a.txt", 3),
+        "real/sub/b.txt": (real / "sub" / "b.txt", 2),
+    }

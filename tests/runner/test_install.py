@@ -60,3 +60,37 @@ def test_only_the_sdk_edge_imports_azure_batch() -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+# The real CLI in a fresh interpreter; at its end, which aiohttp modules it loaded.
+_AIOHTTP_PROBE = """
+import sys
+from runner.cli import main
+sys.argv = ["runner", *sys.argv[1:]]
+try:
+    main()
+finally:
+    names = ("aiohttp", "azure.core.pipeline.transport._aiohttp")
+    loaded = sorted(m for m in sys.modules if m in names or m.startswith("aiohttp."))
+    print("LOADED:" + ",".join(loaded), file=sys.stderr)
+"""
+
+
+def test_a_submit_does_not_import_aiohttp(tmp_path: Path, outputs_file: Path) -> None:
+    """The runner's SDK clients are sync: a submit (shared key, upload, tasks, download) works
+    without loading aiohttp, which the Blob SDK would import only to recognise async requests
+    (runner/sync_sdk.py). aiohttp is installed here (localbatch runs on it)."""
+    import importlib.util
+
+    assert importlib.util.find_spec("aiohttp") is not None  # else this test could not fail
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("no aiohttp aiohttp here\n", encoding="utf-8")
+    args = ["--outputs", str(outputs_file), "--json", "submit", str(corpus), "--no-cache"]
+    args += ["--job-id", "no-aiohttp", "--dest", str(tmp_path / "results")]
+    proc = subprocess.run(
+        [sys.executable, "-c", _AIOHTTP_PROBE, *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["corpus"]["words"] == 4
+    assert "LOADED:\n" in proc.stderr, proc.stderr[-2000:]

@@ -1,7 +1,13 @@
 """What the runner asks of the services, counted by a proxy: the requests a user pays for.
 
 * monitoring: one request per poll (task counts), however many tasks the job has;
-  the task list is read once, to confirm the end;
+  the task list is read once, to confirm the end (a small job: the last poll's list is
+  that confirmation), and the results are collected from that list, not another;
+* a new job that is watched is created as it stays while watched (``onAllTasksComplete``
+  ``noaction``) and updated once, at its end;
+* a submit whose every result is in the cache: the job is created and terminated,
+  nothing else (no task list, no update of a job already ending, no look at the pool's
+  image: no task runs on it);
 * a failed task's stderr tail: its last 16 KiB (a ranged read), not the whole file;
 * ``clean``: Blob Batch deletes of 256 blobs per request, not one request per blob.
 """
@@ -9,6 +15,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,13 +24,15 @@ import pytest
 
 from runner import manifest as mf
 from runner import submit as submit_module
-from runner.outputs import Outputs
+from runner.batch_types import TaskCounts
+from runner.outputs import Outputs, write_file
 from runner.progress import NullReporter
 from runner.storage import Storage
-from runner.submit import SubmitOptions, monitor
+from runner.submit import SubmitOptions, monitor, watch
 from runner.targets import AuthMode, Session, Target, TargetKind
 from runner.tasks import TaskSpec
-from tests.weather.faultproxy import FaultProxy, via
+from tests.e2e.test_submit import invoke, make_text
+from tests.weather.faultproxy import FaultProxy, Record, via
 
 
 def _session(tmp_path: Path, outputs: Outputs) -> Session:
@@ -68,6 +78,91 @@ def test_monitoring_is_one_request_per_poll(
     # between tasks nothing may run for a moment: the pool and job are looked at then, never per task
     assert len(others) <= 3 * len(polls), [r.path for r in others]
     assert all("/tasks/" not in r.path for r in during)
+
+
+class _PollCounter(NullReporter):
+    """Counts the polls of a monitor: its progress sees each poll's counts once."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    @contextmanager
+    def tasks(self, total: int) -> Iterator[Callable[[TaskCounts], None]]:
+        def seen(counts: TaskCounts) -> None:
+            self.polls += 1
+
+        yield seen
+
+
+def _listings(records: list[Record], job_id: str) -> list[Record]:
+    return [r for r in records if r.path.split("?")[0] == f"/jobs/{job_id}/tasks" and r.method == "GET"]
+
+
+@pytest.mark.parametrize("by", ["counts", "list"])
+def test_the_end_is_confirmed_and_collected_from_one_task_list(
+    tmp_path: Path, target_outputs: Outputs, monkeypatch: pytest.MonkeyPatch, by: str
+) -> None:
+    """Watching a job to its end and collecting it reads its task list once past the polls:
+    a job polled by its counts lists its tasks once, to confirm the end, and that list is
+    what the results are made of; a small job polled by its list lists nothing more (the
+    last poll's list confirms the end and is collected)."""
+    if by == "counts":
+        monkeypatch.setattr(submit_module, "LIST_POLL_MAX_TASKS", 0)
+    job_id, n = f"w-end-once-{by}", 3
+    with FaultProxy(target_outputs.batch_account_url) as proxy:
+        outputs = dataclasses.replace(
+            target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
+        )
+        session = _session(tmp_path, outputs)
+        session.batch.ensure_job(job_id, outputs.pool_id, uses_task_dependencies=False)
+        specs = [TaskSpec(str(i), f"f{i}", "/bin/sh -c 'sleep 0.5'", (), ()) for i in range(1, n + 1)]
+        session.batch.add_tasks(job_id, specs)
+        reporter = _PollCounter()
+        before = len(proxy.records)
+        opts = SubmitOptions(timeout=timedelta(seconds=120), dest=tmp_path / "r")
+        done = watch(session, _manifest(job_id, n), opts, reporter)
+        listings = _listings(proxy.records[before:], job_id)
+    assert [f.outcome.value for f in done.files] == ["succeeded"] * n  # made of the list read
+    assert reporter.polls >= 2
+    assert len(listings) == (1 if by == "counts" else reporter.polls), [r.path for r in listings]
+
+
+def test_a_submit_all_from_the_cache_creates_and_ends_the_job_and_no_more(
+    tmp_path: Path, target_outputs: Outputs
+) -> None:
+    """Every result from the cache: Batch sees the job created and terminated; nothing lists
+    its tasks (it has none) or updates it after it was told to end."""
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(f"{tmp_path.name}\n{make_text(3, 80)}", encoding="utf-8")
+    with FaultProxy(target_outputs.batch_account_url) as proxy:
+        outputs_file = tmp_path / "outputs.json"
+        write_file(
+            outputs_file,
+            dataclasses.replace(
+                target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
+            ),
+        )
+        common = ["submit", str(corpus), "--cache", "--dest"]
+        first = invoke(outputs_file, *common, str(tmp_path / "one"), "--job-id", "w-all-cached-1")
+        assert first.exit_code == 0, first.stderr
+        before = len(proxy.records)
+        # a job that runs tasks: the pool's image is checked (runner.image_eol), once
+        assert sum("/supportedimages" in r.path for r in proxy.records) == 1
+        # created watched (onAllTasksComplete noaction), it is updated once: to complete at the end
+        updates = [r for r in proxy.records if r.method == "PATCH" and "/jobs/w-all-cached-1?" in r.path]
+        assert len(updates) == 1, updates
+        again = invoke(outputs_file, *common, str(tmp_path / "two"), "--job-id", "w-all-cached-2")
+        during = proxy.records[before:]
+    assert again.exit_code == 0, again.stderr
+    assert "no task to run, every result from the cache" in again.stderr
+    on_job = [(r.method, r.path.split("?")[0]) for r in during if "/jobs" in r.path]
+    assert ("POST", "/jobs") in on_job and ("POST", "/jobs/w-all-cached-2/terminate") in on_job
+    assert not _listings(during, "w-all-cached-2"), on_job
+    assert not [r for r in during if r.method in ("PATCH", "PUT")], on_job
+    # no task runs on the pool: its image does not matter to this job
+    pool = f"/pools/{target_outputs.pool_id}"
+    assert [r.method for r in during if r.path.startswith((pool, "/supportedimages"))] == ["HEAD"]
 
 
 def test_a_failure_tail_reads_only_the_last_16_kib(tmp_path: Path, target_outputs: Outputs) -> None:
