@@ -46,6 +46,25 @@ def _manifest(job_id: str, n: int) -> mf.Manifest:
     return mf.Manifest(job_id, mf.now_iso(), 3, False, "true {input}", 0, tasks)
 
 
+def _sleeping_job(
+    tmp_path: Path, target_outputs: Outputs, proxy: FaultProxy, job_id: str, n: int, sleep: str
+) -> Session:
+    """A session whose Batch requests go through ``proxy``, and job ``job_id`` with ``n`` tasks
+    that each sleep ``sleep`` seconds."""
+    outputs = dataclasses.replace(
+        target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
+    )
+    session = _session(tmp_path, outputs)
+    session.batch.ensure_job(job_id, outputs.pool_id, uses_task_dependencies=False)
+    specs = [TaskSpec(str(i), f"f{i}", f"/bin/sh -c 'sleep {sleep}'", (), ()) for i in range(1, n + 1)]
+    session.batch.add_tasks(job_id, specs)
+    return session
+
+
+def _listings(records: list[Record], job_id: str) -> list[Record]:
+    return [r for r in records if r.path.split("?")[0] == f"/jobs/{job_id}/tasks" and r.method == "GET"]
+
+
 @pytest.mark.parametrize("by", ["counts", "list"])
 def test_monitoring_is_one_request_per_poll(
     tmp_path: Path, target_outputs: Outputs, monkeypatch: pytest.MonkeyPatch, by: str
@@ -56,18 +75,12 @@ def test_monitoring_is_one_request_per_poll(
         monkeypatch.setattr(submit_module, "LIST_POLL_MAX_TASKS", 0)
     job_id, n = f"w-one-request-{by}", 6
     with FaultProxy(target_outputs.batch_account_url) as proxy:
-        outputs = dataclasses.replace(
-            target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
-        )
-        session = _session(tmp_path, outputs)
-        session.batch.ensure_job(job_id, outputs.pool_id, uses_task_dependencies=False)
-        specs = [TaskSpec(str(i), f"f{i}", "/bin/sh -c 'sleep 1'", (), ()) for i in range(1, n + 1)]
-        session.batch.add_tasks(job_id, specs)
+        session = _sleeping_job(tmp_path, target_outputs, proxy, job_id, n, "1")
         before = len(proxy.records)
         monitor(session, _manifest(job_id, n), SubmitOptions(timeout=timedelta(seconds=120)), NullReporter())
         during = proxy.records[before:]
     counts = [r for r in during if r.path.split("?")[0].endswith("/taskcounts")]
-    listings = [r for r in during if r.path.split("?")[0] == f"/jobs/{job_id}/tasks" and r.method == "GET"]
+    listings = _listings(during, job_id)
     polls = counts if by == "counts" else listings
     others = [r for r in during if r not in counts and r not in listings]
     assert len(polls) >= 4, during  # the tasks take seconds: several polls
@@ -94,10 +107,6 @@ class _PollCounter(NullReporter):
         yield seen
 
 
-def _listings(records: list[Record], job_id: str) -> list[Record]:
-    return [r for r in records if r.path.split("?")[0] == f"/jobs/{job_id}/tasks" and r.method == "GET"]
-
-
 @pytest.mark.parametrize("by", ["counts", "list"])
 def test_the_end_is_confirmed_and_collected_from_one_task_list(
     tmp_path: Path, target_outputs: Outputs, monkeypatch: pytest.MonkeyPatch, by: str
@@ -110,13 +119,7 @@ def test_the_end_is_confirmed_and_collected_from_one_task_list(
         monkeypatch.setattr(submit_module, "LIST_POLL_MAX_TASKS", 0)
     job_id, n = f"w-end-once-{by}", 3
     with FaultProxy(target_outputs.batch_account_url) as proxy:
-        outputs = dataclasses.replace(
-            target_outputs, batch_account_url=via(target_outputs.batch_account_url, proxy)
-        )
-        session = _session(tmp_path, outputs)
-        session.batch.ensure_job(job_id, outputs.pool_id, uses_task_dependencies=False)
-        specs = [TaskSpec(str(i), f"f{i}", "/bin/sh -c 'sleep 0.5'", (), ()) for i in range(1, n + 1)]
-        session.batch.add_tasks(job_id, specs)
+        session = _sleeping_job(tmp_path, target_outputs, proxy, job_id, n, "0.5")
         reporter = _PollCounter()
         before = len(proxy.records)
         opts = SubmitOptions(timeout=timedelta(seconds=120), dest=tmp_path / "r")
